@@ -1,0 +1,25 @@
+"""User-facing errors: one line that names the problem and the fix, exit code 2."""
+
+
+class UserError(Exception):
+    """Something the user can fix (data, config, paths). The CLI prints it as one line and exits 2."""
+
+    exit_code = 2
+
+
+class ConfigError(UserError):
+    """A bad config key, value or file."""
+
+
+class DataError(UserError):
+    """Bad input data. Build the message with `data_error` so it names file, row and column."""
+
+
+def data_error(source, row, column, problem: str) -> DataError:
+    """A DataError whose message names the file, the row (0-based), the column and what was expected."""
+    where = [f"{source}"]
+    if row is not None:
+        where.append(f"row {row}")
+    if column is not None:
+        where.append(f"column '{column}'")
+    return DataError(f"{', '.join(where)}: {problem}")
