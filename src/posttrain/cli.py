@@ -1,0 +1,96 @@
+"""`posttrain <stage> --config FILE.yaml [key=value ...]`.
+
+Every stage is a config dataclass plus a `run(config)` function, registered in STAGES and
+imported lazily so `--help` stays fast. A UserError anywhere becomes one line on stderr and exit
+code 2, with no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from posttrain.errors import UserError
+
+# stage -> (module, config class, run function, one-line description)
+STAGES: dict[str, tuple[str, str, str, str]] = {
+    "sft": ("posttrain.algorithms.sft", "SFTConfig", "run_sft", "Supervised fine-tuning on input-output pairs (token-mean cross-entropy)."),
+    "eval": ("posttrain.eval.evaluate", "EvalConfig", "run_eval", "Generate on held-out prompts and score them: accuracy, pass@k, avg@k, length."),
+    "quickstart": ("posttrain.quickstart", "QuickstartConfig", "run_quickstart", "The main job on the embedded default: evaluate, SFT, evaluate again."),
+}
+
+
+def _stage_parts(stage: str):
+    module_name, config_name, run_name, _ = STAGES[stage]
+    module = importlib.import_module(module_name)
+    return getattr(module, config_name), getattr(module, run_name)
+
+
+def _usage() -> str:
+    lines = ["usage: posttrain <stage> [--config FILE.yaml] [key=value ...]", "", "stages:"]
+    lines += [f"  {name:<11} {desc}" for name, (_, _, _, desc) in STAGES.items()]
+    lines += ["", "`posttrain <stage> --help` lists every option with its default and meaning."]
+    return "\n".join(lines)
+
+
+def _parse(argv: list[str]):
+    parser = argparse.ArgumentParser(prog="posttrain", add_help=False)
+    parser.add_argument("stage", nargs="?")
+    parser.add_argument("--config", "-c", default=None)
+    parser.add_argument("--preset", default=None)
+    parser.add_argument("--help", "-h", action="store_true")
+    parser.add_argument("overrides", nargs="*")
+    try:
+        args, unknown = parser.parse_known_args(argv)
+    except SystemExit:
+        raise UserError("could not parse the command line; run `posttrain --help`") from None
+    if unknown:
+        flags = " ".join(unknown)
+        raise UserError(f"unknown option(s) {flags}; options are given as key=value (see `posttrain {args.stage or '<stage>'} --help`)")
+    return args
+
+
+def run_stage(stage: str, config_file: str | None, overrides: list[str], preset: str | None = None):
+    from posttrain.config import load_config
+
+    config_cls, run = _stage_parts(stage)
+    preset_values = None
+    if preset is not None:
+        presets = getattr(importlib.import_module(STAGES[stage][0]), "PRESETS", {})
+        if preset not in presets:
+            raise UserError(f"unknown preset '{preset}' for {stage}; valid presets: {', '.join(presets) or 'none'}")
+        preset_values = presets[preset]
+    config = load_config(config_cls, config_file, overrides, preset=preset_values)
+    return run(config)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = _parse(argv)
+        if args.stage is None:
+            print(_usage())
+            return 0 if args.help else 2
+        if args.stage not in STAGES:
+            raise UserError(f"unknown stage '{args.stage}'; valid stages: {', '.join(STAGES)}")
+        if args.help:
+            from posttrain.config import format_help
+
+            config_cls, _ = _stage_parts(args.stage)
+            print(f"usage: posttrain {args.stage} [--config FILE.yaml] [key=value ...]\n")
+            print(STAGES[args.stage][3])
+            doc = (sys.modules[STAGES[args.stage][0]].__doc__ or "").strip()
+            if doc:
+                print("\n" + doc)
+            print("\noptions:")
+            print(format_help(config_cls))
+            return 0
+        run_stage(args.stage, args.config, args.overrides, args.preset)
+        return 0
+    except UserError as exc:
+        print(f"posttrain: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("posttrain: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,110 @@
+"""Load a causal LM and its tokenizer by local path, the embedded default, or hub id; LoRA via peft."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from posttrain.errors import UserError
+
+# Used when a tokenizer ships without a chat template (e.g. GPT-2). The assistant turn ends with
+# eos so a model trained on it learns to stop.
+DEFAULT_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|' + message['role'] + '|>\n' + message['content'] }}"
+    "{% if message['role'] == 'assistant' %}{{ eos_token }}{% endif %}{{ '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
+
+
+def resolve_model_path(name: str) -> str:
+    """'embedded' -> the model shipped in the package; an existing directory -> itself; else a hub id."""
+    if name == "embedded":
+        from posttrain.embedded import EMBEDDED_MODEL_DIR
+
+        return str(EMBEDDED_MODEL_DIR)
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise UserError(f"model directory {path} has no config.json; point model= at a save_pretrained directory")
+        return str(path)
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise UserError(f"model path not found: {name}; use model=embedded, a local directory, or a hub id like Qwen/Qwen2.5-0.5B")
+    return name
+
+
+def _hub_error(name: str, exc: Exception) -> UserError:
+    first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    return UserError(f"could not load model '{name}' ({first}); use model=embedded, a local directory, or a reachable hub id")
+
+
+def load_tokenizer(name: str, chat_template: str | None = None, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path(name)
+    try:
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise _hub_error(name, exc) from None
+    if chat_template:
+        template_path = Path(chat_template)
+        if not template_path.is_file():
+            raise UserError(f"chat_template file not found: {chat_template}")
+        tok.chat_template = template_path.read_text(encoding="utf-8")
+    elif not getattr(tok, "chat_template", None):
+        tok.chat_template = DEFAULT_CHAT_TEMPLATE
+    if tok.pad_token_id is None:
+        # Padding is always masked out, so reusing eos is safe and what TRL does.
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_causal_lm(name: str, dtype: str = "float32", device: str | torch.device = "cpu", trust_remote_code: bool = False):
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model_path(name)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise _hub_error(name, exc) from None
+    return model.to(device)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device={device} but no CUDA GPU is visible; use device=cpu or device=auto")
+    return torch.device(device)
+
+
+def apply_lora(model, r: int, alpha: int, dropout: float, target_modules: list[str]):
+    """Wrap `model` with LoRA adapters; only the adapters are trainable."""
+    from peft import LoraConfig, get_peft_model
+
+    targets = "all-linear" if target_modules in (["all-linear"], "all-linear") else list(target_modules)
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type="CAUSAL_LM")
+    try:
+        return get_peft_model(model, config)
+    except ValueError as exc:
+        raise UserError(f"LoRA could not be applied ({str(exc).splitlines()[0]}); check lora_target_modules") from None
+
+
+def is_peft(model) -> bool:
+    return hasattr(model, "peft_config")
+
+
+def save_model(model, tokenizer, out_dir: str | Path, merge_lora: bool = True) -> None:
+    """save_pretrained output that plain transformers loads (LoRA merged into the base by default)."""
+    out_dir = Path(out_dir)
+    if is_peft(model) and merge_lora:
+        # Merge a copy so the live model keeps its adapters (training may go on after a save).
+        import copy
+
+        model = copy.deepcopy(model).merge_and_unload()
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)

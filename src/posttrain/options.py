@@ -1,0 +1,72 @@
+"""Config options shared by every stage: the model, and the training loop.
+
+Each stage's config is a flat dataclass that inherits these, so every key sits at the top level of
+the YAML file and of `key=value` overrides (as in TRL), and `posttrain <stage> --help` lists them all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from posttrain.config import option
+from posttrain.errors import ConfigError
+
+
+@dataclass
+class ModelOptions:
+    model: str = option("embedded", "Causal LM to start from: 'embedded' (the tiny model shipped in the package), a local directory, or a hub id.")
+    dtype: str = option("float32", "Weights dtype.", choices=("float32", "bfloat16", "float16", "auto"))
+    chat_template: str | None = option(None, "Path to a Jinja chat template that replaces the tokenizer's (a default ChatML-style one is used when the tokenizer has none).")
+    trust_remote_code: bool = option(False, "Allow model code from the hub (only for models you trust).")
+    device: str = option("auto", "Device: auto (cuda if available, else cpu), cpu, cuda, cuda:N.")
+    lora: bool = option(False, "Train LoRA adapters (peft) instead of all weights.")
+    lora_r: int = option(16, "LoRA rank.")
+    lora_alpha: int = option(32, "LoRA scaling alpha.")
+    lora_dropout: float = option(0.0, "LoRA dropout.")
+    lora_target_modules: list[str] = option(["all-linear"], "Modules that get LoRA adapters, e.g. [q_proj, v_proj]; 'all-linear' targets every linear layer but the output head.")
+    merge_lora: bool = option(True, "On save, merge LoRA weights into the base so final/ is a plain transformers model.")
+    seed: int = option(0, "Random seed (data order, init, sampling).")
+
+
+@dataclass
+class TrainOptions(ModelOptions):
+    output_dir: str = option("runs/posttrain", "Run directory: config.yaml, metrics.jsonl, checkpoints/step-N/, final/.")
+    dataset: str = option("task:arithmetic", "Training data: a .jsonl/.json/.parquet/.csv file, a save_to_disk directory, a hub name, or task:NAME[:split].")
+    dataset_split: str | None = option(None, "Split to read from a DatasetDict directory or hub dataset (default: train).")
+    eval_dataset: str | None = option(None, "Held-out data in the same forms (default for task:NAME is task:NAME:test; none otherwise).")
+    max_length: int = option(512, "Longest tokenized example, in tokens.")
+    truncation: bool = option(False, "Cut examples longer than max_length (keep the start) instead of raising an error.")
+    learning_rate: float = option(2e-5, "Peak learning rate (AdamW).")
+    lr_scheduler: str = option("cosine", "Decay after warm-up.", choices=("cosine", "linear", "constant"))
+    warmup_ratio: float = option(0.0, "Fraction of the steps spent warming up linearly from 0 (ignored if warmup_steps > 0).")
+    warmup_steps: int = option(0, "Warm-up steps.")
+    weight_decay: float = option(0.0, "AdamW weight decay.")
+    adam_beta1: float = option(0.9, "AdamW beta1.")
+    adam_beta2: float = option(0.999, "AdamW beta2.")
+    adam_epsilon: float = option(1e-8, "AdamW epsilon.")
+    max_grad_norm: float = option(1.0, "Clip the global gradient norm to this (0 disables clipping).")
+    batch_size: int = option(8, "Examples (or packed rows) per optimizer micro-batch on each process.")
+    gradient_accumulation_steps: int = option(1, "Micro-batches per optimizer step; the result equals one batch that many times larger.")
+    num_epochs: float = option(1.0, "Passes over the training data (ignored when max_steps > 0).")
+    max_steps: int = option(0, "Optimizer steps to run (0: derive from num_epochs).")
+    logging_steps: int = option(10, "Log metrics every N optimizer steps.")
+    eval_steps: int = option(0, "Evaluate on eval_dataset every N steps (0: only at the end).")
+    save_steps: int = option(0, "Write checkpoints/step-N/ every N steps (0: none until the end).")
+    keep_last: int = option(2, "Keep only the newest N checkpoints (0 keeps all).")
+    resume: bool = option(False, "Continue from the newest checkpoint in output_dir; ends exactly where an uninterrupted run would.")
+    mixed_precision: str = option("no", "Autocast dtype for forward/backward (weights stay in their dtype).", choices=("no", "bf16", "fp16"))
+    gradient_checkpointing: bool = option(False, "Recompute activations in backward to save memory.")
+    overwrite_output_dir: bool = option(False, "Allow writing into an output_dir that already holds a finished run.")
+
+    def validate(self) -> None:
+        positive = ("batch_size", "gradient_accumulation_steps", "max_length")
+        for key in positive:
+            if getattr(self, key) < 1:
+                raise ConfigError(f"config key '{key}' must be >= 1, got {getattr(self, key)}")
+        for key in ("learning_rate", "warmup_ratio", "max_grad_norm", "weight_decay", "num_epochs"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"config key '{key}' must be >= 0, got {getattr(self, key)}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"config key 'warmup_ratio' must be in [0, 1), got {self.warmup_ratio}")
+        if self.max_steps <= 0 and self.num_epochs <= 0:
+            raise ConfigError("set max_steps > 0 or num_epochs > 0, otherwise there is nothing to train")
