@@ -1,0 +1,87 @@
+"""Model loading by path, default chat template, dtype, LoRA with merge-and-save (tiny random models)."""
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, LlamaConfig, Qwen2Config
+
+from posttrain.errors import UserError
+from posttrain.models import DEFAULT_CHAT_TEMPLATE, apply_lora, load_causal_lm, load_tokenizer, save_model
+from tiny_tokenizers import chatml_tokenizer, plain_tokenizer, save_tokenizer
+
+CONFIGS = {
+    "llama": lambda v: LlamaConfig(vocab_size=v, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128),
+    "qwen2": lambda v: Qwen2Config(vocab_size=v, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128),
+    "gpt2": lambda v: GPT2Config(vocab_size=v, n_embd=32, n_layer=2, n_head=4, n_positions=128),
+}
+
+
+def _save_tiny(path, arch, tokenizer):
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(CONFIGS[arch](len(tokenizer)))
+    model.save_pretrained(path)
+    save_tokenizer(tokenizer, path)
+    return str(path)
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gpt2"])
+def test_load_by_path_matches_plain_transformers(tmp_path, arch):
+    path = _save_tiny(tmp_path, arch, chatml_tokenizer())
+    model = load_causal_lm(path)
+    ref = AutoModelForCausalLM.from_pretrained(path)
+    ids = torch.tensor([[1, 5, 9, 3]])
+    assert torch.equal(model(ids).logits, ref(ids).logits)
+    assert load_tokenizer(path).chat_template == chatml_tokenizer().chat_template
+
+
+def test_tokenizer_without_template_gets_default_and_pad(tmp_path):
+    path = _save_tiny(tmp_path, "gpt2", plain_tokenizer())
+    tok = load_tokenizer(path)
+    assert tok.chat_template == DEFAULT_CHAT_TEMPLATE and tok.pad_token_id is not None
+    text = tok.apply_chat_template([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}], tokenize=False)
+    assert text == "<|user|>\nhi\n<|assistant|>\nyo<|endoftext|>\n"
+
+
+def test_dtype_option(tmp_path):
+    path = _save_tiny(tmp_path, "llama", chatml_tokenizer())
+    assert load_causal_lm(path, dtype="bfloat16").dtype == torch.bfloat16
+
+
+def test_bad_paths_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="model path not found"):
+        load_causal_lm(str(tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no config.json"):
+        load_causal_lm(str(tmp_path / "empty"))
+    with pytest.raises(UserError, match="chat_template file not found"):
+        load_tokenizer(_save_tiny(tmp_path / "m", "llama", chatml_tokenizer()), chat_template=str(tmp_path / "t.jinja"))
+
+
+@pytest.mark.parametrize("targets", [["all-linear"], ["q_proj", "v_proj"]])
+def test_lora_trains_adapters_only_and_merges(tmp_path, targets):
+    tok = chatml_tokenizer()
+    path = _save_tiny(tmp_path / "base", "llama", tok)
+    model = apply_lora(load_causal_lm(path), r=4, alpha=8, dropout=0.0, target_modules=targets)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    if targets == ["q_proj", "v_proj"]:
+        assert all(("q_proj" in n or "v_proj" in n) for n in trainable)
+    with torch.no_grad():  # make the adapters non-zero so merging matters
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.1)
+    ids = torch.tensor([[2, 7, 11, 4, 6]])
+    expected = model(ids).logits
+    save_model(model, load_tokenizer(path), tmp_path / "final")
+    plain = AutoModelForCausalLM.from_pretrained(tmp_path / "final")
+    assert not any("lora" in n for n, _ in plain.named_parameters())
+    assert torch.allclose(plain(ids).logits, expected, atol=1e-5)
+    assert hasattr(model, "peft_config")  # the live model keeps its adapters
+    AutoTokenizer.from_pretrained(tmp_path / "final")
+
+
+def test_bad_lora_targets(tmp_path):
+    path = _save_tiny(tmp_path, "llama", chatml_tokenizer())
+    with pytest.raises(UserError, match="lora_target_modules"):
+        apply_lora(load_causal_lm(path), r=4, alpha=8, dropout=0.0, target_modules=["nonexistent_proj"])
