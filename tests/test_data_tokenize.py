@@ -229,3 +229,12 @@ def test_preference_length():
     with pytest.raises(DataError, match="the prompt alone has"):
         tokenize_preference(tok, {"prompt": "What is 2 + 2?", "chosen": " 4", "rejected": " 5"}, max_length=2,
                             truncation=True)
+
+
+def test_template_closing_the_conversation_with_an_extra_special_token():
+    tok = chatml_tokenizer()
+    # Like phi-3: the full conversation ends with eos, which a non-final turn never gets.
+    tok.chat_template = CHATML_TEMPLATE + "{% if not add_generation_prompt %}{{ '<|endoftext|>' }}{% endif %}"
+    messages = user("Hi") + bot("Hello") + user("2+2?") + bot("4")
+    out = tok_ex(tok, {"messages": messages})
+    assert masked(tok, out) == "Hello<|im_end|>4<|im_end|>\n<|endoftext|>"

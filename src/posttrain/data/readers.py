@@ -44,7 +44,8 @@ def read_records(source: str, split: str | None = None) -> list[dict]:
             source, None, None,
             f"unsupported file type; expected one of {', '.join(FILE_SUFFIXES)} or a save_to_disk directory",
         )
-    if lower.endswith(FILE_SUFFIXES) or source.startswith((".", "/", "~")):
+    parent = os.path.dirname(source)
+    if lower.endswith(FILE_SUFFIXES) or source.startswith((".", "/", "~")) or (parent and os.path.isdir(parent)):
         raise data_error(source, None, None, "no such file; check the path")
     return _read_hub(source, split)
 
@@ -238,7 +239,7 @@ def _read_hub(source: str, split: str | None) -> list[dict]:
     try:
         loaded = datasets.load_dataset(source, split=split or "train")
     except Exception as e:
-        raise data_error(source, None, None, f"no such file or dataset ({_short(e)})") from None
+        raise data_error(source, None, None, f"no such file or dataset: not a local path, and datasets.load_dataset failed ({_short(e)})") from None
     return _rows_of(source, loaded)
 
 

@@ -16,7 +16,9 @@ turn k, the conversation is rendered up to turn k with the generation prompt (th
 `<|im_start|>assistant\\n` ends there) and up to and including turn k; the tokens in between are the turn's
 content plus the tokens that close it (`<|im_end|>`, `<|eot_id|>`): they count, so the model learns to stop.
 Whitespace the template writes after the closing special token (ChatML's trailing "\\n") does not count.
-Both renders must be token prefixes of the full conversation, else a DataError explains why.
+Both renders must be token prefixes of the full conversation, else a DataError explains why; the one
+exception is special tokens a template writes only at the very end of a conversation (phi-3's final eos,
+gpt-oss's `<|return|>`), which are allowed to differ after a non-final turn.
 
 Too long: `truncation=True` keeps the start (cuts the end); `truncation=False` raises DataError. A row with
 no target token left raises DataError.
@@ -169,7 +171,8 @@ def _prompt_completion(tokenizer, prompt, completion, tools, source, row_index, 
     full = _encode(tokenizer, render(tokenizer, messages, tools=tools, source=source, row_index=row_index,
                                      column=column))
     if full[: len(prompt_ids)] != prompt_ids:
-        raise _not_prefix(source, row_index, column, "the prompt rendered with the generation prompt")
+        raise _not_prefix(tokenizer, prompt_ids, full, source, row_index, column,
+                          "the prompt rendered with the generation prompt")
     mask = _assistant_mask(tokenizer, messages, full, len(prompt), tools, source, row_index, column)
     return prompt_ids, full[len(prompt_ids):], mask[len(prompt_ids):]
 
@@ -187,11 +190,16 @@ def _assistant_mask(tokenizer, messages, full, first_turn, tools, source, row_in
         after = _encode(tokenizer, render(tokenizer, messages[: k + 1], tools=tools, source=source,
                                           row_index=row_index, column=column))
         if full[: len(before)] != before:
-            raise _not_prefix(source, row_index, column, f"the conversation up to assistant turn {k} "
-                                                          "(with the generation prompt)")
-        if full[: len(after)] != after:
-            raise _not_prefix(source, row_index, column, f"the conversation up to and including turn {k}")
-        start, end = len(before), _end_of_turn(tokenizer, full, len(before), len(after), special)
+            raise _not_prefix(tokenizer, before, full, source, row_index, column,
+                              f"the conversation before assistant turn {k} plus the generation prompt")
+        end = _common_prefix(after, full)
+        # A template may close the conversation with tokens it writes only at the very end (phi-3's
+        # eos, gpt-oss's <|return|> instead of <|end|>): accept a divergence made of special tokens only.
+        tail_ok = all(t in special for t in after[end:])
+        if end < len(after) and (not tail_ok or end <= len(before)):
+            raise _not_prefix(tokenizer, after, full, source, row_index, column,
+                              f"the conversation up to and including assistant turn {k}")
+        start, end = len(before), _end_of_turn(tokenizer, full, len(before), end, special)
         for t in range(start, end):
             mask[t] = 1
     return mask
@@ -254,11 +262,21 @@ def _no_targets(source, row_index, column, max_length, prompt_length):
     return data_error(source, row_index, column, f"no token counts in the loss: {why}")
 
 
-def _not_prefix(source, row_index, column, what):
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+def _not_prefix(tokenizer, part, full, source, row_index, column, what):
+    n = _common_prefix(part, full)
+    here, there = tokenizer.decode(part[n:n + 12]), tokenizer.decode(full[n:n + 12])
     return data_error(
         source, row_index, column,
-        f"the chat template does not render {what} as a token prefix of the full conversation (e.g. it drops "
-        "earlier <think> blocks or renders the last turn differently), so the loss mask cannot be placed "
-        "exactly; use a chat template without this behaviour, or give such rows as prompt/completion with "
-        "one final assistant turn",
+        f"the chat template does not render {what} as a token prefix of the full conversation: after "
+        f"{tokenizer.decode(part[max(0, n - 8):n])!r} it writes {here!r} there but {there!r} in the full "
+        "conversation (e.g. the template drops earlier <think> blocks or ends the last turn differently), so the "
+        "loss mask cannot be placed exactly; use a chat template that renders every turn the same way in every "
+        "prefix, or give such rows as prompt/completion with the last assistant turn as the completion",
     )
