@@ -1,0 +1,129 @@
+"""Supervised fine-tuning: token-level cross-entropy on the completion (assistant) tokens.
+
+Reads input-output pairs: `prompt` + `completion`, `messages`, or `text` (standard or
+conversational; chat templates applied). The loss is the mean over every completion token of the
+global batch, accumulation and processes included (seed 000 eq. 19), not a mean of per-sequence or
+per-micro-batch means. `packing=true` concatenates examples into rows of up to max_length tokens
+(best-fit decreasing) with position ids restarting per example, so attention never crosses two
+examples and no pad token sits inside a row.
+
+    posttrain sft dataset=data.jsonl model=Qwen/Qwen2.5-0.5B packing=true learning_rate=2e-5
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+
+from posttrain.config import option
+from posttrain.data.collate import IGNORE_INDEX, collate_rows, pack_examples
+from posttrain.data.formats import LANGUAGE_MODELING, PROMPT_COMPLETION, validate
+from posttrain.data.sources import default_eval_source, load_rows
+from posttrain.data.tokenize import tokenize_rows
+from posttrain.errors import UserError
+from posttrain.losses.sft import count_tokens, sft_loss
+from posttrain.models.loading import load_causal_lm, load_tokenizer
+from posttrain.options import TrainOptions
+from posttrain.train import distributed
+from posttrain.train.loop import Algorithm, OfflineSource, train
+from posttrain.train.rundir import check_run_dir
+
+
+@dataclass
+class SFTConfig(TrainOptions):
+    completion_only_loss: bool = option(True, "Loss on completion / assistant tokens only; false trains on every token (prompt included).")
+    packing: bool = option(False, "Pack several examples into each row of up to max_length tokens (no padding inside a row; attention never crosses examples).")
+
+
+PRESETS: dict[str, dict] = {}
+
+
+def logits_at(model, select: torch.Tensor, **inputs) -> torch.Tensor:
+    """The model's logits at the positions where `select` (batch x length, bool) is true: (N, vocab).
+
+    The output head runs only on the selected hidden states (a forward pre-hook gathers them), so
+    no batch x length x vocab tensor is ever made. Whatever the model does after its head
+    (e.g. logit soft-capping) still applies.
+    """
+    head = model.get_output_embeddings()
+    handle = head.register_forward_pre_hook(lambda _module, args: (args[0][select],) + tuple(args[1:]))
+    try:
+        return model(**inputs, use_cache=False).logits
+    finally:
+        handle.remove()
+
+
+@torch.no_grad()
+def check_packing_support(model) -> None:
+    """Raise a UserError unless the model honours restarting position_ids as example boundaries."""
+    was_training = model.training
+    model.eval()
+    g = torch.Generator().manual_seed(0)
+    vocab = model.get_output_embeddings().weight.shape[0]
+    ids = torch.randint(0, vocab, (1, 8), generator=g, device=model.device)
+    alone = model(input_ids=ids[:, 4:], use_cache=False).logits[0].float()
+    packed = model(input_ids=ids, position_ids=torch.tensor([[0, 1, 2, 3, 0, 1, 2, 3]], device=model.device), use_cache=False).logits[0, 4:].float()
+    mixed = model(input_ids=ids, use_cache=False).logits[0, 4:].float()
+    model.train(was_training)
+    if (packed - alone).abs().max() > 0.05 * (mixed - alone).abs().max():
+        name = type(model.get_base_model() if hasattr(model, "get_base_model") else model).__name__
+        raise UserError(f"packing=true but {name} lets attention cross example boundaries (it ignores restarting position_ids); set packing=false")
+
+
+class SFT(Algorithm):
+    """Cross-entropy summed over the trained tokens; the loop divides by the step's token count."""
+
+    def __init__(self, pad_token_id: int, packing: bool = False):
+        self.pad_token_id, self.packing = pad_token_id, packing
+
+    def setup(self, model) -> None:
+        if self.packing:
+            check_packing_support(model)
+
+    def collate(self, rows: list[list[dict]]) -> dict:
+        return collate_rows(rows, self.pad_token_id)
+
+    def batch_weight(self, batch: dict) -> float:
+        return count_tokens(batch["labels"])
+
+    def loss(self, model, batch: dict) -> tuple[torch.Tensor, dict]:
+        labels = batch["labels"]
+        select = labels != IGNORE_INDEX
+        logits = logits_at(model, select, input_ids=batch["input_ids"], position_ids=batch["position_ids"])
+        return sft_loss(logits, labels[select]), {}
+
+
+def load_examples(tokenizer, source: str, split: str | None, config: SFTConfig) -> list[dict]:
+    """Read, validate and tokenize a dataset into {"input_ids", "completion_mask"} examples."""
+    rows = load_rows(source, split)
+    validate(rows, [LANGUAGE_MODELING, PROMPT_COMPLETION], source)
+    return tokenize_rows(tokenizer, rows, max_length=config.max_length, truncation=config.truncation,
+                         completion_only=config.completion_only_loss, source=source)
+
+
+def as_rows(examples: list[dict], config: SFTConfig) -> list[list[dict]]:
+    """One example per row, or packed rows of up to max_length tokens."""
+    return pack_examples(examples, config.max_length) if config.packing else [[ex] for ex in examples]
+
+
+def run_sft(config: SFTConfig) -> dict:
+    """Train, evaluate and save to output_dir; returns the last logged metrics."""
+    if config.eval_dataset is None:
+        config = dataclasses.replace(config, eval_dataset=default_eval_source(config.dataset))
+    check_run_dir(config)  # before any work: a clash with an earlier run is reported at once
+    tokenizer = load_tokenizer(config.model, config.chat_template, config.trust_remote_code)
+    train_rows = as_rows(load_examples(tokenizer, config.dataset, config.dataset_split, config), config)
+    eval_rows = as_rows(load_examples(tokenizer, config.eval_dataset, None, config), config) if config.eval_dataset else []
+    algorithm = SFT(tokenizer.pad_token_id, packing=config.packing)
+    source = OfflineSource(train_rows, algorithm.collate, config.batch_size, config.gradient_accumulation_steps,
+                           config.seed, what="packed rows" if config.packing else "examples")
+    try:
+        return train(
+            config,
+            build_model=lambda: load_causal_lm(config.model, config.dtype, "cpu", config.trust_remote_code),
+            tokenizer=tokenizer, algorithm=algorithm, source=source, eval_items=eval_rows,
+        )
+    finally:
+        distributed.cleanup()

@@ -1,0 +1,113 @@
+"""Checkpoints: `checkpoints/step-N/`, written atomically, enough to resume a run bit for bit.
+
+A checkpoint holds the trainable weights (`model.pt`, full unsharded tensors), the optimizer state
+keyed by parameter name (`optimizer.pt`), and `trainer_state.pt`: the step, the scheduler, every
+rank's RNG states, the data source's position and the logging window. Frozen weights are not
+stored: they are whatever the run loads at start (so a LoRA checkpoint holds only the adapters).
+
+Rank 0 writes everything into `checkpoints/.tmp-step-N/` and renames it to `step-N/` when done, so
+a run killed mid-write leaves either a whole checkpoint or a temp dir that is ignored and removed.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from posttrain.train import distributed
+
+STEP_DIR = re.compile(r"^step-(\d+)$")
+TMP_PREFIX = ".tmp-"
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def list_checkpoints(checkpoints_dir: str | Path) -> list[tuple[int, Path]]:
+    """(step, path) of every complete checkpoint, oldest first."""
+    root = Path(checkpoints_dir)
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := STEP_DIR.match(p.name))]
+    return sorted(found)
+
+
+def latest_checkpoint(checkpoints_dir: str | Path) -> Path | None:
+    found = list_checkpoints(checkpoints_dir)
+    return found[-1][1] if found else None
+
+
+def remove_partial(checkpoints_dir: str | Path) -> None:
+    root = Path(checkpoints_dir)
+    if root.is_dir():
+        for p in root.iterdir():
+            if p.name.startswith(TMP_PREFIX):
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def prune(checkpoints_dir: str | Path, keep_last: int) -> None:
+    """Delete all but the newest `keep_last` checkpoints (0 keeps all)."""
+    if keep_last > 0:
+        for _, path in list_checkpoints(checkpoints_dir)[:-keep_last]:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def save_checkpoint(checkpoints_dir: str | Path, step: int, model, optimizer, trainer_state: dict, keep_last: int = 0) -> Path:
+    """Collective under FSDP (every rank calls it); rank 0 writes. Returns the checkpoint path."""
+    weights = distributed.model_state(model, trainable_only=True)
+    optim = distributed.optimizer_state(model, optimizer)
+    rngs = distributed.all_gather_object(rng_state())
+    final = Path(checkpoints_dir) / f"step-{step}"
+    if distributed.is_main():
+        tmp = Path(checkpoints_dir) / f"{TMP_PREFIX}step-{step}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        torch.save(weights, tmp / "model.pt")
+        torch.save(optim, tmp / "optimizer.pt")
+        torch.save({**trainer_state, "step": step, "rng": rngs}, tmp / "trainer_state.pt")
+        _fsync_dir(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+        prune(checkpoints_dir, keep_last)
+    distributed.barrier()
+    return final
+
+
+def load_checkpoint(path: str | Path, model, optimizer) -> dict:
+    """Restore weights, optimizer and this rank's RNG states; returns the trainer state (with `step`)."""
+    path = Path(path)
+    weights = torch.load(path / "model.pt", map_location="cpu", weights_only=False)
+    distributed.load_model_state(model, weights, strict=False)
+    optim = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=False)
+    distributed.load_optimizer_state(model, optimizer, optim)
+    state = torch.load(path / "trainer_state.pt", map_location="cpu", weights_only=False)
+    rngs = state.pop("rng")
+    if len(rngs) == distributed.world_size():
+        set_rng_state(rngs[distributed.rank()])
+    return state
+
+
+def _fsync_dir(path: Path) -> None:
+    """Flush the files of a finished checkpoint to disk before the rename publishes it."""
+    for p in path.iterdir():
+        with open(p, "rb") as f:
+            os.fsync(f.fileno())

@@ -1,0 +1,391 @@
+"""The one training loop. Every algorithm (SFT, reward models, DPO, KTO, PPO, GRPO) runs through `train`.
+
+The loop owns what every algorithm shares: the model's preparation (LoRA, gradient checkpointing,
+FSDP2), AdamW, the learning-rate schedule, gradient accumulation, clipping, mixed precision,
+evaluation, logging, checkpoints and resume. An algorithm supplies two small things:
+
+- an `Algorithm`: how a micro-batch becomes a loss (`loss`), how much that micro-batch counts
+  (`batch_weight`: completion tokens for SFT, pairs for DPO), and for offline data `collate`;
+- a `StepSource`: the micro-batches of each optimizer step. `OfflineSource` walks a dataset in a
+  seeded order; an online algorithm plugs in an experience maker (rollout -> reward -> advantages)
+  that returns the micro-batches of its next step.
+
+The gradient of a step is that of  sum(loss over micro-batches and ranks) / sum(batch_weight over
+micro-batches and ranks): `loss` returns a *sum*, never a mean, so accumulation over micro-batches
+and processes gives exactly the large-batch result (seed 000 eq. 19 for SFT).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import signal
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import torch
+import transformers
+
+from posttrain.errors import DataError
+from posttrain.models.loading import apply_lora, save_model
+from posttrain.train import distributed
+from posttrain.train.checkpoint import latest_checkpoint, load_checkpoint, remove_partial, save_checkpoint
+from posttrain.train.metrics import MetricsWriter, truncate_metrics
+from posttrain.train.rundir import check_run_dir, prepare_run_dir
+from posttrain.train.schedule import build_scheduler
+
+STOP_ENV = "POSTTRAIN_STOP_AFTER_STEP"  # tests: kill the process (SIGKILL) right after this step
+
+
+class Algorithm:
+    """What an algorithm gives the loop. Metrics returned by `loss` are sums over the micro-batch
+    (divided by the step's total weight when logged), or `(numerator, denominator)` pairs."""
+
+    def setup(self, model) -> None:
+        """Called once with the prepared (LoRA-wrapped, not yet sharded) policy, e.g. to make a reference model."""
+
+    def collate(self, items: list) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def loss(self, model, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+        raise NotImplementedError
+
+    def batch_weight(self, batch: dict[str, Any]) -> float:
+        """Called on the CPU batch before it moves to the device."""
+        raise NotImplementedError
+
+    def num_tokens(self, batch: dict[str, Any]) -> int:
+        """Real (non-pad) tokens in the batch, for tokens/s."""
+        return int(batch["num_tokens"]) if "num_tokens" in batch else int(batch["input_ids"].numel())
+
+
+class StepSource:
+    """Where the micro-batches of each optimizer step come from (this rank's share of them)."""
+
+    steps_per_epoch: int | None = None
+
+    def next_step(self, step: int) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def metrics(self) -> dict[str, float]:
+        """Extra numbers about the step just made (e.g. rollout rewards); logged as window means."""
+        return {}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class OfflineSource(StepSource):
+    """A fixed list of items, reshuffled every epoch with `seed + epoch`. Each step takes the next
+    global batch of batch_size x gradient_accumulation_steps x world_size items; a rank reads its
+    contiguous share. The order is a pure function of (seed, step), so resuming needs only the step.
+    An incomplete last global batch of an epoch is dropped."""
+
+    def __init__(self, items: list, collate, batch_size: int, gradient_accumulation_steps: int, seed: int, what: str = "examples"):
+        self.items, self.collate, self.seed, self.what = items, collate, seed, what
+        self.batch_size, self.accumulation = batch_size, gradient_accumulation_steps
+        self._order: tuple[int, list[int]] | None = None
+
+    @property
+    def global_batch(self) -> int:
+        return self.batch_size * self.accumulation * distributed.world_size()
+
+    @property
+    def steps_per_epoch(self) -> int:
+        steps = len(self.items) // self.global_batch
+        if steps < 1:
+            raise DataError(
+                f"the training data has {len(self.items)} {self.what}, fewer than one optimizer step needs "
+                f"(batch_size x gradient_accumulation_steps x processes = {self.global_batch}); lower batch_size or add data"
+            )
+        return steps
+
+    def _epoch_order(self, epoch: int) -> list[int]:
+        if self._order is None or self._order[0] != epoch:
+            g = torch.Generator().manual_seed(self.seed + epoch)
+            self._order = (epoch, torch.randperm(len(self.items), generator=g).tolist())
+        return self._order[1]
+
+    def next_step(self, step: int) -> list[dict[str, Any]]:
+        epoch, index = divmod(step, self.steps_per_epoch)
+        g = self.global_batch
+        mine = distributed.shard_items(self._epoch_order(epoch)[index * g:(index + 1) * g])
+        b = self.batch_size
+        return [self.collate([self.items[i] for i in mine[k * b:(k + 1) * b]]) for k in range(self.accumulation)]
+
+
+def eval_batches(items: list, collate, batch_size: int) -> list[dict[str, Any]]:
+    """This rank's eval micro-batches: every rank gets the same number of them (FSDP needs that),
+    none empty, about batch_size items each; together they cover every item once."""
+    world, r = distributed.world_size(), distributed.rank()
+    if not items:
+        return []
+    if len(items) < world:
+        raise DataError(f"the eval data has {len(items)} rows, fewer than the {world} processes")
+    mine = items[r::world]
+    count = min(math.ceil(math.ceil(len(items) / world) / batch_size), len(items) // world)
+    return [collate([mine[i] for i in idx]) for idx in np.array_split(np.arange(len(mine)), count)]
+
+
+# ------------------------------------------------------------------------------------- building
+
+
+def prepare_model(model, config):
+    """Gradient checkpointing and LoRA, as the config asks; the KV cache off (it breaks packing)."""
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False
+    if config.lora:
+        model = apply_lora(model, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_target_modules)
+    return model
+
+
+def build_optimizer(model, config) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters; no weight decay on biases and norm weights (1-D)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    groups = [g for g in groups if g["params"]]
+    kw = dict(lr=config.learning_rate, betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_epsilon)
+    # fused AdamW: one kernel for all parameters (CPU and CUDA); not for FSDP2's DTensors on CPU.
+    fused = not (distributed.is_sharded(model) and params[0].device.type == "cpu")
+    return torch.optim.AdamW(groups, fused=fused, foreach=None if fused else True, **kw)
+
+
+class Precision:
+    """Autocast (bf16 / fp16) around forward and loss; fp16 adds loss scaling."""
+
+    def __init__(self, mode: str, device: torch.device):
+        self.device = device
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mode)
+        self.scaler = torch.amp.GradScaler(device.type) if mode == "fp16" else None
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=self.dtype or torch.bfloat16, enabled=self.dtype is not None)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+
+    def step(self, optimizer, params, max_norm: float) -> float:
+        """Unscale, clip to max_norm (0: measure only), step; returns the pre-clip gradient norm."""
+        if self.scaler:
+            self.scaler.unscale_(optimizer)
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
+        if self.scaler:
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            optimizer.step()
+        return float(distributed.full_tensor(norm))
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def _add_metrics(sums: dict, metrics: dict) -> None:
+    for k, v in metrics.items():
+        num, den = v if isinstance(v, tuple) else (v, None)
+        num = float(num.detach()) if isinstance(num, torch.Tensor) else float(num)
+        den = None if den is None else float(den.detach() if isinstance(den, torch.Tensor) else den)
+        old = sums.get(k, (0.0, None if den is None else 0.0))
+        sums[k] = (old[0] + num, None if den is None else old[1] + den)
+
+
+def _reduce(loss_sum: float, weight: float, tokens: float, sums: dict) -> tuple[dict, float]:
+    """All-reduce a step's (or an eval pass's) sums; returns (means, total tokens)."""
+    keys = sorted(sums)
+    flat = [loss_sum, weight, tokens] + [x for k in keys for x in (sums[k][0], sums[k][1] or 0.0)]
+    flat = distributed.all_reduce_sum(flat)
+    loss_sum, weight, tokens = flat[:3]
+    out = {"loss": loss_sum / weight if weight > 0 else 0.0}
+    for i, k in enumerate(keys):
+        num, den = flat[3 + 2 * i], (flat[4 + 2 * i] if sums[k][1] is not None else weight)
+        out[k] = num / den if den > 0 else 0.0
+    return out, tokens
+
+
+# ---------------------------------------------------------------------------------------- steps
+
+
+def train_step(model, algorithm: Algorithm, batches: list[dict], optimizer, scheduler, precision: Precision, config, device) -> tuple[dict, float]:
+    """One optimizer step over this rank's micro-batches; returns (metrics, tokens on all ranks)."""
+    weight = distributed.all_reduce_sum([sum(float(algorithm.batch_weight(b)) for b in batches)])[0]
+    tokens = sum(algorithm.num_tokens(b) for b in batches)
+    # FSDP averages gradients over ranks; the world size turns that average back into the global sum.
+    scale = distributed.world_size() / weight if weight > 0 else 0.0
+    loss_sum, sums = torch.zeros((), device=device), {}
+    for i, batch in enumerate(batches):
+        distributed.set_grad_sync(model, i == len(batches) - 1)
+        with precision.autocast():
+            loss, metrics = algorithm.loss(model, _to_device(batch, device))
+        precision.backward(loss * scale)
+        loss_sum += loss.detach().float()
+        _add_metrics(sums, metrics)
+    lr = scheduler.get_last_lr()[0]
+    grad_norm = precision.step(optimizer, [p for p in model.parameters() if p.requires_grad], config.max_grad_norm)
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    out, tokens = _reduce(float(loss_sum), weight, tokens, sums)
+    return {**out, "grad_norm": grad_norm, "lr": lr}, tokens
+
+
+@torch.no_grad()
+def evaluate(model, algorithm: Algorithm, batches: list[dict], precision: Precision, device) -> dict:
+    """Weighted mean loss (and metrics) over the whole eval set, across ranks: `eval_loss`, `eval_*`."""
+    model.eval()
+    loss_sum, weight, sums = 0.0, 0.0, {}
+    for batch in batches:
+        weight += float(algorithm.batch_weight(batch))
+        with precision.autocast():
+            loss, metrics = algorithm.loss(model, _to_device(batch, device))
+        loss_sum += float(loss)
+        _add_metrics(sums, metrics)
+    model.train()
+    out, _ = _reduce(loss_sum, weight, 0.0, sums)
+    return {f"eval_{k}": v for k, v in out.items()}
+
+
+class _Window:
+    """Means of per-step metrics over a logging window (kept in checkpoints for exact resume)."""
+
+    def __init__(self, state: dict | None = None):
+        self.sums: dict[str, float] = dict((state or {}).get("sums", {}))
+        self.count: int = (state or {}).get("count", 0)
+        self.tokens, self.seconds = 0.0, 0.0
+
+    def add(self, metrics: dict, tokens: float, seconds: float) -> None:
+        for k, v in metrics.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.count += 1
+        self.tokens, self.seconds = self.tokens + tokens, self.seconds + seconds
+
+    def pop(self) -> dict:
+        """Window means, and training throughput (time in train steps only, not eval or saving)."""
+        out = {k: v / max(1, self.count) for k, v in self.sums.items()}
+        out["tokens_per_second"] = self.tokens / max(1e-9, self.seconds)
+        self.__init__()
+        return out
+
+    def state_dict(self) -> dict:
+        return {"sums": dict(self.sums), "count": self.count}
+
+
+def _total_steps(config, source: StepSource) -> int:
+    if config.max_steps > 0:
+        return config.max_steps
+    return max(1, math.ceil(config.num_epochs * source.steps_per_epoch))
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _due(step: int, every: int) -> bool:
+    return every > 0 and step % every == 0
+
+
+# ----------------------------------------------------------------------------------------- train
+
+
+def train(config, *, build_model, tokenizer, algorithm: Algorithm, source: StepSource, eval_items: list | None = None) -> dict:
+    """Run an algorithm to the end; returns the last logged metrics. `build_model()` returns the
+    causal LM on the CPU (the loop prepares, shards and, under FSDP, rebuilds it to export final/)."""
+    info = distributed.setup(config.device)
+    run = check_run_dir(config)
+    if not sys.stderr.isatty():
+        transformers.utils.logging.disable_progress_bar()  # no "Loading weights" bars in log files
+    total_steps = _total_steps(config, source)
+    _seed_everything(config.seed)
+    model = prepare_model(build_model(), config)
+    algorithm.setup(model)
+    model = distributed.shard_model(model, info.device)
+    optimizer = build_optimizer(model, config)
+    scheduler = build_scheduler(optimizer, total_steps, config.lr_scheduler, config.warmup_steps, config.warmup_ratio)
+    precision = Precision(config.mixed_precision, info.device)
+    evals = eval_batches(eval_items or [], algorithm.collate, config.batch_size)
+
+    prepare_run_dir(run, config, distributed.is_main())
+    distributed.barrier()
+    state, ckpt = {}, latest_checkpoint(run.checkpoints) if config.resume else None
+    if ckpt is not None:
+        state = load_checkpoint(ckpt, model, optimizer)
+        scheduler.load_state_dict(state["scheduler"])
+        source.load_state_dict(state["source"])
+        if precision.scaler and state.get("scaler"):
+            precision.scaler.load_state_dict(state["scaler"])
+    else:
+        _seed_everything(config.seed + info.rank)  # different dropout masks on different ranks
+    start = state.get("step", 0)
+    if distributed.is_main():
+        remove_partial(run.checkpoints)
+        truncate_metrics(run.metrics, start)
+    distributed.barrier()
+
+    writer = MetricsWriter(run.metrics, total_steps, start, enabled=distributed.is_main())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    writer.message(
+        f"posttrain: {'resuming at step ' + str(start) + ' of' if start else 'training'} {total_steps} steps, "
+        f"{trainable:,} trainable parameters, {info.world_size} process(es) on {info.device.type} -> {run.root}"
+    )
+    window, num_tokens, last = _Window(state.get("window")), state.get("num_tokens", 0.0), {}
+    stop_after = int(os.environ.get(STOP_ENV, "0") or 0)
+    model.train()
+    for step in range(start + 1, total_steps + 1):
+        began = time.perf_counter()
+        metrics, tokens = train_step(model, algorithm, source.next_step(step - 1), optimizer, scheduler, precision, config, info.device)
+        num_tokens += tokens
+        window.add({**metrics, **source.metrics()}, tokens, time.perf_counter() - began)
+        record = {}
+        if _due(step, config.logging_steps) or step == total_steps:
+            record = window.pop()
+            record.update(lr=metrics["lr"], num_tokens=int(num_tokens))
+            if source.steps_per_epoch:
+                record["epoch"] = step / source.steps_per_epoch
+        if evals and (_due(step, config.eval_steps) or step == total_steps):
+            record.update(evaluate(model, algorithm, evals, precision, info.device))
+        if record:
+            last = {"step": step, **record}
+            writer.log(last)
+        writer.advance(step)
+        if _due(step, config.save_steps) or (config.save_steps > 0 and step == total_steps):
+            trainer_state = {"scheduler": scheduler.state_dict(), "source": source.state_dict(), "window": window.state_dict(),
+                             "num_tokens": num_tokens, "scaler": precision.scaler.state_dict() if precision.scaler else None}
+            save_checkpoint(run.checkpoints, step, model, optimizer, trainer_state, config.keep_last)
+        if step == stop_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+    save_final(model, tokenizer, run.final, config, build_model)
+    writer.message(f"posttrain: done; model saved to {run.final}")
+    writer.close()
+    return last
+
+
+def save_final(model, tokenizer, out_dir, config, build_model) -> None:
+    """`final/`: save_pretrained output (LoRA merged unless merge_lora=false), written atomically.
+    Under FSDP the full weights are gathered and rank 0 loads them into a fresh CPU copy to save."""
+    import shutil
+    from pathlib import Path
+
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    if distributed.is_sharded(model):
+        weights = distributed.model_state(model)
+        if distributed.is_main():
+            model = prepare_model(build_model(), config)
+            model.load_state_dict(weights)
+    if distributed.is_main():
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_model(model, tokenizer, tmp, merge_lora=config.merge_lora)
+        shutil.rmtree(out_dir, ignore_errors=True)
+        os.rename(tmp, out_dir)
+    distributed.barrier()

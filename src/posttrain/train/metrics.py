@@ -1,0 +1,90 @@
+"""`metrics.jsonl` (one JSON object per logged step, always with `step`) and the console display.
+
+Only rank 0 writes. On a terminal a tqdm progress bar shows the latest loss; otherwise (a log
+file, CI) every logged record is printed as one plain line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+# Metrics that depend on wall-clock time: the only ones that differ between two identical runs.
+TIMING_KEYS = ("tokens_per_second",)
+
+
+def truncate_metrics(path: str | Path, last_step: int) -> None:
+    """Drop records past `last_step` (a resumed run rewrites them, so nothing is duplicated)."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a line cut short by a kill
+            continue
+        if record.get("step", 0) <= last_step:
+            kept.append(line)
+    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
+            return f"{value:.3e}"
+        return f"{value:.4f}"
+    return str(value)
+
+
+def format_record(record: dict) -> str:
+    return "  ".join(f"{k} {_fmt(v)}" for k, v in record.items())
+
+
+class MetricsWriter:
+    """Appends records to metrics.jsonl and keeps the user informed; a no-op on ranks other than 0."""
+
+    def __init__(self, path: str | Path, total_steps: int, start_step: int = 0, enabled: bool = True, stream=None):
+        self.enabled = enabled
+        self.stream = stream or sys.stdout
+        self.file = open(path, "a", encoding="utf-8") if enabled else None
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total_steps, initial=start_step, dynamic_ncols=True, desc="train")
+        self.total_steps = total_steps
+
+    def log(self, record: dict) -> None:
+        if not self.enabled:
+            return
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+        self.file.write(json.dumps(clean) + "\n")
+        self.file.flush()
+        if self.bar is not None:
+            shown = {k: _fmt(v) for k, v in record.items() if k in ("loss", "eval_loss", "lr", "grad_norm")}
+            self.bar.set_postfix(shown, refresh=False)
+            if "eval_loss" in record:
+                self.bar.write(format_record(record))
+        else:
+            print(f"[{record.get('step', '?')}/{self.total_steps}] " + format_record(record), file=self.stream, flush=True)
+
+    def advance(self, step: int) -> None:
+        if self.bar is not None:
+            self.bar.update(step - self.bar.n)
+
+    def message(self, text: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.file is not None:
+            self.file.close()

@@ -1,0 +1,87 @@
+"""The run directory: `config.yaml`, `metrics.jsonl`, `checkpoints/step-N/`, `final/`.
+
+`check_run_dir` runs before anything is written (so a bad config or data file leaves nothing
+behind); `prepare_run_dir` then creates the directory and writes the fully resolved config.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from posttrain.config import to_dict, to_yaml
+from posttrain.errors import ConfigError
+
+# Keys that may change when resuming: they steer logging and saving, not what is computed.
+RESUMABLE_CHANGES = frozenset({
+    "resume", "overwrite_output_dir", "logging_steps", "eval_steps", "save_steps", "keep_last",
+    "max_steps", "num_epochs", "device",
+})
+RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoints", "final")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def final(self) -> Path:
+        return self.root / "final"
+
+    def holds_run(self) -> bool:
+        return any((self.root / name).exists() for name in RUN_FILES)
+
+
+def check_run_dir(config) -> RunDir:
+    """Refuse to write over an earlier run unless `resume` or `overwrite_output_dir` says so."""
+    run = RunDir(Path(config.output_dir))
+    if run.root.exists() and not run.root.is_dir():
+        raise ConfigError(f"output_dir {run.root} is a file; choose a directory")
+    if not run.holds_run() or config.overwrite_output_dir:
+        return run
+    if not config.resume:
+        state = "a finished run" if run.final.exists() else "an earlier run"
+        raise ConfigError(
+            f"output_dir {run.root} already holds {state}; set resume=true to continue it, "
+            "overwrite_output_dir=true to replace it, or choose another output_dir"
+        )
+    if run.config.is_file():
+        old = yaml.safe_load(run.config.read_text(encoding="utf-8")) or {}
+        new = to_dict(config)
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
+        if changed:
+            raise ConfigError(
+                f"resume=true but {', '.join(changed)} differ from {run.config}; "
+                "resume with the same settings, or use overwrite_output_dir=true to start over"
+            )
+    return run
+
+
+def prepare_run_dir(run: RunDir, config, is_main: bool = True) -> None:
+    """Create the directory (rank 0), clearing an old run if overwriting, and write config.yaml."""
+    if not is_main:
+        return
+    if config.overwrite_output_dir and not config.resume:
+        for name in RUN_FILES:
+            path = run.root / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    run.checkpoints.mkdir(parents=True, exist_ok=True)
+    run.config.write_text(to_yaml(config), encoding="utf-8")
