@@ -1,0 +1,26 @@
+"""Embedded tasks with train and held-out splits and TRL-style scoring functions.
+
+    from posttrain.tasks import get_task
+    task = get_task("arithmetic")
+    rows = task.rows("test", 200)         # [{"prompt": [...], "completion": [...], "answer": "632", ...}]
+    task.score(prompts, completions, answer=[r["answer"] for r in rows])
+"""
+
+from __future__ import annotations
+
+from posttrain.errors import UserError
+from posttrain.tasks import arithmetic, sentiment
+from posttrain.tasks.base import Task, completion_text
+
+TASKS: dict[str, Task] = {arithmetic.TASK.name: arithmetic.TASK, sentiment.TASK.name: sentiment.TASK}
+
+
+def get_task(name: str) -> Task:
+    """The task called `name`; a UserError listing the valid names otherwise."""
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise UserError(f"unknown task '{name}'; valid tasks: {', '.join(sorted(TASKS))}") from None
+
+
+__all__ = ["TASKS", "Task", "get_task", "completion_text"]

@@ -1,0 +1,212 @@
+"""Arithmetic: multi-digit addition and subtraction, worked column by column, answer in tags.
+
+The user asks "What is 347 + 285?"; the gold completion reasons in <think>…</think> one column at a
+time, right to left, carrying and borrowing, keeping the digits found so far after an arrow, then
+answers in <answer>…</answer>:
+
+    <think>
+    347 + 285:
+    7 + 5 = 12, carry 1 → 2
+    4 + 8 + 1 = 13, carry 1 → 32
+    3 + 2 + 1 = 6 → 632
+    347 + 285 = 632
+    </think>
+    <answer>632</answer>
+
+Difficulty: 1 = two-digit first operand, 2 = three digits, 3 = four digits (the second operand
+usually has as many or one fewer), 4 = three operands of 2-3 digits (two column computations in a row). Results are
+never negative. Rewards: `accuracy` (the answer equals the gold answer) and `format` (one <think>
+block followed by one <answer> block and nothing else); the headline score is accuracy.
+
+`worked_solution(..., slip_prob=p)` writes a sloppy solution (forgotten carries, off-by-one digits,
+carried through to a wrong answer); the pretraining corpus uses it, the task's splits never do.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+
+from posttrain.tasks.base import Task, chat_row, completion_text
+
+DIFFICULTIES = (1, 2, 3, 4)
+ARROW = "→"
+_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+_FORMAT = re.compile(r"\s*<think>(.*?)</think>\s*<answer>(.*?)</answer>\s*", re.DOTALL)
+_INT = re.compile(r"[+-]?\d+")
+
+
+@dataclass(frozen=True)
+class Problem:
+    operands: tuple[int, ...]
+    ops: tuple[str, ...]  # len(operands) - 1 of "+" / "-"
+    difficulty: int
+
+    @property
+    def expression(self) -> str:
+        parts = [str(self.operands[0])]
+        for op, x in zip(self.ops, self.operands[1:]):
+            parts += [op, str(x)]
+        return " ".join(parts)
+
+    @property
+    def question(self) -> str:
+        return f"What is {self.expression}?"
+
+    @property
+    def answer(self) -> int:
+        value = self.operands[0]
+        for op, x in zip(self.ops, self.operands[1:]):
+            value = value + x if op == "+" else value - x
+        return value
+
+
+def _number(rng: random.Random, digits: int) -> int:
+    return rng.randint(10 ** (digits - 1), 10**digits - 1)
+
+
+def make_problem(rng: random.Random, difficulty: int) -> Problem:
+    """A random problem of the given difficulty (1-4); results and intermediate results are >= 0."""
+    if difficulty in (1, 2, 3):
+        k = difficulty + 1
+        b_digits = rng.randint(k - 1, k) if rng.random() < 0.8 else rng.randint(1, k)
+        a, b = _number(rng, k), _number(rng, b_digits)
+        op = rng.choice("+-")
+        if op == "-" and a < b:
+            a, b = b, a
+        return Problem((a, b), (op,), difficulty)
+    if difficulty == 4:
+        operands = [_number(rng, rng.randint(2, 3)) for _ in range(3)]
+        ops, value = [], operands[0]
+        for i in (1, 2):
+            op = rng.choice("+-")
+            if op == "-" and operands[i] > value:
+                op = "+"
+            value = value + operands[i] if op == "+" else value - operands[i]
+            ops.append(op)
+        return Problem(tuple(operands), tuple(ops), difficulty)
+    raise ValueError(f"difficulty must be one of {DIFFICULTIES}, got {difficulty}")
+
+
+def _slip(rng: random.Random | None, slip_prob: float) -> bool:
+    return rng is not None and slip_prob > 0 and rng.random() < slip_prob
+
+
+def _column_add(a: int, b: int, rng=None, slip_prob=0.0) -> tuple[list[str], int]:
+    da, db = str(a)[::-1], str(b)[::-1]
+    n = max(len(da), len(db))
+    da, db = da.ljust(n, "0"), db.ljust(n, "0")
+    lines, carry, written = [f"{a} + {b}:"], 0, ""
+    for x, y in zip(map(int, da), map(int, db)):
+        expr = f"{x} + {y}" + (f" + {carry}" if carry else "")
+        total = x + y + carry
+        if _slip(rng, slip_prob):
+            total += rng.choice((-1, 1)) if total % 10 not in (0, 9) else (1 if total % 10 == 0 else -1)
+        carry_out = total // 10
+        if carry_out and _slip(rng, slip_prob):
+            carry_out = 0  # forgotten carry
+        written = str(total % 10) + written
+        lines.append(f"{expr} = {total}" + (f", carry {carry_out}" if carry_out else "") + f" {ARROW} {written}")
+        carry = carry_out
+    if carry:
+        written = str(carry) + written
+        lines.append(f"carry {carry} {ARROW} {written}")
+    result = int(written)
+    lines.append(f"{a} + {b} = {result}")
+    return lines, result
+
+
+def _column_sub(a: int, b: int, rng=None, slip_prob=0.0) -> tuple[list[str], int]:
+    da, db = str(a)[::-1], str(b)[::-1].ljust(len(str(a)), "0")
+    lines, borrow, written = [f"{a} - {b}:"], 0, ""
+    for x, y in zip(map(int, da), map(int, db)):
+        expr = f"{x} - {y}" + (" - 1" if borrow else "")
+        value = x - y - borrow
+        if value < 0:
+            digit = value + 10
+            if _slip(rng, slip_prob):
+                digit = (digit + rng.choice((-1, 1))) % 10
+            line = f"{expr} < 0, borrow 1: 1{expr} = {digit}"
+            borrow = 0 if _slip(rng, slip_prob) else 1  # a forgotten borrow
+        else:
+            digit = value
+            if _slip(rng, slip_prob):
+                digit = (digit + rng.choice((-1, 1))) % 10
+            line, borrow = f"{expr} = {digit}", 0
+        written = str(digit) + written
+        lines.append(f"{line} {ARROW} {written}")
+    result = int(written)
+    lines.append(f"{a} - {b} = {result}")
+    return lines, result
+
+
+def worked_solution(problem: Problem, rng: random.Random | None = None, slip_prob: float = 0.0) -> tuple[str, int]:
+    """The <think>…</think><answer>…</answer> completion and the answer it reaches.
+
+    With slip_prob > 0 (and an rng) each column may go wrong; the error is carried through, so the
+    reasoning stays self-consistent and the final answer is wrong.
+    """
+    value = problem.operands[0]
+    lines = [problem.expression] if len(problem.operands) > 2 else []
+    for op, x in zip(problem.ops, problem.operands[1:]):
+        step = _column_add if op == "+" else _column_sub
+        if op == "-" and x > value:  # only reachable after a slip: keep the result non-negative
+            op, step = "+", _column_add
+        step_lines, value = step(value, x, rng, slip_prob)
+        lines += step_lines
+    think = "\n".join(lines)
+    return f"<think>\n{think}\n</think>\n<answer>{value}</answer>", value
+
+
+def make_row(problem: Problem) -> dict:
+    text, _ = worked_solution(problem)
+    return chat_row(problem.question, text, answer=str(problem.answer), difficulty=problem.difficulty)
+
+
+def make_example(rng: random.Random) -> tuple[str, dict]:
+    problem = make_problem(rng, rng.choice(DIFFICULTIES))
+    return problem.question, make_row(problem)
+
+
+def extract_answer(text: str) -> str | None:
+    """The content of the last <answer>…</answer>, stripped; None when there is none."""
+    found = _ANSWER.findall(text)
+    return found[-1].strip() if found else None
+
+
+def answers_match(predicted: str | None, gold) -> bool:
+    if predicted is None:
+        return False
+    gold = str(gold).strip()
+    predicted = predicted.replace(",", "").strip()
+    if _INT.fullmatch(predicted) and _INT.fullmatch(gold):
+        return int(predicted) == int(gold)
+    return predicted == gold
+
+
+def accuracy(prompts, completions, answer=None, **columns) -> list[float]:
+    """1.0 when the <answer> content equals the gold `answer` column, else 0.0."""
+    if answer is None:
+        raise ValueError("arithmetic accuracy needs the 'answer' column")
+    return [float(answers_match(extract_answer(completion_text(c)), a)) for c, a in zip(completions, answer)]
+
+
+def format_reward(prompts, completions, **columns) -> list[float]:
+    """1.0 for exactly one <think>…</think> followed by exactly one <answer>…</answer>, else 0.0."""
+    scores = []
+    for c in completions:
+        text = completion_text(c)
+        ok = _FORMAT.fullmatch(text) is not None and all(text.count(t) == 1 for t in ("<think>", "</think>", "<answer>", "</answer>"))
+        scores.append(float(ok))
+    return scores
+
+
+TASK = Task(
+    name="arithmetic",
+    make_example=make_example,
+    scorers={"accuracy": accuracy, "format": format_reward},
+    headline="accuracy",
+    default_max_new_tokens=192,
+    description="Multi-digit addition and subtraction; reason in <think>, answer in <answer>.",
+)
