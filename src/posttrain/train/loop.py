@@ -218,7 +218,8 @@ def _reduce(loss_sum: float, weight: float, tokens: float, sums: dict) -> tuple[
 
 def train_step(model, algorithm: Algorithm, batches: list[dict], optimizer, scheduler, precision: Precision, config, device) -> tuple[dict, float]:
     """One optimizer step over this rank's micro-batches; returns (metrics, tokens on all ranks)."""
-    weight = distributed.all_reduce_sum([sum(float(algorithm.batch_weight(b)) for b in batches)])[0]
+    local_weight = sum(float(algorithm.batch_weight(b)) for b in batches)
+    weight = distributed.all_reduce_sum([local_weight])[0]
     tokens = sum(algorithm.num_tokens(b) for b in batches)
     # FSDP averages gradients over ranks; the world size turns that average back into the global sum.
     scale = distributed.world_size() / weight if weight > 0 else 0.0
@@ -234,7 +235,7 @@ def train_step(model, algorithm: Algorithm, batches: list[dict], optimizer, sche
     grad_norm = precision.step(optimizer, [p for p in model.parameters() if p.requires_grad], config.max_grad_norm)
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    out, tokens = _reduce(float(loss_sum), weight, tokens, sums)
+    out, tokens = _reduce(float(loss_sum), local_weight, tokens, sums)
     return {**out, "grad_norm": grad_norm, "lr": lr}, tokens
 
 
