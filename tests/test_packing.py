@@ -13,6 +13,7 @@ from posttrain.algorithms.sft import check_packing_support, logits_at, run_sft
 from posttrain.data.collate import IGNORE_INDEX, collate_rows, pack_best_fit, pack_examples
 from posttrain.data.tokenize import tokenize_rows
 from posttrain.errors import UserError
+from posttrain.train.packed_attention import use_packed_attention
 from posttrain.models.loading import load_tokenizer
 
 
@@ -42,6 +43,7 @@ def test_packed_row_layout():
     n = IGNORE_INDEX
     assert batch["labels"].tolist() == [[n, 12, 13, n, 21, 22, n], [31, n, n, n, n, n, n]]
     assert batch["num_tokens"] == 9
+    assert batch["segments"] == [[(0, 4), (4, 7)], [(0, 7)]]
 
 
 def _examples(model_dir, n=12, max_length=128):
@@ -50,10 +52,11 @@ def _examples(model_dir, n=12, max_length=128):
     return tokenizer, tokenize_rows(tokenizer, rows, max_length=max_length, truncation=False)
 
 
-def _per_example_nll(model, batch, rows):
+def _per_example_nll(model, batch, rows, segmented=False):
     """Summed NLL of each example, in row order, from one forward over the (packed) batch."""
     select = batch["labels"] != IGNORE_INDEX
-    logits = logits_at(model, select, input_ids=batch["input_ids"], position_ids=batch["position_ids"])
+    extra = {"packed_segments": batch["segments"]} if segmented else {}
+    logits = logits_at(model, select, input_ids=batch["input_ids"], position_ids=batch["position_ids"], **extra)
     nll = F.cross_entropy(logits.float(), batch["labels"][select], reduction="none")
     counts = [sum(ex["completion_mask"][1:]) for row in rows for ex in row]
     return torch.stack([chunk.sum() for chunk in nll.split(counts)])
@@ -77,8 +80,16 @@ def test_packed_losses_equal_unpacked(arch, request):
                            for row in packed_rows for ex in row])
         padded_rows = [[ex] for row in packed_rows for ex in row]
         padded = _per_example_nll(model, collate_rows(padded_rows, tokenizer.pad_token_id), padded_rows)
+        assert use_packed_attention(model)  # attention per example: no work across examples
+        segmented = _per_example_nll(model, batch, packed_rows, segmented=True)
+        fallback = _per_example_nll(model, batch, packed_rows)  # without segments: transformers' sdpa + mask
+        one_span = dict(batch, segments=[[(0, batch["input_ids"].shape[1])] for _ in packed_rows])
+        crossing = _per_example_nll(model, one_span, packed_rows, segmented=True)  # proves segments are used
+    assert (crossing - alone).abs().max() > 1e-2
     torch.testing.assert_close(packed, alone, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(padded, alone, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(segmented, alone, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fallback, packed, rtol=0, atol=0)
 
 
 def test_logits_at_equals_full_logits(tiny_qwen2):

@@ -28,6 +28,7 @@ from posttrain.models.loading import load_causal_lm, load_tokenizer
 from posttrain.options import TrainOptions
 from posttrain.train import distributed
 from posttrain.train.loop import Algorithm, OfflineSource, train
+from posttrain.train.packed_attention import use_packed_attention
 from posttrain.train.rundir import check_run_dir
 
 
@@ -77,10 +78,12 @@ class SFT(Algorithm):
 
     def __init__(self, pad_token_id: int, packing: bool = False):
         self.pad_token_id, self.packing = pad_token_id, packing
+        self.segmented = False  # attention per packed example (no work across examples)
 
     def setup(self, model) -> None:
         if self.packing:
             check_packing_support(model)
+            self.segmented = use_packed_attention(model)
 
     def collate(self, rows: list[list[dict]]) -> dict:
         return collate_rows(rows, self.pad_token_id)
@@ -91,7 +94,8 @@ class SFT(Algorithm):
     def loss(self, model, batch: dict) -> tuple[torch.Tensor, dict]:
         labels = batch["labels"]
         select = labels != IGNORE_INDEX
-        logits = logits_at(model, select, input_ids=batch["input_ids"], position_ids=batch["position_ids"])
+        extra = {"packed_segments": batch["segments"]} if self.segmented else {}
+        logits = logits_at(model, select, input_ids=batch["input_ids"], position_ids=batch["position_ids"], **extra)
         return sft_loss(logits, labels[select]), {}
 
 

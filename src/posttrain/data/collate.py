@@ -10,7 +10,9 @@ packing, several when packing. Every row is laid out the same way:
                   and builds a block-diagonal causal mask, so attention never crosses examples;
 - `labels`:       already shifted: `labels[t]` is the token to predict at position t (the next token
                   of the same example, when that token is trained on) or -100. The last position of
-                  each example predicts nothing, so no example learns from its neighbour.
+                  each example predicts nothing, so no example learns from its neighbour;
+- `segments`:     per row, the (start, end) span of each example (the last one takes the pad tail),
+                  for attention that skips the work across examples (train/packed_attention.py).
 
 No attention mask is needed for the pad tail either: attention is causal and pads come last.
 """
@@ -38,19 +40,22 @@ def collate_rows(rows: list[list[dict]], pad_token_id: int) -> dict:
     ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
     pos = torch.zeros((len(rows), width), dtype=torch.long)
     labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
-    num_tokens = 0
+    num_tokens, segments = 0, []
     for r, row in enumerate(rows):
-        at = 0
+        at, spans = 0, []
         for ex in row:
             n = len(ex["input_ids"])
             ids[r, at:at + n] = torch.tensor(ex["input_ids"], dtype=torch.long)
             pos[r, at:at + n] = torch.arange(n)
             labels[r, at:at + n] = torch.tensor(shifted_labels(ex["input_ids"], ex["completion_mask"]), dtype=torch.long)
+            spans.append((at, at + n))
             at += n
         num_tokens += at
         last = int(pos[r, at - 1]) if at else -1
         pos[r, at:] = torch.arange(last + 1, last + 1 + width - at)
-    return {"input_ids": ids, "position_ids": pos, "labels": labels, "num_tokens": num_tokens}
+        spans[-1] = (spans[-1][0], width)
+        segments.append(spans)
+    return {"input_ids": ids, "position_ids": pos, "labels": labels, "num_tokens": num_tokens, "segments": segments}
 
 
 def pack_best_fit(lengths: Sequence[int], capacity: int) -> list[list[int]]:
