@@ -221,12 +221,27 @@ def test_bad_params_raise_config_error(llama):
         generate(model, tokenizer, [[]], SamplingParams())
 
 
-def test_top_p_bisection_equals_sort():
+def test_top_p_with_few_candidates_equals_a_full_sort():
     torch.manual_seed(0)
     scores = torch.randn(64, 300) * torch.linspace(0.1, 6.0, 64)[:, None]  # flat to peaked rows
     for top_p in [0.05, 0.5, 0.9, 0.999]:
-        by_sort, by_bisect = filter_top_p(scores, top_p, "sort"), filter_top_p(scores, top_p, "bisect")
-        assert torch.equal(by_sort.isinf(), by_bisect.isinf()), top_p
+        by_sort, by_candidates = filter_top_p(scores, top_p, candidates=300), filter_top_p(scores, top_p, candidates=8)
+        assert torch.equal(by_sort.isinf(), by_candidates.isinf()), top_p
+        kept_mass = torch.where(by_sort.isinf(), 0.0, scores.softmax(-1)).sum(-1)
+        assert (kept_mass >= top_p - 1e-6).all()
+
+
+@pytest.mark.parametrize("vocab", [300, 1000, 1024])
+def test_two_level_sampler_follows_the_distribution(vocab):
+    torch.manual_seed(0)
+    logits = torch.randn(1, vocab) * 2
+    logits[0, 7] = -1e4  # a token that must never be drawn
+    generator = torch.Generator().manual_seed(0)
+    draws = torch.cat([sample_next_token(logits.expand(4000, vocab), 1.0, 0, 1.0, generator)[0] for _ in range(10)])
+    probs = logits[0].softmax(-1).double()
+    freq = torch.bincount(draws, minlength=vocab).double() / len(draws)
+    assert freq[7] == 0
+    assert ((freq - probs).abs() <= 5 * (probs * (1 - probs) / len(draws)).sqrt() + 2e-4).all()
 
 
 def test_greedy_logprob_is_under_the_unmodified_model():
@@ -246,3 +261,15 @@ def test_preallocated_layer_matches_concatenation_and_grows():
     assert torch.equal(keys, expected) and torch.equal(values, expected * 2)
     layer.batch_select_indices(torch.tensor([1]))
     assert torch.equal(layer.keys, expected[1:])
+
+
+def test_lora_wrapped_model_samples_like_its_base():
+    peft = pytest.importorskip("peft")
+    model, tokenizer = make_model("llama")
+    prompts = encode(tokenizer)
+    params = SamplingParams(max_new_tokens=12, seed=0)
+    base = generate(model, tokenizer, prompts, params)
+    lora = peft.get_peft_model(model, peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))  # B = 0: no change yet
+    wrapped = generate(lora, tokenizer, prompts, params)
+    assert wrapped.token_ids == base.token_ids
+    torch.testing.assert_close(torch.tensor(sum(wrapped.logprobs, [])), torch.tensor(sum(base.logprobs, [])))
