@@ -125,3 +125,5 @@ def test_sft_with_packing_end_to_end(tmp_path, tiny_gpt2):
     records = read_metrics(out)
     assert [r["step"] for r in records] == [1, 2, 3] and records[-1]["loss"] < records[0]["loss"]
     assert "packing: true" in (out / "config.yaml").read_text()
+    final = AutoModelForCausalLM.from_pretrained(out / "final")  # plain transformers, default attention
+    assert final.config._attn_implementation == "sdpa" and final.config.use_cache

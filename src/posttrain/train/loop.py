@@ -51,6 +51,7 @@ class Algorithm:
         raise NotImplementedError
 
     def loss(self, model, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The summed loss of the micro-batch (forward with `use_cache=False`) and metric sums."""
         raise NotImplementedError
 
     def batch_weight(self, batch: dict[str, Any]) -> float:
@@ -137,10 +138,10 @@ def eval_batches(items: list, collate, batch_size: int) -> list[dict[str, Any]]:
 
 
 def prepare_model(model, config):
-    """Gradient checkpointing and LoRA, as the config asks; the KV cache off (it breaks packing)."""
+    """Gradient checkpointing and LoRA, as the config asks. (The config is left alone, so final/
+    keeps use_cache=true: training forwards pass `use_cache=False` themselves.)"""
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model.config.use_cache = False
     if config.lora:
         model = apply_lora(model, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_target_modules)
     return model
