@@ -64,7 +64,9 @@ class Algorithm:
 
 
 class StepSource:
-    """Where the micro-batches of each optimizer step come from (this rank's share of them)."""
+    """Where the micro-batches of each optimizer step come from (this rank's share of them).
+    Under FSDP every rank must return the same number of micro-batches for a step, and `loss`
+    must return the same metric keys on every rank (they are all-reduced)."""
 
     steps_per_epoch: int | None = None
 
