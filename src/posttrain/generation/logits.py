@@ -100,7 +100,7 @@ def filter_top_p(scores: torch.Tensor, top_p: float, candidates: int | None = No
     """Keep the smallest set of most likely tokens whose probability mass reaches `top_p`.
 
     Tokens tied with the least likely kept one are kept too. On GPU this sorts the vocab. On CPU a
-    full sort is slow (~18 ms for 16 x 32000), so we first look at the `candidates` most likely
+    full sort is slow (20-40 ms for 16 x 32000), so we first look at the `candidates` most likely
     tokens (`torch.topk`) and sort the full vocab only for rows whose nucleus is larger than that.
     """
     probs = torch.softmax(scores, dim=-1)
