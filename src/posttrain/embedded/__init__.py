@@ -1,0 +1,17 @@
+"""The embedded default: a tiny Llama-style causal LM and its tokenizer, shipped inside the package.
+
+`model=embedded` resolves to EMBEDDED_MODEL_DIR, a `save_pretrained` directory that plain
+`AutoModelForCausalLM.from_pretrained` / `AutoTokenizer.from_pretrained` load offline. It was
+pretrained by `scripts/pretrain_embedded.py` on a synthetic corpus made by the task code
+(`posttrain.embedded.corpus`), with a tokenizer built by `posttrain.embedded.tokenizer_build`;
+that script's docstring records the command, run time and base scores.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+EMBEDDED_NAME = "embedded"
+EMBEDDED_MODEL_DIR: Path = Path(__file__).resolve().parent / "model"
+
+__all__ = ["EMBEDDED_MODEL_DIR", "EMBEDDED_NAME"]

@@ -1,17 +1,20 @@
 """Arithmetic: multi-digit addition and subtraction, worked column by column, answer in tags.
 
 The user asks "What is 347 + 285?"; the gold completion reasons in <think>…</think> one column at a
-time, right to left, carrying and borrowing, keeping the digits found so far after an arrow, then
-answers in <answer>…</answer>:
+time, right to left. Each line starts with what is left of the operands (so the column's digits are
+the last ones before the colon: every step is local, which a tiny model can learn), then the column
+sum (a two-digit sum carries "+1" into the next line; "<0" borrows, "-1" on the next line), then the
+digits written so far after an arrow; the last line restates the result:
 
     <think>
-    347 + 285:
-    7 + 5 = 12, carry 1 → 2
-    4 + 8 + 1 = 13, carry 1 → 32
-    3 + 2 + 1 = 6 → 632
-    347 + 285 = 632
+    347+285: 7+5=12 → 2
+    34+28: 4+8+1=13 → 32
+    3+2: 3+2+1=6 → 632
+    347+285=632
     </think>
     <answer>632</answer>
+
+Subtraction: "532-085: 2-5<0: 12-5=7 → 7", then "53-08: 3-8-1<0: 13-8-1=4 → 47", ...
 
 Difficulty: 1 = two-digit first operand, 2 = three digits, 3 = four digits (the second operand
 usually has as many or one fewer), 4 = three operands of 2-3 digits (two column computations in a row). Results are
@@ -93,51 +96,42 @@ def _slip(rng: random.Random | None, slip_prob: float) -> bool:
     return rng is not None and slip_prob > 0 and rng.random() < slip_prob
 
 
-def _column_add(a: int, b: int, rng=None, slip_prob=0.0) -> tuple[list[str], int]:
-    da, db = str(a)[::-1], str(b)[::-1]
-    n = max(len(da), len(db))
-    da, db = da.ljust(n, "0"), db.ljust(n, "0")
-    lines, carry, written = [f"{a} + {b}:"], 0, ""
-    for x, y in zip(map(int, da), map(int, db)):
-        expr = f"{x} + {y}" + (f" + {carry}" if carry else "")
-        total = x + y + carry
-        if _slip(rng, slip_prob):
-            total += rng.choice((-1, 1)) if total % 10 not in (0, 9) else (1 if total % 10 == 0 else -1)
-        carry_out = total // 10
-        if carry_out and _slip(rng, slip_prob):
-            carry_out = 0  # forgotten carry
-        written = str(total % 10) + written
-        lines.append(f"{expr} = {total}" + (f", carry {carry_out}" if carry_out else "") + f" {ARROW} {written}")
-        carry = carry_out
-    if carry:
-        written = str(carry) + written
-        lines.append(f"carry {carry} {ARROW} {written}")
-    result = int(written)
-    lines.append(f"{a} + {b} = {result}")
-    return lines, result
+def _columns(a: int, b: int, op: str, rng=None, slip_prob=0.0) -> tuple[list[str], int]:
+    """Column addition or subtraction of a and b (a >= b for "-"), one line per column.
 
-
-def _column_sub(a: int, b: int, rng=None, slip_prob=0.0) -> tuple[list[str], int]:
-    da, db = str(a)[::-1], str(b)[::-1].ljust(len(str(a)), "0")
-    lines, borrow, written = [f"{a} - {b}:"], 0, ""
-    for x, y in zip(map(int, da), map(int, db)):
-        expr = f"{x} - {y}" + (" - 1" if borrow else "")
-        value = x - y - borrow
-        if value < 0:
-            digit = value + 10
-            if _slip(rng, slip_prob):
-                digit = (digit + rng.choice((-1, 1))) % 10
-            line = f"{expr} < 0, borrow 1: 1{expr} = {digit}"
-            borrow = 0 if _slip(rng, slip_prob) else 1  # a forgotten borrow
+    Each line starts with what is left of the two (zero-padded) operands, so the digits of the column
+    are the last digits just before it; a sum of 10 or more means "+1" on the next line, a "<0" means
+    a borrow, "-1" on the next line. The digits written so far follow the arrow.
+    """
+    n = max(len(str(a)), len(str(b)))
+    top, bottom = str(a).zfill(n), str(b).zfill(n)
+    lines, carry, written = [], 0, ""
+    for i in range(n, 0, -1):
+        x, y = int(top[i - 1]), int(bottom[i - 1])
+        if op == "+":
+            expr = f"{x}+{y}" + ("+1" if carry else "")
+            total = x + y + carry
+            if _slip(rng, slip_prob):  # an addition slip
+                total += 1 if total % 10 == 0 else -1 if total % 10 == 9 else rng.choice((-1, 1))
+            body, digit, carry = f"{expr}={total}", total % 10, total // 10
+            if carry and _slip(rng, slip_prob):
+                carry = 0  # a forgotten carry
         else:
-            digit = value
-            if _slip(rng, slip_prob):
+            expr = f"{x}-{y}" + ("-1" if carry else "")
+            value = x - y - carry
+            digit, carry = value % 10, int(value < 0)
+            if _slip(rng, slip_prob):  # a subtraction slip
                 digit = (digit + rng.choice((-1, 1))) % 10
-            line, borrow = f"{expr} = {digit}", 0
+            body = f"{expr}<0: 1{expr}={digit}" if carry else f"{expr}={digit}"
+            if carry and _slip(rng, slip_prob):
+                carry = 0  # a forgotten borrow
         written = str(digit) + written
-        lines.append(f"{line} {ARROW} {written}")
+        lines.append(f"{top[:i]}{op}{bottom[:i]}: {body} {ARROW} {written}")
+    if carry and op == "+":
+        written = "1" + written
+        lines.append(f"carry 1 {ARROW} {written}")
     result = int(written)
-    lines.append(f"{a} - {b} = {result}")
+    lines.append(f"{a}{op}{b}={result}")
     return lines, result
 
 
@@ -148,12 +142,11 @@ def worked_solution(problem: Problem, rng: random.Random | None = None, slip_pro
     reasoning stays self-consistent and the final answer is wrong.
     """
     value = problem.operands[0]
-    lines = [problem.expression] if len(problem.operands) > 2 else []
+    lines = [problem.expression.replace(" ", "")] if len(problem.operands) > 2 else []
     for op, x in zip(problem.ops, problem.operands[1:]):
-        step = _column_add if op == "+" else _column_sub
         if op == "-" and x > value:  # only reachable after a slip: keep the result non-negative
-            op, step = "+", _column_add
-        step_lines, value = step(value, x, rng, slip_prob)
+            op = "+"
+        step_lines, value = _columns(value, x, op, rng, slip_prob)
         lines += step_lines
     think = "\n".join(lines)
     return f"<think>\n{think}\n</think>\n<answer>{value}</answer>", value
@@ -207,6 +200,6 @@ TASK = Task(
     make_example=make_example,
     scorers={"accuracy": accuracy, "format": format_reward},
     headline="accuracy",
-    default_max_new_tokens=192,
+    default_max_new_tokens=256,
     description="Multi-digit addition and subtraction; reason in <think>, answer in <answer>.",
 )
