@@ -70,11 +70,14 @@ def _number(rng: random.Random, digits: int) -> int:
 
 
 def make_problem(rng: random.Random, difficulty: int) -> Problem:
-    """A random problem of the given difficulty (1-4); results and intermediate results are >= 0."""
+    """A random problem of the given difficulty (1-4); results and intermediate results are >= 0.
+
+    1: two digits and one digit; 2: two digits and two; 3: three digits and two or three;
+    4: three operands of two or three digits. The ladder starts where the embedded model is
+    mostly right and ends where it is mostly wrong, so post-training has room to show."""
     if difficulty in (1, 2, 3):
-        k = difficulty + 1
-        b_digits = rng.randint(k - 1, k) if rng.random() < 0.8 else rng.randint(1, k)
-        a, b = _number(rng, k), _number(rng, b_digits)
+        a_digits, b_digits = {1: (2, 1), 2: (2, 2), 3: (3, rng.randint(2, 3))}[difficulty]
+        a, b = _number(rng, a_digits), _number(rng, b_digits)
         op = rng.choice("+-")
         if op == "-" and a < b:
             a, b = b, a
