@@ -1,296 +1,172 @@
 """Pretrain the embedded default model (src/posttrain/embedded/model/) from nothing, on a 2-core CPU.
 
+    python scripts/pretrain_embedded.py            # writes src/posttrain/embedded/model/
+
 RESULTS_PLACEHOLDER
 
-What it does, in order, all reproducible from --seed:
-  1. generates the synthetic corpus with the task code (posttrain.embedded.corpus): noisy worked
-     arithmetic (sloppy solutions, hard problems rarer) and movie reviews, as chat conversations;
+What it does, in order, all a pure function of --seed:
+  1. generates the synthetic corpus with the task code (posttrain.embedded.corpus): worked arithmetic
+     of graded difficulty, some of it sloppy (slips carried through to a wrong answer; hard problems
+     rarer than in the task), and movie reviews of every shade, as chat conversations drawn only from
+     the train side of each task's split;
   2. trains the byte-level BPE tokenizer on it (posttrain.embedded.tokenizer_build);
-  3. pretrains a small LlamaForCausalLM on every token of the rendered conversations;
-  4. writes config, weights, tokenizer and generation config to --out;
-  5. evaluates: greedy held-out arithmetic accuracy (overall and by difficulty) and the gold reward
-     of sentiment samples at temperature 1; with --check-sft, also a short clean SFT on the task's
-     train split and the accuracy after it (that model is not saved).
+  3. initialises a small LlamaForCausalLM and pretrains it on every token of the rendered
+     conversations with posttrain's own training loop (`posttrain sft` with packing and
+     completion_only_loss=false: the pretraining loss is the SFT loss over all tokens);
+  4. copies the final model to --out with a generation config;
+  5. evaluates with `posttrain.eval`: greedy held-out arithmetic accuracy, overall and by difficulty,
+     and the gold reward of sentiment samples at temperature 1.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
-import math
-import random
+import shutil
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import torch
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from posttrain.embedded import EMBEDDED_MODEL_DIR  # noqa: E402
-from posttrain.embedded.corpus import CorpusSpec, build_corpus  # noqa: E402
-from posttrain.embedded.tokenizer_build import build_tokenizer  # noqa: E402
-from posttrain.tasks import get_task  # noqa: E402
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=EMBEDDED_MODEL_DIR)
-    p.add_argument("--threads", type=int, default=2)
-    # corpus and tokenizer
-    p.add_argument("--n-arithmetic", type=int, default=20000)
-    p.add_argument("--n-sentiment", type=int, default=6000)
-    p.add_argument("--sloppy-fraction", type=float, default=0.3)
-    p.add_argument("--slip-prob", type=float, default=0.3)
-    p.add_argument("--difficulty-weights", default="0.4,0.3,0.2,0.1", help="corpus weights of difficulties 1-4")
+    p.add_argument("--workdir", type=Path, default=ROOT / "runs" / "pretrain-embedded")
+    p.add_argument("--n-arithmetic", type=int, default=40000)
+    p.add_argument("--n-sentiment", type=int, default=12000)
     p.add_argument("--vocab-size", type=int, default=1024)
-    p.add_argument("--max-len", type=int, default=256)
-    # model
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--intermediate", type=int, default=704)
-    # optimisation
-    p.add_argument("--steps", type=int, default=1500)
-    p.add_argument("--batch-tokens", type=int, default=2048, help="tokens (incl. padding) per step")
+    p.add_argument("--steps", type=int, default=1300, help="length of the learning-rate schedule")
+    p.add_argument("--ship-step", type=int, default=650,
+                   help="ship this checkpoint, not the end of the schedule: stopping early leaves room for post-training")
+    p.add_argument("--batch-size", type=int, default=8, help="packed rows of 512 tokens per step")
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--warmup", type=int, default=100)
-    p.add_argument("--weight-decay", type=float, default=0.05)
-    # evaluation
     p.add_argument("--eval-n", type=int, default=200)
-    p.add_argument("--curve-every", type=int, default=0, help="every N steps print greedy accuracy on --curve-n test problems")
-    p.add_argument("--curve-n", type=int, default=80)
     p.add_argument("--sentiment-samples", type=int, default=64)
-    p.add_argument("--check-sft", action="store_true", help="also run a short clean SFT and report accuracy after it")
-    p.add_argument("--sft-steps", type=int, default=200)
-    p.add_argument("--sft-batch", type=int, default=16)
-    p.add_argument("--sft-lr", type=float, default=3e-4)
-    p.add_argument("--skip-save", action="store_true", help="evaluate only; do not write --out")
+    p.add_argument("--skip-train", action="store_true", help="only evaluate the model already in --out")
     return p.parse_args(argv)
 
 
-# ------------------------------------------------------------------ data
+def build_init(args) -> Path:
+    """Corpus as JSONL, tokenizer, and the randomly initialised model, in the work directory."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
 
+    from posttrain.embedded.corpus import CorpusSpec, build_corpus
+    from posttrain.embedded.tokenizer_build import build_tokenizer
 
-def encode_chat(tok, messages: list[dict]) -> list[int]:
-    return tok(tok.apply_chat_template(messages, tokenize=False), add_special_tokens=False)["input_ids"]
-
-
-def length_batches(lengths: list[int], batch_tokens: int, rng: random.Random) -> list[list[int]]:
-    """Index batches of similar lengths, each at most batch_tokens long once padded; shuffled."""
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], rng.random()))
-    batches, current = [], []
-    for i in order:
-        if current and (len(current) + 1) * lengths[i] > batch_tokens:
-            batches.append(current)
-            current = []
-        current.append(i)
-    if current:
-        batches.append(current)
-    rng.shuffle(batches)
-    return batches
-
-
-def collate(seqs: list[list[int]], pad_id: int, starts: list[int] | None = None):
-    """Right-padded input ids, attention mask and labels (-100 on padding and before `starts`)."""
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    labels = torch.full((len(seqs), width), -100, dtype=torch.long)
-    for row, s in enumerate(seqs):
-        ids[row, : len(s)] = torch.tensor(s)
-        mask[row, : len(s)] = 1
-        start = starts[row] if starts else 0
-        labels[row, start : len(s)] = torch.tensor(s[start:])
-    return ids, mask, labels
-
-
-def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def train_steps(model, batches_of, steps: int, lr: float, warmup: int, weight_decay: float, log_every: int = 50,
-                tag: str = "pretrain", on_log=None):
-    """A plain AdamW loop over `batches_of(step) -> (ids, mask, labels)`; returns the per-step losses.
-
-    `on_log(step)`, when given, runs (in eval mode, outside the timing) after each log line."""
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=lr, betas=(0.9, 0.95))
-    model.train()
-    losses, tokens, t0 = [], 0, time.time()
-    for step in range(steps):
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, steps, lr, warmup)
-        ids, mask, labels = batches_of(step)
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-        tokens += int(mask.sum())
-        if (step + 1) % log_every == 0 or step + 1 == steps:
-            recent = statistics.mean(losses[-log_every:])
-            elapsed = time.time() - t0
-            print(f"[{tag}] step {step + 1}/{steps} loss {recent:.4f} lr {opt.param_groups[0]['lr']:.2e} "
-                  f"{tokens / elapsed:.0f} tok/s {elapsed:.0f}s", flush=True)
-            if on_log is not None:
-                pause = time.time()
-                model.eval()
-                on_log(step + 1)
-                model.train()
-                t0 += time.time() - pause
-    model.eval()
-    return losses
-
-
-# ------------------------------------------------------------------ evaluation
-
-
-@torch.no_grad()
-def generate(model, tok, prompts: list[list[dict]], max_new_tokens: int, temperature: float = 0.0, batch_size: int = 50) -> list[str]:
-    """Plain `model.generate` with left padding; greedy when temperature == 0."""
-    side, tok.padding_side = tok.padding_side, "left"
-    out = []
-    try:
-        for i in range(0, len(prompts), batch_size):
-            texts = [tok.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts[i : i + batch_size]]
-            enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-            kwargs = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature > 0 else {"do_sample": False}
-            seqs = model.generate(**enc, max_new_tokens=max_new_tokens, eos_token_id=tok.eos_token_id,
-                                  pad_token_id=tok.pad_token_id, **kwargs)
-            out += tok.batch_decode(seqs[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-    finally:
-        tok.padding_side = side
-    return out
-
-
-def eval_arithmetic(model, tok, n: int) -> dict:
-    task = get_task("arithmetic")
-    rows = task.rows("test", n)
-    completions = generate(model, tok, [r["prompt"] for r in rows], task.default_max_new_tokens)
-    acc = task.scorers["accuracy"](None, completions, answer=[r["answer"] for r in rows])
-    fmt = task.scorers["format"](None, completions)
-    result = {"accuracy": statistics.mean(acc), "format": statistics.mean(fmt), "by_difficulty": {}}
-    for d in sorted({r["difficulty"] for r in rows}):
-        picked = [a for a, r in zip(acc, rows) if r["difficulty"] == d]
-        result["by_difficulty"][d] = round(statistics.mean(picked), 3)
-    result["example"] = completions[0]
-    return result
-
-
-def eval_sentiment(model, tok, n: int, seed: int) -> dict:
-    task = get_task("sentiment")
-    rows = task.rows("test", n)
-    torch.manual_seed(seed)
-    completions = generate(model, tok, [r["prompt"] for r in rows], task.default_max_new_tokens, temperature=1.0)
-    gold = task.score(None, completions)
-    return {"gold_mean": statistics.mean(gold), "gold_std": statistics.pstdev(gold),
-            "gold_min": min(gold), "gold_max": max(gold), "examples": completions[:3]}
-
-
-def sft_check(model, tok, args) -> tuple[dict, float]:
-    """Clean SFT on the arithmetic train split (completion-only loss) on a copy; greedy accuracy after."""
-    model = copy.deepcopy(model)
-    rows = get_task("arithmetic").rows("train", args.sft_steps * args.sft_batch)
-    seqs, starts = [], []
-    for r in rows:
-        prompt = tok.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=False)
-        starts.append(len(tok(prompt, add_special_tokens=False)["input_ids"]))
-        seqs.append(encode_chat(tok, r["prompt"] + r["completion"]))
-
-    def batches_of(step):
-        idx = range(step * args.sft_batch, (step + 1) * args.sft_batch)
-        return collate([seqs[i] for i in idx], tok.pad_token_id, [starts[i] for i in idx])
-
-    t0 = time.time()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    docs = build_corpus(CorpusSpec(n_arithmetic=args.n_arithmetic, n_sentiment=args.n_sentiment), seed=args.seed)
+    with open(args.workdir / "corpus.jsonl", "w", encoding="utf-8") as f:
+        for doc in docs:
+            f.write(json.dumps({"messages": doc["messages"]}, ensure_ascii=False) + "\n")
+    correct = statistics.mean(d["correct"] for d in docs if "correct" in d)
+    tok = build_tokenizer((m["content"] for d in docs[:12000] for m in d["messages"]), args.vocab_size)
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=args.hidden, intermediate_size=args.intermediate,
+        num_hidden_layers=args.layers, num_attention_heads=args.heads, num_key_value_heads=args.heads,
+        max_position_embeddings=512, tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+    )
     torch.manual_seed(args.seed)
-    train_steps(model, batches_of, args.sft_steps, args.sft_lr, warmup=20, weight_decay=0.0, log_every=25, tag="sft")
-    return eval_arithmetic(model, tok, args.eval_n), time.time() - t0
+    model = LlamaForCausalLM(config)
+    init = args.workdir / "init"
+    model.save_pretrained(init)
+    tok.save_pretrained(init)
+    print(f"corpus: {len(docs)} conversations, arithmetic solutions correct {correct:.2f}; vocab {len(tok)}; "
+          f"model {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters", flush=True)
+    return init
 
 
-# ------------------------------------------------------------------ main
+def pretrain(args, init: Path) -> dict:
+    from posttrain.algorithms.sft import SFTConfig, run_sft
+    from posttrain.config import build_config
+
+    cfg = build_config(SFTConfig, {
+        "model": str(init), "dataset": str(args.workdir / "corpus.jsonl"), "eval_dataset": None,
+        "output_dir": str(args.workdir / "run"), "overwrite_output_dir": True, "seed": args.seed,
+        "packing": True, "completion_only_loss": False, "max_length": 512, "batch_size": args.batch_size,
+        "learning_rate": args.lr, "warmup_steps": 40, "max_steps": args.steps, "weight_decay": 0.05,
+        "adam_beta2": 0.98, "logging_steps": 50, "save_steps": args.ship_step, "keep_last": 0,
+    })
+    return run_sft(cfg)
+
+
+def install(args, init: Path) -> None:
+    """Write checkpoint step-<ship_step> as a save_pretrained directory with a generation config."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    tok = AutoTokenizer.from_pretrained(init)
+    model = AutoModelForCausalLM.from_pretrained(init)
+    state = torch.load(args.workdir / "run" / "checkpoints" / f"step-{args.ship_step}" / "model.pt", map_location="cpu")
+    model.load_state_dict(state)
+    model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                                               pad_token_id=tok.pad_token_id, do_sample=False)
+    if args.out.exists():
+        shutil.rmtree(args.out)
+    model.save_pretrained(args.out)
+    tok.save_pretrained(args.out)
+
+
+def evaluate_base(args) -> dict:
+    from posttrain.eval.evaluate import evaluate
+    from posttrain.models import load_causal_lm, load_tokenizer
+    from posttrain.tasks import get_task
+
+    tok, model = load_tokenizer(str(args.out)), load_causal_lm(str(args.out))
+    arithmetic = get_task("arithmetic")
+    rows = arithmetic.rows("test", args.eval_n)
+    by_difficulty = {}
+    for d in sorted({r["difficulty"] for r in rows}):
+        subset = [r for r in rows if r["difficulty"] == d]
+        by_difficulty[d] = round(evaluate(model, tok, subset, {"score": arithmetic.score},
+                                          max_new_tokens=arithmetic.default_max_new_tokens)["score"], 3)
+    overall = evaluate(model, tok, rows, {"score": arithmetic.score, **arithmetic.scorers},
+                       max_new_tokens=arithmetic.default_max_new_tokens)
+    sentiment = get_task("sentiment")
+    gold = sentiment_rewards(model, tok, sentiment, args.sentiment_samples, args.seed)
+    return {"arithmetic_accuracy": round(overall["score"], 3), "format": round(overall["format"], 3),
+            "by_difficulty": by_difficulty, **gold}
+
+
+def sentiment_rewards(model, tok, task, n: int, seed: int) -> dict:
+    """Gold reward of `n` reviews sampled at temperature 1: its spread is what RLHF can move."""
+    from posttrain.data.tokenize import tokenize_prompt
+    from posttrain.generation import SamplingParams, generate
+
+    rows = task.rows("test", n)
+    out = generate(model, tok, [tokenize_prompt(tok, r["prompt"]) for r in rows],
+                   SamplingParams(max_new_tokens=task.default_max_new_tokens, temperature=1.0, seed=seed))
+    gold = task.score([r["prompt"] for r in rows], out.texts)
+    return {"sentiment_gold_mean": round(statistics.mean(gold), 3), "sentiment_gold_std": round(statistics.pstdev(gold), 3),
+            "sentiment_gold_range": [round(min(gold), 3), round(max(gold), 3)], "sentiment_samples": out.texts[:3]}
 
 
 def main(argv=None) -> dict:
+    import torch
+
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    t_start = time.time()
-
-    weights = [float(w) for w in args.difficulty_weights.split(",")]
-    spec = CorpusSpec(n_arithmetic=args.n_arithmetic, n_sentiment=args.n_sentiment,
-                      difficulty_weights=dict(zip((1, 2, 3, 4), weights)),
-                      sloppy_fraction=args.sloppy_fraction, slip_prob=args.slip_prob)
-    docs = build_corpus(spec, args.seed)
-    tok = build_tokenizer((m["content"] for d in docs for m in d["messages"]), args.vocab_size)
-    seqs = [s for s in (encode_chat(tok, d["messages"]) for d in docs) if len(s) <= args.max_len]
-    n_tokens = sum(map(len, seqs))
-    correct = [d["correct"] for d in docs if "correct" in d]
-    print(f"corpus: {len(seqs)} conversations, {n_tokens} tokens, arithmetic solutions correct "
-          f"{statistics.mean(correct):.2f}; vocab {len(tok)}; {time.time() - t_start:.0f}s", flush=True)
-
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(
-        vocab_size=len(tok), hidden_size=args.hidden, num_hidden_layers=args.layers,
-        num_attention_heads=args.heads, num_key_value_heads=args.heads, intermediate_size=args.intermediate,
-        max_position_embeddings=512, rope_theta=10000.0, tie_word_embeddings=True, rms_norm_eps=1e-5,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-    )
-    model = LlamaForCausalLM(config)
-    print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters", flush=True)
-
-    batch_rng = random.Random(f"batches-{args.seed}")
-    lengths = [len(s) for s in seqs]
-    schedule: list[list[int]] = []
-
-    def batches_of(step):
-        while step >= len(schedule):
-            schedule.extend(length_batches(lengths, args.batch_tokens, batch_rng))
-        return collate([seqs[i] for i in schedule[step]], tok.pad_token_id)
-
-    t_train = time.time()
-    def curve(step):
-        if args.curve_every and step % args.curve_every == 0:
-            r = eval_arithmetic(model, tok, args.curve_n)
-            print(f"[curve] step {step} accuracy {r['accuracy']:.3f} format {r['format']:.2f} {r['by_difficulty']}", flush=True)
-
-    losses = train_steps(model, batches_of, args.steps, args.lr, args.warmup, args.weight_decay, on_log=curve)
-    train_s = time.time() - t_train
-    epochs = sum(len(schedule[i]) for i in range(args.steps)) / len(seqs)
-
-    if not args.skip_save:
-        args.out.mkdir(parents=True, exist_ok=True)
-        model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                                   pad_token_id=tok.pad_token_id, do_sample=False)
-        model.save_pretrained(args.out)
-        tok.save_pretrained(args.out)
-
-    t_eval = time.time()
-    report = {
-        "seed": args.seed,
-        "train_seconds": round(train_s),
-        "epochs": round(epochs, 2),
-        "final_train_loss": round(statistics.mean(losses[-50:]), 4),
-        "arithmetic": eval_arithmetic(model, tok, args.eval_n),
-        "sentiment": eval_sentiment(model, tok, args.sentiment_samples, args.seed),
-    }
-    report["eval_seconds"] = round(time.time() - t_eval)
-    report["total_seconds"] = round(time.time() - t_start)
-    if args.check_sft:
-        report["sft"], sft_s = sft_check(model, tok, args)
-        report["sft"].update(steps=args.sft_steps, batch=args.sft_batch, lr=args.sft_lr, seconds=round(sft_s))
+    torch.set_num_threads(2)
+    started = time.time()
+    report = {}
+    if not args.skip_train:
+        init = build_init(args)
+        final = pretrain(args, init)
+        install(args, init)
+        report["train_loss"] = round(final.get("loss", float("nan")), 4)
+        report["train_minutes"] = round((time.time() - started) / 60, 1)
+    report.update(evaluate_base(args))
     print(json.dumps(report, indent=2, ensure_ascii=False), flush=True)
     return report
 

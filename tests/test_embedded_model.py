@@ -1,0 +1,92 @@
+"""The embedded model directory: loads offline with plain transformers, is small, and its tokenizer
+has the special tokens, single-token tags and chat-template prefix property the data layer relies on."""
+
+import os
+
+import pytest
+import torch
+
+from posttrain.embedded import EMBEDDED_MODEL_DIR, EMBEDDED_NAME
+from posttrain.tasks import get_task
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def tok():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(EMBEDDED_MODEL_DIR)
+
+
+@pytest.fixture(scope="module")
+def model():
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(EMBEDDED_MODEL_DIR).eval()
+
+
+def test_directory_contents_and_size():
+    assert EMBEDDED_NAME == "embedded"
+    names = set(os.listdir(EMBEDDED_MODEL_DIR))
+    assert {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "tokenizer_config.json"} <= names
+    total = sum(os.path.getsize(EMBEDDED_MODEL_DIR / n) for n in names)
+    assert total <= 25 * 2**20, f"{total / 2**20:.1f} MB"
+
+
+def test_special_tokens_distinct(tok, model):
+    ids = [tok.bos_token_id, tok.eos_token_id, tok.pad_token_id]
+    assert None not in ids and len(set(ids)) == 3
+    assert model.config.eos_token_id == tok.eos_token_id
+    assert model.generation_config.eos_token_id == tok.eos_token_id
+    assert model.generation_config.pad_token_id == tok.pad_token_id
+    assert model.config.vocab_size >= len(tok)
+    assert model.config.tie_word_embeddings
+
+
+@pytest.mark.parametrize("tag", ["<think>", "</think>", "<answer>", "</answer>"])
+def test_tags_are_single_tokens_kept_by_decode(tok, tag):
+    ids = tok(f"x {tag}\n12", add_special_tokens=False)["input_ids"]
+    assert tok.convert_tokens_to_ids(tag) in ids
+    assert tag in tok.decode(ids, skip_special_tokens=True)
+
+
+def test_digits_are_single_tokens(tok):
+    tokens = tok.convert_ids_to_tokens(tok("What is 347 + 2851?", add_special_tokens=False)["input_ids"])
+    digit_tokens = [t for t in tokens if any(c.isdigit() for c in t)]
+    assert len(digit_tokens) == 7
+
+
+@pytest.mark.parametrize("name", ["arithmetic", "sentiment"])
+def test_chat_template_prefix_and_eos(tok, name):
+    row = get_task(name).rows("train", 1)[0]
+    prompt = tok.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=False)
+    full = tok.apply_chat_template(row["prompt"] + row["completion"], tokenize=False)
+    assert full.startswith(prompt)
+    assert full.endswith(tok.eos_token)
+    assert prompt.startswith(tok.bos_token) and full.count(tok.bos_token) == 1
+    p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    f_ids = tok(full, add_special_tokens=False)["input_ids"]
+    assert f_ids[: len(p_ids)] == p_ids and f_ids[-1] == tok.eos_token_id
+    # tokenizing rendered text with default settings adds nothing: no double bos
+    assert tok(full)["input_ids"] == f_ids
+
+
+def test_multi_turn_template(tok):
+    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "Bye"}]
+    text = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+    assert text == ("<|bos|><|system|>\nBe brief.<|end|>\n<|user|>\nHi<|end|>\n<|assistant|>\nHello<|end|>\n"
+                    "<|user|>\nBye<|end|>\n<|assistant|>\n")
+
+
+def test_model_generates_and_stops(tok, model):
+    row = get_task("arithmetic").rows("test", 1)[0]
+    text = tok.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=False)
+    enc = tok(text, return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        out = model.generate(**enc, max_new_tokens=200, do_sample=False)
+    new = out[0, enc["input_ids"].shape[1]:]
+    assert new[-1].item() == tok.eos_token_id
+    completion = tok.decode(new, skip_special_tokens=True)
+    assert get_task("arithmetic").scorers["format"](None, [completion]) == [1.0]
