@@ -17,9 +17,9 @@ from posttrain.config import build_config, option
 class QuickstartConfig:
     output_dir: str = option("runs/quickstart", "Where the SFT run and the reports go.")
     task: str = option("arithmetic", "Embedded task to train and evaluate on.")
-    max_steps: int = option(300, "SFT optimizer steps.")
-    learning_rate: float = option(1e-3, "SFT peak learning rate.")
-    batch_size: int = option(32, "SFT batch size.")
+    max_steps: int = option(150, "SFT optimizer steps.")
+    learning_rate: float = option(5e-4, "SFT peak learning rate.")
+    batch_size: int = option(8, "SFT batch size, in packed rows of up to 512 tokens (about 5 examples each).")
     eval_limit: int = option(200, "Held-out prompts evaluated before and after.")
     seed: int = option(0, "Random seed.")
     overwrite_output_dir: bool = option(True, "Replace a previous quickstart run in output_dir.")
@@ -43,7 +43,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     sft_cfg = build_config(SFTConfig, {
         "model": "embedded", "dataset": f"task:{cfg.task}", "eval_dataset": held_out,
         "output_dir": str(out / "sft"), "max_steps": cfg.max_steps, "learning_rate": cfg.learning_rate,
-        "batch_size": cfg.batch_size, "warmup_ratio": 0.05, "seed": cfg.seed, "logging_steps": 20,
+        "batch_size": cfg.batch_size, "packing": True, "warmup_ratio": 0.05, "seed": cfg.seed, "logging_steps": 20,
         "overwrite_output_dir": cfg.overwrite_output_dir,
     })
     run_sft(sft_cfg)
