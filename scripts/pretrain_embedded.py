@@ -2,7 +2,19 @@
 
     python scripts/pretrain_embedded.py            # writes src/posttrain/embedded/model/
 
-RESULTS_PLACEHOLDER
+Measured 2026-11-21 on the 2-core CPU VM (torch 2.13.0+cpu, 2 threads), seed 0:
+  corpus 52,000 conversations (40,000 arithmetic, 78 % of worked solutions correct; 12,000 reviews),
+  about 4.3M tokens; vocab 1024; LlamaForCausalLM 3.48M parameters (hidden 256, 4 layers), 13.3 MB.
+  pretraining ~4,800 tokens/s; the shipped checkpoint (step 650 of the 1300-step cosine schedule,
+  2.58M tokens seen) takes about 9 minutes, the whole schedule about 18; train loss at step 650: 0.326.
+  Learning curve, greedy held-out accuracy on 120 test problems (difficulty 1 / 2 / 3 / 4):
+    step 325: 0.22 / 0.11 / 0.00 / 0.00    step 650: 0.52 / 0.31 / 0.23 / 0.00
+    step 975: 0.91 / 0.94 / 0.77 / 0.06
+  The shipped model, `python scripts/pretrain_embedded.py --skip-train` (200 test problems):
+    arithmetic accuracy 0.290 (by difficulty 0.578 / 0.345 / 0.239 / 0.020), format 0.995;
+    sentiment gold reward of 64 reviews sampled at temperature 1: mean 0.473, std 0.329, range 0.003-0.990.
+  `posttrain quickstart` (150 packed SFT steps on the clean train split, 2 minutes) takes held-out
+  accuracy from 29.0 % to 74.0 %.
 
 What it does, in order, all a pure function of --seed:
   1. generates the synthetic corpus with the task code (posttrain.embedded.corpus): worked arithmetic
