@@ -16,9 +16,9 @@ digits written so far after an arrow; the last line restates the result:
 
 Subtraction: "532-085: 2-5<0: 12-5=7 → 7", then "53-08: 3-8-1<0: 13-8-1=4 → 47", ...
 
-Difficulty: 1 = two-digit first operand, 2 = three digits, 3 = four digits (the second operand
-usually has as many or one fewer), 4 = three operands of 2-3 digits (two column computations in a row). Results are
-never negative. Rewards: `accuracy` (the answer equals the gold answer) and `format` (one <think>
+Difficulty (see `make_problem`): 1 = two digits and one, 2 = two digits and two, 3 = three digits
+and two or three, 4 = three operands of two or three digits (two column computations in a row).
+Results are never negative. Rewards: `accuracy` (the answer equals the gold answer) and `format` (one <think>
 block followed by one <answer> block and nothing else); the headline score is accuracy.
 
 `worked_solution(..., slip_prob=p)` writes a sloppy solution (forgotten carries, off-by-one digits,
