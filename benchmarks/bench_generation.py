@@ -110,6 +110,8 @@ def main() -> None:
     if args.stop_at_eos:
         eos_ids = sorted({tokenizer.eos_token_id, *range(3, 3 + args.extra_eos)} - {None})
         model.generation_config.eos_token_id = eos_ids  # our sampler reads it too
+    else:
+        model.generation_config.eos_token_id = None  # else generate() falls back to the model's own eos
     params = SamplingParams(max_new_tokens=args.new_tokens, temperature=args.temperature, top_p=args.top_p,
                             top_k=args.top_k, n=args.n, seed=0)
     hf_config = GenerationConfig(do_sample=True, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
