@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from posttrain.errors import UserError
@@ -94,3 +95,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("posttrain: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `posttrain sft --help | head`: the reader left, nothing is wrong
+        sys.stdout = open(os.devnull, "w")
+        return 0

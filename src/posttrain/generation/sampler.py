@@ -6,7 +6,8 @@
 How it works: prompts are left-padded into one batch and prefilled once (only the last position's
 logits are computed); for n > 1 the prefilled cache is repeated n times rather than prefilling n
 copies. Each decode step feeds one token per live row with explicit position ids (a left-padded
-row's positions start at 0 on its first real token), samples with `logits.sample_next_token`, and
+row's positions start at 0 on its first real token) through `lean_decode.LeanDecoder` for
+Llama / Qwen2-style models and the model's own forward otherwise, samples with `logits.sample_next_token`, and
 records the token and its log-prob into preallocated buffers. A row finishes at an eos id, at a
 stop string (see `stopping` for the text convention) or at `max_new_tokens`; when a quarter of the
 batch has finished, the finished rows are dropped from the batch and the KV cache. The loop ends
@@ -22,6 +23,7 @@ import torch
 
 from posttrain.errors import ConfigError
 from posttrain.generation.kv_cache import make_cache
+from posttrain.generation.lean_decode import LeanDecoder
 from posttrain.generation.logits import sample_next_token
 from posttrain.generation.stopping import StopStringChecker, cut_at_stop, eos_token_ids
 
@@ -126,6 +128,7 @@ def _generate(model, tokenizer, prompts, params, ignore_eos) -> GenerationOutput
 
     cache, plain = make_cache(model, width + max_new)
     own_masks = plain and getattr(model.config, "_attn_implementation", None) == "sdpa"
+    lean = LeanDecoder(model) if own_masks and LeanDecoder.supports(model) else None
     extra = {"logits_to_keep": 1} if _accepts_logits_to_keep(model) else {}
     logits = model(input_ids=input_ids, attention_mask=mask[:, :width], position_ids=positions,
                    past_key_values=cache, use_cache=True, **extra).logits[:, -1]
@@ -168,8 +171,11 @@ def _generate(model, tokenizer, prompts, params, ignore_eos) -> GenerationOutput
                     t.index_select(0, keep) for t in (row_of, mask, next_position, tokens, done))
         kv_length = width + step + 1
         attention_mask = mask[:, None, None, :kv_length] if own_masks else mask[:, :kv_length]
-        logits = model(input_ids=tokens[:, None], attention_mask=attention_mask, position_ids=next_position,
-                       past_key_values=cache, use_cache=True, **extra).logits[:, -1]
+        if lean is not None:
+            logits = lean(tokens, next_position, attention_mask, cache)
+        else:
+            logits = model(input_ids=tokens[:, None], attention_mask=attention_mask, position_ids=next_position,
+                           past_key_values=cache, use_cache=True, **extra).logits[:, -1]
         next_position = next_position + 1
 
     return _collect(tokenizer, params, prompt_index, out_tokens, out_logprobs, lengths, reasons)
