@@ -9,20 +9,18 @@ both stop at eos instead, as RL rollouts do (completion lengths then vary, and `
 computing finished rows while ours drops them). Each side runs once to warm up, then `--repeats`
 times, alternating; we report the median tokens/s (generated tokens only) and the ratio.
 
-Measured 2026-11-21 on the shared 2-core CPU VM (other jobs running; --threads 1, median of 5,
-random-llama, 16 prompts x 32 tokens, 128 new tokens; tokens/s transformers -> posttrain):
-  T=1.0 top_p=1.0, eos off                       384 -> 616   1.60x
-  T=1.0 top_p=0.9                                158 -> 359   2.27x
-  T=0.7 top_k=50 top_p=0.95                      289 -> 629   2.18x
-  --stop-at-eos --extra-eos 600 (mean len ~53)   130 -> 264   2.03x
-  --batch 4 --n 4                                384 -> 545   1.42x
-  --vocab 1024 (the embedded model's shape)     1317 -> 1417  1.08x
-  --vocab 1024 --stop-at-eos --extra-eos 20      497 -> 708   1.43x
-  default threads (2), T=1.0                      57 -> 319   5.56x  (OpenMP spin-waits on a busy VM)
-Where ours wins: sampling without a full-vocab `multinomial` (one exponential per vocab entry) or
-sort, a KV cache that is written in place instead of re-concatenated every step, no mask rebuild,
-and dropping finished rows. Where it cannot: at vocab 1024 the model's forward (the same modules
-on both sides) is >90% of a step.
+Measured 2026-11-21 on the otherwise idle 2-core CPU VM, with the lean decode step (median of 5;
+16 prompts x 32 tokens, 128 new tokens, T=1.0; tokens/s transformers -> posttrain):
+  --model random-llama                          667 -> 1349   2.02x   (2 threads)
+  --model random-llama --top-p 0.9 --threads 1  235 -> 540    2.29x
+  --model random-llama --threads 1              586 -> 1033   1.76x
+  --model embedded --stop-at-eos                901 -> 1740   1.93x   (2 threads)
+  --model embedded                             2728 -> 3788   1.39x   (2 threads)
+  --model embedded --threads 1                 2064 -> 2594   1.26x
+Where ours wins: a lean decode step for Llama / Qwen2 (generation/lean_decode.py), sampling
+without a full-vocab `multinomial` or sort, a KV cache written in place instead of re-concatenated
+every step, no mask rebuild, and dropping finished rows. Where it cannot yet: at the embedded
+model's size the remaining step time is per-op overhead of the forward itself.
 
 `--model`: `embedded` (the package's embedded model, falling back to `random-llama` if it has not
 been built yet), `random-llama` (a random Llama: hidden 256, 4 layers, vocab `--vocab`, 11.4M parameters at
