@@ -66,6 +66,15 @@ def run_stage(stage: str, config_file: str | None, overrides: list[str], preset:
     return run(config)
 
 
+def _exit_without_teardown() -> None:
+    """End a finished torchrun worker at once. All work is saved and the process group was left
+    together; gloo's C++ destructors at interpreter exit can still abort one rank at random
+    ("terminate called without an active exception"), which torchrun reports as a failed run."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -88,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             print(format_help(config_cls))
             return 0
         run_stage(args.stage, args.config, args.overrides, args.preset)
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            _exit_without_teardown()
         return 0
     except UserError as exc:
         print(f"posttrain: error: {exc}", file=sys.stderr)

@@ -55,7 +55,10 @@ def setup(device: str = "auto") -> DistInfo:
 
 
 def cleanup() -> None:
+    """Leave the process group together: a rank that tears gloo down while its peer still has a
+    collective in flight can abort the peer at exit ("terminate called without an active exception")."""
     if is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
