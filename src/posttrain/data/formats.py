@@ -25,8 +25,15 @@ messages); `is_conversational(value)` tells which. A column must use one form ac
 from __future__ import annotations
 
 import difflib
-import math
 
+from posttrain.data.values import (  # noqa: F401  (is_conversational, ROLES: public here too)
+    ROLES,
+    check_conversation,
+    check_text,
+    is_number,
+    type_name,
+    is_conversational,
+)
 from posttrain.errors import DataError, data_error
 
 LANGUAGE_MODELING = "language_modeling"
@@ -60,7 +67,6 @@ DESCRIPTIONS = {
     SIGNED_PREFERENCE: "signed-preference rows ('prompt', 'y_minus', 'y_plus', 'b')",
 }
 
-ROLES = ("system", "developer", "user", "assistant", "tool")
 KNOWN_COLUMNS = sorted({c for cols in REQUIRED_COLUMNS.values() for c in cols} | {"messages", "margin"})
 
 # Names people use for our columns, for "rename it" hints.
@@ -75,12 +81,6 @@ _ALIASES = {
     "ranking": ("rankings", "ranks", "rank", "order"),
     "label": ("labels", "desirable", "preference"),
 }
-_ROLE_HINTS = {"human": "user", "gpt": "assistant", "bot": "assistant", "model": "assistant", "ai": "assistant"}
-
-
-def is_conversational(value) -> bool:
-    """True when `value` is a non-empty list of message dicts ({"role", "content"}), False for strings etc."""
-    return isinstance(value, list) and len(value) > 0 and all(isinstance(m, dict) for m in value)
 
 
 def detect_row_format(row: dict) -> str | None:
@@ -161,16 +161,16 @@ def validate(records: list[dict], expected_formats: list[str] | str, source) -> 
 
 def _check_language_modeling(row, source, i):
     if "messages" in row:
-        return {"messages": _check_conversation(row["messages"], source, i, "messages")}
-    _check_text(row.get("text"), source, i, "text", allow_empty=False, allow_conversation=False)
+        return {"messages": check_conversation(row["messages"], source, i, "messages")}
+    check_text(row.get("text"), source, i, "text", allow_empty=False, allow_conversation=False)
     return {"text": "standard"}
 
 
 def _check_prompt_completion(row, source, i):
     _require(row, ("prompt", "completion"), source, i, PROMPT_COMPLETION)
     kinds = {
-        "prompt": _check_text(row["prompt"], source, i, "prompt", allow_empty=True),
-        "completion": _check_text(row["completion"], source, i, "completion", allow_empty=False, needs_assistant=True),
+        "prompt": check_text(row["prompt"], source, i, "prompt", allow_empty=True),
+        "completion": check_text(row["completion"], source, i, "completion", allow_empty=False, needs_assistant=True),
     }
     _same_kind(kinds, source, i)
     return kinds
@@ -180,32 +180,32 @@ def _check_preference(row, source, i):
     _require(row, ("chosen", "rejected"), source, i, PREFERENCE)
     kinds = {}
     if "prompt" in row:
-        kinds["prompt"] = _check_text(row["prompt"], source, i, "prompt", allow_empty=True)
+        kinds["prompt"] = check_text(row["prompt"], source, i, "prompt", allow_empty=True)
     for column in ("chosen", "rejected"):
-        kinds[column] = _check_text(row[column], source, i, column, allow_empty=False, needs_assistant=True)
+        kinds[column] = check_text(row[column], source, i, column, allow_empty=False, needs_assistant=True)
     _same_kind(kinds, source, i)
     label = row.get("label")
     if label is not None and not isinstance(label, bool):
-        if not _is_number(label) or not 0.0 <= label <= 1.0:
+        if not is_number(label) or not 0.0 <= label <= 1.0:
             raise data_error(
                 source, i, "label",
                 f"expected P(chosen ≻ rejected) as a bool or a number in [0, 1] (0.5 = tie), got {label!r}",
             )
     margin = row.get("margin")
-    if margin is not None and not _is_number(margin):
-        raise data_error(source, i, "margin", f"expected a finite number, got {_type_name(margin)} {margin!r}")
+    if margin is not None and not is_number(margin):
+        raise data_error(source, i, "margin", f"expected a finite number, got {type_name(margin)} {margin!r}")
     return kinds
 
 
 def _check_ranking(row, source, i):
     _require(row, ("prompt", "completions", "ranking"), source, i, RANKING)
-    kinds = {"prompt": _check_text(row["prompt"], source, i, "prompt", allow_empty=True)}
+    kinds = {"prompt": check_text(row["prompt"], source, i, "prompt", allow_empty=True)}
     completions = row["completions"]
     if not isinstance(completions, list) or len(completions) < 2:
-        got = f"{len(completions)} item(s)" if isinstance(completions, list) else _type_name(completions)
+        got = f"{len(completions)} item(s)" if isinstance(completions, list) else type_name(completions)
         raise data_error(source, i, "completions", f"expected a list of K >= 2 completions, got {got}")
     for k, completion in enumerate(completions):
-        kind = _check_text(completion, source, i, f"completions[{k}]", allow_empty=False, needs_assistant=True)
+        kind = check_text(completion, source, i, f"completions[{k}]", allow_empty=False, needs_assistant=True)
         if kinds.setdefault("completions", kind) != kind:
             raise data_error(source, i, f"completions[{k}]", "mixes strings and message lists; use one form")
     _same_kind(kinds, source, i)
@@ -238,17 +238,17 @@ def _check_unpaired(row, source, i):
 
 def _check_prompt_only(row, source, i):
     _require(row, ("prompt",), source, i, PROMPT_ONLY)
-    return {"prompt": _check_text(row["prompt"], source, i, "prompt", allow_empty=False)}
+    return {"prompt": check_text(row["prompt"], source, i, "prompt", allow_empty=False)}
 
 
 def _check_signed(row, source, i):
     _require(row, ("prompt", "y_minus", "y_plus", "b"), source, i, SIGNED_PREFERENCE)
-    kinds = {"prompt": _check_text(row["prompt"], source, i, "prompt", allow_empty=True)}
+    kinds = {"prompt": check_text(row["prompt"], source, i, "prompt", allow_empty=True)}
     for column in ("y_minus", "y_plus"):
-        kinds[column] = _check_text(row[column], source, i, column, allow_empty=False, needs_assistant=True)
+        kinds[column] = check_text(row[column], source, i, column, allow_empty=False, needs_assistant=True)
     _same_kind(kinds, source, i)
     b = row["b"]
-    if isinstance(b, bool) or not _is_number(b) or b not in (-1, 1):
+    if isinstance(b, bool) or not is_number(b) or b not in (-1, 1):
         raise data_error(
             source, i, "b", f"expected -1 or +1 (+1: y_plus preferred, -1: y_minus preferred), got {b!r}"
         )
@@ -269,59 +269,6 @@ _CHECKS = {
 # ---------------------------------------------------------------------------------------- cell checks
 
 
-def _check_text(value, source, i, column, *, allow_empty, allow_conversation=True, needs_assistant=False) -> str:
-    """Check a string or conversation cell; return "standard" or "conversational"."""
-    if isinstance(value, str):
-        if not allow_empty and not value.strip():
-            raise data_error(source, i, column, "is empty; expected non-empty text")
-        return "standard"
-    if allow_conversation and isinstance(value, list):
-        kind = _check_conversation(value, source, i, column)
-        if not allow_empty and not any(_has_content(m) for m in value):
-            raise data_error(source, i, column, "every message is empty; expected some content")
-        if needs_assistant and not any(m.get("role") == "assistant" for m in value):
-            raise data_error(source, i, column, "has no assistant message; completions are assistant turns")
-        return kind
-    expected = "a string or a list of {role, content} messages" if allow_conversation else "a string"
-    raise data_error(source, i, column, f"expected {expected}, got {_type_name(value)}")
-
-
-def _check_conversation(value, source, i, column) -> str:
-    if not isinstance(value, list):
-        raise data_error(
-            source, i, column, f"expected a list of {{role, content}} messages, got {_type_name(value)}"
-        )
-    if not value:
-        raise data_error(source, i, column, "is an empty list; expected at least one {role, content} message")
-    for k, message in enumerate(value):
-        where = f"message {k}"
-        if not isinstance(message, dict):
-            raise data_error(
-                source, i, column, f"{where}: expected a {{role, content}} object, got {_type_name(message)}"
-            )
-        if "role" not in message:
-            hint = ""
-            if "from" in message and "value" in message:
-                hint = " (this looks like ShareGPT 'from'/'value'; rename to 'role'/'content', human→user, gpt→assistant)"
-            raise data_error(source, i, column, f"{where} has no 'role'{hint}")
-        role = message["role"]
-        if role not in ROLES:
-            raise data_error(source, i, column, f"{where}: unknown role {role!r}; {_role_hint(role)}")
-        content = message.get("content")
-        ok = isinstance(content, (str, list)) or (content is None and message.get("tool_calls"))
-        if not ok:
-            got = "no 'content'" if "content" not in message else f"content of type {_type_name(content)}"
-            raise data_error(source, i, column, f"{where} ({role}) has {got}; expected 'content' as a string")
-    return "conversational"
-
-
-def _has_content(message: dict) -> bool:
-    content = message.get("content")
-    if isinstance(content, str):
-        return bool(content.strip())
-    return bool(content) or bool(message.get("tool_calls"))
-
-
 def _same_kind(kinds: dict, source, i) -> None:
     forms = set(kinds.values())
     if len(forms) > 1:
@@ -340,21 +287,9 @@ def _require(row, columns, source, i, fmt) -> None:
             raise _missing_error(source, i, column, row, f"expected {DESCRIPTIONS[fmt]}")
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _type_name(value) -> str:
-    if value is None:
-        return "null"
-    return {str: "str", list: "list", dict: "object", bool: "bool", int: "int", float: "float"}.get(
-        type(value), type(value).__name__
-    )
-
-
 def _check_is_row(row, source, i) -> None:
     if not isinstance(row, dict):
-        raise data_error(source, i, None, f"expected an object with named columns, got {_type_name(row)}")
+        raise data_error(source, i, None, f"expected an object with named columns, got {type_name(row)}")
 
 
 # ------------------------------------------------------------------------------------------- hints
@@ -398,14 +333,6 @@ def _unknown_columns_hint(row: dict) -> str:
     found = ", ".join(repr(c) for c in row) or "none"
     text = f"found {found}; expected one of the formats: " + "; ".join(DESCRIPTIONS[f] for f in FORMATS)
     return text + (f" ({'; '.join(hints)})" if hints else "")
-
-
-def _role_hint(role) -> str:
-    if isinstance(role, str) and role.lower() in _ROLE_HINTS:
-        return f"did you mean {_ROLE_HINTS[role.lower()]!r}?"
-    close = difflib.get_close_matches(str(role), ROLES, n=1, cutoff=0.6)
-    expected = f"expected one of {', '.join(ROLES)}"
-    return f"did you mean {close[0]!r}? ({expected})" if close else expected
 
 
 # (from, to) -> name of the converter in posttrain.data.converters
