@@ -18,6 +18,9 @@ from posttrain.errors import UserError
 STAGES: dict[str, tuple[str, str, str, str]] = {
     "sft": ("posttrain.algorithms.sft", "SFTConfig", "run_sft", "Supervised fine-tuning on input-output pairs (token-mean cross-entropy)."),
     "eval": ("posttrain.eval.evaluate", "EvalConfig", "run_eval", "Generate on held-out prompts and score them: accuracy, pass@k, avg@k, length."),
+    "rm": ("posttrain.algorithms.rm", "RewardConfig", "run_rm", "Reward model from preference pairs, ties or K-wise rankings (Bradley-Terry)."),
+    "dpo": ("posttrain.algorithms.dpo", "DPOConfig", "run_dpo", "Direct preference optimization and its family (IPO, cDPO, SimPO, ORPO, CPO, APO, RPO, ...)."),
+    "kto": ("posttrain.algorithms.kto", "KTOConfig", "run_kto", "Kahneman-Tversky optimization on unpaired desirable / undesirable feedback."),
     "quickstart": ("posttrain.quickstart", "QuickstartConfig", "run_quickstart", "The main job on the embedded default: evaluate, SFT, evaluate again."),
 }
 

@@ -25,6 +25,7 @@ from posttrain.data.tokenize import tokenize_rows
 from posttrain.errors import UserError
 from posttrain.losses.sft import count_tokens, sft_loss
 from posttrain.models.loading import load_causal_lm, load_tokenizer
+from posttrain.models.logprobs import logits_at
 from posttrain.options import TrainOptions
 from posttrain.train import distributed
 from posttrain.train.loop import Algorithm, OfflineSource, train
@@ -39,21 +40,6 @@ class SFTConfig(TrainOptions):
 
 
 PRESETS: dict[str, dict] = {}
-
-
-def logits_at(model, select: torch.Tensor, **inputs) -> torch.Tensor:
-    """The model's logits at the positions where `select` (batch x length, bool) is true: (N, vocab).
-
-    The output head runs only on the selected hidden states (a forward pre-hook gathers them), so
-    no batch x length x vocab tensor is ever made. Whatever the model does after its head
-    (e.g. logit soft-capping) still applies.
-    """
-    head = model.get_output_embeddings()
-    handle = head.register_forward_pre_hook(lambda _module, args: (args[0][select],) + tuple(args[1:]))
-    try:
-        return model(**inputs, use_cache=False).logits
-    finally:
-        handle.remove()
 
 
 @torch.no_grad()

@@ -1,0 +1,134 @@
+"""Preference pairs: read, check, tokenize, and collate chosen and rejected into one batch.
+
+A pair example is {"prompt_ids", "chosen_ids", "chosen_mask", "rejected_ids", "rejected_mask",
+"label", "margin", "row"}; `label` is μ = P(chosen ≻ rejected) (1.0 when the data has none; 0.5 is a
+tie) and `margin` the optional preference margin (0.0 when absent). Rankings, signed-label rows and
+unpaired rows are converted to pairs first (data/converters.py).
+
+`collate_pairs` lays the batch out as [chosen_0 .. chosen_{B-1}, rejected_0 .. rejected_{B-1}], right
+padded, so one forward pass scores both sides (what DPO and reward models both need).
+
+Pairs that cannot teach anything — chosen identical to rejected, or an empty side — are an error by
+default; `invalid_pairs="drop"` drops them instead and reports how many were dropped.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import torch
+
+from posttrain.data.converters import extract_prompt, prepare_records
+from posttrain.data.formats import PREFERENCE, is_conversational
+from posttrain.data.sources import load_rows
+from posttrain.data.tokenize import tokenize_preference
+from posttrain.errors import ConfigError, DataError, data_error
+
+INVALID_PAIR_POLICIES = ("error", "drop")
+_IDENTICAL = "identical sides"
+_ROW = "__row__"  # the row's index in the file, carried through conversions
+
+
+def load_pairs(tokenizer, source: str, split: str | None, *, max_length: int, truncation: bool,
+               invalid_pairs: str = "error") -> tuple[list[dict], Counter]:
+    """Read `source` as preference pairs and tokenize them; returns (examples, dropped counts by reason)."""
+    if invalid_pairs not in INVALID_PAIR_POLICIES:
+        raise ConfigError(f"invalid_pairs must be one of {INVALID_PAIR_POLICIES}, got {invalid_pairs!r}")
+    records = load_rows(source, split)
+    dropped: Counter = Counter()
+    records = [{**record, _ROW: i} for i, record in enumerate(records)]  # errors name the file's row
+    if invalid_pairs == "drop":
+        records = _drop_invalid(records, dropped)
+    try:
+        rows, _ = prepare_records(records, [PREFERENCE], source)
+    except DataError as e:
+        if "is empty" in str(e):  # an empty side: say how to skip such pairs instead
+            raise DataError(f"{e}; or set invalid_pairs=drop to skip pairs with an empty side") from None
+        raise
+    examples = []
+    for i, row in enumerate(rows):
+        index = row.pop(_ROW, i)
+        row = extract_prompt(row)
+        reason, problem = _pair_problem(row) or (None, None)
+        if problem:
+            if invalid_pairs == "drop":
+                dropped[reason] += 1
+                continue
+            raise data_error(source, index, "rejected", f"{problem}; fix the row, or set invalid_pairs=drop to skip such pairs")
+        example = tokenize_preference(tokenizer, row, max_length=max_length, truncation=truncation, source=source,
+                                      row_index=index)
+        label = row.get("label")
+        example["label"] = 1.0 if label is None else float(label)
+        example["margin"] = float(row.get("margin") or 0.0)
+        example["row"] = index
+        examples.append(example)
+    if not examples:
+        raise data_error(source, None, None, f"no usable preference pairs (dropped: {dict(dropped) or 'none'})")
+    return examples, dropped
+
+
+def _pair_problem(row: dict) -> tuple[str, str] | None:
+    """(short reason, message) when a prompt-extracted pair is unusable, else None."""
+    chosen, rejected = row["chosen"], row["rejected"]
+    if chosen == rejected:
+        return _IDENTICAL, "chosen and rejected are identical, so the pair carries no preference"
+    for side in (chosen, rejected):
+        if is_conversational(side) and side and side[0].get("role") != "assistant":
+            role = side[0].get("role")
+            return "different prompts", (f"chosen and rejected have different prompts (they first differ at a '{role}' message, "
+                    "not at the assistant's reply); give both the same prompt or an explicit 'prompt' column")
+    return None
+
+
+def _drop_invalid(records: list[dict], dropped: Counter) -> list[dict]:
+    """Under invalid_pairs=drop: remove rows with an empty side or identical sides, counted."""
+    kept = []
+    for record in records:
+        if "chosen" in record and "rejected" in record:
+            if _is_empty(record["chosen"]) or _is_empty(record["rejected"]):
+                dropped["empty side"] += 1
+                continue
+            if record["chosen"] == record["rejected"]:
+                dropped[_IDENTICAL] += 1
+                continue
+        kept.append(record)
+    return kept
+
+
+def _is_empty(value) -> bool:
+    if isinstance(value, str):
+        return not value.strip()
+    if isinstance(value, list):
+        return not any(isinstance(m, dict) and str(m.get("content") or "").strip() for m in value)
+    return value is None
+
+
+def collate_pairs(examples: list[dict], pad_token_id: int) -> dict:
+    """Right-padded [chosen..., rejected...] batch: input_ids, attention_mask, target_mask (2B x W),
+    label and margin (B), plus ref_chosen_logps / ref_rejected_logps when the examples carry them."""
+    sequences, masks = [], []
+    for side in ("chosen", "rejected"):
+        for ex in examples:
+            sequences.append(ex["prompt_ids"] + ex[f"{side}_ids"])
+            masks.append([0] * len(ex["prompt_ids"]) + list(ex[f"{side}_mask"]))
+    width = max(len(s) for s in sequences)
+    input_ids = torch.full((len(sequences), width), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    target_mask = torch.zeros((len(sequences), width), dtype=torch.bool)
+    for r, (seq, mask) in enumerate(zip(sequences, masks)):
+        input_ids[r, :len(seq)] = torch.tensor(seq, dtype=torch.long)
+        attention_mask[r, :len(seq)] = 1
+        target_mask[r, :len(seq)] = torch.tensor(mask, dtype=torch.bool)
+    batch = {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "target_mask": target_mask,
+        "label": torch.tensor([ex["label"] for ex in examples], dtype=torch.float32),
+        "margin": torch.tensor([ex["margin"] for ex in examples], dtype=torch.float32),
+        "num_pairs": len(examples),
+        "num_tokens": int(attention_mask.sum()),
+    }
+    if all("ref_chosen_logps" in ex for ex in examples):
+        for key in ("ref_chosen_logps", "ref_rejected_logps"):
+            batch[key] = torch.tensor([ex[key] for ex in examples], dtype=torch.float32)
+    return batch

@@ -1,0 +1,93 @@
+"""The reference policy π_ref of DPO, KTO and their relatives: where its log-probs come from.
+
+Three sources, chosen by `ref_model`:
+
+- `copy`: a frozen copy of the starting policy, made once before training (eval mode, no grads).
+  Under LoRA no copy is made: the reference is the same model with its adapters disabled (the
+  base weights never change), so there is no second model in memory.
+- `precompute`: the starting policy's log-probs of every training sequence are computed once
+  before the first step, cached in `output_dir/reference_logps.pt`, and read from the batch;
+  no reference forward pass runs during training, and a resumed run reads the cache.
+- `none`: reference-free losses (SimPO, ORPO, CPO) need no reference at all.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+from posttrain.models.loading import is_peft
+from posttrain.models.logprobs import SequenceLogprobs, sequence_logprobs
+
+REFERENCE_SOURCES = ("copy", "precompute", "none")
+CACHE_NAME = "reference_logps.pt"
+
+
+class ReferencePolicy:
+    """Reference log-probs for a batch, from a frozen copy or the adapter-disabled base."""
+
+    def __init__(self, policy):
+        self.use_adapters_off = is_peft(policy)
+        self.frozen = None
+        if not self.use_adapters_off:
+            self.frozen = copy.deepcopy(policy).eval()
+            self.frozen.requires_grad_(False)
+
+    @torch.no_grad()
+    def sequence_logprobs(self, policy, input_ids, target_mask, **inputs) -> SequenceLogprobs:
+        if self.frozen is not None:
+            if next(self.frozen.parameters()).device != input_ids.device:  # follow the policy to its device
+                self.frozen.to(input_ids.device)
+            return sequence_logprobs(self.frozen, input_ids, target_mask, **inputs)
+        was_training = policy.training
+        policy.eval()  # no dropout in the reference
+        try:
+            with policy.disable_adapter():
+                return sequence_logprobs(policy, input_ids, target_mask, **inputs)
+        finally:
+            policy.train(was_training)
+
+
+def cache_key(model_name: str, examples: list[dict], fields: tuple[str, ...]) -> str:
+    """A fingerprint of the starting model and the exact token ids, so a stale cache is never read."""
+    digest = hashlib.sha256(model_name.encode())
+    for ex in examples:
+        digest.update(json.dumps([ex[f] for f in fields], separators=(",", ":")).encode())
+    return digest.hexdigest()
+
+
+@torch.no_grad()
+def precompute(policy, examples: list[dict], collate, score, batch_size: int, cache_path: Path, key: str,
+               device, write_cache: bool = True) -> list[dict]:
+    """Fill each example's reference log-probs, from `cache_path` when its key matches, else by
+    running `score(model, batch) -> {field: tensor(batch)}` over the examples on `device` and caching
+    the result.
+    Returns the examples with the scored fields added (the same dicts, updated in place)."""
+    cached = torch.load(cache_path, weights_only=True) if cache_path.exists() else None
+    if cached is None or cached.get("key") != key:
+        was_training = policy.training
+        policy.eval()
+        columns: dict[str, list[float]] = {}
+        context = policy.disable_adapter() if is_peft(policy) else nullcontext()
+        with context:
+            for start in range(0, len(examples), batch_size):
+                batch = collate(examples[start:start + batch_size])
+                batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+                for name, values in score(policy, batch).items():
+                    columns.setdefault(name, []).extend(values.float().cpu().tolist())
+        policy.train(was_training)
+        cached = {"key": key, "columns": {k: torch.tensor(v, dtype=torch.float64) for k, v in columns.items()}}
+        if write_cache:  # one writer (rank 0); written to a temp file, then renamed
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache_path.with_suffix(".tmp")
+            torch.save(cached, tmp)
+            tmp.replace(cache_path)
+    for name, values in cached["columns"].items():
+        for ex, value in zip(examples, values.tolist()):
+            ex[name] = value
+    return examples
