@@ -73,6 +73,25 @@ def sft_rows(n: int, seed: int = 0, conversational: bool = True) -> list[dict]:
     return rows
 
 
+def preference_rows(n: int, seed: int = 0, conversational: bool = False) -> list[dict]:
+    """Pairs whose chosen completion has the right sum and the rejected one a wrong sum, varied lengths."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        a, b = rng.randint(0, 99), rng.randint(0, 99)
+        prompt = f"What is {a} + {b}?" + " Please." * rng.randint(0, 2)
+        wrong = a + b + rng.choice([-10, -1, 1, 10])
+        chosen = f" The answer is {a + b}." + " Done." * rng.randint(0, 2)
+        rejected = f" The answer is {wrong}." + " Done." * rng.randint(0, 2)
+        if conversational:
+            rows.append({"prompt": [{"role": "user", "content": prompt}],
+                         "chosen": [{"role": "assistant", "content": chosen.strip()}],
+                         "rejected": [{"role": "assistant", "content": rejected.strip()}]})
+        else:
+            rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
+    return rows
+
+
 def write_jsonl(path, rows: list[dict]) -> str:
     Path(path).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return str(path)
