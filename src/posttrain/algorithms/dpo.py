@@ -1,0 +1,205 @@
+"""Direct preference optimization and its family, on preference pairs.
+
+    posttrain dpo dataset=pairs.jsonl model=sft-out/final beta=0.1
+    posttrain dpo --preset simpo dataset=pairs.jsonl
+    posttrain dpo dataset=pairs.jsonl loss_type=[sigmoid,sft] loss_weights=[1.0,1.0]   # RPO
+
+Reads preference pairs (`prompt`, `chosen`, `rejected`, optional `label` μ and `margin`; implicit
+prompts, rankings, signed-label and unpaired rows are converted). Chosen and rejected go through
+one concatenated forward pass; each side's log-prob is the sum over its completion tokens, with
+the output head run on completion positions only. The loss of each pair is the weighted sum of
+the `loss_type` entries (losses/preference.py holds every equation); the step's loss is the mean
+over all pairs of the global batch.
+
+The reference policy (`ref_model`): a frozen copy of the starting model, the adapter-disabled base
+under LoRA, or log-probs precomputed once and cached (`precompute`). Reference-free losses (simpo,
+orpo, cpo, sft alone) use none.
+
+Logged: `rewards/chosen` and `rewards/rejected` (the implicit rewards β·log π_θ/π_ref; β·log π_θ
+for reference-free losses), `rewards/margins`, `rewards/accuracies` (share of pairs whose chosen
+reward is higher), `logps/chosen` and `logps/rejected` (summed log-probs under the policy).
+docs/dpo.md explains why `rewards/chosen` usually falls while the margin grows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from posttrain.config import option
+from posttrain.data.pairs import INVALID_PAIR_POLICIES, collate_pairs, load_pairs
+from posttrain.errors import ConfigError, DataError
+from posttrain.losses.preference import LOSSES, REFERENCE_FREE, SOFT_LABELS, PairLogps, PreferenceParams, preference_loss
+from posttrain.models.loading import load_causal_lm, load_tokenizer, resolve_device
+from posttrain.models.logprobs import sequence_logprobs
+from posttrain.models.reference import CACHE_NAME, ReferencePolicy, cache_key, precompute
+from posttrain.options import TrainOptions
+from posttrain.train import distributed
+from posttrain.train.loop import Algorithm, OfflineSource, train
+from posttrain.train.rundir import check_run_dir
+
+
+@dataclass
+class DPOConfig(TrainOptions):
+    learning_rate: float = option(5e-7, "Peak learning rate (AdamW); DPO wants a small one (TRL: 1e-6).")
+    beta: float = option(0.1, "β: the KL strength; larger keeps the policy closer to the reference (SimPO: the reward scale, 2-2.5).")
+    loss_type: list[str] = option(["sigmoid"], f"Loss(es) to sum, weighted by loss_weights: {', '.join(LOSSES)}.")
+    loss_weights: list[float] | None = option(None, "One weight per loss_type entry (default: all 1.0).")
+    label_smoothing: float = option(0.0, "ε: probability that a label is flipped (cDPO with sigmoid, robust DPO with robust; also simpo, cpo). In [0, 0.5).")
+    simpo_gamma: float = option(0.5, "γ: SimPO's target reward margin (0.5-1.5).")
+    orpo_lambda: float = option(0.1, "λ: weight of ORPO's odds-ratio term against its SFT term.")
+    discopop_tau: float = option(0.05, "τ: DiscoPOP's gate temperature.")
+    ref_model: str = option("copy", "Reference policy: a frozen copy (the adapter-disabled base under LoRA), or precompute its log-probs once and cache them.", choices=("copy", "precompute"))
+    precompute_batch_size: int = option(16, "Pairs per forward pass when precomputing reference log-probs.")
+    invalid_pairs: str = option("error", "Pairs with identical or empty sides, or differing prompts: error, or drop them (counted in the log).", choices=INVALID_PAIR_POLICIES)
+
+    def validate(self) -> None:
+        super().validate()
+        unknown = [t for t in self.loss_type if t not in LOSSES]
+        if unknown or not self.loss_type:
+            raise ConfigError(f"loss_type: unknown {unknown or 'empty list'}; valid: {', '.join(LOSSES)}")
+        if self.loss_weights is not None and len(self.loss_weights) != len(self.loss_type):
+            raise ConfigError(f"loss_weights has {len(self.loss_weights)} entries but loss_type has {len(self.loss_type)}; give one weight per loss")
+        if not 0 <= self.label_smoothing < 0.5:
+            raise ConfigError(f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
+        if self.beta <= 0:
+            raise ConfigError(f"beta must be > 0, got {self.beta}")
+
+    @property
+    def reference_free(self) -> bool:
+        return all(t in REFERENCE_FREE for t in self.loss_type)
+
+    def loss_params(self) -> PreferenceParams:
+        return PreferenceParams(beta=self.beta, label_smoothing=self.label_smoothing, simpo_gamma=self.simpo_gamma,
+                                orpo_lambda=self.orpo_lambda, discopop_tau=self.discopop_tau)
+
+
+# Named sets of values (`--preset NAME`); each is the paper's recipe where the seeds give one.
+PRESETS: dict[str, dict] = {
+    "dpo": {"loss_type": ["sigmoid"], "beta": 0.1},
+    "cdpo": {"loss_type": ["sigmoid"], "beta": 0.1, "label_smoothing": 0.1},
+    "robust": {"loss_type": ["robust"], "beta": 0.1, "label_smoothing": 0.1},
+    "ipo": {"loss_type": ["ipo"], "beta": 0.01},  # seed 003 L3807: best β = 0.01
+    "slic": {"loss_type": ["hinge"], "beta": 1.0},
+    "simpo": {"loss_type": ["simpo"], "beta": 2.0, "simpo_gamma": 0.5},  # seed 003 L3573: β 2-2.5, γ 0.5-1.5
+    "orpo": {"loss_type": ["orpo"], "orpo_lambda": 0.1},
+    "cpo": {"loss_type": ["cpo"], "beta": 0.1},
+    "rpo": {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, 1.0]},
+    "apo_zero": {"loss_type": ["apo_zero"], "beta": 0.1},
+    "apo_down": {"loss_type": ["apo_down"], "beta": 0.1},
+}
+
+
+class DPO(Algorithm):
+    """Per-pair preference losses; the loop divides the summed loss by the number of pairs."""
+
+    def __init__(self, config: DPOConfig, pad_token_id: int, precompute_sets: list[list[dict]] = ()):
+        self.config, self.pad_token_id = config, pad_token_id
+        self.params = config.loss_params()
+        self.weights = config.loss_weights or [1.0] * len(config.loss_type)
+        self.precompute_sets = list(precompute_sets)
+        self.reference: ReferencePolicy | None = None
+
+    def setup(self, model) -> None:
+        if self.config.reference_free:
+            return
+        if self.config.ref_model == "copy":
+            self.reference = ReferencePolicy(model)
+            return
+        examples = [ex for group in self.precompute_sets for ex in group]
+        key = cache_key(self.config.model, examples, ("prompt_ids", "chosen_ids", "chosen_mask", "rejected_ids", "rejected_mask"))
+        device = resolve_device(self.config.device)
+        model.to(device)
+        precompute(model, examples, self.collate, _score_reference, self.config.precompute_batch_size,
+                   Path(self.config.output_dir) / CACHE_NAME, key, device, write_cache=distributed.is_main())
+
+    def collate(self, items: list[dict]) -> dict:
+        return collate_pairs(items, self.pad_token_id)
+
+    def batch_weight(self, batch: dict) -> float:
+        return float(batch["num_pairs"])
+
+    def loss(self, model, batch: dict) -> tuple[torch.Tensor, dict]:
+        inputs = dict(input_ids=batch["input_ids"], target_mask=batch["target_mask"], attention_mask=batch["attention_mask"])
+        policy = sequence_logprobs(model, **inputs)
+        pairs = batch["num_pairs"]
+        chosen_tokens, rejected_tokens = policy.counts.split(pairs)
+        p = PairLogps(*policy.sums.split(pairs), chosen_tokens=chosen_tokens, rejected_tokens=rejected_tokens,
+                      label=batch["label"])
+        if "ref_chosen_logps" in batch:
+            p.ref_chosen, p.ref_rejected = batch["ref_chosen_logps"], batch["ref_rejected_logps"]
+        elif self.reference is not None:
+            p.ref_chosen, p.ref_rejected = self.reference.sequence_logprobs(model, **inputs).sums.split(pairs)
+        losses = preference_loss(p, self.params, self.config.loss_type, self.weights)
+        return losses.sum(), _metrics(p, self.params.beta)
+
+
+def _score_reference(model, batch: dict) -> dict[str, torch.Tensor]:
+    sums = sequence_logprobs(model, batch["input_ids"], batch["target_mask"], attention_mask=batch["attention_mask"]).sums
+    chosen, rejected = sums.split(batch["num_pairs"])
+    return {"ref_chosen_logps": chosen, "ref_rejected_logps": rejected}
+
+
+@torch.no_grad()
+def _metrics(p: PairLogps, beta: float) -> dict:
+    """Sums over the pairs (the loop divides by the number of pairs of the step)."""
+    if p.ref_chosen is not None:
+        chosen, rejected = beta * p.chosen_logratios, beta * p.rejected_logratios
+    else:  # reference-free: the reward is β log π_θ (as TRL's CPO / ORPO trainers log it)
+        chosen, rejected = beta * p.policy_chosen, beta * p.policy_rejected
+    return {
+        "rewards/chosen": chosen.sum(), "rewards/rejected": rejected.sum(),
+        "rewards/margins": (chosen - rejected).sum(), "rewards/accuracies": (chosen > rejected).float().sum(),
+        "logps/chosen": p.policy_chosen.sum(), "logps/rejected": p.policy_rejected.sum(),
+    }
+
+
+def orient_pairs(examples: list[dict], loss_types: list[str], source: str) -> list[dict]:
+    """Losses that read only hard labels get pairs with μ = 1: a pair labelled 0 (the rejected side
+    won) is swapped; a soft label or tie is an error naming the losses that accept one."""
+    if all(t in SOFT_LABELS for t in loss_types):
+        return examples
+    out = []
+    for ex in examples:
+        if ex["label"] == 1.0:
+            out.append(ex)
+        elif ex["label"] == 0.0:
+            out.append({**ex, "chosen_ids": ex["rejected_ids"], "chosen_mask": ex["rejected_mask"],
+                        "rejected_ids": ex["chosen_ids"], "rejected_mask": ex["chosen_mask"], "label": 1.0})
+        else:
+            hard = [t for t in loss_types if t not in SOFT_LABELS]
+            raise DataError(
+                f"{source}, row {ex['row']}, column 'label': soft label {ex['label']} (ties / probabilities) but "
+                f"loss_type {hard} needs hard labels; use loss_type=[sigmoid] or give labels of 0 or 1"
+            )
+    return out
+
+
+def load_examples(tokenizer, source: str, split: str | None, config: DPOConfig, what: str) -> list[dict]:
+    examples, dropped = load_pairs(tokenizer, source, split, max_length=config.max_length, truncation=config.truncation,
+                                   invalid_pairs=config.invalid_pairs)
+    if dropped and distributed.is_main():
+        print(f"posttrain: {what}: dropped {sum(dropped.values())} pairs ({', '.join(f'{k}: {v}' for k, v in dropped.items())})")
+    return orient_pairs(examples, config.loss_type, source)
+
+
+def run_dpo(config: DPOConfig) -> dict:
+    """Train, evaluate and save to output_dir; returns the last logged metrics."""
+    check_run_dir(config)
+    tokenizer = load_tokenizer(config.model, config.chat_template, config.trust_remote_code)
+    train_examples = load_examples(tokenizer, config.dataset, config.dataset_split, config, "training data")
+    eval_examples = load_examples(tokenizer, config.eval_dataset, None, config, "eval data") if config.eval_dataset else []
+    algorithm = DPO(config, tokenizer.pad_token_id, precompute_sets=[train_examples, eval_examples])
+    source = OfflineSource(train_examples, algorithm.collate, config.batch_size, config.gradient_accumulation_steps,
+                           config.seed, what="preference pairs")
+    try:
+        return train(
+            config,
+            build_model=lambda: load_causal_lm(config.model, config.dtype, "cpu", config.trust_remote_code),
+            tokenizer=tokenizer, algorithm=algorithm, source=source, eval_items=eval_examples,
+        )
+    finally:
+        distributed.cleanup()
+
