@@ -46,7 +46,7 @@ def _parse(argv: list[str]):
     parser.add_argument("--help", "-h", action="store_true")
     parser.add_argument("overrides", nargs="*")
     try:
-        args, unknown = parser.parse_known_args(argv)
+        args, unknown = parser.parse_known_intermixed_args(argv)  # `dpo --preset simpo k=v` too
     except SystemExit:
         raise UserError("could not parse the command line; run `posttrain --help`") from None
     if unknown:
@@ -98,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
                 print("\n" + doc)
             print("\noptions:")
             print(format_help(config_cls))
+            presets = getattr(sys.modules[STAGES[args.stage][0]], "PRESETS", {})
+            if presets:
+                print("\npresets (--preset NAME; later key=value overrides win):")
+                for name, values in presets.items():
+                    print(f"  {name:<11} " + " ".join(f"{k}={v}" for k, v in values.items()))
             return 0
         run_stage(args.stage, args.config, args.overrides, args.preset)
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:

@@ -1,0 +1,138 @@
+"""DPO training: the log-probs of the concatenated padded batch, the three reference sources,
+accumulation, learning, presets through the CLI, and bad preference data."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from conftest import final_weights, preference_rows, read_metrics, run_cli, write_jsonl
+from posttrain.algorithms.dpo import DPO, DPOConfig, load_examples, run_dpo
+from posttrain.config import build_config
+from posttrain.models.loading import load_tokenizer
+from posttrain.models.logprobs import sequence_logprobs
+
+
+def dpo_config(**values) -> DPOConfig:
+    defaults = dict(max_length=128, batch_size=8, learning_rate=1e-3, logging_steps=1, lr_scheduler="constant", device="cpu")
+    return build_config(DPOConfig, {**defaults, **values})
+
+
+@pytest.fixture
+def pairs(tmp_path) -> tuple[str, str]:
+    return write_jsonl(tmp_path / "train.jsonl", preference_rows(32)), write_jsonl(tmp_path / "eval.jsonl", preference_rows(8, seed=1))
+
+
+def test_concatenated_padded_logprobs_equal_each_sequence_alone(tiny_qwen2, pairs):
+    tokenizer = load_tokenizer(tiny_qwen2)
+    model = AutoModelForCausalLM.from_pretrained(tiny_qwen2).eval()
+    examples = load_examples(tokenizer, pairs[0], None, dpo_config(dataset=pairs[0]), "train")[:4]
+    batch = DPO(dpo_config(), tokenizer.pad_token_id).collate(examples)
+    with torch.no_grad():
+        together = sequence_logprobs(model, batch["input_ids"], batch["target_mask"], attention_mask=batch["attention_mask"])
+        for row, (side, ex) in enumerate([(s, e) for s in ("chosen", "rejected") for e in examples]):
+            ids = torch.tensor([ex["prompt_ids"] + ex[f"{side}_ids"]])
+            logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), -1).gather(-1, ids[0, 1:, None])[:, 0]
+            mask = torch.tensor([0] * len(ex["prompt_ids"]) + ex[f"{side}_mask"])[1:].bool()
+            assert float(together.sums[row]) == pytest.approx(float(logp[mask].sum()), abs=1e-4)
+            assert int(together.counts[row]) == int(mask.sum())
+
+
+def test_precomputed_reference_equals_frozen_copy_and_is_cached(tiny_llama, pairs, tmp_path):
+    train_file, eval_file = pairs
+    runs = {}
+    for ref in ("copy", "precompute"):
+        out = tmp_path / ref
+        run_dpo(dpo_config(model=tiny_llama, dataset=train_file, eval_dataset=eval_file, output_dir=str(out), max_steps=4, ref_model=ref))
+        runs[ref] = [{k: v for k, v in r.items() if k != "tokens_per_second"} for r in read_metrics(out)]
+    for a, b in zip(runs["copy"], runs["precompute"]):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert a[key] == pytest.approx(b[key], abs=1e-5), key
+    cache = torch.load(tmp_path / "precompute" / "reference_logps.pt", weights_only=True)
+    assert len(cache["columns"]["ref_chosen_logps"]) == 32 + 8  # training and eval pairs
+    # at step 1 the policy is the reference: every implicit reward is 0 and the loss is log 2
+    assert runs["precompute"][0]["loss"] == pytest.approx(math.log(2), abs=1e-5)
+
+
+def test_lora_reference_is_the_adapter_disabled_base(tiny_llama, pairs, tmp_path):
+    config = dpo_config(model=tiny_llama, dataset=pairs[0], output_dir=str(tmp_path / "lora"), max_steps=3, lora=True, lora_r=4)
+    algorithm_seen = {}
+    original_setup = DPO.setup
+
+    def spy(self, model):
+        original_setup(self, model)
+        algorithm_seen["frozen"] = self.reference.frozen
+
+    DPO.setup = spy
+    try:
+        run_dpo(config)
+    finally:
+        DPO.setup = original_setup
+    assert algorithm_seen["frozen"] is None  # no second model in memory
+    metrics = read_metrics(tmp_path / "lora")
+    assert metrics[0]["loss"] == pytest.approx(math.log(2), abs=1e-5)  # LoRA starts as the identity
+    assert metrics[-1]["rewards/margins"] != 0.0
+
+
+def test_gradient_accumulation_equals_the_large_batch(tiny_llama, pairs, tmp_path):
+    common = dict(model=tiny_llama, dataset=pairs[0], max_steps=2, loss_type=["sigmoid", "sft"])
+    run_dpo(dpo_config(output_dir=str(tmp_path / "big"), batch_size=8, **common))
+    run_dpo(dpo_config(output_dir=str(tmp_path / "acc"), batch_size=2, gradient_accumulation_steps=4, **common))
+    big, acc = final_weights(tmp_path / "big"), final_weights(tmp_path / "acc")
+    for name in big:
+        torch.testing.assert_close(big[name], acc[name], atol=2e-6, rtol=1e-5)
+
+
+def test_dpo_learns_the_preference(tiny_llama, pairs, tmp_path):
+    """The implicit reward margin on the training pairs grows from 0 and ranks most pairs right."""
+    train_file = pairs[0]
+    last = run_dpo(dpo_config(model=tiny_llama, dataset=train_file, eval_dataset=train_file, output_dir=str(tmp_path / "run"),
+                              max_steps=24, learning_rate=3e-3, beta=0.5))
+    first = read_metrics(tmp_path / "run")[0]
+    assert first["rewards/margins"] == pytest.approx(0.0, abs=1e-6)
+    assert last["eval_rewards/accuracies"] >= 0.85 and last["eval_rewards/margins"] > 1.0
+    assert last["eval_loss"] < 0.6 * math.log(2)
+
+
+def test_cli_preset_simpo_runs_reference_free(tiny_llama, pairs, tmp_path):
+    out = tmp_path / "simpo"
+    result = run_cli("dpo", "--preset", "simpo", f"model={tiny_llama}", f"dataset={pairs[0]}", f"output_dir={out}",
+                     "max_steps=2", "batch_size=8", "max_length=128")
+    assert result.returncode == 0, result.stderr
+    config = (out / "config.yaml").read_text()
+    assert "- simpo" in config and "beta: 2.0" in config
+    assert (out / "final" / "model.safetensors").exists()
+    assert not (out / "reference_logps.pt").exists()
+
+
+@pytest.mark.parametrize("rows, args, message", [
+    ([{"prompt": "q", "chosen": " a", "rejected": " a"}] * 4, [], "chosen and rejected are identical"),
+    ([{"prompt": "q", "chosen": " a", "rejected": "  "}] * 4, [], "is empty"),
+    ([{"prompt": "q", "chosen": " a", "rejected": " b", "label": 1.5}] * 4, [], "expected P(chosen ≻ rejected)"),
+    ([{"prompt": "q", "chosen": " a", "rejected": " b", "label": 0.5}] * 4, ["loss_type=[hinge]"], "needs hard labels"),
+    ([{"prompt": "q", "completions": [" a", " b", " c"], "ranking": [0, 0, 2]}] * 4, [], "expected a permutation"),
+    ([{"prompt": "q", "completions": [" a", " b", " c"], "ranking": [0, 1, 3]}] * 4, [], "expected a permutation"),
+    ([{"chosen": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "a"}],
+       "rejected": [{"role": "user", "content": "y"}, {"role": "assistant", "content": "b"}]}] * 4, [], "different prompts"),
+    ([{"prompt": "q", "chosen": " a", "rejected": " b"}] * 4, ["loss_type=[dpo]"], "loss_type: unknown"),
+])
+def test_bad_preference_data_is_one_line_exit_2(tiny_llama, tmp_path, rows, args, message):
+    data = write_jsonl(tmp_path / "bad.jsonl", rows)
+    out = tmp_path / "run"
+    result = run_cli("dpo", f"model={tiny_llama}", f"dataset={data}", f"output_dir={out}", "max_steps=1", *args)
+    assert result.returncode == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (out / "final").exists()
+
+
+def test_invalid_pairs_drop_is_counted(tiny_llama, tmp_path):
+    rows = preference_rows(8) + [{"prompt": "q", "chosen": " a", "rejected": " a"}, {"prompt": "q", "chosen": "", "rejected": " b"}]
+    data = write_jsonl(tmp_path / "mixed.jsonl", rows)
+    result = run_cli("dpo", f"model={tiny_llama}", f"dataset={data}", f"output_dir={tmp_path / 'run'}", "max_steps=1",
+                     "batch_size=8", "invalid_pairs=drop")
+    assert result.returncode == 0, result.stderr
+    assert "dropped 2 pairs (identical sides: 1, empty side: 1)" in result.stdout + result.stderr
