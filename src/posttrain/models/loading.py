@@ -82,12 +82,16 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def apply_lora(model, r: int, alpha: int, dropout: float, target_modules: list[str]):
-    """Wrap `model` with LoRA adapters; only the adapters are trainable."""
+def apply_lora(model, r: int, alpha: int, dropout: float, target_modules: list[str], task_type: str | None = None):
+    """Wrap `model` with LoRA adapters; only the adapters are trainable. `task_type` None picks
+    SEQ_CLS for a *ForSequenceClassification model (peft then also trains its `score` head in full,
+    modules_to_save) and CAUSAL_LM otherwise."""
     from peft import LoraConfig, get_peft_model
 
+    if task_type is None:
+        task_type = "SEQ_CLS" if type(model).__name__.endswith("ForSequenceClassification") else "CAUSAL_LM"
     targets = "all-linear" if target_modules in (["all-linear"], "all-linear") else list(target_modules)
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type="CAUSAL_LM")
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type=task_type)
     try:
         return get_peft_model(model, config)
     except ValueError as exc:
