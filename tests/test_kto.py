@@ -2,14 +2,17 @@
 tiny model, precomputed reference = frozen copy, LoRA, and `posttrain kto` through the CLI."""
 
 import copy
+import os
 import random
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from conftest import preference_rows, read_metrics, run_cli, without_timing, write_jsonl
+from conftest import REPO, preference_rows, read_metrics, run_cli, without_timing, write_jsonl
 from posttrain.algorithms.kto import KTO, KTOConfig, load_examples, run_kto
 from posttrain.config import build_config
 from posttrain.data.converters import pairs_to_unpaired
@@ -186,6 +189,27 @@ def test_lora_reference_is_the_adapter_free_base(tiny_qwen2, tmp_path):
     first, second = read_metrics(out)
     assert first["rewards/desirable"] == 0.0 and first["rewards/undesirable"] == 0.0 and first["kl"] == 0.0
     assert second["rewards/desirable"] != 0.0 and (out / "final" / "config.json").is_file()
+
+
+def test_two_processes_share_one_reference_point(tiny_llama, tmp_path):
+    """Under torchrun (2 processes x 2 examples) z0 is the mean over both processes' mismatched pairs,
+    so the run equals one process reading batches of 4. Mostly desirable data makes z0 > 0."""
+    rows = [r for i, r in enumerate(arithmetic_feedback(12)) if r["label"] or i % 6 == 1]  # 12 desirable, 4 not
+    common = dict(model=tiny_llama, dataset=write_jsonl(tmp_path / "d.jsonl", rows), max_steps=4, learning_rate=3e-3,
+                  eval_dataset=write_jsonl(tmp_path / "e.jsonl", arithmetic_feedback(2, seed=1)))
+    run_kto(kto_config(**common, output_dir=str(tmp_path / "single"), batch_size=4))
+    same_as_kto_config = dict(max_length=128, lr_scheduler="constant", logging_steps=1, device="cpu")
+    args = [f"{k}={v}" for k, v in {**common, **same_as_kto_config, "batch_size": 2, "output_dir": tmp_path / "multi"}.items()]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           "-m", "posttrain", "kto", *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one, two = read_metrics(tmp_path / "single"), read_metrics(tmp_path / "multi")
+    assert len(two) == 4 and max(r["kl"] for r in one) > 0.5
+    for a, b in zip(one, two):
+        for key in ("loss", "kl", "grad_norm", "rewards/desirable"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), key
+    assert two[-1]["eval_loss"] == pytest.approx(one[-1]["eval_loss"], rel=1e-4)
 
 
 # -------------------------------------------------------------------------------------------- CLI
