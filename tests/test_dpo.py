@@ -10,10 +10,12 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from conftest import final_weights, preference_rows, read_metrics, run_cli, write_jsonl
-from posttrain.algorithms.dpo import DPO, DPOConfig, load_examples, run_dpo
+from posttrain.algorithms.dpo import DPO, DPOConfig, load_examples, model_inputs, run_dpo
+from posttrain.data.pairs import collate_pairs
 from posttrain.config import build_config
 from posttrain.models.loading import load_tokenizer
 from posttrain.models.logprobs import sequence_logprobs
+from posttrain.train.packed_attention import use_packed_attention
 
 
 def dpo_config(**values) -> DPOConfig:
@@ -41,17 +43,35 @@ def test_concatenated_padded_logprobs_equal_each_sequence_alone(tiny_qwen2, pair
             assert int(together.counts[row]) == int(mask.sum())
 
 
-def test_precomputed_reference_equals_frozen_copy_and_is_cached(tiny_llama, pairs, tmp_path):
+def test_padding_free_batch_gives_the_padded_logprobs(tiny_llama, pairs):
+    tokenizer = load_tokenizer(tiny_llama)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+    examples = load_examples(tokenizer, pairs[0], None, dpo_config(dataset=pairs[0]), "train")[:6]
+    padded = collate_pairs(examples, tokenizer.pad_token_id)
+    packed = collate_pairs(examples, tokenizer.pad_token_id, pack_length=128)
+    assert packed["input_ids"].shape[0] < padded["input_ids"].shape[0]  # several sequences share a row
+    assert packed["num_tokens"] == int(padded["attention_mask"].sum())
+    with torch.no_grad():
+        want = sequence_logprobs(model, **model_inputs(padded))
+        assert use_packed_attention(model)
+        got = sequence_logprobs(model, **model_inputs(packed))
+    torch.testing.assert_close(got.sums, want.sums, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(got.counts, want.counts)
+
+
+def test_precomputed_reference_and_padding_equal_the_default_and_are_cached(tiny_llama, pairs, tmp_path):
     train_file, eval_file = pairs
     runs = {}
-    for ref in ("copy", "precompute"):
-        out = tmp_path / ref
-        run_dpo(dpo_config(model=tiny_llama, dataset=train_file, eval_dataset=eval_file, output_dir=str(out), max_steps=4, ref_model=ref))
-        runs[ref] = [{k: v for k, v in r.items() if k != "tokens_per_second"} for r in read_metrics(out)]
-    for a, b in zip(runs["copy"], runs["precompute"]):
-        assert a.keys() == b.keys()
-        for key in a:
-            assert a[key] == pytest.approx(b[key], abs=1e-5), key
+    for name, ref, padding_free in (("copy", "copy", True), ("precompute", "precompute", True), ("padded", "copy", False)):
+        out = tmp_path / name
+        run_dpo(dpo_config(model=tiny_llama, dataset=train_file, eval_dataset=eval_file, output_dir=str(out), max_steps=4,
+                           ref_model=ref, padding_free=padding_free))
+        runs[name] = [{k: v for k, v in r.items() if k != "tokens_per_second"} for r in read_metrics(out)]
+    for other in ("precompute", "padded"):
+        for a, b in zip(runs["copy"], runs[other]):
+            assert a.keys() == b.keys()
+            for key in a:
+                assert a[key] == pytest.approx(b[key], abs=1e-4), (other, key)
     cache = torch.load(tmp_path / "precompute" / "reference_logps.pt", weights_only=True)
     assert len(cache["columns"]["ref_chosen_logps"]) == 32 + 8  # training and eval pairs
     # at step 1 the policy is the reference: every implicit reward is 0 and the loss is log 2

@@ -38,6 +38,7 @@ from posttrain.models.reference import CACHE_NAME, ReferencePolicy, cache_key, p
 from posttrain.options import TrainOptions
 from posttrain.train import distributed
 from posttrain.train.loop import Algorithm, OfflineSource, train
+from posttrain.train.packed_attention import use_packed_attention
 from posttrain.train.rundir import check_run_dir
 
 
@@ -53,6 +54,7 @@ class DPOConfig(TrainOptions):
     discopop_tau: float = option(0.05, "τ: DiscoPOP's gate temperature.")
     ref_model: str = option("copy", "Reference policy: a frozen copy (the adapter-disabled base under LoRA), or precompute its log-probs once and cache them.", choices=("copy", "precompute"))
     precompute_batch_size: int = option(16, "Pairs per forward pass when precomputing reference log-probs.")
+    padding_free: bool = option(True, "Pack the batch's sequences into rows without padding, attention per sequence (sdpa/eager models; others pad).")
     invalid_pairs: str = option("error", "Pairs with identical or empty sides, or differing prompts: error, or drop them (counted in the log).", choices=INVALID_PAIR_POLICIES)
 
     def validate(self) -> None:
@@ -101,8 +103,11 @@ class DPO(Algorithm):
         self.weights = config.loss_weights or [1.0] * len(config.loss_type)
         self.precompute_sets = list(precompute_sets)
         self.reference: ReferencePolicy | None = None
+        self.pack_length: int | None = None  # set in setup when the model takes packed rows
 
     def setup(self, model) -> None:
+        if self.config.padding_free and use_packed_attention(model):
+            self.pack_length = self.config.max_length
         if self.config.reference_free:
             return
         if self.config.ref_model == "copy":
@@ -116,13 +121,13 @@ class DPO(Algorithm):
                    Path(self.config.output_dir) / CACHE_NAME, key, device, write_cache=distributed.is_main())
 
     def collate(self, items: list[dict]) -> dict:
-        return collate_pairs(items, self.pad_token_id)
+        return collate_pairs(items, self.pad_token_id, self.pack_length)
 
     def batch_weight(self, batch: dict) -> float:
         return float(batch["num_pairs"])
 
     def loss(self, model, batch: dict) -> tuple[torch.Tensor, dict]:
-        inputs = dict(input_ids=batch["input_ids"], target_mask=batch["target_mask"], attention_mask=batch["attention_mask"])
+        inputs = model_inputs(batch)
         policy = sequence_logprobs(model, **inputs)
         pairs = batch["num_pairs"]
         chosen_tokens, rejected_tokens = policy.counts.split(pairs)
@@ -136,8 +141,17 @@ class DPO(Algorithm):
         return losses.sum(), _metrics(p, self.params.beta)
 
 
+def model_inputs(batch: dict) -> dict:
+    """`sequence_logprobs` arguments for a padded or a packed (padding-free) pair batch."""
+    if "sequence_index" in batch:
+        return dict(input_ids=batch["input_ids"], target_mask=batch["target_mask"], position_ids=batch["position_ids"],
+                    packed_segments=batch["segments"], sequence_index=batch["sequence_index"],
+                    num_sequences=batch["num_sequences"])
+    return dict(input_ids=batch["input_ids"], target_mask=batch["target_mask"], attention_mask=batch["attention_mask"])
+
+
 def _score_reference(model, batch: dict) -> dict[str, torch.Tensor]:
-    sums = sequence_logprobs(model, batch["input_ids"], batch["target_mask"], attention_mask=batch["attention_mask"]).sums
+    sums = sequence_logprobs(model, **model_inputs(batch)).sums
     chosen, rejected = sums.split(batch["num_pairs"])
     return {"ref_chosen_logps": chosen, "ref_rejected_logps": rejected}
 

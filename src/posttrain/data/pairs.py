@@ -18,6 +18,7 @@ from collections import Counter
 
 import torch
 
+from posttrain.data.collate import pack_best_fit
 from posttrain.data.converters import extract_prompt, prepare_records
 from posttrain.data.formats import PREFERENCE, is_conversational
 from posttrain.data.sources import load_rows
@@ -103,14 +104,37 @@ def _is_empty(value) -> bool:
     return value is None
 
 
-def collate_pairs(examples: list[dict], pad_token_id: int) -> dict:
-    """Right-padded [chosen..., rejected...] batch: input_ids, attention_mask, target_mask (2B x W),
-    label and margin (B), plus ref_chosen_logps / ref_rejected_logps when the examples carry them."""
+def collate_pairs(examples: list[dict], pad_token_id: int, pack_length: int | None = None) -> dict:
+    """The batch's 2B sequences, ordered [chosen..., rejected...], with label and margin (B), plus
+    ref_chosen_logps / ref_rejected_logps when the examples carry them.
+
+    Padded (default): input_ids, attention_mask, target_mask of shape 2B x W, right padded.
+    Padding-free (`pack_length`): the sequences packed best-fit into rows of up to pack_length tokens,
+    with position_ids restarting per sequence, `segments` per row (for packed attention) and
+    `sequence_index` (row x position -> which of the 2B sequences, -1 on the pad tail).
+    """
     sequences, masks = [], []
     for side in ("chosen", "rejected"):
         for ex in examples:
             sequences.append(ex["prompt_ids"] + ex[f"{side}_ids"])
             masks.append([0] * len(ex["prompt_ids"]) + list(ex[f"{side}_mask"]))
+    if pack_length is None:
+        batch = _padded(sequences, masks, pad_token_id)
+    else:
+        batch = _packed(sequences, masks, pad_token_id, max(pack_length, max(map(len, sequences))))
+    batch.update(
+        label=torch.tensor([ex["label"] for ex in examples], dtype=torch.float32),
+        margin=torch.tensor([ex["margin"] for ex in examples], dtype=torch.float32),
+        num_pairs=len(examples),
+        num_tokens=sum(map(len, sequences)),
+    )
+    if all("ref_chosen_logps" in ex for ex in examples):
+        for key in ("ref_chosen_logps", "ref_rejected_logps"):
+            batch[key] = torch.tensor([ex[key] for ex in examples], dtype=torch.float32)
+    return batch
+
+
+def _padded(sequences: list[list[int]], masks: list[list[int]], pad_token_id: int) -> dict:
     width = max(len(s) for s in sequences)
     input_ids = torch.full((len(sequences), width), pad_token_id, dtype=torch.long)
     attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
@@ -119,16 +143,30 @@ def collate_pairs(examples: list[dict], pad_token_id: int) -> dict:
         input_ids[r, :len(seq)] = torch.tensor(seq, dtype=torch.long)
         attention_mask[r, :len(seq)] = 1
         target_mask[r, :len(seq)] = torch.tensor(mask, dtype=torch.bool)
-    batch = {
-        "input_ids": input_ids,
-        "attention_mask": attention_mask,
-        "target_mask": target_mask,
-        "label": torch.tensor([ex["label"] for ex in examples], dtype=torch.float32),
-        "margin": torch.tensor([ex["margin"] for ex in examples], dtype=torch.float32),
-        "num_pairs": len(examples),
-        "num_tokens": int(attention_mask.sum()),
-    }
-    if all("ref_chosen_logps" in ex for ex in examples):
-        for key in ("ref_chosen_logps", "ref_rejected_logps"):
-            batch[key] = torch.tensor([ex[key] for ex in examples], dtype=torch.float32)
-    return batch
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "target_mask": target_mask}
+
+
+def _packed(sequences: list[list[int]], masks: list[list[int]], pad_token_id: int, capacity: int) -> dict:
+    rows = pack_best_fit([len(s) for s in sequences], capacity)
+    width = max(sum(len(sequences[i]) for i in row) for row in rows)
+    input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
+    position_ids = torch.zeros((len(rows), width), dtype=torch.long)
+    target_mask = torch.zeros((len(rows), width), dtype=torch.bool)
+    sequence_index = torch.full((len(rows), width), -1, dtype=torch.long)
+    segments = []
+    for r, row in enumerate(rows):
+        at, spans = 0, []
+        for i in row:
+            n = len(sequences[i])
+            input_ids[r, at:at + n] = torch.tensor(sequences[i], dtype=torch.long)
+            position_ids[r, at:at + n] = torch.arange(n)
+            target_mask[r, at:at + n] = torch.tensor(masks[i], dtype=torch.bool)
+            target_mask[r, at] = False  # nothing before it in its sequence predicts a first token (as when padded)
+            sequence_index[r, at:at + n] = i
+            spans.append((at, at + n))
+            at += n
+        position_ids[r, at:] = torch.arange(width - at) + (position_ids[r, at - 1] + 1)  # the pad tail counts on
+        spans[-1] = (spans[-1][0], width)
+        segments.append(spans)
+    return {"input_ids": input_ids, "position_ids": position_ids, "target_mask": target_mask,
+            "sequence_index": sequence_index, "num_sequences": len(sequences), "segments": segments}

@@ -41,17 +41,21 @@ class SequenceLogprobs:
         return self.sums / self.counts.clamp(min=1)
 
 
-def sequence_logprobs(model, input_ids: torch.Tensor, target_mask: torch.Tensor, **inputs) -> SequenceLogprobs:
+def sequence_logprobs(model, input_ids: torch.Tensor, target_mask: torch.Tensor, *, sequence_index: torch.Tensor | None = None,
+                      num_sequences: int | None = None, **inputs) -> SequenceLogprobs:
     """Log-probs of the tokens where `target_mask` (batch x length) is 1, each predicted from the
-    tokens before it, summed per row. Extra `inputs` (attention_mask, position_ids, ...) go to the
-    model. The log-softmax runs in float32 whatever the model's dtype."""
+    token before it, summed per row, or per sequence of a packed batch (`sequence_index`: which
+    sequence each position belongs to; `num_sequences` of them). Extra `inputs` (attention_mask,
+    position_ids, packed_segments, ...) go to the model. The log-softmax runs in float32."""
     predicts = torch.zeros_like(target_mask, dtype=torch.bool)
-    predicts[:, :-1] = target_mask[:, 1:].bool()  # position t predicts token t + 1
-    targets = input_ids[:, 1:][target_mask[:, 1:].bool()]
+    predicts[:, :-1] = target_mask[:, 1:].bool()  # position t predicts token t + 1 (of the same sequence:
+    targets = input_ids[:, 1:][target_mask[:, 1:].bool()]  # a sequence's first token is never a target)
     logits = logits_at(model, predicts, input_ids=input_ids, **inputs).float()
     token_logps = torch.log_softmax(logits, dim=-1).gather(-1, targets[:, None])[:, 0]
-    rows = predicts.nonzero()[:, 0]
-    batch = input_ids.shape[0]
-    sums = torch.zeros(batch, dtype=torch.float32, device=input_ids.device).index_add(0, rows, token_logps)
-    counts = predicts.sum(-1).float()
+    if sequence_index is None:
+        rows, size = predicts.nonzero()[:, 0], input_ids.shape[0]
+    else:
+        rows, size = sequence_index[predicts], num_sequences
+    sums = torch.zeros(size, dtype=torch.float32, device=input_ids.device).index_add(0, rows, token_logps)
+    counts = torch.zeros(size, dtype=torch.float32, device=input_ids.device).index_add(0, rows, torch.ones_like(token_logps))
     return SequenceLogprobs(sums, counts, token_logps, rows)
