@@ -65,7 +65,7 @@ class RewardConfig(TrainOptions):
     trainable_layers: int = option(0, "Train only the top N transformer layers plus the final norm and the score head (0: all layers).")
     head_only: bool = option(False, "Train only the score head (a linear probe on the frozen backbone).")
     disable_dropout: bool = option(True, "Set every dropout probability to 0 (as TRL's RewardTrainer does): rewards of chosen and rejected come from the same function.")
-    packing: bool = option(True, "Lay each batch element out as its shared prompt once, then its completions, several per row of up to max_length tokens, attention kept inside each prompt+completion: the same rewards as padded batches without the work on padding and repeated prompts (sdpa / eager attention; others fall back to padding).")
+    packing: bool = option(True, "Lay out each micro-batch as one row: every batch element's shared prompt once, then its completions, attention kept inside each prompt+completion. The same rewards as padded batches without work on padding or repeated prompts (sdpa / eager attention; others fall back to padding).")
 
     def validate(self) -> None:
         super().validate()
@@ -142,9 +142,8 @@ class RewardModeling(Algorithm):
     """Bradley-Terry over a batch of items; each item counts 1 (a ranking's pairs share that 1)."""
 
     def __init__(self, pad_token_id: int, pooling: str = "last", center_rewards_coefficient: float = 0.0,
-                 packing: bool = True, max_length: int = 512):
-        self.pad_token_id, self.pooling, self.center = pad_token_id, pooling, center_rewards_coefficient
-        self.packing, self.max_length = packing, max_length
+                 packing: bool = True):
+        self.pad_token_id, self.pooling, self.center, self.packing = pad_token_id, pooling, center_rewards_coefficient, packing
 
     def setup(self, model) -> None:
         if self.packing and not use_shared_prefix_attention(model):
@@ -164,7 +163,7 @@ class RewardModeling(Algorithm):
                 margins.append(m)
                 weights.append(1.0 / n)  # a ranking's C(K,2) pairs are one batch element (seed 003)
         if self.packing:
-            batch = pack_groups([item["sequences"] for item in items], self.pad_token_id, self.max_length)
+            batch = pack_groups([item["sequences"] for item in items], self.pad_token_id)  # one row, no padding
         else:
             batch = collate_sequences(sequences, self.pad_token_id)
         batch.update(winner=torch.tensor(winners), loser=torch.tensor(losers), label=torch.tensor(labels),
@@ -284,8 +283,7 @@ def run_rm(config: RewardConfig) -> dict:
             if counts:
                 print(f"posttrain: dropped from the {what} data (invalid_pairs=drop): "
                       + ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items())), flush=True)
-    algorithm = RewardModeling(tokenizer.pad_token_id, config.pooling, config.center_rewards_coefficient,
-                               config.packing, config.max_length)
+    algorithm = RewardModeling(tokenizer.pad_token_id, config.pooling, config.center_rewards_coefficient, config.packing)
     what = "rankings" if train_items and len(train_items[0]["pairs"]) > 1 else "pairs"
     source = OfflineSource(train_items, algorithm.collate, config.batch_size, config.gradient_accumulation_steps,
                            config.seed, what=what)

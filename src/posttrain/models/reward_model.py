@@ -70,6 +70,9 @@ def load_reward_model(name: str, pad_token_id: int | None, dtype: str = "float32
             model = AutoModelForSequenceClassification.from_pretrained(
                 path, num_labels=1, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code)
     except (OSError, ValueError, RuntimeError) as exc:
+        if "Unrecognized configuration class" in str(exc):
+            raise UserError(f"transformers has no sequence-classification version of {name}'s architecture; "
+                            "a reward model needs one (Llama, Qwen2, Mistral, GPT-2, ...)") from None
         raise _hub_error(name, exc) from None
     if not hasattr(model, "score"):
         raise UserError(f"{type(model).__name__} has no `score` head; reward models need a causal-LM backbone")
@@ -172,9 +175,11 @@ def shared_prefix(sequences: list[list[int]]) -> int:
     return n
 
 
-def pack_groups(groups: list[list[list[int]]], pad_token_id: int, capacity: int) -> dict:
+def pack_groups(groups: list[list[list[int]]], pad_token_id: int, capacity: int | None = None) -> dict:
     """Packed layout: each group (the sequences of one batch element) as its shared prefix once, then
-    the rest of each sequence; groups packed into rows of up to `capacity` tokens (best-fit decreasing).
+    the rest of each sequence; groups packed into rows of up to `capacity` tokens (best-fit decreasing),
+    or all into one row when capacity is None (no padding at all: attention works per sequence, so a
+    long row costs nothing extra).
 
     Positions restart per group and each sequence's rest continues from the prefix, so every token has
     the position it has alone; `prefix_groups` tells the attention (shared_prefix_sdpa) which spans
@@ -184,7 +189,7 @@ def pack_groups(groups: list[list[list[int]]], pad_token_id: int, capacity: int)
 
     prefixes = [shared_prefix(g) for g in groups]
     sizes = [p + sum(len(s) - p for s in g) for p, g in zip(prefixes, groups)]
-    bins = pack_best_fit(sizes, max(capacity, max(sizes)))
+    bins = [list(range(len(groups)))] if capacity is None else pack_best_fit(sizes, max(capacity, max(sizes)))
     first = [0]
     for g in groups:
         first.append(first[-1] + len(g))
@@ -241,17 +246,20 @@ def shared_prefix_sdpa(module, query, key, value, attention_mask, dropout: float
     width = query.shape[2]
     rows = []
     for b, row_groups in enumerate(groups):
+        sizes = [n for _, p, rests in row_groups for n in [p] + rests]
+        used = sum(sizes)
+        # one split per tensor (its backward is one cat), not a slice per piece (each a full-size zero grad)
+        q, k, v = (t[b:b + 1].split(sizes + ([width - used] if used < width else []), dim=2) for t in (query, key, value))
         pieces, at = [], 0
-        for start, p, rests in row_groups:
-            at = start + p
-            for k, rest in enumerate(rests):
-                span = [slice(start, start + p), slice(at, at + rest)] if p else [slice(at, at + rest)]
-                q, kk, v = (torch.cat([t[b:b + 1, :, s] for s in span], dim=2) for t in (query, key, value))
-                out = F.scaled_dot_product_attention(q, kk, v, dropout_p=dropout, scale=scaling, is_causal=True, enable_gqa=gqa)
-                pieces.append(out if k == 0 else out[:, :, p:])  # the prefix's output once (it is the same for every k)
-                at += rest
-        if at < width:
-            pieces.append(query.new_zeros(1, query.shape[1], width - at, query.shape[3]))  # pad tail: never read
+        for _, p, rests in row_groups:
+            head, at = at, at + 1 + len(rests)
+            for j in range(len(rests)):
+                part = [head, head + 1 + j] if p else [head + 1 + j]
+                qq, kk, vv = (torch.cat([t[i] for i in part], dim=2) if len(part) > 1 else t[part[0]] for t in (q, k, v))
+                out = F.scaled_dot_product_attention(qq, kk, vv, dropout_p=dropout, scale=scaling, is_causal=True, enable_gqa=gqa)
+                pieces.append(out if j == 0 else out[:, :, p:])  # the prefix's output once (it is the same for every j)
+        if used < width:
+            pieces.append(query.new_zeros(1, query.shape[1], width - used, query.shape[3]))  # pad tail: never read
         rows.append(torch.cat(pieces, dim=2))
     out = torch.cat(rows, dim=0) if len(rows) > 1 else rows[0]
     return out.transpose(1, 2).contiguous(), None
