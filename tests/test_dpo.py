@@ -15,7 +15,7 @@ from posttrain.data.pairs import collate_pairs
 from posttrain.config import build_config
 from posttrain.models.loading import load_tokenizer
 from posttrain.models.logprobs import sequence_logprobs
-from posttrain.train.packed_attention import use_packed_attention
+from posttrain.train.shared_prefix import use_shared_prefix_attention
 
 
 def dpo_config(**values) -> DPOConfig:
@@ -43,17 +43,19 @@ def test_concatenated_padded_logprobs_equal_each_sequence_alone(tiny_qwen2, pair
             assert int(together.counts[row]) == int(mask.sum())
 
 
-def test_padding_free_batch_gives_the_padded_logprobs(tiny_llama, pairs):
+def test_packed_shared_prompt_batch_gives_the_padded_logprobs(tiny_llama, pairs):
     tokenizer = load_tokenizer(tiny_llama)
     model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
     examples = load_examples(tokenizer, pairs[0], None, dpo_config(dataset=pairs[0]), "train")[:6]
     padded = collate_pairs(examples, tokenizer.pad_token_id)
-    packed = collate_pairs(examples, tokenizer.pad_token_id, pack_length=128)
+    packed = collate_pairs(examples, tokenizer.pad_token_id, packed=True)
     assert packed["input_ids"].shape[0] < padded["input_ids"].shape[0]  # several sequences share a row
     assert packed["num_tokens"] == int(padded["attention_mask"].sum())
+    prompts = sum(len(ex["prompt_ids"]) for ex in examples)
+    assert int(packed["attention_mask"].sum()) <= packed["num_tokens"] - prompts  # each prompt computed once
     with torch.no_grad():
         want = sequence_logprobs(model, **model_inputs(padded))
-        assert use_packed_attention(model)
+        assert use_shared_prefix_attention(model)
         got = sequence_logprobs(model, **model_inputs(packed))
     torch.testing.assert_close(got.sums, want.sums, atol=1e-4, rtol=1e-5)
     torch.testing.assert_close(got.counts, want.counts)
@@ -65,7 +67,7 @@ def test_precomputed_reference_and_padding_equal_the_default_and_are_cached(tiny
     for name, ref, padding_free in (("copy", "copy", True), ("precompute", "precompute", True), ("padded", "copy", False)):
         out = tmp_path / name
         run_dpo(dpo_config(model=tiny_llama, dataset=train_file, eval_dataset=eval_file, output_dir=str(out), max_steps=4,
-                           ref_model=ref, padding_free=padding_free))
+                           ref_model=ref, packing=padding_free))
         runs[name] = [{k: v for k, v in r.items() if k != "tokens_per_second"} for r in read_metrics(out)]
     for other in ("precompute", "padded"):
         for a, b in zip(runs["copy"], runs[other]):

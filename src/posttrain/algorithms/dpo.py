@@ -6,8 +6,8 @@
 
 Reads preference pairs (`prompt`, `chosen`, `rejected`, optional `label` μ and `margin`; implicit
 prompts, rankings, signed-label and unpaired rows are converted). Chosen and rejected go through
-one concatenated forward pass; each side's log-prob is the sum over its completion tokens, with
-the output head run on completion positions only. The loss of each pair is the weighted sum of
+one forward pass, the prompt computed once for both (`packing`); each side's log-prob is the sum
+over its completion tokens, with the output head run on completion positions only. The loss of each pair is the weighted sum of
 the `loss_type` entries (losses/preference.py holds every equation); the step's loss is the mean
 over all pairs of the global batch.
 
@@ -38,7 +38,7 @@ from posttrain.models.reference import CACHE_NAME, ReferencePolicy, cache_key, p
 from posttrain.options import TrainOptions
 from posttrain.train import distributed
 from posttrain.train.loop import Algorithm, OfflineSource, train
-from posttrain.train.packed_attention import use_packed_attention
+from posttrain.train.shared_prefix import use_shared_prefix_attention
 from posttrain.train.rundir import check_run_dir
 
 
@@ -54,7 +54,7 @@ class DPOConfig(TrainOptions):
     discopop_tau: float = option(0.05, "τ: DiscoPOP's gate temperature.")
     ref_model: str = option("copy", "Reference policy: a frozen copy (the adapter-disabled base under LoRA), or precompute its log-probs once and cache them.", choices=("copy", "precompute"))
     precompute_batch_size: int = option(16, "Pairs per forward pass when precomputing reference log-probs.")
-    padding_free: bool = option(True, "Pack the batch's sequences into rows without padding, attention per sequence (sdpa/eager models; others pad).")
+    packing: bool = option(True, "Lay each pair out as its prompt once, then chosen and rejected, with no padding and attention per sequence (the same log-probs as padded batches; sdpa / eager models, others pad).")
     invalid_pairs: str = option("error", "Pairs with identical or empty sides, or differing prompts: error, or drop them (counted in the log).", choices=INVALID_PAIR_POLICIES)
 
     def validate(self) -> None:
@@ -103,11 +103,10 @@ class DPO(Algorithm):
         self.weights = config.loss_weights or [1.0] * len(config.loss_type)
         self.precompute_sets = list(precompute_sets)
         self.reference: ReferencePolicy | None = None
-        self.pack_length: int | None = None  # set in setup when the model takes packed rows
+        self.packed = False  # set in setup when the model takes the shared-prefix layout
 
     def setup(self, model) -> None:
-        if self.config.padding_free and use_packed_attention(model):
-            self.pack_length = self.config.max_length
+        self.packed = self.config.packing and use_shared_prefix_attention(model)
         if self.config.reference_free:
             return
         if self.config.ref_model == "copy":
@@ -121,7 +120,7 @@ class DPO(Algorithm):
                    Path(self.config.output_dir) / CACHE_NAME, key, device, write_cache=distributed.is_main())
 
     def collate(self, items: list[dict]) -> dict:
-        return collate_pairs(items, self.pad_token_id, self.pack_length)
+        return collate_pairs(items, self.pad_token_id, self.packed)
 
     def batch_weight(self, batch: dict) -> float:
         return float(batch["num_pairs"])
@@ -142,11 +141,10 @@ class DPO(Algorithm):
 
 
 def model_inputs(batch: dict) -> dict:
-    """`sequence_logprobs` arguments for a padded or a packed (padding-free) pair batch."""
-    if "sequence_index" in batch:
-        return dict(input_ids=batch["input_ids"], target_mask=batch["target_mask"], position_ids=batch["position_ids"],
-                    packed_segments=batch["segments"], sequence_index=batch["sequence_index"],
-                    num_sequences=batch["num_sequences"])
+    """`sequence_logprobs` arguments for a padded or a packed pair batch."""
+    if "targets" in batch:
+        return dict(input_ids=batch["input_ids"], targets=batch["targets"], position_ids=batch["position_ids"],
+                    attention_mask=batch["attention_mask"], prefix_groups=batch["prefix_groups"])
     return dict(input_ids=batch["input_ids"], target_mask=batch["target_mask"], attention_mask=batch["attention_mask"])
 
 

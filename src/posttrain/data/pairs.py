@@ -5,8 +5,8 @@ A pair example is {"prompt_ids", "chosen_ids", "chosen_mask", "rejected_ids", "r
 tie) and `margin` the optional preference margin (0.0 when absent). Rankings, signed-label rows and
 unpaired rows are converted to pairs first (data/converters.py).
 
-`collate_pairs` lays the batch out as [chosen_0 .. chosen_{B-1}, rejected_0 .. rejected_{B-1}], right
-padded, so one forward pass scores both sides (what DPO and reward models both need).
+`collate_pairs` puts chosen and rejected in one batch, so one forward pass scores both sides: padded,
+or packed with each prompt computed once.
 
 Pairs that cannot teach anything — chosen identical to rejected, or an empty side — are an error by
 default; `invalid_pairs="drop"` drops them instead and reports how many were dropped.
@@ -18,12 +18,13 @@ from collections import Counter
 
 import torch
 
-from posttrain.data.collate import pack_best_fit
 from posttrain.data.converters import extract_prompt, prepare_records
 from posttrain.data.formats import PREFERENCE, is_conversational
 from posttrain.data.sources import load_rows
 from posttrain.data.tokenize import tokenize_preference
 from posttrain.errors import ConfigError, DataError, data_error
+from posttrain.models.logprobs import TokenTargets
+from posttrain.train.shared_prefix import pack_groups
 
 INVALID_PAIR_POLICIES = ("error", "drop")
 _IDENTICAL = "identical sides"
@@ -104,24 +105,21 @@ def _is_empty(value) -> bool:
     return value is None
 
 
-def collate_pairs(examples: list[dict], pad_token_id: int, pack_length: int | None = None) -> dict:
-    """The batch's 2B sequences, ordered [chosen..., rejected...], with label and margin (B), plus
-    ref_chosen_logps / ref_rejected_logps when the examples carry them.
+def collate_pairs(examples: list[dict], pad_token_id: int, packed: bool = False) -> dict:
+    """The batch's 2B sequences, chosen_0 .. chosen_{B-1} then rejected_0 .. rejected_{B-1}, with
+    label and margin (B), plus ref_chosen_logps / ref_rejected_logps when the examples carry them.
 
     Padded (default): input_ids, attention_mask, target_mask of shape 2B x W, right padded.
-    Padding-free (`pack_length`): the sequences packed best-fit into rows of up to pack_length tokens,
-    with position_ids restarting per sequence, `segments` per row (for packed attention) and
-    `sequence_index` (row x position -> which of the 2B sequences, -1 on the pad tail).
+    Packed: each pair as its prompt once, then the rest of chosen and of rejected
+    (train/shared_prefix.py: attention per sequence, no padding, the prompt computed once), with
+    `targets` saying which position predicts which target token of which sequence.
     """
     sequences, masks = [], []
     for side in ("chosen", "rejected"):
         for ex in examples:
             sequences.append(ex["prompt_ids"] + ex[f"{side}_ids"])
             masks.append([0] * len(ex["prompt_ids"]) + list(ex[f"{side}_mask"]))
-    if pack_length is None:
-        batch = _padded(sequences, masks, pad_token_id)
-    else:
-        batch = _packed(sequences, masks, pad_token_id, max(pack_length, max(map(len, sequences))))
+    batch = _packed(sequences, masks, pad_token_id) if packed else _padded(sequences, masks, pad_token_id)
     batch.update(
         label=torch.tensor([ex["label"] for ex in examples], dtype=torch.float32),
         margin=torch.tensor([ex["margin"] for ex in examples], dtype=torch.float32),
@@ -146,27 +144,20 @@ def _padded(sequences: list[list[int]], masks: list[list[int]], pad_token_id: in
     return {"input_ids": input_ids, "attention_mask": attention_mask, "target_mask": target_mask}
 
 
-def _packed(sequences: list[list[int]], masks: list[list[int]], pad_token_id: int, capacity: int) -> dict:
-    rows = pack_best_fit([len(s) for s in sequences], capacity)
-    width = max(sum(len(sequences[i]) for i in row) for row in rows)
-    input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
-    position_ids = torch.zeros((len(rows), width), dtype=torch.long)
-    target_mask = torch.zeros((len(rows), width), dtype=torch.bool)
-    sequence_index = torch.full((len(rows), width), -1, dtype=torch.long)
-    segments = []
-    for r, row in enumerate(rows):
-        at, spans = 0, []
-        for i in row:
-            n = len(sequences[i])
-            input_ids[r, at:at + n] = torch.tensor(sequences[i], dtype=torch.long)
-            position_ids[r, at:at + n] = torch.arange(n)
-            target_mask[r, at:at + n] = torch.tensor(masks[i], dtype=torch.bool)
-            target_mask[r, at] = False  # nothing before it in its sequence predicts a first token (as when padded)
-            sequence_index[r, at:at + n] = i
-            spans.append((at, at + n))
-            at += n
-        position_ids[r, at:] = torch.arange(width - at) + (position_ids[r, at - 1] + 1)  # the pad tail counts on
-        spans[-1] = (spans[-1][0], width)
-        segments.append(spans)
-    return {"input_ids": input_ids, "position_ids": position_ids, "target_mask": target_mask,
-            "sequence_index": sequence_index, "num_sequences": len(sequences), "segments": segments}
+def _packed(sequences: list[list[int]], masks: list[list[int]], pad_token_id: int) -> dict:
+    pairs = len(sequences) // 2
+    order = [s for i in range(pairs) for s in (i, pairs + i)]  # groups: (chosen_i, rejected_i)
+    layout = pack_groups([[sequences[i], sequences[pairs + i]] for i in range(pairs)], pad_token_id)
+    rows, cols, ids, owner = [], [], [], []
+    for packed_index, s in enumerate(order):
+        seq, mask = sequences[s], masks[s]
+        where, row = layout["token_cols"][packed_index], int(layout["rows"][packed_index])
+        for t in range(1, len(seq)):
+            if mask[t]:  # token t is predicted by the hidden state of token t - 1 of the same sequence
+                rows.append(row)
+                cols.append(where[t - 1])
+                ids.append(seq[t])
+                owner.append(s)
+    targets = TokenTargets(*(torch.tensor(v, dtype=torch.long) for v in (rows, cols, ids, owner)), len(sequences))
+    return {"input_ids": layout["input_ids"], "attention_mask": layout["attention_mask"],
+            "position_ids": layout["position_ids"], "prefix_groups": layout["prefix_groups"], "targets": targets}

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import torch
 
 
-def logits_at(model, select: torch.Tensor, **inputs) -> torch.Tensor:
-    """The model's logits at the positions where `select` (batch x length, bool) is true: (N, vocab).
+def logits_at(model, select, **inputs) -> torch.Tensor:
+    """The model's logits at the positions `select` picks, (N, vocab): a batch x length bool mask, or
+    a (rows, cols) pair of index tensors (a position may be picked more than once).
 
     The output head runs only on the selected hidden states, so no batch x length x vocab tensor is
     ever made. Whatever the model does after its head (e.g. logit soft-capping) still applies.
@@ -33,7 +34,7 @@ class SequenceLogprobs:
     sums: torch.Tensor  # (batch,) float32: sum_t log p(y_t | x, y_<t) over the target tokens
     counts: torch.Tensor  # (batch,) float32: number of target tokens (|y|)
     token_logps: torch.Tensor  # (N,) float32, one per target token, row-major
-    rows: torch.Tensor  # (N,) long: the batch row of each entry of token_logps
+    rows: torch.Tensor  # (N,) long: the sequence of each entry of token_logps
 
     @property
     def means(self) -> torch.Tensor:
@@ -41,21 +42,38 @@ class SequenceLogprobs:
         return self.sums / self.counts.clamp(min=1)
 
 
-def sequence_logprobs(model, input_ids: torch.Tensor, target_mask: torch.Tensor, *, sequence_index: torch.Tensor | None = None,
-                      num_sequences: int | None = None, **inputs) -> SequenceLogprobs:
-    """Log-probs of the tokens where `target_mask` (batch x length) is 1, each predicted from the
-    token before it, summed per row, or per sequence of a packed batch (`sequence_index`: which
-    sequence each position belongs to; `num_sequences` of them). Extra `inputs` (attention_mask,
-    position_ids, packed_segments, ...) go to the model. The log-softmax runs in float32."""
-    predicts = torch.zeros_like(target_mask, dtype=torch.bool)
-    predicts[:, :-1] = target_mask[:, 1:].bool()  # position t predicts token t + 1 (of the same sequence:
-    targets = input_ids[:, 1:][target_mask[:, 1:].bool()]  # a sequence's first token is never a target)
-    logits = logits_at(model, predicts, input_ids=input_ids, **inputs).float()
-    token_logps = torch.log_softmax(logits, dim=-1).gather(-1, targets[:, None])[:, 0]
-    if sequence_index is None:
-        rows, size = predicts.nonzero()[:, 0], input_ids.shape[0]
-    else:
-        rows, size = sequence_index[predicts], num_sequences
-    sums = torch.zeros(size, dtype=torch.float32, device=input_ids.device).index_add(0, rows, token_logps)
-    counts = torch.zeros(size, dtype=torch.float32, device=input_ids.device).index_add(0, rows, torch.ones_like(token_logps))
-    return SequenceLogprobs(sums, counts, token_logps, rows)
+@dataclass
+class TokenTargets:
+    """Which hidden state predicts which token, for any layout: the target tokens `ids` (N,), each
+    predicted at (rows, cols) of the batch and belonging to sequence `sequence` (of `num_sequences`)."""
+
+    rows: torch.Tensor
+    cols: torch.Tensor
+    ids: torch.Tensor
+    sequence: torch.Tensor
+    num_sequences: int
+
+    def to(self, device, non_blocking: bool = False) -> "TokenTargets":
+        move = lambda t: t.to(device, non_blocking=non_blocking)  # noqa: E731
+        return TokenTargets(move(self.rows), move(self.cols), move(self.ids), move(self.sequence), self.num_sequences)
+
+    @classmethod
+    def from_mask(cls, input_ids: torch.Tensor, target_mask: torch.Tensor) -> "TokenTargets":
+        """One sequence per row: token t (where target_mask is 1) is predicted at position t - 1."""
+        rows, cols = target_mask[:, 1:].bool().nonzero(as_tuple=True)  # cols = t - 1
+        return cls(rows, cols, input_ids[rows, cols + 1], rows, input_ids.shape[0])
+
+
+def sequence_logprobs(model, input_ids: torch.Tensor, target_mask: torch.Tensor | None = None, *,
+                      targets: TokenTargets | None = None, **inputs) -> SequenceLogprobs:
+    """Summed log-probs of each sequence's target tokens. The targets are the tokens where
+    `target_mask` (batch x length) is 1, one sequence per row; or, for packed layouts, `targets`.
+    Extra `inputs` (attention_mask, position_ids, prefix_groups, ...) go to the model. The head runs
+    only where a target is predicted; the log-softmax runs in float32."""
+    t = targets if targets is not None else TokenTargets.from_mask(input_ids, target_mask)
+    logits = logits_at(model, (t.rows, t.cols), input_ids=input_ids, **inputs).float()
+    token_logps = torch.log_softmax(logits, dim=-1).gather(-1, t.ids[:, None])[:, 0]
+    zeros = torch.zeros(t.num_sequences, dtype=torch.float32, device=input_ids.device)
+    sums = zeros.index_add(0, t.sequence, token_logps)
+    counts = zeros.index_add(0, t.sequence, torch.ones_like(token_logps))
+    return SequenceLogprobs(sums, counts, token_logps, t.sequence)

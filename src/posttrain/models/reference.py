@@ -39,7 +39,7 @@ class ReferencePolicy:
             self.frozen.requires_grad_(False)
 
     @torch.no_grad()
-    def sequence_logprobs(self, policy, input_ids, target_mask, **inputs) -> SequenceLogprobs:
+    def sequence_logprobs(self, policy, input_ids, target_mask=None, **inputs) -> SequenceLogprobs:
         if self.frozen is not None:
             if next(self.frozen.parameters()).device != input_ids.device:  # follow the policy to its device
                 self.frozen.to(input_ids.device)
@@ -77,7 +77,7 @@ def precompute(policy, examples: list[dict], collate, score, batch_size: int, ca
         with context:
             for start in range(0, len(examples), batch_size):
                 batch = collate(examples[start:start + batch_size])
-                batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+                batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
                 for name, values in score(policy, batch).items():
                     columns.setdefault(name, []).extend(values.float().cpu().tolist())
         policy.train(was_training)

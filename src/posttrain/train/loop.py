@@ -191,7 +191,8 @@ class Precision:
 
 
 def _to_device(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    # tensors, and batch fields that know how to move themselves (e.g. logprobs.TokenTargets)
+    return {k: v.to(device, non_blocking=True) if hasattr(v, "to") else v for k, v in batch.items()}
 
 
 def _add_metrics(sums: dict, metrics: dict) -> None:
