@@ -34,11 +34,12 @@ import torch
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="runs/sentiment-preferences")
-    p.add_argument("--train-prompts", type=int, default=2000)
-    p.add_argument("--test-prompts", type=int, default=200)
+    p.add_argument("--train-prompts", type=int, default=4000)
+    p.add_argument("--test-prompts", type=int, default=500)
     p.add_argument("--bt-scale", type=float, default=5.0, help="s in P(y1 > y2) = sigmoid(s (r1 - r2))")
     p.add_argument("--sft-steps", type=int, default=100)
     p.add_argument("--rm-epochs", type=float, default=2.0)
+    p.add_argument("--rm-lr", type=float, default=3e-4)
     p.add_argument("--dpo-epochs", type=float, default=1.0)
     p.add_argument("--dpo-beta", type=float, default=0.1)
     p.add_argument("--dpo-lr", type=float, default=1e-4)
@@ -125,7 +126,7 @@ def main() -> None:
     print("[3/5] reward model on the training pairs")
     rm = run_rm(build_config(RewardConfig, dict(model=sft_model, dataset=train_file, eval_dataset=test_file,
                                                 output_dir=str(out / "rm"), num_epochs=args.rm_epochs, batch_size=16,
-                                                learning_rate=1e-4, warmup_ratio=0.05, logging_steps=25,
+                                                learning_rate=args.rm_lr, warmup_ratio=0.05, logging_steps=25,
                                                 overwrite_output_dir=True, seed=args.seed)))
     summary["reward_model"] = {"held_out_accuracy": rm["eval_accuracy"], "bayes_optimal_accuracy": bayes}
     print(f"      held-out accuracy {rm['eval_accuracy']:.3f} vs Bayes-optimal {bayes:.3f}")
