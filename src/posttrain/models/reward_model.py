@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from posttrain.errors import UserError
+from posttrain.models import last_layer
 from posttrain.train.shared_prefix import last_index, pack_groups, use_shared_prefix_attention  # noqa: F401 (re-exported)
 
 POOLINGS = ("last", "mean")
@@ -130,7 +131,12 @@ def pool(scores: torch.Tensor, batch: dict, pooling: str = "last") -> torch.Tens
 def sequence_rewards(model, batch: dict, pooling: str = "last", offset: bool = False) -> torch.Tensor:
     """Rewards of the batch's sequences; `offset=True` adds the stored reward offset (for scoring, not training)."""
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids", "prefix_groups") if k in batch}
-    rewards = pool(position_scores(model, **inputs), batch, pooling)
+    if pooling == "last" and last_layer.supports(model):  # the last layer only where the score is read
+        with last_layer.pooled_last_layer(model, batch["rows"], batch["last"], *last_layer.key_positions(batch)):
+            scores = position_scores(model, **inputs)
+    else:
+        scores = position_scores(model, **inputs)
+    rewards = pool(scores, batch, pooling)
     return rewards + reward_offset(model) if offset else rewards
 
 
