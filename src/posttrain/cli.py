@@ -21,6 +21,8 @@ STAGES: dict[str, tuple[str, str, str, str]] = {
     "rm": ("posttrain.algorithms.rm", "RewardConfig", "run_rm", "Reward model from preference pairs, ties or K-wise rankings (Bradley-Terry)."),
     "dpo": ("posttrain.algorithms.dpo", "DPOConfig", "run_dpo", "Direct preference optimization and its family (IPO, cDPO, SimPO, ORPO, CPO, APO, RPO, ...)."),
     "kto": ("posttrain.algorithms.kto", "KTOConfig", "run_kto", "Kahneman-Tversky optimization on unpaired desirable / undesirable feedback."),
+    "grpo": ("posttrain.algorithms.grpo", "GRPOConfig", "run_grpo", "Online RL from rewards: GRPO and its family (DAPO, Dr.GRPO, GSPO, GRPO+), REINFORCE(++)."),
+    "rloo": ("posttrain.algorithms.grpo", "RLOOConfig", "run_rloo", "Online RL with RLOO's leave-one-out baseline (the GRPO trainer with advantage=rloo)."),
     "quickstart": ("posttrain.quickstart", "QuickstartConfig", "run_quickstart", "The main job on the embedded default: evaluate, SFT, evaluate again."),
 }
 

@@ -1,0 +1,80 @@
+"""Rollouts: G completions per prompt, as one well-named structure.
+
+    backend = LocalBackend(policy, tokenizer)
+    rollouts = generate_rollouts(backend, prompt_ids, group_size=8, params=SamplingParams(...))
+    rollouts.completion_ids[i], rollouts.old_logps[i], rollouts.truncated[i], rollouts.group[i]
+
+Samples are group-major: the G samples of prompt 0, then those of prompt 1, ... `group[i]` is the
+index of sample i's prompt. `old_logps` are the log-probs of the sampled tokens under the sampling
+distribution (temperature, top-k and top-p applied): the behaviour policy the importance ratios of
+PPO / GRPO divide by. A completion ends at eos (kept, and trained on: the policy learns to stop), at
+a stop string (cut from the text, tokens kept) or at max_new_tokens (`truncated`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from posttrain.generation import GenerationOutput, SamplingParams, generate
+
+
+class RolloutBackend(Protocol):
+    """What a generation engine gives the trainers. `sync_weights` is called after every optimizer
+    step that changed the policy; an engine holding its own copy of the weights reloads them there."""
+
+    def generate(self, prompts: list[list[int]], params: SamplingParams) -> GenerationOutput: ...
+
+    def sync_weights(self) -> None: ...
+
+
+class LocalBackend:
+    """posttrain's own sampler on the live policy (same weights, so nothing to sync)."""
+
+    def __init__(self, policy, tokenizer):
+        self.policy, self.tokenizer = policy, tokenizer
+
+    def generate(self, prompts: list[list[int]], params: SamplingParams) -> GenerationOutput:
+        return generate(self.policy, self.tokenizer, prompts, params)
+
+    def sync_weights(self) -> None:
+        pass
+
+
+@dataclass
+class Rollouts:
+    prompt_ids: list[list[int]]  # per sample (the prompt repeated for each of its G samples)
+    completion_ids: list[list[int]]
+    old_logps: list[list[float]]  # per completion token, under the sampling distribution
+    texts: list[str]
+    truncated: list[bool]  # ended at max_new_tokens
+    group: list[int]  # index of the sample's prompt in the step's prompt list
+    group_size: int
+    seconds: float = 0.0  # wall time of generation
+    extra: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.completion_ids)
+
+    @property
+    def num_completion_tokens(self) -> int:
+        return sum(len(c) for c in self.completion_ids)
+
+    def select(self, keep: list[int]) -> "Rollouts":
+        """The samples at `keep` (whole groups, to keep the layout group-major)."""
+        pick = lambda xs: [xs[i] for i in keep]  # noqa: E731
+        return Rollouts(pick(self.prompt_ids), pick(self.completion_ids), pick(self.old_logps), pick(self.texts),
+                        pick(self.truncated), pick(self.group), self.group_size, self.seconds, dict(self.extra))
+
+
+def generate_rollouts(backend: RolloutBackend, prompts: list[list[int]], group_size: int, params: SamplingParams) -> Rollouts:
+    """`group_size` samples of each prompt (token ids, already chat-templated)."""
+    params = SamplingParams(**{**params.__dict__, "n": group_size})
+    began = time.perf_counter()
+    out = backend.generate(prompts, params)
+    seconds = time.perf_counter() - began
+    return Rollouts(
+        prompt_ids=[prompts[i] for i in out.prompt_index], completion_ids=out.token_ids, old_logps=out.logprobs,
+        texts=out.texts, truncated=out.truncated, group=list(out.prompt_index), group_size=group_size, seconds=seconds,
+    )
