@@ -1,0 +1,151 @@
+"""GRPO / RLOO training end to end on a tiny model: metrics, failure behaviour, dynamic sampling,
+prompts that do not fit, exact resume, and learning a simple reward."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from conftest import final_weights, read_metrics, run_cli, write_jsonl
+from posttrain.algorithms.grpo import GRPOConfig, run_grpo
+from posttrain.config import build_config
+from posttrain.errors import UserError
+
+REWARDS = '''
+def letter_a(prompts, completions, **columns):
+    """The share of characters that are 'a' (the tiny model can learn to write more of them)."""
+    return [c.count("a") / max(1, len(c)) for c in completions]
+
+def constant(prompts, completions, **columns):
+    return [1.0 for _ in completions]
+
+def raises(prompts, completions, **columns):
+    raise RuntimeError("scorer crashed")
+
+def not_finite(prompts, completions, **columns):
+    return [float("nan") for _ in completions]
+
+def too_few(prompts, completions, **columns):
+    return [0.0]
+'''
+
+
+@pytest.fixture
+def setup(tmp_path):
+    rewards = tmp_path / "rewards.py"
+    rewards.write_text(REWARDS)
+    prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": f"Say something {i}:"} for i in range(16)])
+    return prompts, str(rewards)
+
+
+def grpo_config(model, prompts, rewards, out, **values) -> GRPOConfig:
+    defaults = dict(model=model, dataset=prompts, reward_funcs=[f"{rewards}:letter_a"], output_dir=str(out),
+                    max_steps=2, prompts_per_step=4, num_generations=4, max_new_tokens=12, max_length=64,
+                    batch_size=8, learning_rate=1e-3, logging_steps=1, device="cpu")
+    return build_config(GRPOConfig, {**defaults, **values})
+
+
+def test_metrics_users_need_are_logged(tiny_llama, setup, tmp_path):
+    prompts, rewards = setup
+    run_grpo(grpo_config(tiny_llama, prompts, rewards, tmp_path / "run", beta=0.05))
+    first = read_metrics(tmp_path / "run")[0]
+    for key in ("loss", "reward/mean", "reward/std", "reward/letter_a/mean", "kl/k1", "kl/k3", "kl", "entropy",
+                "completion/mean_length", "completion/max_length", "completion/truncation_rate", "clip_ratio/low",
+                "clip_ratio/high", "clip_ratio/region", "groups/zero_std_fraction", "advantage/std",
+                "rollout/tokens_per_second", "time/rollout_seconds", "time/reference_seconds", "tokens_per_second"):
+        assert key in first, key
+    # on-policy at the first step: the policy's log-probs are the sampler's, every ratio is 1, KL is 0
+    assert first["ratio/mean"] == pytest.approx(1.0, abs=1e-4)
+    assert first["kl/k3"] == pytest.approx(0.0, abs=1e-6)
+    assert first["clip_ratio/region"] == 0.0
+    assert math.isfinite(first["loss"]) and abs(first["loss"]) < 1e-3  # ≈ 0 by construction (see --help)
+
+
+def test_all_equal_rewards_divide_by_nothing(tiny_llama, setup, tmp_path):
+    prompts, rewards = setup
+    run_grpo(grpo_config(tiny_llama, prompts, rewards, tmp_path / "run", reward_funcs=[f"{rewards}:constant"]))
+    first = read_metrics(tmp_path / "run")[0]
+    assert first["groups/zero_std_fraction"] == 1.0
+    assert first["advantage/abs_mean"] == 0.0 and first["grad_norm"] == 0.0 and first["loss"] == 0.0
+
+
+def test_dynamic_sampling_drops_flat_groups_up_to_its_cap(tiny_llama, setup, tmp_path):
+    prompts, rewards = setup
+    run_grpo(grpo_config(tiny_llama, prompts, rewards, tmp_path / "run", reward_funcs=[f"{rewards}:constant"],
+                         dynamic_sampling=True, max_sampling_rounds=3, max_steps=1))
+    first = read_metrics(tmp_path / "run")[0]
+    assert first["sampling_rounds"] == 3.0
+    assert first["groups/dropped"] == 12.0  # 4 prompts x 3 rounds, all flat
+    assert first["groups/filled_after_cap"] == 4.0  # the step still has its 4 groups
+
+
+@pytest.mark.parametrize("function, message", [
+    ("raises", "reward function 'raises' raised RuntimeError: scorer crashed"),
+    ("not_finite", "reward function 'not_finite' returned nan for completion 0"),
+    ("too_few", "returned 1 values for 16 completions"),
+])
+def test_bad_reward_functions_are_one_line_exit_2(tiny_llama, setup, tmp_path, function, message):
+    prompts, rewards = setup
+    result = run_cli("grpo", f"model={tiny_llama}", f"dataset={prompts}", f"reward_funcs=[{rewards}:{function}]",
+                     f"output_dir={tmp_path / 'run'}", "max_steps=1", "prompts_per_step=4", "num_generations=4",
+                     "max_new_tokens=8", "max_length=64")
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "run" / "final").exists()
+
+
+def test_masked_rewards_are_counted_and_left_out(tiny_llama, setup, tmp_path):
+    prompts, rewards = setup
+    run_grpo(grpo_config(tiny_llama, prompts, rewards, tmp_path / "run", reward_funcs=[f"{rewards}:raises"],
+                         reward_errors="mask", max_steps=1))
+    first = read_metrics(tmp_path / "run")[0]
+    assert first["samples/masked"] == 16.0 and first["grad_norm"] == 0.0
+
+
+def test_prompts_longer_than_the_context_are_skipped_and_counted(tiny_llama, tmp_path, setup):
+    _, rewards = setup
+    rows = [{"prompt": "word " * 80}] * 2 + [{"prompt": f"Say {i}:"} for i in range(6)]
+    prompts = write_jsonl(tmp_path / "long.jsonl", rows)
+    run_grpo(grpo_config(tiny_llama, prompts, rewards, tmp_path / "run", max_steps=1, prompts_per_step=8,
+                         max_sampling_rounds=1))
+    first = read_metrics(tmp_path / "run")[0]
+    assert first["prompts/too_long"] >= 1.0
+
+
+def test_impossible_settings_are_clear_errors(tiny_llama, setup, tmp_path):
+    prompts, rewards = setup
+    with pytest.raises(UserError, match="num_generations must be >= 2"):
+        grpo_config(tiny_llama, prompts, rewards, tmp_path, num_generations=1)
+    with pytest.raises(UserError, match="lower num_minibatches"):
+        grpo_config(tiny_llama, prompts, rewards, tmp_path, num_minibatches=64)
+    with pytest.raises(UserError, match="max_new_tokens"):
+        grpo_config(tiny_llama, prompts, rewards, tmp_path, max_new_tokens=64)
+
+
+def test_resume_ends_where_the_uninterrupted_run_ends(tiny_llama, setup, tmp_path):
+    prompts, rewards = setup
+    common = dict(max_steps=4, num_iterations=2, save_steps=1)
+    run_grpo(grpo_config(tiny_llama, prompts, rewards, tmp_path / "full", **common))
+    result = run_cli("grpo", f"model={tiny_llama}", f"dataset={prompts}", f"reward_funcs=[{rewards}:letter_a]",
+                     f"output_dir={tmp_path / 'cut'}", "max_steps=4", "num_iterations=2", "save_steps=1",
+                     "prompts_per_step=4", "num_generations=4", "max_new_tokens=12", "max_length=64", "batch_size=8",
+                     "learning_rate=1e-3", "logging_steps=1", "device=cpu", env={"POSTTRAIN_STOP_AFTER_STEP": "3"})
+    assert result.returncode != 0  # killed after step 3, in the middle of a round's second pass
+    run_grpo(grpo_config(tiny_llama, prompts, rewards, tmp_path / "cut", resume=True, **common))
+    full, cut = final_weights(tmp_path / "full"), final_weights(tmp_path / "cut")
+    for name in full:
+        torch.testing.assert_close(full[name], cut[name])
+
+
+def test_rloo_cli_learns_a_simple_reward(tiny_llama, setup, tmp_path):
+    prompts, rewards = setup
+    out = tmp_path / "rloo"
+    result = run_cli("rloo", f"model={tiny_llama}", f"dataset={prompts}", f"reward_funcs=[{rewards}:letter_a]",
+                     f"output_dir={out}", "max_steps=30", "prompts_per_step=4", "num_generations=8",
+                     "max_new_tokens=12", "max_length=64", "batch_size=32", "learning_rate=3e-3",
+                     "logging_steps=5", "device=cpu", timeout=300)
+    assert result.returncode == 0, result.stderr
+    curve = [m["reward/mean"] for m in read_metrics(out)]
+    assert sum(curve[-2:]) / 2 > 1.6 * curve[0], curve  # the share of 'a' grows (about doubles in 30 steps)
