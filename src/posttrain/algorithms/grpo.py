@@ -151,7 +151,7 @@ class GRPO(Algorithm):
             trained = total[i] is not None and not (cfg.mask_truncated and rollouts.truncated[i])
             groups.setdefault(rollouts.group[i], []).append(Sample(
                 rollouts.prompt_ids[i], rollouts.completion_ids[i], rollouts.old_logps[i], rollouts.group[i],
-                reward=total[i], trained=trained, truncated=rollouts.truncated[i]))
+                reward=total[i], trained=trained, truncated=rollouts.truncated[i], extra={"text": rollouts.texts[i]}))
         return list(groups.values()), result
 
     def assign_advantages(self, samples: list[Sample]) -> dict[str, float]:

@@ -93,7 +93,7 @@ class OnlineSource(StepSource):
         spare: list[list[Sample]] = []
         rollout_seconds, reward_seconds, completion_tokens = 0.0, 0.0, 0
         reward_log: dict[str, list[float]] = {}
-        truncated = 0
+        truncated = empty = 0
         all_lengths: list[int] = []
         while len(kept) < cfg.prompts_per_step and stats["sampling_rounds"] < cfg.max_sampling_rounds:
             stats["sampling_rounds"] += 1
@@ -120,6 +120,7 @@ class OnlineSource(StepSource):
             for group in groups:
                 all_lengths += [len(s.completion_ids) for s in group]
                 truncated += sum(s.truncated for s in group)
+                empty += sum(not s.extra.get("text", "").strip() for s in group)
                 usable = [s.reward for s in group if s.reward is not None]
                 if cfg.dynamic_sampling and (len(usable) < 2 or max(usable) - min(usable) < 1e-12):
                     stats["dropped_groups"] += 1
@@ -131,10 +132,10 @@ class OnlineSource(StepSource):
             kept.append(spare.pop(0))
             filled += 1
         samples = [s for group in kept[:cfg.prompts_per_step] for s in group]
-        adv_stats = algo.assign_advantages(samples)
         t0 = time.perf_counter()
-        algo.add_reference_logps(samples)
+        algo.add_reference_logps(samples)  # first: PPO's token rewards carry the KL to the reference
         reference_seconds = time.perf_counter() - t0
+        adv_stats = algo.assign_advantages(samples)
         self.samples = samples
         self.plan = self._plan(len(samples))
         rewards = [s.reward for s in samples if s.reward is not None]
@@ -143,6 +144,7 @@ class OnlineSource(StepSource):
             "reward/mean": _mean(rewards), "reward/std": _std(rewards),
             "completion/mean_length": _mean(all_lengths), "completion/max_length": float(max(all_lengths, default=0)),
             "completion/truncation_rate": truncated / max(1, len(all_lengths)),
+            "completion/empty": float(empty),
             "groups/zero_std_fraction": zero_std / max(1, len(kept)),
             "groups/dropped": float(stats["dropped_groups"]), "groups/filled_after_cap": float(filled),
             "samples/masked": float(sum(not s.trained for s in samples)),
