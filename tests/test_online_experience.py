@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
@@ -9,11 +10,14 @@ from posttrain.online.experience import Sample, collate_samples, completion_logp
 from posttrain.online.source import OnlineSource
 
 
-def test_completion_logps_line_up_with_each_samples_tokens(tiny_qwen2):
+@pytest.mark.parametrize("packed", [False, True])
+def test_completion_logps_line_up_with_each_samples_tokens(tiny_qwen2, packed):
     model = AutoModelForCausalLM.from_pretrained(tiny_qwen2).eval()
-    samples = [Sample([1, 5, 9], [7, 8, 2], [0.0] * 3, 0), Sample([3], [4, 6, 6, 6, 2], [0.0] * 5, 0),
-               Sample([1, 2, 3, 4], [5], [0.0], 1)]
-    batch = collate_samples(samples, pad_token_id=0)
+    samples = [Sample([1, 5, 9], [7, 8, 2], [0.0] * 3, 0), Sample([3, 3], [4, 6, 6, 6, 2], [0.0] * 5, 1),
+               Sample([1, 5, 9], [7, 3], [0.0] * 2, 0), Sample([1, 2, 3, 4], [5], [0.0], 2)]
+    batch = collate_samples(samples, pad_token_id=0, packed=packed)
+    if packed:  # one row, no padding; group 0's shared start [1, 5, 9, 7] is computed once
+        assert batch["input_ids"].shape[0] == 1 and int(batch["attention_mask"].sum()) == (4 + 2 + 1) + (2 + 5) + (4 + 1)
     with torch.no_grad():
         logps, entropy = completion_logps(model, batch, temperature=0.7, with_entropy=True)
         for r, s in enumerate(samples):
@@ -23,7 +27,8 @@ def test_completion_logps_line_up_with_each_samples_tokens(tiny_qwen2):
             n = len(s.completion_ids)
             torch.testing.assert_close(logps[r, :n], want, atol=1e-5, rtol=1e-5)
             assert (logps[r, n:] == 0).all() and (entropy[r, n:] == 0).all() and (entropy[r, :n] > 0).all()
-    assert batch["mask"].sum() == 9 and batch["advantages"].shape == (3,)
+    assert model.config._attn_implementation == "sdpa"  # the shared-prefix attention was only borrowed
+    assert batch["mask"].sum() == 11 and batch["advantages"].shape == (4,)
 
 
 def test_round_plan_is_mu_passes_of_minibatches_of_micro_batches():

@@ -42,6 +42,7 @@ from posttrain.rollout import LocalBackend
 from posttrain.train import distributed
 from posttrain.train.loop import Algorithm, train
 from posttrain.train.rundir import check_run_dir
+from posttrain.train.shared_prefix import can_share_prefix
 
 ADVANTAGES = ("grpo", "rloo", "reinforce", "reinforce_pp")
 LOSS_TYPES = ("grpo", "token_mean", "dr_grpo")
@@ -77,6 +78,7 @@ class GRPOConfig(TrainOptions):
     overlong_penalty: float = option(1.0, "Largest soft overlong punishment (reached at max_new_tokens).")
     dynamic_sampling: bool = option(False, "Drop groups whose rewards are all equal and sample more prompts to fill the round (DAPO).")
     max_sampling_rounds: int = option(3, "Cap on generation calls per round when dynamic_sampling is on.")
+    packing: bool = option(True, "Train on micro-batches laid out as each prompt once, then its completions, with no padding (sdpa / eager models; others pad).")
 
     def validate(self) -> None:
         super().validate()
@@ -124,10 +126,12 @@ class GRPO(Algorithm):
         self.reference: ReferencePolicy | None = None
         self.backend = None
         self.policy = None
+        self.packed = False
 
     def setup(self, model) -> None:
         self.policy = model
         self.backend = LocalBackend(model, self.tokenizer)
+        self.packed = self.config.packing and can_share_prefix(model)
         if self.config.beta > 0:
             self.reference = ReferencePolicy(model)
 
@@ -220,7 +224,7 @@ class GRPO(Algorithm):
     # ---------------------------------------------------------------- training
 
     def collate(self, samples: list[Sample]) -> dict:
-        return collate_samples(samples, self.tokenizer.pad_token_id)
+        return collate_samples(samples, self.tokenizer.pad_token_id, self.packed)
 
     def batch_weight(self, batch: dict) -> float:
         if self.config.loss_type == "token_mean":

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import contextlib
+
 import torch
 
 from posttrain.models.logprobs import TokenTargets, logits_at
+from posttrain.train.shared_prefix import pack_groups, shared_prefix_attention
 
 
 @dataclass
@@ -30,7 +33,9 @@ class Sample:
     extra: dict = field(default_factory=dict)
 
 
-def collate_samples(samples: list[Sample], pad_token_id: int) -> dict:
+def collate_samples(samples: list[Sample], pad_token_id: int, packed: bool = False) -> dict:
+    """Padded rows, or (`packed`) each group's prompt once and then its completions, with no padding
+    (train/shared_prefix.py); the per-completion-token tensors are the same either way."""
     rows = [s.prompt_ids + s.completion_ids for s in samples]
     width, longest = max(map(len, rows)), max(max(len(s.completion_ids) for s in samples), 1)
     input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
@@ -47,7 +52,8 @@ def collate_samples(samples: list[Sample], pad_token_id: int) -> dict:
         old[r, :n] = torch.tensor(s.old_logps, dtype=torch.float32)
     trained = torch.tensor([s.trained for s in samples], dtype=torch.bool)
     batch = {
-        "input_ids": input_ids, "attention_mask": attention_mask, "target_mask": target_mask,
+        "input_ids": input_ids, "attention_mask": attention_mask,
+        "targets": TokenTargets.from_mask(input_ids, target_mask),
         "completion_mask": completion, "mask": (completion & trained[:, None]).float(), "old_logps": old,
         "num_sequences": len(samples), "num_tokens": int(attention_mask.sum()),
     }
@@ -63,16 +69,42 @@ def collate_samples(samples: list[Sample], pad_token_id: int) -> dict:
         batch["advantages"] = adv
     else:
         batch["advantages"] = torch.tensor([float(s.advantage) for s in samples], dtype=torch.float32)
+    if packed:
+        batch.update(_packed_layout(samples, rows, pad_token_id))
     return batch
+
+
+def _packed_layout(samples: list[Sample], rows: list[list[int]], pad_token_id: int) -> dict:
+    """The shared-prompt layout of a micro-batch, with targets listed sample by sample (the order
+    `completion_logps` scatters them back in)."""
+    by_group: dict[int, list[int]] = {}
+    for i, s in enumerate(samples):
+        by_group.setdefault(s.group, []).append(i)
+    order = [i for members in by_group.values() for i in members]
+    layout = pack_groups([[rows[i] for i in members] for members in by_group.values()], pad_token_id)
+    where = {sample: k for k, sample in enumerate(order)}  # sample -> its index in the layout
+    t_rows, cols, ids, owner = [], [], [], []
+    for i, s in enumerate(samples):
+        k, p = where[i], len(s.prompt_ids)
+        for j, token in enumerate(s.completion_ids):
+            t_rows.append(int(layout["rows"][k]))
+            cols.append(layout["token_cols"][k][p + j - 1])  # the token before it predicts it
+            ids.append(token)
+            owner.append(i)
+    targets = TokenTargets(*(torch.tensor(v, dtype=torch.long) for v in (t_rows, cols, ids, owner)), len(samples))
+    return {"input_ids": layout["input_ids"], "attention_mask": layout["attention_mask"],
+            "position_ids": layout["position_ids"], "prefix_groups": layout["prefix_groups"], "targets": targets,
+            "num_tokens": layout["num_tokens"]}
 
 
 def completion_logps(model, batch: dict, temperature: float = 1.0, with_entropy: bool = False):
     """Per-completion-token log-probs (B x T, 0 off the completion) of the policy at `temperature`
     (logits / T, the distribution the sampler drew from), and optionally the entropy of each token's
     distribution. The head runs only where a completion token is predicted."""
-    targets = TokenTargets.from_mask(batch["input_ids"], batch["target_mask"])
-    logits = logits_at(model, (targets.rows, targets.cols), input_ids=batch["input_ids"],
-                       attention_mask=batch["attention_mask"]).float()
+    targets = batch["targets"]
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids", "prefix_groups") if k in batch}
+    with shared_prefix_attention(model) if "prefix_groups" in batch else contextlib.nullcontext():
+        logits = logits_at(model, (targets.rows, targets.cols), **inputs).float()
     if temperature != 1.0:
         logits = logits / temperature
     log_probs = torch.log_softmax(logits, dim=-1)

@@ -14,6 +14,8 @@ target token t, whose hidden state predicts it, is at token_cols[s][t - 1]).
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 
@@ -133,12 +135,8 @@ def shared_prefix_sdpa(module, query, key, value, attention_mask, dropout: float
 _REGISTERED = False
 
 
-def use_shared_prefix_attention(model) -> bool:
-    """Switch an sdpa / eager model to shared_prefix_sdpa; False (unchanged) for other implementations."""
+def _register() -> None:
     global _REGISTERED
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    if getattr(base.config, "_attn_implementation", None) not in ("sdpa", "eager", SHARED_PREFIX):
-        return False
     if not _REGISTERED:
         from transformers import AttentionInterface
         from transformers.masking_utils import AttentionMaskInterface
@@ -146,5 +144,33 @@ def use_shared_prefix_attention(model) -> bool:
         AttentionInterface.register(SHARED_PREFIX, shared_prefix_sdpa)
         AttentionMaskInterface.register(SHARED_PREFIX, lambda *args, **kwargs: None)  # the layout is the mask
         _REGISTERED = True
+
+
+def use_shared_prefix_attention(model) -> bool:
+    """Switch an sdpa / eager model to shared_prefix_sdpa for good; False (unchanged) for other implementations."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if getattr(base.config, "_attn_implementation", None) not in ("sdpa", "eager", SHARED_PREFIX):
+        return False
+    _register()
     base.set_attn_implementation(SHARED_PREFIX)
     return base.config._attn_implementation == SHARED_PREFIX
+
+
+@contextlib.contextmanager
+def shared_prefix_attention(model):
+    """Within this context the model runs shared_prefix_sdpa (a forward given `prefix_groups` sees
+    the layout); outside it keeps its own implementation, so generation and its masks are untouched.
+    Only for sdpa / eager models (check with `can_share_prefix`)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    _register()
+    previous = base.config._attn_implementation
+    base.config._attn_implementation = SHARED_PREFIX  # the attention modules read the shared config per call
+    try:
+        yield
+    finally:
+        base.config._attn_implementation = previous
+
+
+def can_share_prefix(model) -> bool:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return getattr(base.config, "_attn_implementation", None) in ("sdpa", "eager")
