@@ -32,29 +32,25 @@ by this script.
     python benchmarks/bench_grpo.py --threads 1
     python benchmarks/bench_grpo.py --trainers grpo --beta 0 --warmup 1 --window 1 --windows 2   # quick look
 
-Measured 2026-11-21 on the 2-core AMD EPYC VM while another single-threaded training job held the
-other core (load average ~2, so --threads 1 everywhere and windows vary by ~±15%), embedded model
-(3.48M), P=8 prompts x G=8, max 128 new tokens, micro-batch 16:
+Measured 2026-11-21 on the otherwise idle 2-core AMD EPYC VM (--threads 1), embedded model (3.48M),
+P=8 prompts x G=8, max 128 new tokens, micro-batch 16, after posttrain's GRPO trainer learned to
+pack micro-batches (each prompt once, then its completions, no padding):
 
     $ python benchmarks/bench_grpo.py --threads 1
-      [grpo, beta 0]     posttrain 0.268 steps/s 1249 tok/s   TRL GRPOTrainer 0.183 steps/s  856 tok/s   1.47x steps/s, 1.46x tok/s
-      [grpo, beta 0.04]  posttrain 0.217 steps/s 1078 tok/s   TRL GRPOTrainer 0.157 steps/s  711 tok/s   1.38x steps/s, 1.52x tok/s
-      [rloo, beta 0]     posttrain 0.293 steps/s 1339 tok/s   TRL RLOOTrainer 0.144 steps/s  689 tok/s   2.03x steps/s, 1.94x tok/s
-    (an earlier run of the same command: 1.92x / 1.80x, 1.57x / 1.59x, 2.14x / 2.01x)
-    $ python benchmarks/bench_grpo.py --threads 1 --trainers grpo --beta 0 --windows 5
-      [grpo, beta 0]     posttrain 0.278 steps/s 1374 tok/s   TRL GRPOTrainer 0.147 steps/s  809 tok/s   1.89x steps/s, 1.70x tok/s
+      [grpo, beta 0]     posttrain 0.378 steps/s 1739 tok/s   TRL GRPOTrainer 0.185 steps/s  875 tok/s   2.04x steps/s, 1.99x tok/s
+      [grpo, beta 0.04]  posttrain 0.307 steps/s 1465 tok/s   TRL GRPOTrainer 0.161 steps/s  718 tok/s   1.90x steps/s, 2.04x tok/s
+      [rloo, beta 0]     posttrain 0.304 steps/s 1532 tok/s   TRL RLOOTrainer 0.161 steps/s  771 tok/s   1.90x steps/s, 1.99x tok/s
 
-Where the time goes (seconds per step, grpo β 0, the --windows 5 run): generation 1.35 vs TRL 3.00
-(2.2x: posttrain's sampler prefills once per prompt, decodes through LeanDecoder into a preallocated
-cache and drops finished rows; TRL runs transformers' generate), rewards and advantages ~0 on both
-sides, training (forward, backward, AdamW) 2.22 vs 3.52 (1.6x). With β 0.04 the reference forward
-costs 0.74 vs 0.99 s. TRL's RLOO adds a no-grad forward for the old log-probs (1.08 s per step), which
-posttrain takes from the sampler: that is why RLOO reaches 2x and GRPO does not. posttrain's training
-is 75% `aten::mm` (~70 GFLOP/s on padded tokens, of a 96 GFLOP/s 1-thread fp32 peak): it is work,
-not overhead. But its micro-batches are cut in sampling order and padded to their longest row (19-34%
-padding here); sorting a step's samples by length before cutting them (the gradient is the same)
-measured -20% of training time and -12% of the reference forward in isolation. Decode attention
-(SDPA on the cache views) is a third of generation.
+Where the time goes (seconds per step, grpo β 0 / β 0.04): generation 1.32 / 1.37 vs TRL 2.38 /
+2.57 (1.8x: posttrain's sampler prefills each prompt once, decodes through LeanDecoder into a
+preallocated cache and drops finished rows; TRL runs transformers' generate); reference forward
+0.48 vs 0.97 (β 0.04); rewards ~0 on both sides; training (forward, backward, AdamW) 1.36 / 1.40 vs
+3.15 / 3.13 (2.3x: packed micro-batches, the LM head only at completion positions; TRL pads and
+computes log-probs and entropy at every position). TRL's RLOO also runs a no-grad forward for the
+old log-probs (0.92 s per step), which posttrain takes from the sampler. Generation is now half of
+posttrain's step; its decode attention (SDPA on the cache views, one query token) is about a third
+of it, the next thing to speed up. Before packing, the same command (with another job on the other
+core) gave 1.47x / 1.38x / 2.03x steps/s: training was 2.22 s, padded 19-34%.
 """
 
 from __future__ import annotations
