@@ -169,3 +169,12 @@ def final_weights_of(model_dir) -> dict:
     from transformers import AutoModelForCausalLM
 
     return {k: v.clone() for k, v in AutoModelForCausalLM.from_pretrained(model_dir).state_dict().items()}
+
+
+def test_held_out_eval_by_generation_is_logged(tiny_llama, setup, tmp_path):
+    prompts, rewards = setup
+    held_out = write_jsonl(tmp_path / "held_out.jsonl", [{"prompt": f"Write {i}:"} for i in range(5)])
+    last = run_grpo(grpo_config(tiny_llama, prompts, rewards, tmp_path / "run", eval_dataset=held_out, eval_steps=1))
+    records = read_metrics(tmp_path / "run")
+    assert all("eval_letter_a" in r and 0.0 <= r["eval_letter_a"] <= 1.0 for r in records)
+    assert last["eval_mean_length"] > 0

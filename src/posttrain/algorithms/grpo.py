@@ -127,6 +127,7 @@ class GRPO(Algorithm):
         self.backend = None
         self.policy = None
         self.packed = False
+        self.eval_rows: list[dict] = []
 
     def setup(self, model) -> None:
         self.policy = model
@@ -221,6 +222,16 @@ class GRPO(Algorithm):
         with self.policy.disable_adapter():
             return completion_logps(self.policy, batch, self.config.temperature)
 
+    def evaluate_by_generation(self, model) -> dict[str, float]:
+        """Greedy completions of the held-out prompts (`eval_dataset`), scored by the reward functions."""
+        if not self.eval_rows:
+            return {}
+        from posttrain.eval.evaluate import evaluate
+
+        report = evaluate(model, self.tokenizer, self.eval_rows, self.rewards.functions, temperature=0.0,
+                          max_new_tokens=self.config.max_new_tokens, seed=self.config.seed, show_samples=0)
+        return {f"eval_{name}": report[name] for name in self.rewards.functions} | {"eval_mean_length": report["mean_length"]}
+
     # ---------------------------------------------------------------- training
 
     def collate(self, samples: list[Sample]) -> dict:
@@ -252,7 +263,7 @@ class GRPO(Algorithm):
 
 def run_grpo(config: GRPOConfig) -> dict:
     """Train and save to output_dir; returns the last logged metrics."""
-    from posttrain.data.sources import load_rows
+    from posttrain.data.sources import default_eval_source, load_rows
 
     check_run_dir(config)
     tokenizer = load_tokenizer(config.model, config.chat_template, config.trust_remote_code)
@@ -261,6 +272,9 @@ def run_grpo(config: GRPOConfig) -> dict:
         raise ConfigError(f"{config.dataset}: online RL needs rows with a 'prompt' column (plus any columns the rewards read)")
     rewards = RewardFunctions.resolve(config.reward_funcs, config.dataset, config.reward_weights, config.reward_errors)
     algorithm = GRPO(config, tokenizer, rewards)
+    # held-out prompts scored by greedy generation: the given eval_dataset, or with eval_steps > 0 a task's test split
+    eval_source = config.eval_dataset or (default_eval_source(config.dataset) if config.eval_steps > 0 else None)
+    algorithm.eval_rows = load_rows(eval_source) if eval_source else []
     source = OnlineSource(algorithm, rows, tokenizer, config)
     try:
         return train(config, build_model=lambda: load_causal_lm(config.model, config.dtype, "cpu", config.trust_remote_code),

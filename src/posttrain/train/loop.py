@@ -58,6 +58,10 @@ class Algorithm:
         """Called on the CPU batch before it moves to the device."""
         raise NotImplementedError
 
+    def evaluate_by_generation(self, model) -> dict[str, float]:
+        """Online algorithms: `eval_*` metrics from sampling on held-out prompts (default: none)."""
+        return {}
+
     def num_tokens(self, batch: dict[str, Any]) -> int:
         """Real (non-pad) tokens in the batch, for tokens/s."""
         return int(batch["num_tokens"]) if "num_tokens" in batch else int(batch["input_ids"].numel())
@@ -357,8 +361,10 @@ def train(config, *, build_model, tokenizer, algorithm: Algorithm, source: StepS
             record.update(lr=metrics["lr"], num_tokens=int(num_tokens))
             if source.steps_per_epoch:
                 record["epoch"] = step / source.steps_per_epoch
-        if evals and (_due(step, config.eval_steps) or step == total_steps):
-            record.update(evaluate(model, algorithm, evals, precision, info.device))
+        if _due(step, config.eval_steps) or step == total_steps:
+            if evals:
+                record.update(evaluate(model, algorithm, evals, precision, info.device))
+            record.update(algorithm.evaluate_by_generation(model))
         if record:
             last = {"step": step, **record}
             writer.log(last)
