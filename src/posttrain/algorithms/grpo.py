@@ -253,29 +253,48 @@ class GRPO(Algorithm):
         mask = batch["mask"]
         tokens = mask.sum()
         metrics["entropy"] = ((entropy * mask).sum(), tokens)
-        if "ref_logps" in batch:
-            with torch.no_grad():
-                log_ratio = (logps - batch["ref_logps"]) * mask
-                metrics["kl/k1"] = (log_ratio.sum(), tokens)
-                metrics["kl/k3"] = (((torch.exp(-log_ratio) + log_ratio - 1) * mask).sum(), tokens)
+        metrics.update(kl_metrics(logps, batch, mask))
         return out.loss, metrics
 
 
-def run_grpo(config: GRPOConfig) -> dict:
-    """Train and save to output_dir; returns the last logged metrics."""
-    from posttrain.data.sources import default_eval_source, load_rows
+@torch.no_grad()
+def kl_metrics(logps: torch.Tensor, batch: dict, mask: torch.Tensor) -> dict:
+    """Per-token KL to the reference, k1 and k3, as (sum, tokens), when the batch has reference log-probs."""
+    if "ref_logps" not in batch:
+        return {}
+    tokens = mask.sum()
+    log_ratio = (logps.detach() - batch["ref_logps"]) * mask
+    return {"kl/k1": (log_ratio.sum(), tokens), "kl/k3": (((torch.exp(-log_ratio) + log_ratio - 1) * mask).sum(), tokens)}
+
+
+def _load_prompts(config):
+    """Tokenizer, prompt rows, reward functions (None when a reward model scores) and the source class."""
+    from posttrain.data.sources import load_rows
 
     check_run_dir(config)
     tokenizer = load_tokenizer(config.model, config.chat_template, config.trust_remote_code)
     rows = load_rows(config.dataset, config.dataset_split)
     if not rows or "prompt" not in rows[0]:
         raise ConfigError(f"{config.dataset}: online RL needs rows with a 'prompt' column (plus any columns the rewards read)")
-    rewards = RewardFunctions.resolve(config.reward_funcs, config.dataset, config.reward_weights, config.reward_errors)
+    rewards = None if getattr(config, "reward_model", None) else RewardFunctions.resolve(
+        config.reward_funcs, config.dataset, config.reward_weights, config.reward_errors)
+    return tokenizer, rows, rewards, OnlineSource
+
+
+def eval_rows(config) -> list[dict]:
+    """Held-out prompts scored by greedy generation: the given eval_dataset, or with eval_steps > 0 a task's test split."""
+    from posttrain.data.sources import default_eval_source, load_rows
+
+    source = config.eval_dataset or (default_eval_source(config.dataset) if config.eval_steps > 0 else None)
+    return load_rows(source) if source else []
+
+
+def run_grpo(config: GRPOConfig) -> dict:
+    """Train and save to output_dir; returns the last logged metrics."""
+    tokenizer, rows, rewards, source_cls = _load_prompts(config)
     algorithm = GRPO(config, tokenizer, rewards)
-    # held-out prompts scored by greedy generation: the given eval_dataset, or with eval_steps > 0 a task's test split
-    eval_source = config.eval_dataset or (default_eval_source(config.dataset) if config.eval_steps > 0 else None)
-    algorithm.eval_rows = load_rows(eval_source) if eval_source else []
-    source = OnlineSource(algorithm, rows, tokenizer, config)
+    algorithm.eval_rows = eval_rows(config)
+    source = source_cls(algorithm, rows, tokenizer, config)
     try:
         return train(config, build_model=lambda: load_causal_lm(config.model, config.dtype, "cpu", config.trust_remote_code),
                      tokenizer=tokenizer, algorithm=algorithm, source=source)

@@ -1,0 +1,200 @@
+"""PPO for RLHF: the two-loop algorithm of seed 003 §"Pseudocode" (S3 L1290-1465).
+
+    posttrain ppo model=runs/sft/final reward_model=runs/rm/final dataset=task:sentiment
+    posttrain ppo model=runs/sft/final dataset=task:arithmetic reward_funcs=[task] kl_coef=0.02
+
+Outer loop (a round): sample completions of `prompts_per_step` prompts from the actor; score them
+with the reward model (or any reward functions); give every token the reward
+r_t = −β (log π_θ − log π_ref) (k1, the KL penalty in the reward) plus the score at the last token
+(`kl_placement=last` sums the penalty into the last token instead); compute GAE(γ, λ) with the
+critic's values (γ = λ = 1 gives the seed's A = R − V) and whiten the advantages over the round.
+Inner loop: `num_iterations` (K) epochs × `num_minibatches` shuffled minibatches of the clipped
+surrogate + `vf_coef` × the (optionally clipped) value loss − `entropy_coef` × entropy, against the
+frozen old log-probs and values. β follows the adaptive KL controller when `target_kl` > 0.
+
+The critic is a value head (one linear layer) on the actor's trunk, so one forward gives both the
+log-probs and the values; it starts from the reward model's score head when `reward_model` is
+given (the seed's warm start), else from zero. `final/` holds the actor only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from posttrain.algorithms.grpo import GRPO, GRPOConfig, _load_prompts, eval_rows, kl_metrics
+from posttrain.config import option
+from posttrain.errors import ConfigError
+from posttrain.losses.advantages import gae, whiten
+from posttrain.losses.policy import policy_loss
+from posttrain.losses.ppo import AdaptiveKLController, FixedKLController, kl_penalized_rewards, value_loss
+from posttrain.models.logprobs import logits_at
+from posttrain.online.experience import collate_samples
+from posttrain.train import distributed
+from posttrain.train.loop import train
+
+
+@dataclass
+class PPOConfig(GRPOConfig):
+    advantage: str = option("gae", "Advantages: GAE(gamma, lam) from the critic's values.", choices=("gae",))
+    num_generations: int = option(1, "Completions sampled per prompt.")
+    loss_type: str = option("token_mean", "Aggregation of the surrogate: token_mean (one mean over all tokens), grpo, dr_grpo.", choices=("token_mean", "grpo", "dr_grpo"))
+    num_iterations: int = option(4, "K: epochs over each round's samples.")
+    num_minibatches: int = option(2, "Shuffled minibatches (optimizer steps) per epoch.")
+    reward_model: str | None = option(None, "A reward model from `posttrain rm` (final/ directory); used instead of reward_funcs.")
+    kl_coef: float = option(0.05, "β of the KL penalty in the reward (seed: 0.01-0.02; 0.02 in its pseudocode).")
+    kl_placement: str = option("every_token", "Where the KL penalty goes: every_token, or summed into the last token.", choices=("every_token", "last"))
+    target_kl: float = option(0.0, "Adaptive KL controller target (0: β stays fixed).")
+    kl_horizon: int = option(10000, "Horizon of the proportional adaptive KL controller.")
+    kl_controller: str = option("proportional", "Adaptive rule: proportional (Ziegler et al.) or double_halve (the seed's PPO-penalty rule).", choices=("proportional", "double_halve"))
+    gamma: float = option(1.0, "GAE discount γ.")
+    lam: float = option(0.95, "GAE λ (seed: 0.95); λ = 1 with γ = 1 is A = R − V.")
+    vf_coef: float = option(0.1, "Weight of the value loss (seed: c_v = 0.5).")
+    cliprange_value: float = option(0.2, "Clip the value update around the old values (0: no clipping).")
+    entropy_coef: float = option(0.0, "Entropy bonus weight (seed: c_e = 0.01).")
+    whiten_advantages: bool = option(True, "Whiten the advantages over each round's completion tokens.")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.kl_coef < 0 or self.vf_coef < 0 or self.entropy_coef < 0:
+            raise ConfigError("kl_coef, vf_coef and entropy_coef must be >= 0")
+
+
+PRESETS: dict[str, dict] = {
+    "instructgpt": {"kl_coef": 0.02, "gamma": 1.0, "lam": 0.95, "epsilon_low": 0.2, "epsilon_high": 0.2,
+                    "vf_coef": 0.5, "entropy_coef": 0.0},  # seed 003's RLHF pseudocode values
+    "ppo_penalty": {"target_kl": 0.01, "kl_controller": "double_halve"},
+}
+
+
+class PPO(GRPO):
+    def setup(self, model) -> None:
+        super().setup(model)
+        from posttrain.models.reference import ReferencePolicy
+
+        cfg = self.config
+        if self.reference is None and cfg.kl_coef > 0:
+            self.reference = ReferencePolicy(model)
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        base.v_head = torch.nn.Linear(base.config.hidden_size, 1).to(next(base.parameters()).dtype)
+        torch.nn.init.zeros_(base.v_head.weight)
+        torch.nn.init.zeros_(base.v_head.bias)
+        if cfg.reward_model:  # warm start from the reward model's score head
+            from posttrain.models.reward_model import load_reward_model, reward_offset, score_head
+
+            rm = load_reward_model(cfg.reward_model, self.tokenizer.pad_token_id)
+            with torch.no_grad():
+                base.v_head.weight.copy_(score_head(rm).weight)
+                base.v_head.bias.fill_(reward_offset(rm))
+        base._keys_to_ignore_on_save = ["v_head.weight", "v_head.bias"]  # final/ is the actor alone
+        self.value_head = base.v_head
+        self.kl = (AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon, mode=cfg.kl_controller)
+                   if cfg.target_kl > 0 else FixedKLController(cfg.kl_coef))
+
+    def _outputs(self, model, batch: dict, with_entropy: bool):
+        """(log-probs, values, entropy) at the completion tokens, B x T, from one forward."""
+        targets, captured = batch["targets"], {}
+
+        def grab(_module, args):
+            captured["hidden"] = args[0][(targets.rows, targets.cols)]
+            return (captured["hidden"],) + tuple(args[1:])
+
+        head = model.get_output_embeddings()
+        handle = head.register_forward_pre_hook(grab)
+        try:
+            inputs = {k: batch[k] for k in ("input_ids", "attention_mask") if k in batch}
+            logits = model(**inputs, use_cache=False).logits.float()
+        finally:
+            handle.remove()
+        if self.config.temperature != 1.0:
+            logits = logits / self.config.temperature
+        log_probs = torch.log_softmax(logits, -1)
+        where = batch["completion_mask"]
+        scatter = lambda v: torch.zeros(where.shape, dtype=torch.float32, device=v.device).masked_scatter(where, v)  # noqa: E731
+        logps = scatter(log_probs.gather(-1, targets.ids[:, None])[:, 0])
+        values = scatter(self.value_head(captured["hidden"]).float()[:, 0])
+        entropy = scatter(-(log_probs.exp() * log_probs).sum(-1)) if with_entropy else None
+        return logps, values, entropy
+
+    def collate(self, samples) -> dict:
+        batch = collate_samples(samples, self.tokenizer.pad_token_id, packed=False)  # the value hook reads padded rows
+        longest = batch["old_logps"].shape[1]
+        for key in ("returns", "old_values"):
+            t = torch.zeros(len(samples), longest)
+            for r, s in enumerate(samples):
+                if key in s.extra:
+                    t[r, :len(s.extra[key])] = torch.tensor(s.extra[key], dtype=torch.float32)
+            batch[key] = t
+        return batch
+
+    @torch.no_grad()
+    def assign_advantages(self, samples) -> dict[str, float]:
+        cfg, device = self.config, next(self.policy.parameters()).device
+        scores = torch.tensor([s.reward if s.reward is not None else 0.0 for s in samples])
+        batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in self.collate(samples).items()}
+        was_training = self.policy.training
+        self.policy.eval()
+        _, values, _ = self._outputs(self.policy, batch, with_entropy=False)
+        self.policy.train(was_training)
+        mask = batch["completion_mask"].float()
+        old = batch["old_logps"]
+        ref = batch.get("ref_logps", old)
+        kl_coef = self.kl.value if hasattr(self.kl, "value") else cfg.kl_coef
+        rewards = kl_penalized_rewards(scores.to(device), old, ref, mask, kl_coef, placement=cfg.kl_placement)
+        advantages, returns = gae(rewards, values * mask, mask, cfg.gamma, cfg.lam)
+        trained = torch.tensor([s.trained for s in samples], device=device)[:, None] * mask
+        if cfg.whiten_advantages:
+            advantages = whiten(advantages, trained) if trained.sum() > 1 else advantages
+        kl = float(((old - ref) * mask).sum(-1).mean())
+        new_coef = self.kl.update(kl, len(samples))
+        for r, s in enumerate(samples):
+            n = len(s.completion_ids)
+            s.advantage = advantages[r, :n].tolist() if s.trained else [0.0] * n
+            s.extra["returns"], s.extra["old_values"] = returns[r, :n].tolist(), values[r, :n].tolist()
+        valid = mask.bool()
+        return {"kl_coef": float(new_coef), "kl/sequence_k1": kl, "values/mean": float(values[valid].mean()),
+                "returns/mean": float(returns[valid].mean()), "advantage/abs_mean": float(advantages[valid].abs().mean())}
+
+    def loss(self, model, batch: dict) -> tuple[torch.Tensor, dict]:
+        cfg = self.config
+        logps, values, entropy = self._outputs(model, batch, with_entropy=True)
+        mask = batch["mask"]
+        out = policy_loss(logps, batch["old_logps"], batch["advantages"], mask, epsilon_low=cfg.epsilon_low,
+                          epsilon_high=cfg.epsilon_high, aggregation=cfg.loss_type, max_completion_length=cfg.max_new_tokens)
+        v_loss, clipped = value_loss(values, batch["old_values"], batch["returns"], mask,
+                                     cfg.cliprange_value if cfg.cliprange_value > 0 else None)
+        tokens = mask.sum()
+        total = out.loss + cfg.vf_coef * v_loss * (self.batch_weight(batch) / tokens.clamp(min=1))
+        if cfg.entropy_coef:
+            total = total - cfg.entropy_coef * (entropy * mask).sum() * (self.batch_weight(batch) / tokens.clamp(min=1))
+        with torch.no_grad():
+            residual = ((batch["returns"] - values) * mask)
+            metrics = dict(out.metrics)
+            metrics.update({"value_loss": (v_loss.detach(), tokens), "value_clip_fraction": (clipped, tokens),
+                            "entropy": ((entropy * mask).sum(), tokens),
+                            "values/squared_error": ((residual ** 2).sum(), tokens)})
+            metrics.update(kl_metrics(logps, batch, mask))
+        return total, metrics
+
+
+def run_ppo(config: PPOConfig) -> dict:
+    """Train and save the actor to output_dir/final; returns the last logged metrics."""
+    tokenizer, rows, rewards, source_cls = _load_prompts(config)
+    if config.reward_model:
+        from posttrain.models.reward_model import load_reward_model, score_texts
+        from posttrain.rewards import RewardFunctions
+
+        rm = load_reward_model(config.reward_model, tokenizer.pad_token_id).eval()
+        rewards = RewardFunctions({"reward_model": lambda prompts, completions, **_: score_texts(rm, tokenizer, prompts, completions)},
+                                  on_error=config.reward_errors)
+    algorithm = PPO(config, tokenizer, rewards)
+    algorithm.eval_rows = eval_rows(config)
+    source = source_cls(algorithm, rows, tokenizer, config)
+    try:
+        from posttrain.models.loading import load_causal_lm
+
+        return train(config, build_model=lambda: load_causal_lm(config.model, config.dtype, "cpu", config.trust_remote_code),
+                     tokenizer=tokenizer, algorithm=algorithm, source=source)
+    finally:
+        distributed.cleanup()
