@@ -105,3 +105,17 @@ def test_ppo_learns_a_simple_reward(tiny_llama, setup, tmp_path):
                        max_new_tokens=16, num_generations=4, num_iterations=2, num_minibatches=1, batch_size=16))
     curve = [r["reward/mean"] for r in read_metrics(tmp_path / "run")]
     assert sum(curve[-2:]) / 2 > 2 * curve[0], curve  # the share of 'a' about triples in 24 rounds
+
+
+def test_ptx_term_is_logged_and_trains_on_the_sft_data(tiny_llama, setup, tmp_path):
+    from conftest import sft_rows
+
+    prompts, reward = setup
+    sft = write_jsonl(tmp_path / "sft.jsonl", sft_rows(8))
+    run_ppo(ppo_config(tiny_llama, prompts, reward, tmp_path / "run", ptx_coef=1.0, ptx_dataset=sft, max_steps=6,
+                       num_iterations=3, num_minibatches=2))
+    ptx = [r["ptx_loss"] for r in read_metrics(tmp_path / "run")]
+    assert all(math.isfinite(v) and v > 0 for v in ptx)
+    assert ptx[-1] < ptx[0]  # the next-token loss on the SFT data falls
+    first = read_metrics(tmp_path / "run")[0]
+    assert -10 < first["values/explained_variance"] <= 1.0

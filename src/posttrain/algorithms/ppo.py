@@ -14,11 +14,14 @@ frozen old log-probs and values. β follows the adaptive KL controller when `tar
 
 The critic is a value head (one linear layer) on the actor's trunk, so one forward gives both the
 log-probs and the values; it starts from the reward model's score head when `reward_model` is
-given (the seed's warm start), else from zero. `final/` holds the actor only.
+given (the seed's warm start), else from zero. `final/` holds the actor only. PPO-ptx
+(`ptx_coef`, `ptx_dataset`) adds γ × the next-token loss of input-output data to every micro-batch
+(S3 L1198-1230), so the policy keeps what SFT taught it.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -28,7 +31,7 @@ from posttrain.config import option
 from posttrain.errors import ConfigError
 from posttrain.losses.advantages import gae, whiten
 from posttrain.losses.policy import policy_loss
-from posttrain.losses.ppo import AdaptiveKLController, FixedKLController, kl_penalized_rewards, value_loss
+from posttrain.losses.ppo import AdaptiveKLController, FixedKLController, explained_variance, kl_penalized_rewards, value_loss
 from posttrain.models.logprobs import logits_at
 from posttrain.online.experience import collate_samples
 from posttrain.train import distributed
@@ -54,11 +57,15 @@ class PPOConfig(GRPOConfig):
     cliprange_value: float = option(0.2, "Clip the value update around the old values (0: no clipping).")
     entropy_coef: float = option(0.0, "Entropy bonus weight (seed: c_e = 0.01).")
     whiten_advantages: bool = option(True, "Whiten the advantages over each round's completion tokens.")
+    ptx_coef: float = option(0.0, "γ of PPO-ptx: weight of the pretraining (SFT) loss on ptx_dataset, added to every micro-batch (InstructGPT: 27.8).")
+    ptx_dataset: str | None = option(None, "Input-output data for the ptx term (prompt/completion, messages or text), e.g. the SFT data.")
 
     def validate(self) -> None:
         super().validate()
-        if self.kl_coef < 0 or self.vf_coef < 0 or self.entropy_coef < 0:
-            raise ConfigError("kl_coef, vf_coef and entropy_coef must be >= 0")
+        if self.kl_coef < 0 or self.vf_coef < 0 or self.entropy_coef < 0 or self.ptx_coef < 0:
+            raise ConfigError("kl_coef, vf_coef, entropy_coef and ptx_coef must be >= 0")
+        if self.ptx_coef > 0 and not self.ptx_dataset:
+            raise ConfigError("ptx_coef > 0 needs ptx_dataset=FILE (or task:NAME) with input-output data")
 
 
 PRESETS: dict[str, dict] = {
@@ -89,6 +96,8 @@ class PPO(GRPO):
                 base.v_head.bias.fill_(reward_offset(rm))
         base._keys_to_ignore_on_save = ["v_head.weight", "v_head.bias"]  # final/ is the actor alone
         self.value_head = base.v_head
+        self.ptx_rows = getattr(self, "ptx_rows", [])
+        self._ptx_at = 0
         self.kl = (AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon, mode=cfg.kl_controller)
                    if cfg.target_kl > 0 else FixedKLController(cfg.kl_coef))
 
@@ -168,6 +177,9 @@ class PPO(GRPO):
         total = out.loss + cfg.vf_coef * v_loss * (self.batch_weight(batch) / tokens.clamp(min=1))
         if cfg.entropy_coef:
             total = total - cfg.entropy_coef * (entropy * mask).sum() * (self.batch_weight(batch) / tokens.clamp(min=1))
+        if self.ptx_rows:
+            nll, count = self._ptx_loss(model, values.device)
+            total = total + cfg.ptx_coef * nll / count * self.batch_weight(batch)
         with torch.no_grad():
             residual = ((batch["returns"] - values) * mask)
             metrics = dict(out.metrics)
@@ -175,7 +187,26 @@ class PPO(GRPO):
                             "entropy": ((entropy * mask).sum(), tokens),
                             "values/squared_error": ((residual ** 2).sum(), tokens)})
             metrics.update(kl_metrics(logps, batch, mask))
+            variance = explained_variance(values, batch["returns"], mask)
+            if math.isfinite(variance):
+                metrics["values/explained_variance"] = (variance * tokens, tokens)
+            if self.ptx_rows:
+                metrics["ptx_loss"] = (nll.detach() / count * tokens, tokens)
         return total, metrics
+
+    def _ptx_loss(self, model, device) -> tuple[torch.Tensor, int]:
+        """Summed next-token loss of the next ptx micro-batch (examples in a fixed cycle) and its token count."""
+        from posttrain.data.collate import IGNORE_INDEX, collate_rows
+        from posttrain.losses.sft import sft_loss
+
+        size = self.config.batch_size
+        rows = [self.ptx_rows[(self._ptx_at + k) % len(self.ptx_rows)] for k in range(size)]
+        self._ptx_at += size
+        batch = collate_rows(rows, self.tokenizer.pad_token_id)
+        labels = batch["labels"].to(device)
+        select = labels != IGNORE_INDEX
+        logits = logits_at(model, select, input_ids=batch["input_ids"].to(device), position_ids=batch["position_ids"].to(device))
+        return sft_loss(logits, labels[select]), max(1, int(select.sum()))
 
 
 def run_ppo(config: PPOConfig) -> dict:
@@ -190,6 +221,13 @@ def run_ppo(config: PPOConfig) -> dict:
                                   on_error=config.reward_errors)
     algorithm = PPO(config, tokenizer, rewards)
     algorithm.eval_rows = eval_rows(config)
+    if config.ptx_coef > 0:
+        from types import SimpleNamespace
+
+        from posttrain.algorithms.sft import load_examples
+
+        options = SimpleNamespace(max_length=config.max_length, truncation=True, completion_only_loss=True)
+        algorithm.ptx_rows = [[ex] for ex in load_examples(tokenizer, config.ptx_dataset, None, options)]
     source = source_cls(algorithm, rows, tokenizer, config)
     try:
         from posttrain.models.loading import load_causal_lm
