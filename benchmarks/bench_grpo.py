@@ -41,6 +41,11 @@ pack micro-batches (each prompt once, then its completions, no padding):
       [grpo, beta 0.04]  posttrain 0.307 steps/s 1465 tok/s   TRL GRPOTrainer 0.161 steps/s  718 tok/s   1.90x steps/s, 2.04x tok/s
       [rloo, beta 0]     posttrain 0.304 steps/s 1532 tok/s   TRL RLOOTrainer 0.161 steps/s  771 tok/s   1.90x steps/s, 1.99x tok/s
 
+    $ python benchmarks/bench_grpo.py --threads 2
+      [grpo, beta 0]     1.97x steps/s, 1.74x tok/s   (generation 1.16 vs 1.93 s, training 0.97 vs 2.03 s)
+      [grpo, beta 0.04]  2.30x steps/s, 2.13x tok/s
+      [rloo, beta 0]     2.29x steps/s, 2.52x tok/s
+
 Where the time goes (seconds per step, grpo β 0 / β 0.04): generation 1.32 / 1.37 vs TRL 2.38 /
 2.57 (1.8x: posttrain's sampler prefills each prompt once, decodes through LeanDecoder into a
 preallocated cache and drops finished rows; TRL runs transformers' generate); reference forward
