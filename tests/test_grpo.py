@@ -178,3 +178,30 @@ def test_held_out_eval_by_generation_is_logged(tiny_llama, setup, tmp_path):
     records = read_metrics(tmp_path / "run")
     assert all("eval_letter_a" in r and 0.0 <= r["eval_letter_a"] <= 1.0 for r in records)
     assert last["eval_mean_length"] > 0
+
+
+@pytest.mark.parametrize("stage, extra", [("grpo", ["beta=0.05"]), ("ppo", ["num_generations=2", "kl_coef=0.05"])])
+def test_online_trainers_run_under_fsdp2(tiny_llama, setup, tmp_path, stage, extra):
+    """Two processes: each samples from its own full copy of the policy (refreshed from the shards every
+    round), trains its share under FSDP2, and rank 0 writes a plain final/ (PPO: without the value head)."""
+    import os
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    from conftest import REPO
+
+    prompts, rewards = setup
+    out = tmp_path / stage
+    args = [f"model={tiny_llama}", f"dataset={prompts}", f"reward_funcs=[{rewards}:letter_a]", f"output_dir={out}",
+            "max_steps=4", "prompts_per_step=2", "max_new_tokens=8", "max_length=64", "batch_size=4", "device=cpu",
+            "logging_steps=1", "learning_rate=1e-3", *extra]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           "-m", "posttrain", stage, *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = read_metrics(out)
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    assert all(math.isfinite(r["loss"]) for r in records)
+    assert not any("v_head" in k for k in load_file(out / "final" / "model.safetensors"))

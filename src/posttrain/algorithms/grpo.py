@@ -131,7 +131,13 @@ class GRPO(Algorithm):
 
     def setup(self, model) -> None:
         self.policy = model
-        self.backend = LocalBackend(model, self.tokenizer)
+        replica = None
+        if distributed.world_size() > 1:  # the policy will be sharded: sample from a full copy per process
+            import copy
+
+            replica = copy.deepcopy(model).eval()
+            replica.requires_grad_(False)
+        self.backend = LocalBackend(model, self.tokenizer, replica)
         self.packed = self.config.packing and can_share_prefix(model)
         if self.config.beta > 0:
             self.reference = ReferencePolicy(model)

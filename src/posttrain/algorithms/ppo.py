@@ -83,7 +83,20 @@ class PPO(GRPO):
         cfg = self.config
         if self.reference is None and cfg.kl_coef > 0:
             self.reference = ReferencePolicy(model)
+        base = self.attach_value_head(model)
+        self.value_head = base.v_head.requires_grad_(True)  # trained even when LoRA froze the rest
+        self.ptx_rows = getattr(self, "ptx_rows", [])
+        self._ptx_at = 0
+        self.kl = (AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon, mode=cfg.kl_controller)
+                   if cfg.target_kl > 0 else FixedKLController(cfg.kl_coef))
+
+    def attach_value_head(self, model):
+        """Give the model its value head (once; a rebuilt model for saving gets one too, so the trained
+        weights load into it), marked to stay out of `save_pretrained`. Returns the base model."""
+        cfg = self.config
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        if hasattr(base, "v_head"):
+            return base
         base.v_head = torch.nn.Linear(base.config.hidden_size, 1).to(next(base.parameters()).dtype)
         torch.nn.init.zeros_(base.v_head.weight)
         torch.nn.init.zeros_(base.v_head.bias)
@@ -95,11 +108,7 @@ class PPO(GRPO):
                 base.v_head.weight.copy_(score_head(rm).weight)
                 base.v_head.bias.fill_(reward_offset(rm))
         base._keys_to_ignore_on_save = ["v_head.weight", "v_head.bias"]  # final/ is the actor alone
-        self.value_head = base.v_head
-        self.ptx_rows = getattr(self, "ptx_rows", [])
-        self._ptx_at = 0
-        self.kl = (AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon, mode=cfg.kl_controller)
-                   if cfg.target_kl > 0 else FixedKLController(cfg.kl_coef))
+        return base
 
     def _outputs(self, model, batch: dict, with_entropy: bool):
         """(log-probs, values, entropy) at the completion tokens, B x T, from one forward."""
@@ -232,7 +241,8 @@ def run_ppo(config: PPOConfig) -> dict:
     try:
         from posttrain.models.loading import load_causal_lm
 
-        return train(config, build_model=lambda: load_causal_lm(config.model, config.dtype, "cpu", config.trust_remote_code),
+        return train(config, build_model=lambda: algorithm.attach_value_head(
+                         load_causal_lm(config.model, config.dtype, "cpu", config.trust_remote_code)),
                      tokenizer=tokenizer, algorithm=algorithm, source=source)
     finally:
         distributed.cleanup()

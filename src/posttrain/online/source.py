@@ -88,6 +88,7 @@ class OnlineSource(StepSource):
     def _make_experience(self) -> dict[str, float]:
         cfg, algo = self.config, self.algorithm
         began = time.perf_counter()
+        algo.backend.sync_weights()  # an engine with its own copy of the weights samples from the current policy
         stats = {"prompts_too_long": 0, "dropped_groups": 0, "sampling_rounds": 0}
         kept: list[list[Sample]] = []
         spare: list[list[Sample]] = []

@@ -30,16 +30,28 @@ class RolloutBackend(Protocol):
 
 
 class LocalBackend:
-    """posttrain's own sampler on the live policy (same weights, so nothing to sync)."""
+    """posttrain's own sampler. On one process it samples from the live policy (same weights, nothing
+    to sync). Under FSDP the policy's weights are sharded and every forward is a collective, which a
+    sampling loop (rows finish at different steps on different ranks) cannot keep in step; so each
+    process samples from its own full copy, refreshed from the shards by `sync_weights`."""
 
-    def __init__(self, policy, tokenizer):
-        self.policy, self.tokenizer = policy, tokenizer
+    def __init__(self, policy, tokenizer, replica=None):
+        self.policy, self.tokenizer, self.replica = policy, tokenizer, replica
 
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> GenerationOutput:
-        return generate(self.policy, self.tokenizer, prompts, params)
+        return generate(self.replica if self.replica is not None else self.policy, self.tokenizer, prompts, params)
 
     def sync_weights(self) -> None:
-        pass
+        """Collective under FSDP: every process calls it at the same point."""
+        if self.replica is None:
+            return
+        import torch
+
+        from posttrain.train.distributed import full_tensor
+
+        with torch.no_grad():
+            full = {name: full_tensor(value) for name, value in self.policy.state_dict().items()}
+            self.replica.load_state_dict(full, strict=False)
 
 
 @dataclass
