@@ -33,7 +33,7 @@ from posttrain.losses.advantages import gae, whiten
 from posttrain.losses.policy import policy_loss
 from posttrain.losses.ppo import AdaptiveKLController, FixedKLController, explained_variance, kl_penalized_rewards, value_loss
 from posttrain.models.logprobs import logits_at
-from posttrain.online.experience import collate_samples
+from posttrain.online.experience import collate_samples, completion_tensor
 from posttrain.train import distributed
 from posttrain.train.loop import train
 
@@ -138,12 +138,8 @@ class PPO(GRPO):
     def collate(self, samples) -> dict:
         batch = collate_samples(samples, self.tokenizer.pad_token_id, packed=False)  # the value hook reads padded rows
         longest = batch["old_logps"].shape[1]
-        for key in ("returns", "old_values"):
-            t = torch.zeros(len(samples), longest)
-            for r, s in enumerate(samples):
-                if key in s.extra:
-                    t[r, :len(s.extra[key])] = torch.tensor(s.extra[key], dtype=torch.float32)
-            batch[key] = t
+        for key in ("returns", "old_values"):  # absent before the round's advantages are computed
+            batch[key] = completion_tensor([s.extra.get(key, []) for s in samples], longest)
         return batch
 
     @torch.no_grad()

@@ -87,3 +87,17 @@ def pack_examples(examples: list[dict], max_length: int) -> list[list[dict]]:
     """Rows of several examples each, every row at most max_length tokens (best-fit decreasing)."""
     bins = pack_best_fit([len(ex["input_ids"]) for ex in examples], max_length)
     return [[examples[i] for i in b] for b in bins]
+
+
+def pad_sequences(sequences: list[list[int]], masks: list[list[int]], pad_token_id: int):
+    """Right-padded (input_ids, attention_mask, target_mask), one sequence per row; `masks[i]` marks
+    the target tokens of sequence i (1 = trained on)."""
+    width = max(len(s) for s in sequences)
+    input_ids = torch.full((len(sequences), width), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    target_mask = torch.zeros((len(sequences), width), dtype=torch.bool)
+    for r, (seq, mask) in enumerate(zip(sequences, masks)):
+        input_ids[r, :len(seq)] = torch.tensor(seq, dtype=torch.long)
+        attention_mask[r, :len(seq)] = 1
+        target_mask[r, :len(seq)] = torch.tensor(mask, dtype=torch.bool)
+    return input_ids, attention_mask, target_mask

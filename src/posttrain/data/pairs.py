@@ -18,6 +18,7 @@ from collections import Counter
 
 import torch
 
+from posttrain.data.collate import pad_sequences
 from posttrain.data.converters import extract_prompt, prepare_records
 from posttrain.data.formats import PREFERENCE, is_conversational
 from posttrain.data.sources import load_rows
@@ -133,14 +134,7 @@ def collate_pairs(examples: list[dict], pad_token_id: int, packed: bool = False)
 
 
 def _padded(sequences: list[list[int]], masks: list[list[int]], pad_token_id: int) -> dict:
-    width = max(len(s) for s in sequences)
-    input_ids = torch.full((len(sequences), width), pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    target_mask = torch.zeros((len(sequences), width), dtype=torch.bool)
-    for r, (seq, mask) in enumerate(zip(sequences, masks)):
-        input_ids[r, :len(seq)] = torch.tensor(seq, dtype=torch.long)
-        attention_mask[r, :len(seq)] = 1
-        target_mask[r, :len(seq)] = torch.tensor(mask, dtype=torch.bool)
+    input_ids, attention_mask, target_mask = pad_sequences(sequences, masks, pad_token_id)
     return {"input_ids": input_ids, "attention_mask": attention_mask, "target_mask": target_mask}
 
 

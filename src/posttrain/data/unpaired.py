@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from posttrain.data.collate import pad_sequences
 from posttrain.data.converters import prepare_records
 from posttrain.data.formats import UNPAIRED
 from posttrain.data.sources import load_rows
@@ -84,18 +85,6 @@ def assign_kl_completions(examples: list[dict], seed: int, max_length: int | Non
     return examples
 
 
-def _pad(sequences: list[list[int]], masks: list[list[int]], pad_token_id: int):
-    width = max(len(s) for s in sequences)
-    input_ids = torch.full((len(sequences), width), pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    target_mask = torch.zeros((len(sequences), width), dtype=torch.bool)
-    for r, (seq, mask) in enumerate(zip(sequences, masks)):
-        input_ids[r, :len(seq)] = torch.tensor(seq, dtype=torch.long)
-        attention_mask[r, :len(seq)] = 1
-        target_mask[r, :len(seq)] = torch.tensor(mask, dtype=torch.bool)
-    return input_ids, attention_mask, target_mask
-
-
 def collate_unpaired(examples: list[dict], pad_token_id: int, with_kl: bool = True) -> dict:
     """Right-padded batch: input_ids, attention_mask, target_mask (B x W) of the matched sequences,
     the same three with a `kl_` prefix for the mismatched ones (when `with_kl`), label (bool, B),
@@ -105,7 +94,7 @@ def collate_unpaired(examples: list[dict], pad_token_id: int, with_kl: bool = Tr
     for prefix, key in sides:
         sequences = [ex["prompt_ids"] + ex[f"{key}_ids"] for ex in examples]
         masks = [[0] * len(ex["prompt_ids"]) + list(ex[f"{key}_mask"]) for ex in examples]
-        ids, attention, target = _pad(sequences, masks, pad_token_id)
+        ids, attention, target = pad_sequences(sequences, masks, pad_token_id)
         batch.update({f"{prefix}input_ids": ids, f"{prefix}attention_mask": attention, f"{prefix}target_mask": target})
     batch["label"] = torch.tensor([ex["label"] for ex in examples], dtype=torch.bool)
     batch["num_examples"] = len(examples)

@@ -15,6 +15,7 @@ import contextlib
 
 import torch
 
+from posttrain.data.collate import pad_sequences
 from posttrain.models.logprobs import TokenTargets, logits_at
 from posttrain.train.shared_prefix import pack_groups, shared_prefix_attention
 
@@ -37,41 +38,35 @@ def collate_samples(samples: list[Sample], pad_token_id: int, packed: bool = Fal
     """Padded rows, or (`packed`) each group's prompt once and then its completions, with no padding
     (train/shared_prefix.py); the per-completion-token tensors are the same either way."""
     rows = [s.prompt_ids + s.completion_ids for s in samples]
-    width, longest = max(map(len, rows)), max(max(len(s.completion_ids) for s in samples), 1)
-    input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-    target_mask = torch.zeros((len(rows), width), dtype=torch.bool)
-    completion = torch.zeros((len(rows), longest), dtype=torch.bool)
-    old = torch.zeros((len(rows), longest))
-    for r, (s, row) in enumerate(zip(samples, rows)):
-        n, p = len(s.completion_ids), len(s.prompt_ids)
-        input_ids[r, :len(row)] = torch.tensor(row, dtype=torch.long)
-        attention_mask[r, :len(row)] = 1
-        target_mask[r, p:p + n] = True
-        completion[r, :n] = True
-        old[r, :n] = torch.tensor(s.old_logps, dtype=torch.float32)
+    targets = [[0] * len(s.prompt_ids) + [1] * len(s.completion_ids) for s in samples]
+    input_ids, attention_mask, target_mask = pad_sequences(rows, targets, pad_token_id)
+    longest = max(max(len(s.completion_ids) for s in samples), 1)
+    completion = completion_tensor([[1.0] * len(s.completion_ids) for s in samples], longest).bool()
     trained = torch.tensor([s.trained for s in samples], dtype=torch.bool)
     batch = {
         "input_ids": input_ids, "attention_mask": attention_mask,
         "targets": TokenTargets.from_mask(input_ids, target_mask),
-        "completion_mask": completion, "mask": (completion & trained[:, None]).float(), "old_logps": old,
+        "completion_mask": completion, "mask": (completion & trained[:, None]).float(),
+        "old_logps": completion_tensor([s.old_logps for s in samples], longest),
         "num_sequences": len(samples), "num_tokens": int(attention_mask.sum()),
     }
     if all(s.ref_logps is not None for s in samples):
-        ref = torch.zeros((len(rows), longest))
-        for r, s in enumerate(samples):
-            ref[r, :len(s.ref_logps)] = torch.tensor(s.ref_logps, dtype=torch.float32)
-        batch["ref_logps"] = ref
+        batch["ref_logps"] = completion_tensor([s.ref_logps for s in samples], longest)
     if isinstance(samples[0].advantage, list):
-        adv = torch.zeros((len(rows), longest))
-        for r, s in enumerate(samples):
-            adv[r, :len(s.advantage)] = torch.tensor(s.advantage, dtype=torch.float32)
-        batch["advantages"] = adv
+        batch["advantages"] = completion_tensor([s.advantage for s in samples], longest)
     else:
         batch["advantages"] = torch.tensor([float(s.advantage) for s in samples], dtype=torch.float32)
     if packed:
         batch.update(_packed_layout(samples, rows, pad_token_id))
     return batch
+
+
+def completion_tensor(values: list[list[float]], longest: int) -> torch.Tensor:
+    """Per-completion-token values, one row per sample, zero after each completion: (B, longest)."""
+    out = torch.zeros((len(values), longest))
+    for r, row in enumerate(values):
+        out[r, :len(row)] = torch.tensor(row, dtype=torch.float32)
+    return out
 
 
 def _packed_layout(samples: list[Sample], rows: list[list[int]], pad_token_id: int) -> dict:

@@ -33,7 +33,7 @@ from posttrain.errors import DataError
 from posttrain.models.loading import apply_lora, save_model
 from posttrain.train import distributed
 from posttrain.train.checkpoint import latest_checkpoint, load_checkpoint, remove_partial, save_checkpoint
-from posttrain.train.metrics import MetricsWriter, truncate_metrics
+from posttrain.train.metrics import MetricsWindow, MetricsWriter, truncate_metrics
 from posttrain.train.rundir import check_run_dir, prepare_run_dir
 from posttrain.train.schedule import build_scheduler
 
@@ -263,35 +263,6 @@ def evaluate(model, algorithm: Algorithm, batches: list[dict], precision: Precis
     return {f"eval_{k}": v for k, v in out.items()}
 
 
-class _Window:
-    """Means of per-step metrics over a logging window (kept in checkpoints for exact resume). A
-    metric is averaged over the steps that reported it (an online round's rollout metrics come
-    once per round, not once per optimizer step)."""
-
-    def __init__(self, state: dict | None = None):
-        self.sums: dict[str, float] = dict((state or {}).get("sums", {}))
-        self.count: int = (state or {}).get("count", 0)
-        self.counts: dict[str, int] = dict((state or {}).get("counts", {k: self.count for k in self.sums}))
-        self.tokens, self.seconds = 0.0, 0.0
-
-    def add(self, metrics: dict, tokens: float, seconds: float) -> None:
-        for k, v in metrics.items():
-            self.sums[k] = self.sums.get(k, 0.0) + v
-            self.counts[k] = self.counts.get(k, 0) + 1
-        self.count += 1
-        self.tokens, self.seconds = self.tokens + tokens, self.seconds + seconds
-
-    def pop(self) -> dict:
-        """Window means, and training throughput (time in train steps only, not eval or saving)."""
-        out = {k: v / max(1, self.counts.get(k, self.count)) for k, v in self.sums.items()}
-        out["tokens_per_second"] = self.tokens / max(1e-9, self.seconds)
-        self.__init__()
-        return out
-
-    def state_dict(self) -> dict:
-        return {"sums": dict(self.sums), "count": self.count, "counts": dict(self.counts)}
-
-
 def _total_steps(config, source: StepSource) -> int:
     if config.max_steps > 0:
         return config.max_steps
@@ -351,7 +322,7 @@ def train(config, *, build_model, tokenizer, algorithm: Algorithm, source: StepS
         f"posttrain: {'resuming at step ' + str(start) + ' of' if start else 'training'} {total_steps} steps, "
         f"{trainable:,} trainable parameters, {info.world_size} process(es) on {info.device.type} -> {run.root}"
     )
-    window, num_tokens, last = _Window(state.get("window")), state.get("num_tokens", 0.0), {}
+    window, num_tokens, last = MetricsWindow(state.get("window")), state.get("num_tokens", 0.0), {}
     stop_after = int(os.environ.get(STOP_ENV, "0") or 0)
     model.train()
     for step in range(start + 1, total_steps + 1):

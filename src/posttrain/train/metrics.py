@@ -88,3 +88,32 @@ class MetricsWriter:
             self.bar.close()
         if self.file is not None:
             self.file.close()
+
+
+class MetricsWindow:
+    """Means of per-step metrics over a logging window (kept in checkpoints for exact resume). A
+    metric is averaged over the steps that reported it (an online round's rollout metrics come
+    once per round, not once per optimizer step)."""
+
+    def __init__(self, state: dict | None = None):
+        self.sums: dict[str, float] = dict((state or {}).get("sums", {}))
+        self.count: int = (state or {}).get("count", 0)
+        self.counts: dict[str, int] = dict((state or {}).get("counts", {k: self.count for k in self.sums}))
+        self.tokens, self.seconds = 0.0, 0.0
+
+    def add(self, metrics: dict, tokens: float, seconds: float) -> None:
+        for k, v in metrics.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+            self.counts[k] = self.counts.get(k, 0) + 1
+        self.count += 1
+        self.tokens, self.seconds = self.tokens + tokens, self.seconds + seconds
+
+    def pop(self) -> dict:
+        """Window means, and training throughput (time in train steps only, not eval or saving)."""
+        out = {k: v / max(1, self.counts.get(k, self.count)) for k, v in self.sums.items()}
+        out["tokens_per_second"] = self.tokens / max(1e-9, self.seconds)
+        self.__init__()
+        return out
+
+    def state_dict(self) -> dict:
+        return {"sums": dict(self.sums), "count": self.count, "counts": dict(self.counts)}
