@@ -32,12 +32,12 @@ from posttrain.config import option
 from posttrain.data.pairs import INVALID_PAIR_POLICIES, collate_pairs, load_pairs
 from posttrain.errors import ConfigError, DataError
 from posttrain.losses.preference import LOSSES, REFERENCE_FREE, SOFT_LABELS, PairLogps, PreferenceParams, preference_loss
-from posttrain.models.loading import load_causal_lm, load_tokenizer, resolve_device
+from posttrain.models.loading import load_tokenizer, resolve_device
 from posttrain.models.logprobs import sequence_logprobs
 from posttrain.models.reference import CACHE_NAME, ReferencePolicy, cache_key, precompute
 from posttrain.options import TrainOptions
 from posttrain.train import distributed
-from posttrain.train.loop import Algorithm, OfflineSource, train
+from posttrain.train.loop import Algorithm, train_offline
 from posttrain.train.shared_prefix import use_shared_prefix_attention
 from posttrain.train.rundir import check_run_dir
 
@@ -204,14 +204,6 @@ def run_dpo(config: DPOConfig) -> dict:
     train_examples = load_examples(tokenizer, config.dataset, config.dataset_split, config, "training data")
     eval_examples = load_examples(tokenizer, config.eval_dataset, None, config, "eval data") if config.eval_dataset else []
     algorithm = DPO(config, tokenizer.pad_token_id, precompute_sets=[train_examples, eval_examples])
-    source = OfflineSource(train_examples, algorithm.collate, config.batch_size, config.gradient_accumulation_steps,
-                           config.seed, what="preference pairs")
-    try:
-        return train(
-            config,
-            build_model=lambda: load_causal_lm(config.model, config.dtype, "cpu", config.trust_remote_code),
-            tokenizer=tokenizer, algorithm=algorithm, source=source, eval_items=eval_examples,
-        )
-    finally:
-        distributed.cleanup()
+    return train_offline(config, tokenizer=tokenizer, algorithm=algorithm, items=train_examples, eval_items=eval_examples,
+                         what="preference pairs")
 

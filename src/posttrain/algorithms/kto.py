@@ -25,12 +25,12 @@ from posttrain.data.sources import default_eval_source
 from posttrain.data.unpaired import assign_kl_completions, collate_unpaired, load_unpaired, stack_sides
 from posttrain.errors import ConfigError
 from posttrain.losses.kto import LOSS_TYPES, RECOMMENDED_BALANCE, balance_ratio, kto_loss, kto_reference_point
-from posttrain.models.loading import load_causal_lm, load_tokenizer
+from posttrain.models.loading import load_tokenizer
 from posttrain.models.logprobs import sequence_logprobs
 from posttrain.models.reference import CACHE_NAME, ReferencePolicy, cache_key, precompute
 from posttrain.options import TrainOptions
 from posttrain.train import distributed
-from posttrain.train.loop import Algorithm, OfflineSource, train
+from posttrain.train.loop import Algorithm, train_offline
 from posttrain.train.rundir import check_run_dir
 
 EVAL_CACHE_NAME = "reference_logps_eval.pt"
@@ -185,13 +185,5 @@ def run_kto(config: KTOConfig) -> dict:
     run = Path(config.output_dir)
     sets = [(train_examples, run / CACHE_NAME)] + ([(eval_examples, run / EVAL_CACHE_NAME)] if eval_examples else [])
     algorithm = KTO(config, tokenizer.pad_token_id, sets)
-    source = OfflineSource(train_examples, algorithm.collate, config.batch_size, config.gradient_accumulation_steps,
-                           config.seed, what="examples")
-    try:
-        return train(
-            config,
-            build_model=lambda: load_causal_lm(config.model, config.dtype, "cpu", config.trust_remote_code),
-            tokenizer=tokenizer, algorithm=algorithm, source=source, eval_items=eval_examples,
-        )
-    finally:
-        distributed.cleanup()
+    return train_offline(config, tokenizer=tokenizer, algorithm=algorithm, items=train_examples, eval_items=eval_examples,
+                         what="examples")

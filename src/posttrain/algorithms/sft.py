@@ -24,11 +24,10 @@ from posttrain.data.sources import default_eval_source, load_rows
 from posttrain.data.tokenize import tokenize_rows
 from posttrain.errors import UserError
 from posttrain.losses.sft import count_tokens, sft_loss
-from posttrain.models.loading import load_causal_lm, load_tokenizer
+from posttrain.models.loading import load_tokenizer
 from posttrain.models.logprobs import logits_at
 from posttrain.options import TrainOptions
-from posttrain.train import distributed
-from posttrain.train.loop import Algorithm, OfflineSource, train
+from posttrain.train.loop import Algorithm, train_offline
 from posttrain.train.packed_attention import use_packed_attention
 from posttrain.train.rundir import check_run_dir
 
@@ -107,13 +106,5 @@ def run_sft(config: SFTConfig) -> dict:
     train_rows = as_rows(load_examples(tokenizer, config.dataset, config.dataset_split, config), config)
     eval_rows = as_rows(load_examples(tokenizer, config.eval_dataset, None, config), config) if config.eval_dataset else []
     algorithm = SFT(tokenizer.pad_token_id, packing=config.packing)
-    source = OfflineSource(train_rows, algorithm.collate, config.batch_size, config.gradient_accumulation_steps,
-                           config.seed, what="packed rows" if config.packing else "examples")
-    try:
-        return train(
-            config,
-            build_model=lambda: load_causal_lm(config.model, config.dtype, "cpu", config.trust_remote_code),
-            tokenizer=tokenizer, algorithm=algorithm, source=source, eval_items=eval_rows,
-        )
-    finally:
-        distributed.cleanup()
+    return train_offline(config, tokenizer=tokenizer, algorithm=algorithm, items=train_rows, eval_items=eval_rows,
+                         what="packed rows" if config.packing else "examples")

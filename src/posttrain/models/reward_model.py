@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 
 import torch
-import torch.nn.functional as F
 
 from posttrain.errors import UserError
 from posttrain.models import last_layer

@@ -30,7 +30,7 @@ import torch
 import transformers
 
 from posttrain.errors import DataError
-from posttrain.models.loading import apply_lora, save_model
+from posttrain.models.loading import apply_lora, load_causal_lm, save_model
 from posttrain.train import distributed
 from posttrain.train.checkpoint import latest_checkpoint, load_checkpoint, remove_partial, save_checkpoint
 from posttrain.train.metrics import MetricsWindow, MetricsWriter, truncate_metrics
@@ -354,6 +354,17 @@ def train(config, *, build_model, tokenizer, algorithm: Algorithm, source: StepS
     writer.message(f"posttrain: done; model saved to {run.final}")
     writer.close()
     return last
+
+
+def train_offline(config, *, tokenizer, algorithm: Algorithm, items: list, eval_items: list, what: str) -> dict:
+    """`train` over a fixed data set (seeded `OfflineSource` order), starting from `config.model`; the
+    process group is left on the way out, whatever happens."""
+    source = OfflineSource(items, algorithm.collate, config.batch_size, config.gradient_accumulation_steps, config.seed, what=what)
+    try:
+        return train(config, build_model=lambda: load_causal_lm(config.model, config.dtype, "cpu", config.trust_remote_code),
+                     tokenizer=tokenizer, algorithm=algorithm, source=source, eval_items=eval_items)
+    finally:
+        distributed.cleanup()
 
 
 def save_final(model, tokenizer, out_dir, config, build_model) -> None:
