@@ -47,6 +47,8 @@ from pathlib import Path
 
 import torch
 
+from timing import window_rates  # noqa: E402 (benchmarks/ is on sys.path when run as a script)
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_sft import prepare_model  # noqa: E402  (the same models as the SFT benchmark)
 
@@ -84,15 +86,6 @@ def make_pairs(n: int) -> list[dict]:
     return pairs
 
 
-def windows_of(stamps: list[float], args) -> list[float]:
-    """Pairs per second of each timed window; stamps[i] is when step i ended (stamps[0]: before step 1)."""
-    out = []
-    for w in range(args.windows):
-        a, b = args.warmup + w * args.window, args.warmup + (w + 1) * args.window
-        out.append(args.batch_size * (b - a) / (stamps[b] - stamps[a]))
-    return out
-
-
 def run_posttrain(model_dir: str, data_file: str, ref: str, args, workdir: Path) -> dict:
     from posttrain.algorithms.dpo import DPO, DPOConfig, load_examples
     from posttrain.config import build_config
@@ -118,7 +111,7 @@ def run_posttrain(model_dir: str, data_file: str, ref: str, args, workdir: Path)
     train(config, build_model=lambda: load_causal_lm(model_dir), tokenizer=tokenizer, algorithm=algorithm, source=source)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     stamps.append(stamps[-1] + _last_step_seconds(records))  # the end of the last step
-    return {"pairs_s": windows_of(stamps, args), "loss": [r["loss"] for r in records]}
+    return {"pairs_s": window_rates(stamps, [args.batch_size] * args.steps, args), "loss": [r["loss"] for r in records]}
 
 
 def _last_step_seconds(records: list[dict]) -> float:
@@ -153,7 +146,7 @@ def run_trl(model_dir: str, pairs: list[dict], ref: str, args, workdir: Path) ->
     trainer.add_callback(Clock())
     trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return {"pairs_s": windows_of(stamps, args), "loss": losses}
+    return {"pairs_s": window_rates(stamps, [args.batch_size] * args.steps, args), "loss": losses}
 
 
 def main() -> None:

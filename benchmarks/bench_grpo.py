@@ -76,6 +76,8 @@ from pathlib import Path
 
 import torch
 
+from timing import window_rates  # noqa: E402 (benchmarks/ is on sys.path when run as a script)
+
 TRAINERS = ("grpo", "rloo")
 GRPO_SETTINGS = {"advantage": "grpo", "scale_rewards": "group", "loss_type": "grpo", "kl_estimator": "k3"}
 REWARD_FUNCS = ("posttrain.tasks.arithmetic:accuracy", "posttrain.tasks.arithmetic:format_reward")
@@ -122,17 +124,6 @@ def reward_functions() -> list:
 
     scorers = get_task("arithmetic").scorers
     return [scorers["accuracy"], scorers["format"]]
-
-
-def windows_of(stamps: list[float], per_step: list[float], args) -> tuple[list[float], list[float]]:
-    """(steps/s, completion tokens/s) of each timed window; stamps[i] is when step i ended (stamps[0]: before step 1)."""
-    steps, tokens = [], []
-    for w in range(args.windows):
-        a, b = args.warmup + w * args.window, args.warmup + (w + 1) * args.window
-        seconds = stamps[b] - stamps[a]
-        steps.append((b - a) / seconds)
-        tokens.append(sum(per_step[a:b]) / seconds)
-    return steps, tokens
 
 
 def quiet(args):
@@ -189,7 +180,7 @@ def run_posttrain(model_dir: str, data_file: str, trainer: str, beta: float, arg
         gen, ref, rew, exp = (r[f"time/{k}_seconds"] for k in ("rollout", "reference", "reward", "experience"))
         phases.append({"generation": gen, "reference forward": ref, "reward": rew,
                        "other experience": exp - gen - ref - rew, "training": total - exp, "total": total})
-    steps_s, tokens_s = windows_of(stamps, tokens, args)
+    steps_s, tokens_s = window_rates(stamps, [1] * args.steps, args), window_rates(stamps, tokens, args)
     return {"steps_s": steps_s, "tokens_s": tokens_s, "phases": phases, "tokens": tokens,
             "reward": [r["reward/mean"] for r in records]}
 
@@ -269,7 +260,7 @@ def run_trl(model_dir: str, rows: list[dict], trainer_name: str, beta: float, ar
         trainer.train()
     assert len(tokens) == args.steps and current == {}, "expected one generation round per optimizer step"
     assert all("  of which model.generate" in p for p in phases), "model.generate was not timed"
-    steps_s, tokens_s = windows_of(stamps, tokens, args)
+    steps_s, tokens_s = window_rates(stamps, [1] * args.steps, args), window_rates(stamps, tokens, args)
     rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
     return {"steps_s": steps_s, "tokens_s": tokens_s, "phases": phases, "tokens": tokens, "reward": rewards}
 

@@ -61,6 +61,8 @@ from pathlib import Path
 
 import torch
 
+from timing import window_rates  # noqa: E402 (benchmarks/ is on sys.path when run as a script)
+
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -100,15 +102,6 @@ def sentiment_pairs(n: int, seed: int) -> list[dict]:
     return pairs
 
 
-def windows_of(stamps: list[float], args) -> list[float]:
-    """pairs/s of each timed window; stamps[i] is when step i ended (stamps[0]: before step 1)."""
-    out = []
-    for w in range(args.windows):
-        a, b = args.warmup + w * args.window, args.warmup + (w + 1) * args.window
-        out.append(args.batch_size * (b - a) / (stamps[b] - stamps[a]))
-    return out
-
-
 # --------------------------------------------------------------------------------------- runners
 
 
@@ -145,7 +138,7 @@ def run_posttrain(model_dir: str, data_file: str, args, workdir: Path, packing: 
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     # the end of the last step: its start plus its own duration (tokens / tokens_per_second)
     stamps.append(stamps[-1] + tokens[-1] / records[-1]["tokens_per_second"])
-    return {"pairs_s": windows_of(stamps, args), "loss": [r["loss"] for r in records],
+    return {"pairs_s": window_rates(stamps, [args.batch_size] * args.steps, args), "loss": [r["loss"] for r in records],
             "positions_per_pair": sum(positions) / (args.batch_size * len(positions)),
             "tokens_per_pair": sum(tokens) / (args.batch_size * len(tokens))}
 
@@ -176,7 +169,7 @@ def run_trl(model_dir: str, rows: list[dict], args, workdir: Path) -> dict:
     trainer.add_callback(Clock())
     trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return {"pairs_s": windows_of(stamps, args), "loss": losses}
+    return {"pairs_s": window_rates(stamps, [args.batch_size] * args.steps, args), "loss": losses}
 
 
 # ------------------------------------------------------------------------------------------ main

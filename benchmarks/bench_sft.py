@@ -48,6 +48,8 @@ from pathlib import Path
 
 import torch
 
+from timing import window_rates  # noqa: E402 (benchmarks/ is on sys.path when run as a script)
+
 MODELS = ("embedded", "qwen2-25m")
 
 
@@ -131,15 +133,6 @@ def prepare_model(name: str, rows, workdir: Path) -> tuple[str, str]:
 # --------------------------------------------------------------------------------------- runners
 
 
-def windows_of(stamps: list[float], tokens: list[int], args) -> list[float]:
-    """tokens/s of each timed window; stamps[i] is when step i ended (stamps[0]: before step 1)."""
-    out = []
-    for w in range(args.windows):
-        a, b = args.warmup + w * args.window, args.warmup + (w + 1) * args.window
-        out.append(sum(tokens[a:b]) / (stamps[b] - stamps[a]))
-    return out
-
-
 def run_posttrain(model_dir: str, data_file: str, args, workdir: Path) -> dict:
     from posttrain.algorithms.sft import SFT, SFTConfig, as_rows, load_examples
     from posttrain.config import build_config
@@ -168,7 +161,7 @@ def run_posttrain(model_dir: str, data_file: str, args, workdir: Path) -> dict:
     records = [json.loads(line) for line in (workdir / "posttrain-run" / "metrics.jsonl").read_text().splitlines()]
     # the last stamp: the end of the last step is the first metrics write after it; use the final step's own time
     stamps.append(stamps[-1] + tokens[-1] / records[-1]["tokens_per_second"])
-    return {"tok_s": windows_of(stamps, tokens, args), "loss": [r["loss"] for r in records], "tokens": tokens}
+    return {"tok_s": window_rates(stamps, tokens, args), "loss": [r["loss"] for r in records], "tokens": tokens}
 
 
 def run_trl(model_dir: str, rows: list[dict], args, workdir: Path) -> dict:
@@ -200,7 +193,7 @@ def run_trl(model_dir: str, rows: list[dict], args, workdir: Path) -> dict:
     trainer.train()
     tokens = [b - a for a, b in zip(totals, totals[1:])]
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return {"tok_s": windows_of(stamps, tokens, args), "loss": losses, "tokens": tokens}
+    return {"tok_s": window_rates(stamps, tokens, args), "loss": losses, "tokens": tokens}
 
 
 # ------------------------------------------------------------------------------------------ main
