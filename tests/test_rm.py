@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,8 +18,9 @@ from posttrain.errors import ConfigError, DataError
 from posttrain.losses.reward import ranking_loss
 from posttrain.models.loading import load_tokenizer
 from posttrain.models.reward_model import (
-    collate_sequences, last_index, load_reward_model, pack_groups, score_texts, sequence_rewards, use_shared_prefix_attention,
+    collate_sequences, load_reward_model, score_texts, sequence_rewards,
 )
+from posttrain.train.shared_prefix import last_index, pack_groups, use_shared_prefix_attention
 from posttrain.train.loop import prepare_model
 
 

@@ -45,13 +45,13 @@ from posttrain.errors import ConfigError, DataError, UserError, data_error
 from posttrain.losses.reward import bradley_terry_loss, centering_penalty, pair_accuracy, ranking_pairs
 from posttrain.models.loading import load_tokenizer, resolve_device
 from posttrain.models.reward_model import (
-    OFFSET_KEY, POOLINGS, collate_sequences, load_reward_model, pack_groups, sequence_rewards,
-    use_shared_prefix_attention,
+    OFFSET_KEY, POOLINGS, collate_sequences, load_reward_model, sequence_rewards,
 )
 from posttrain.options import TrainOptions
 from posttrain.train import distributed
 from posttrain.train.loop import Algorithm, OfflineSource, train
 from posttrain.train.rundir import check_run_dir
+from posttrain.train.shared_prefix import pack_groups, use_shared_prefix_attention
 
 
 @dataclass
