@@ -28,6 +28,9 @@ def test_decode_step_matches_model_forward(name):
                 module.bias.normal_(0, 0.5)
     assert LeanDecoder.supports(model)
     lean = LeanDecoder(model)
+    if torch.backends.mkldnn.is_available():  # the CPU fast path is what is being checked
+        projections = [lean.head, *(part for part in lean.layers[0] if hasattr(part, "packed"))]
+        assert len(projections) == 5 and all(projection.packed is not None for projection in projections)
     ids = torch.randint(0, 97, (3, 6))
     mask = torch.ones(3, 8, dtype=torch.bool)
     mask[0, :2] = False  # left padding

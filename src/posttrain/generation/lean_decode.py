@@ -7,6 +7,12 @@ optional biases, rotary embeddings, grouped-query sdpa attention, SwiGLU MLP, ti
 with the q/k/v and gate/up projections fused into one matmul each, writing keys and values into
 the sampler's preallocated cache layers. It is used only where that equivalence is known to hold
 (`supports`); every other model decodes through its own forward.
+
+On CPU the projections run through oneDNN with weights packed once per `generate` call (what
+Inductor's weight freezing does): at decode's few rows a matmul is bound by reading its weight,
+and the packed layout reads it ~1.4x faster than `F.linear`'s (2.7 -> 1.5 ms per step for the
+embedded model's 17 matmuls at 16 rows). Packing costs a few ms; outputs agree with `F.linear` to
+float32 rounding.
 """
 
 from __future__ import annotations
@@ -15,6 +21,26 @@ import torch
 import torch.nn.functional as F
 
 _SUPPORTED = ("LlamaForCausalLM", "Qwen2ForCausalLM")
+
+
+class _Projection:
+    """`F.linear(x, weight, bias)`, through a packed oneDNN weight on CPU where torch has oneDNN."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, rows_hint: int):
+        self.weight, self.bias = weight.detach(), None if bias is None else bias.detach()
+        self.packed = None
+        if _can_pack(self.weight):
+            self.packed = torch.ops.mkldnn._reorder_linear_weight(self.weight, rows_hint)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.packed is not None:
+            return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+        return F.linear(x, self.weight, self.bias)
+
+
+def _can_pack(weight: torch.Tensor) -> bool:
+    return (weight.device.type == "cpu" and weight.dtype == torch.float32 and torch.backends.mkldnn.is_available()
+            and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
 
 
 def _rope_type(config) -> str:
@@ -35,13 +61,12 @@ class LeanDecoder:
             and all(t == "full_attention" for t in (getattr(config, "layer_types", None) or ["full_attention"]))
         )
 
-    def __init__(self, model):
+    def __init__(self, model, rows: int = 16):
         body = model.model
         self.eps = body.norm.variance_epsilon
         self.embed = body.embed_tokens.weight
         self.final_norm = body.norm.weight
-        self.head = model.lm_head.weight
-        self.head_bias = model.lm_head.bias
+        self.head = _Projection(model.lm_head.weight, model.lm_head.bias, rows)
         self.inv_freq = body.rotary_emb.inv_freq
         self.rope_scale = body.rotary_emb.attention_scaling
         first = body.layers[0].self_attn
@@ -54,9 +79,10 @@ class LeanDecoder:
             qkv = [attn.q_proj, attn.k_proj, attn.v_proj]
             bias = torch.cat([p.bias for p in qkv]) if qkv[0].bias is not None else None
             self.layers.append((
-                layer.input_layernorm.weight, torch.cat([p.weight for p in qkv]), bias,
-                attn.o_proj.weight, attn.o_proj.bias, layer.post_attention_layernorm.weight,
-                torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]), mlp.down_proj.weight,
+                layer.input_layernorm.weight, _Projection(torch.cat([p.weight for p in qkv]), bias, rows),
+                _Projection(attn.o_proj.weight, attn.o_proj.bias, rows), layer.post_attention_layernorm.weight,
+                _Projection(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]), None, rows),
+                _Projection(mlp.down_proj.weight, None, rows),
             ))
 
     def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -78,15 +104,15 @@ class LeanDecoder:
         angles = torch.cat((freqs, freqs), dim=-1)[:, None]  # (batch, 1, 1, head_dim)
         cos = (angles.cos() * self.rope_scale).to(x.dtype)
         sin = (angles.sin() * self.rope_scale).to(x.dtype)
-        for index, (norm1, w_qkv, b_qkv, w_o, b_o, norm2, w_gate_up, w_down) in enumerate(self.layers):
-            qkv = F.linear(self._norm(x, norm1), w_qkv, b_qkv)
+        for index, (norm1, qkv_proj, o_proj, norm2, gate_up_proj, down_proj) in enumerate(self.layers):
+            qkv = qkv_proj(self._norm(x, norm1))
             q, k, v = qkv.split((heads * dim, kv_heads * dim, kv_heads * dim), dim=-1)
             q = self._rotate(q.view(batch, heads, 1, dim), cos, sin)
             k = self._rotate(k.view(batch, kv_heads, 1, dim), cos, sin)
             keys, values = cache.layers[index].update(k, v.view(batch, kv_heads, 1, dim))
             attn = F.scaled_dot_product_attention(q, keys, values, attn_mask=attention_mask,
                                                   enable_gqa=kv_heads != heads)
-            x = x + F.linear(attn.reshape(batch, heads * dim), w_o, b_o)
-            gate, up = F.linear(self._norm(x, norm2), w_gate_up).chunk(2, dim=-1)
-            x = x + F.linear(F.silu(gate) * up, w_down)
-        return F.linear(self._norm(x, self.final_norm), self.head, self.head_bias)
+            x = x + o_proj(attn.reshape(batch, heads * dim))
+            gate, up = gate_up_proj(self._norm(x, norm2)).chunk(2, dim=-1)
+            x = x + down_proj(F.silu(gate) * up)
+        return self.head(self._norm(x, self.final_norm))

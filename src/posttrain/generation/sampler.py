@@ -128,7 +128,7 @@ def _generate(model, tokenizer, prompts, params, ignore_eos) -> GenerationOutput
 
     cache, plain = make_cache(model, width + max_new)
     own_masks = plain and getattr(model.config, "_attn_implementation", None) == "sdpa"
-    lean = LeanDecoder(model) if own_masks and LeanDecoder.supports(model) else None
+    lean = LeanDecoder(model, rows=num_rows) if own_masks and LeanDecoder.supports(model) else None
     extra = {"logits_to_keep": 1} if _accepts_logits_to_keep(model) else {}
     logits = model(input_ids=input_ids, attention_mask=mask[:, :width], position_ids=positions,
                    past_key_values=cache, use_cache=True, **extra).logits[:, -1]
