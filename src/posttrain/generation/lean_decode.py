@@ -37,6 +37,12 @@ class _Projection:
             return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
         return F.linear(x, self.weight, self.bias)
 
+    def add_to(self, residual: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """`residual + self(x)`, fused into the matmul where packed."""
+        if self.packed is not None:
+            return torch.ops.mkldnn._linear_pointwise.binary(x, residual, self.packed, self.bias, "add")
+        return residual + F.linear(x, self.weight, self.bias)
+
 
 def _can_pack(weight: torch.Tensor) -> bool:
     return (weight.device.type == "cpu" and weight.dtype == torch.float32 and torch.backends.mkldnn.is_available()
@@ -86,6 +92,8 @@ class LeanDecoder:
             ))
 
     def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32:  # one fused op, same formula
+            return F.rms_norm(x, weight.shape, weight, self.eps)
         # As transformers' RMSNorm: statistics in float32, then back to the input dtype.
         x32 = x.float()
         return weight * (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype)
@@ -106,13 +114,12 @@ class LeanDecoder:
         sin = (angles.sin() * self.rope_scale).to(x.dtype)
         for index, (norm1, qkv_proj, o_proj, norm2, gate_up_proj, down_proj) in enumerate(self.layers):
             qkv = qkv_proj(self._norm(x, norm1))
-            q, k, v = qkv.split((heads * dim, kv_heads * dim, kv_heads * dim), dim=-1)
-            q = self._rotate(q.view(batch, heads, 1, dim), cos, sin)
-            k = self._rotate(k.view(batch, kv_heads, 1, dim), cos, sin)
+            qk, v = qkv.split(((heads + kv_heads) * dim, kv_heads * dim), dim=-1)
+            q, k = self._rotate(qk.view(batch, heads + kv_heads, 1, dim), cos, sin).split((heads, kv_heads), dim=1)
             keys, values = cache.layers[index].update(k, v.view(batch, kv_heads, 1, dim))
             attn = F.scaled_dot_product_attention(q, keys, values, attn_mask=attention_mask,
                                                   enable_gqa=kv_heads != heads)
-            x = x + o_proj(attn.reshape(batch, heads * dim))
+            x = o_proj.add_to(x, attn.reshape(batch, heads * dim))
             gate, up = gate_up_proj(self._norm(x, norm2)).chunk(2, dim=-1)
-            x = x + down_proj(F.silu(gate) * up)
+            x = down_proj.add_to(x, F.silu(gate) * up)
         return self.head(self._norm(x, self.final_norm))
