@@ -48,9 +48,11 @@ class RewardFunctions:
     @classmethod
     def resolve(cls, specs: list[str], dataset: str, weights: list[float] | None = None, on_error: str = "raise"):
         """`task` (the dataset's embedded task's scorers, e.g. accuracy + format), `task:NAME`,
-        `task:NAME:SCORER`, `module:function` or `path/file.py:function`."""
+        `task:NAME:SCORER`, a built-in `NAME[:key=value...]` (see `registry`), `module:function` or
+        `path/file.py:function`."""
         from posttrain.data.sources import is_task_source, parse_task_source
         from posttrain.eval.scoring import load_callable
+        from posttrain.rewards import registry
         from posttrain.tasks import get_task
 
         functions: dict[str, Callable] = {}
@@ -67,6 +69,9 @@ class RewardFunctions:
                 if len(parts) > 2 and parts[2] not in task.scorers:
                     raise ConfigError(f"task {parts[1]} has no scorer '{parts[2]}'; it has {', '.join(task.scorers)}")
                 functions.update(chosen)
+            elif registry.is_builtin(spec):
+                name, fn = registry.build(spec)
+                functions[name if name not in functions else f"{name}_{len(functions)}"] = fn
             else:
                 functions[spec.rsplit(":", 1)[-1]] = load_callable(spec)
         if not functions:
