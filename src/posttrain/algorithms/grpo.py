@@ -60,8 +60,9 @@ class GRPOConfig(TrainOptions):
     top_p: float = option(1.0, "Nucleus sampling threshold.")
     top_k: int = option(0, "Top-k sampling (0: off).")
     stop: list[str] = option([], "Stop strings: a completion ends at the first one.")
-    reward_funcs: list[str] = option(["task"], "Reward functions: task (the dataset's embedded task's scorers), task:NAME[:SCORER], module:function or file.py:function.")
+    reward_funcs: list[str] = option(["task"], "Reward functions: task (the dataset's embedded task's scorers), task:NAME[:SCORER], a built-in NAME[:key=value...] (math_accuracy, format, soft_overlong, repetition, code_tests, reward_model, judge, pairwise_judge, process_reward_model, milestone; see docs/rewards.md), module:function or file.py:function.")
     reward_weights: list[float] | None = option(None, "One weight per reward function (default 1.0 each); the reward is the weighted sum.")
+    reward_workers: int = option(4, "Reward functions run concurrently in a pool of at most this many threads (async ones on one event loop).")
     reward_errors: str = option("raise", "A reward function that raises or returns NaN/inf: raise (one-line error) or mask (the sample is left out of the loss, counted).", choices=("raise", "mask"))
     advantage: str = option("grpo", "Advantage estimator: grpo (group-normalised), rloo (leave-one-out), reinforce (mean baseline), reinforce_pp (REINFORCE++).", choices=ADVANTAGES)
     scale_rewards: str = option("group", "grpo advantages: divide by the group's std, the batch's std, or none (Dr.GRPO).", choices=("group", "batch", "none"))
@@ -151,7 +152,7 @@ class GRPO(Algorithm):
         prompts = [rows[g]["prompt"] for g in rollouts.group]
         completions = [[{"role": "assistant", "content": t}] if conversational else t for t in rollouts.texts]
         columns = {k: [rows[g][k] for g in rollouts.group] for k in rows[0] if k not in ("prompt", "completion")}
-        result = self.rewards(prompts, completions, columns)
+        result = self.rewards(prompts, completions, columns, completion_ids=rollouts.completion_ids)
         total = list(result.total)
         if cfg.overlong_buffer:
             lengths = torch.tensor([len(c) for c in rollouts.completion_ids])
@@ -283,7 +284,7 @@ def _load_prompts(config):
     if not rows or "prompt" not in rows[0]:
         raise ConfigError(f"{config.dataset}: online RL needs rows with a 'prompt' column (plus any columns the rewards read)")
     rewards = None if getattr(config, "reward_model", None) else RewardFunctions.resolve(
-        config.reward_funcs, config.dataset, config.reward_weights, config.reward_errors)
+        config.reward_funcs, config.dataset, config.reward_weights, config.reward_errors, config.reward_workers)
     return tokenizer, rows, rewards, OnlineSource
 
 

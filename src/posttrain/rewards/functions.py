@@ -1,7 +1,9 @@
 """Call a weighted set of reward functions on a batch of completions, with a failure policy.
 
-Every function is called as `f(prompts, completions, **columns)` (TRL's convention: `columns` are
-the dataset's other columns, one value per completion) and returns one value per completion:
+Every function is called as `f(prompts=..., completions=..., completion_ids=..., **columns)`, by
+keyword exactly as TRL's GRPOTrainer calls it (`columns` are the dataset's other columns, one value
+per completion), so a TRL reward function such as `def f(completions, solution, **kwargs)` works
+unchanged. It returns one value per completion:
 
 - a number: its reward;
 - `None`: the function does not apply to this sample (TRL's convention); the weighted sum skips it.
@@ -11,11 +13,18 @@ What counts as a failure — the function raises, returns NaN or ±inf — is an
 (`on_error="raise"`: one line naming the function, exit code 2). With `on_error="mask"` the failing
 values become None (a raising function: its whole batch) and the trainer masks and counts them.
 Returning the wrong number of values is always an error: the rewards could not be aligned.
+
+Concurrency: with several functions, the synchronous ones run in a thread pool of at most
+`workers` threads (a model-based reward and a code sandbox overlap instead of queueing), and
+`async def` functions run together on one event loop (`asyncio.gather`), as in TRL.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -36,17 +45,21 @@ class RewardResult:
 
 
 class RewardFunctions:
-    def __init__(self, functions: dict[str, Callable], weights: list[float] | None = None, on_error: str = "raise"):
+    def __init__(self, functions: dict[str, Callable], weights: list[float] | None = None, on_error: str = "raise",
+                 workers: int = 4):
         if on_error not in ON_ERROR:
             raise ConfigError(f"reward_errors must be one of {ON_ERROR}, got {on_error!r}")
         if weights is not None and len(weights) != len(functions):
             raise ConfigError(f"reward_weights has {len(weights)} entries for {len(functions)} reward functions "
                               f"({', '.join(functions)}); give one weight per function")
-        self.functions, self.on_error = dict(functions), on_error
+        if workers < 1:
+            raise ConfigError(f"reward_workers must be >= 1, got {workers}")
+        self.functions, self.on_error, self.workers = dict(functions), on_error, workers
         self.weights = list(weights) if weights is not None else [1.0] * len(functions)
 
     @classmethod
-    def resolve(cls, specs: list[str], dataset: str, weights: list[float] | None = None, on_error: str = "raise"):
+    def resolve(cls, specs: list[str], dataset: str, weights: list[float] | None = None, on_error: str = "raise",
+                workers: int = 4):
         """`task` (the dataset's embedded task's scorers, e.g. accuracy + format), `task:NAME`,
         `task:NAME:SCORER`, a built-in `NAME[:key=value...]` (see `registry`), `module:function` or
         `path/file.py:function`."""
@@ -76,12 +89,17 @@ class RewardFunctions:
                 functions[spec.rsplit(":", 1)[-1]] = load_callable(spec)
         if not functions:
             raise ConfigError("reward_funcs is empty; give at least one reward function")
-        return cls(functions, weights, on_error)
+        return cls(functions, weights, on_error, workers)
 
-    def __call__(self, prompts: list, completions: list, columns: dict[str, list]) -> RewardResult:
+    def __call__(self, prompts: list, completions: list, columns: dict[str, list],
+                 completion_ids: list[list[int]] | None = None) -> RewardResult:
+        kwargs = dict(columns, prompts=prompts, completions=completions)
+        if completion_ids is not None:
+            kwargs["completion_ids"] = completion_ids
+        raw = self._call_all(kwargs)
         per_function, failures = {}, {}
-        for name, fn in self.functions.items():
-            values, failed = self._call_one(name, fn, prompts, completions, columns)
+        for name in self.functions:
+            values, failed = self._check(name, raw[name], len(completions))
             per_function[name], failures[name] = values, failed
         total: list[float | None] = []
         for i in range(len(completions)):
@@ -89,16 +107,40 @@ class RewardFunctions:
             total.append(sum(parts) if parts else None)
         return RewardResult(total, per_function, {k: v for k, v in failures.items() if v})
 
-    def _call_one(self, name, fn, prompts, completions, columns) -> tuple[list[float | None], int]:
-        try:
-            values = list(fn(prompts, completions, **columns))
-        except Exception as exc:  # user code: one line naming it
+    def _call_all(self, kwargs: dict) -> dict[str, list | BaseException]:
+        """Each function's raw output (or the exception it raised), sync ones in a bounded pool."""
+        async_names = [n for n, fn in self.functions.items() if _is_async(fn)]
+        sync_names = [n for n in self.functions if n not in async_names]
+        jobs = {name: (lambda name=name: _capture(lambda: list(self.functions[name](**kwargs)))) for name in sync_names}
+        if async_names:
+            jobs[tuple(async_names)] = lambda: asyncio.run(self._gather(async_names, kwargs))
+        if len(jobs) == 1 or self.workers == 1:
+            done = {key: job() for key, job in jobs.items()}
+        else:
+            with ThreadPoolExecutor(max_workers=min(self.workers, len(jobs))) as pool:
+                futures = {key: pool.submit(job) for key, job in jobs.items()}
+                done = {key: future.result() for key, future in futures.items()}
+        raw = {name: done[name] for name in sync_names}
+        if async_names:
+            raw.update(zip(async_names, done[tuple(async_names)]))
+        return raw
+
+    async def _gather(self, names: list[str], kwargs: dict) -> list:
+        async def one(name):
+            try:
+                return list(await self.functions[name](**kwargs))
+            except Exception as exc:  # reported by _check, by name
+                return exc
+        return await asyncio.gather(*(one(name) for name in names))
+
+    def _check(self, name: str, values, count: int) -> tuple[list[float | None], int]:
+        if isinstance(values, BaseException):  # user code raised: one line naming it
             if self.on_error == "raise":
-                raise UserError(f"reward function '{name}' raised {type(exc).__name__}: {exc} "
+                raise UserError(f"reward function '{name}' raised {type(values).__name__}: {values} "
                                 "(set reward_errors=mask to mask such samples instead)") from None
-            return [None] * len(completions), len(completions)
-        if len(values) != len(completions):
-            raise UserError(f"reward function '{name}' returned {len(values)} values for {len(completions)} completions; "
+            return [None] * count, count
+        if len(values) != count:
+            raise UserError(f"reward function '{name}' returned {len(values)} values for {count} completions; "
                             "it must return one value (or None) per completion")
         out, failed = [], 0
         for i, value in enumerate(values):
@@ -118,3 +160,14 @@ class RewardFunctions:
             else:
                 out.append(number)
         return out, failed
+
+
+def _is_async(fn: Callable) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+
+
+def _capture(call: Callable):
+    try:
+        return call()
+    except Exception as exc:  # returned, so the caller reports it with the function's name
+        return exc

@@ -1,0 +1,95 @@
+"""RewardFunctions: TRL's calling convention (by keyword), weighted sums, concurrency, the registry."""
+
+import asyncio
+import threading
+
+import pytest
+
+from posttrain.errors import ConfigError, UserError
+from posttrain.rewards import RewardFunctions
+from posttrain.rewards.registry import BUILTIN, build, parse_spec
+
+PROMPTS = ["What is 1+1?", "What is 2+2?"]
+COMPLETIONS = [[{"role": "assistant", "content": "<think>\nadd\n</think>\n\\boxed{2}"}],
+               [{"role": "assistant", "content": "no tags, \\boxed{5}"}]]
+
+
+def test_trl_reward_functions_work_unchanged():
+    # TRL's own functions: keyword-only use of `completions`, a `solution` column, `completion_ids`.
+    from trl.rewards import accuracy_reward, get_soft_overlong_punishment, think_format_reward
+
+    rewards = RewardFunctions({"accuracy": accuracy_reward, "format": think_format_reward,
+                               "overlong": get_soft_overlong_punishment(max_completion_len=10, soft_punish_cache=4)})
+    result = rewards(PROMPTS, COMPLETIONS, {"solution": ["2", "4"]}, completion_ids=[[1] * 5, [1] * 8])
+    assert result.per_function == {"accuracy": [1.0, 0.0], "format": [1.0, 0.0], "overlong": [0.0, -0.5]}
+    assert result.total == [2.0, -0.5]
+
+
+def test_weighted_sum_skips_none_and_masks_all_none():
+    def first(completions, **kwargs):
+        return [1.0, None]
+
+    def second(prompts, completions, **kwargs):
+        return [0.5, None]
+
+    result = RewardFunctions({"first": first, "second": second}, weights=[1.0, 0.2])(PROMPTS, COMPLETIONS, {})
+    assert result.total == [pytest.approx(1.1), None] and result.num_masked == 1
+
+
+def test_sync_functions_run_concurrently_in_the_pool():
+    # Each waits for the other: this only completes if both run at once.
+    barrier = threading.Barrier(2, timeout=10)
+
+    def make(value):
+        def reward(completions, **kwargs):
+            barrier.wait()
+            return [value] * len(completions)
+        return reward
+
+    result = RewardFunctions({"a": make(1.0), "b": make(2.0)}, workers=2)(PROMPTS, COMPLETIONS, {})
+    assert result.total == [3.0, 3.0]
+
+
+def test_async_functions_run_together_on_one_loop():
+    events = {}
+
+    def make(mine, other, value):
+        async def reward(completions, **kwargs):
+            events.setdefault(mine, asyncio.Event()).set()
+            await asyncio.wait_for(events.setdefault(other, asyncio.Event()).wait(), timeout=10)
+            return [value] * len(completions)
+        return reward
+
+    def plain(completions, **kwargs):
+        return [0.25] * len(completions)
+
+    functions = {"a": make("a", "b", 1.0), "b": make("b", "a", 2.0), "plain": plain}
+    result = RewardFunctions(functions)(PROMPTS, COMPLETIONS, {})
+    assert result.per_function == {"a": [1.0, 1.0], "b": [2.0, 2.0], "plain": [0.25, 0.25]}
+
+
+def test_a_raising_async_function_is_named_or_masked():
+    async def broken(completions, **kwargs):
+        raise RuntimeError("judge offline")
+
+    with pytest.raises(UserError, match="reward function 'broken' raised RuntimeError: judge offline"):
+        RewardFunctions({"broken": broken})(PROMPTS, COMPLETIONS, {})
+    result = RewardFunctions({"broken": broken}, on_error="mask")(PROMPTS, COMPLETIONS, {})
+    assert result.total == [None, None] and result.failures == {"broken": 2}
+
+
+def test_registry_specs_parse_and_validate():
+    assert parse_spec("math_accuracy:wrong=-1:mode=integer:path=runs/rm/final") == (
+        "math_accuracy", {"wrong": -1, "mode": "integer", "path": "runs/rm/final"})
+    with pytest.raises(ConfigError, match="not key=value"):
+        parse_spec("format:strict")
+    with pytest.raises(ConfigError, match="unknown reward 'nope'"):
+        build("nope")
+    assert {"math_accuracy", "format", "code_tests", "reward_model", "judge", "milestone"} <= set(BUILTIN)
+
+
+def test_resolve_mixes_task_builtin_and_module_specs():
+    rewards = RewardFunctions.resolve(["task:arithmetic:accuracy", "trl.rewards:think_format_reward"], dataset="x.jsonl")
+    assert list(rewards.functions) == ["accuracy", "think_format_reward"]
+    with pytest.raises(ConfigError, match="reward_workers must be >= 1"):
+        RewardFunctions({"f": lambda **_: []}, workers=0)
