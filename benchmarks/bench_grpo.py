@@ -33,29 +33,32 @@ by this script.
     python benchmarks/bench_grpo.py --trainers grpo --beta 0 --warmup 1 --window 1 --windows 2   # quick look
 
 Measured 2026-11-21 on the otherwise idle 2-core AMD EPYC VM (--threads 1), embedded model (3.48M),
-P=8 prompts x G=8, max 128 new tokens, micro-batch 16, after posttrain's GRPO trainer learned to
-pack micro-batches (each prompt once, then its completions, no padding):
+P=8 prompts x G=8, max 128 new tokens, micro-batch 16, with packed micro-batches (each prompt once,
+then its completions, no padding) and the sampler's oneDNN-packed decode projections:
 
     $ python benchmarks/bench_grpo.py --threads 1
-      [grpo, beta 0]     posttrain 0.378 steps/s 1739 tok/s   TRL GRPOTrainer 0.185 steps/s  875 tok/s   2.04x steps/s, 1.99x tok/s
-      [grpo, beta 0.04]  posttrain 0.307 steps/s 1465 tok/s   TRL GRPOTrainer 0.161 steps/s  718 tok/s   1.90x steps/s, 2.04x tok/s
-      [rloo, beta 0]     posttrain 0.304 steps/s 1532 tok/s   TRL RLOOTrainer 0.161 steps/s  771 tok/s   1.90x steps/s, 1.99x tok/s
+      [grpo, beta 0]     posttrain 0.354 steps/s 1662 tok/s   TRL GRPOTrainer 0.180 steps/s  801 tok/s   1.97x steps/s, 2.07x tok/s
+      [grpo, beta 0.04]  posttrain 0.305 steps/s 1403 tok/s   TRL GRPOTrainer 0.135 steps/s  671 tok/s   2.26x steps/s, 2.09x tok/s
+      [rloo, beta 0]     posttrain 0.366 steps/s 1756 tok/s   TRL RLOOTrainer 0.160 steps/s  741 tok/s   2.29x steps/s, 2.37x tok/s
+
+    $ python benchmarks/bench_grpo.py --threads 1 --trainers grpo --beta 0 --windows 5
+      [grpo, beta 0]     posttrain 0.377 steps/s 1866 tok/s   TRL GRPOTrainer 0.159 steps/s  802 tok/s   2.37x steps/s, 2.33x tok/s
 
     $ python benchmarks/bench_grpo.py --threads 2
-      [grpo, beta 0]     1.97x steps/s, 1.74x tok/s   (generation 1.16 vs 1.93 s, training 0.97 vs 2.03 s)
-      [grpo, beta 0.04]  2.30x steps/s, 2.13x tok/s
-      [rloo, beta 0]     2.29x steps/s, 2.52x tok/s
+      [grpo, beta 0]     2.14x steps/s, 2.19x tok/s
+      [grpo, beta 0.04]  2.05x steps/s, 1.99x tok/s
+      [rloo, beta 0]     2.63x steps/s, 2.53x tok/s
 
-Where the time goes (seconds per step, grpo β 0 / β 0.04): generation 1.32 / 1.37 vs TRL 2.38 /
-2.57 (1.8x: posttrain's sampler prefills each prompt once, decodes through LeanDecoder into a
-preallocated cache and drops finished rows; TRL runs transformers' generate); reference forward
-0.48 vs 0.97 (β 0.04); rewards ~0 on both sides; training (forward, backward, AdamW) 1.36 / 1.40 vs
-3.15 / 3.13 (2.3x: packed micro-batches, the LM head only at completion positions; TRL pads and
-computes log-probs and entropy at every position). TRL's RLOO also runs a no-grad forward for the
-old log-probs (0.92 s per step), which posttrain takes from the sampler. Generation is now half of
-posttrain's step; its decode attention (SDPA on the cache views, one query token) is about a third
-of it, the next thing to speed up. Before packing, the same command (with another job on the other
-core) gave 1.47x / 1.38x / 2.03x steps/s: training was 2.22 s, padded 19-34%.
+Where the time goes (seconds per step, 1 thread, grpo β 0 / β 0.04): generation 1.29 / 1.36 vs TRL
+2.72 / 2.74 (2.1x: posttrain's sampler prefills each prompt once, decodes through LeanDecoder with
+packed oneDNN projections into a preallocated cache and drops finished rows; TRL runs transformers'
+generate); reference forward 0.50 vs 1.10 (β 0.04); rewards ~0 on both sides; training (forward,
+backward, AdamW) 1.51 / 1.50 vs 3.34 / 3.38 (2.2x: packed micro-batches, the LM head only at
+completion positions; TRL pads and computes log-probs and entropy at every position). TRL's RLOO
+also runs a no-grad forward for the old log-probs (0.94 s per step), which posttrain takes from
+the sampler. Both halves are now near their floors on this machine: training at ~6 x params x
+tokens of matmul, and decode attention (a third of generation) at the memory bandwidth of reading
+the fp32 KV cache.
 """
 
 from __future__ import annotations
