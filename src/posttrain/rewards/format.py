@@ -41,9 +41,10 @@ def _content_text(content) -> str:
 
 
 def parse_tags(tags) -> tuple[str, ...]:
-    """("think", "answer") from a tuple/list or a string "think,answer" (also "[think, answer]")."""
+    """("think", "answer") from a tuple/list or a string "think,answer", "think|answer" (the form to
+    use inside a command-line list, whose commas split the list) or "[think, answer]"."""
     if isinstance(tags, str):
-        tags = tags.strip().strip("[]()").split(",")
+        tags = tags.strip().strip("[]()").replace("|", ",").split(",")
     names = tuple(str(t).strip().strip("<>/") for t in tags)
     if not names or any(not t for t in names):
         raise ConfigError(f"format: tags must name at least one tag, like tags=think,answer; got {tags!r}")
