@@ -19,6 +19,7 @@ STAGES: dict[str, tuple[str, str, str, str]] = {
     "sft": ("posttrain.algorithms.sft", "SFTConfig", "run_sft", "Supervised fine-tuning on input-output pairs (token-mean cross-entropy)."),
     "eval": ("posttrain.eval.evaluate", "EvalConfig", "run_eval", "Generate on held-out prompts and score them: accuracy, pass@k, avg@k, length."),
     "rm": ("posttrain.algorithms.rm", "RewardConfig", "run_rm", "Reward model from preference pairs, ties or K-wise rankings (Bradley-Terry)."),
+    "prm": ("posttrain.algorithms.prm", "PRMConfig", "run_prm", "Process reward model from stepwise labels (a good/bad label per reasoning step)."),
     "dpo": ("posttrain.algorithms.dpo", "DPOConfig", "run_dpo", "Direct preference optimization and its family (IPO, cDPO, SimPO, ORPO, CPO, APO, RPO, ...)."),
     "kto": ("posttrain.algorithms.kto", "KTOConfig", "run_kto", "Kahneman-Tversky optimization on unpaired desirable / undesirable feedback."),
     "grpo": ("posttrain.algorithms.grpo", "GRPOConfig", "run_grpo", "Online RL from rewards: GRPO and its family (DAPO, Dr.GRPO, GSPO, GRPO+), REINFORCE(++)."),
