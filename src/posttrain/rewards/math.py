@@ -97,7 +97,7 @@ def _parse_gold(text: str, timeout: int | None) -> tuple:
 
 def check_answer(golds: list[str], answer: str | None, wrap: bool = True, timeout: int | None = None) -> str:
     """Math-Verify's verdict on one answer: "correct", "wrong", "missing" (no answer, or one it cannot
-    parse) or "no_gold" (no gold it can parse). `verify(gold, answer)`: gold first (seed 004 L224)."""
+    parse) or "no_gold" (no gold it can parse). `verify(gold, answer)`: gold first (seed 004 L226-227)."""
     from math_verify import verify
 
     parsed_golds = [p for g in golds for p in _parse_gold(g, timeout)]
@@ -171,7 +171,7 @@ def serve() -> None:
     import sys
 
     out, sys.stdout = sys.stdout, sys.stderr  # stray prints must not corrupt the replies
-    check_answer(["1"], "1")  # import and warm up before "ready", so start-up is not charged to a check
+    check_answer(["1"], "1", True, 5)  # import and warm up before "ready", so start-up is not charged to a check
 
     out.write("ready\n")
     out.flush()
