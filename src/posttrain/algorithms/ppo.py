@@ -12,6 +12,12 @@ Inner loop: `num_iterations` (K) epochs × `num_minibatches` shuffled minibatche
 surrogate + `vf_coef` × the (optionally clipped) value loss − `entropy_coef` × entropy, against the
 frozen old log-probs and values. β follows the adaptive KL controller when `target_kl` > 0.
 
+Process rewards (`process_reward_model`, a PRM from `posttrain prm`): each completion is split into
+steps at the PRM's separator and `process_reward_coef` × the PRM's score of step k is added at the
+token that ends step k (`process_reward_mode=diff`: the score's change since the previous step),
+on top of the outcome reward at the last token; the KL penalty and GAE then run as usual. This is
+seed 003's token-level reward path, r_t^adj = r_t − β KL_t (S3 L1350, L1373-1374, L1489).
+
 The critic is a value head (one linear layer) on the actor's trunk, so one forward gives both the
 log-probs and the values; it starts from the reward model's score head when `reward_model` is
 given (the seed's warm start), else from zero. `final/` holds the actor only. PPO-ptx
@@ -59,6 +65,10 @@ class PPOConfig(GRPOConfig):
     whiten_advantages: bool = option(True, "Whiten the advantages over each round's completion tokens.")
     ptx_coef: float = option(0.0, "γ of PPO-ptx: weight of the pretraining (SFT) loss on ptx_dataset, added to every micro-batch (InstructGPT: 27.8).")
     ptx_dataset: str | None = option(None, "Input-output data for the ptx term (prompt/completion, messages or text), e.g. the SFT data.")
+    process_reward_model: str | None = option(None, "A process reward model from `posttrain prm` (final/ directory): its step scores are added at the tokens that end each step.")
+    process_reward_coef: float = option(1.0, "Weight of the process (step) rewards.")
+    process_reward_mode: str = option("score", "Step reward: the PRM's P(good step) (score) or its change since the previous step (diff; the step rewards then sum to the last step's score).", choices=("score", "diff"))
+    step_separator: str | None = option(None, "Where completions split into steps for the process reward model (default: the separator the PRM was trained with).")
 
     def validate(self) -> None:
         super().validate()
@@ -76,6 +86,8 @@ PRESETS: dict[str, dict] = {
 
 
 class PPO(GRPO):
+    process_rewards = None  # a rewards.process.ProcessRewardModel when process_reward_model is set
+
     def setup(self, model) -> None:
         super().setup(model)
         from posttrain.models.reference import ReferencePolicy
@@ -89,6 +101,21 @@ class PPO(GRPO):
         self._ptx_at = 0
         self.kl = (AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon, mode=cfg.kl_controller)
                    if cfg.target_kl > 0 else FixedKLController(cfg.kl_coef))
+
+    def score(self, rollouts, rows: list[dict]):
+        """Outcome rewards as GRPO scores them; with a process reward model, also each sample's step
+        rewards per completion token (`extra["step_rewards"]`, logged as `process_reward`)."""
+        groups, result = super().score(rollouts, rows)
+        prm = self.process_rewards
+        if prm is not None:
+            samples = [s for group in groups for s in group]
+            prompts = [rows[s.group]["prompt"] for s in samples]
+            token_rewards = prm.token_rewards(prompts, [s.extra["text"] for s in samples],
+                                              [s.completion_ids for s in samples], self.tokenizer, self.config.process_reward_mode)
+            for s, values in zip(samples, token_rewards):
+                s.extra["step_rewards"] = [self.config.process_reward_coef * v for v in values]
+            result.per_function["process_reward"] = [sum(s.extra["step_rewards"]) for s in samples]
+        return groups, result
 
     def attach_value_head(self, model):
         """Give the model its value head (once; a rebuilt model for saving gets one too, so the trained
@@ -156,6 +183,8 @@ class PPO(GRPO):
         ref = batch.get("ref_logps", old)
         kl_coef = self.kl.value if hasattr(self.kl, "value") else cfg.kl_coef
         rewards = kl_penalized_rewards(scores.to(device), old, ref, mask, kl_coef, placement=cfg.kl_placement)
+        if any("step_rewards" in s.extra for s in samples):  # process rewards at the step-end tokens
+            rewards = rewards + completion_tensor([s.extra.get("step_rewards", []) for s in samples], old.shape[1]).to(device) * mask
         advantages, returns = gae(rewards, values * mask, mask, cfg.gamma, cfg.lam)
         trained = torch.tensor([s.trained for s in samples], device=device)[:, None] * mask
         if cfg.whiten_advantages:
@@ -225,6 +254,10 @@ def run_ppo(config: PPOConfig) -> dict:
         rewards = RewardFunctions({"reward_model": lambda prompts, completions, **_: score_texts(rm, tokenizer, prompts, completions)},
                                   on_error=config.reward_errors)
     algorithm = PPO(config, tokenizer, rewards)
+    if config.process_reward_model:
+        from posttrain.rewards.process import ProcessRewardModel
+
+        algorithm.process_rewards = ProcessRewardModel(config.process_reward_model, config.step_separator, config.device, config.batch_size)
     algorithm.eval_rows = eval_rows(config)
     if config.ptx_coef > 0:
         from types import SimpleNamespace
