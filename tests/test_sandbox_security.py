@@ -3,6 +3,7 @@ process behind, and leave the test process (the "trainer") and its files untouch
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import signal
@@ -201,3 +202,51 @@ def test_host_resources_are_not_lowered_by_runs(sandbox):
     before = resource.getrlimit(resource.RLIMIT_NPROC), os.nice(0), dict(os.environ)
     sandbox.run("print(1)")
     assert (resource.getrlimit(resource.RLIMIT_NPROC), os.nice(0), dict(os.environ)) == before
+
+
+def test_a_program_that_closes_its_pipes_still_ends_at_the_timeout(sandbox):
+    program = "import os, time\nfor fd in range(64):\n    try:\n        os.close(fd)\n    except OSError:\n        pass\ntime.sleep(60)"
+    run = run_hostile(sandbox, program)
+    assert run.timed_out and run.wall_seconds < LIMITS.timeout + 1.5
+
+
+UNPRIVILEGED_SCRIPT = """
+import json, os, sys
+from posttrain.rewards.sandbox import Sandbox, Limits
+sandbox = Sandbox(Limits(timeout=2.0, cpu_seconds=1.0, memory_mb=256, max_processes=16, max_file_mb=4))
+me, report = os.getpid(), {"isolation": sandbox.isolation()}
+report["environ"] = sandbox.run(f"print(open('/proc/{me}/environ', 'rb').read())").stdout
+report["kill"] = sandbox.run(f"import os\\nos.kill({me}, 9)\\nprint('killed')").stdout
+report["bomb"] = sandbox.run("import os\\nwhile True:\\n    try:\\n        os.fork()\\n    except OSError:\\n        pass").ok
+report["socket"] = sandbox.run("import socket\\nsocket.create_connection(('127.0.0.1', %d), timeout=1)").ok
+report["write"] = sandbox.run("open('%s', 'w').write('pwned')").ok
+report["left"] = sorted(e for e in os.listdir("/proc") if e.isdigit() and int(e) != me and os.stat(f"/proc/{e}").st_uid == os.getuid()
+                        and open(f"/proc/{e}/stat").read().rsplit(")", 1)[1].split()[0] != "Z")
+print(json.dumps(report))
+"""
+
+
+@pytest.mark.skipif(not AS_ROOT or not os.path.exists("/usr/bin/setpriv") or not os.path.exists(SYSTEM_PYTHON),
+                    reason="needs root (to become an unprivileged user), setpriv and the system Python")
+def test_unprivileged_trainer_gets_user_namespaces_or_the_fallback(tmp_path):
+    """The same hostile programs from a trainer that runs as an ordinary user (here: nobody)."""
+    outside = tmp_path / "mine.txt"
+    outside.write_text("original")
+    os.chmod(tmp_path, 0o777)  # the user may write here: the sandbox must stop its programs doing so
+    os.chmod(outside, 0o666)
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        script = UNPRIVILEGED_SCRIPT % (listener.getsockname()[1], outside)
+        out = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", SYSTEM_PYTHON, "-c", script],
+                             capture_output=True, text=True, timeout=60, cwd="/",
+                             env={"PATH": "/usr/bin:/bin", "PYTHONPATH": src, "SECRET_TOKEN": "s3cr3t-77"})
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["isolation"]["user"] == "same user (not root)"
+    assert not report["bomb"] and not report["socket"] and report["left"] == []
+    if report["isolation"]["pid_namespace"]:  # without one, a same-user program can read and signal the trainer
+        assert "s3cr3t-77" not in report["environ"] and "killed" not in report["kill"]
+    if report["isolation"]["mount_namespace"]:
+        assert not report["write"] and outside.read_text() == "original"
