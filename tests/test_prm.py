@@ -178,3 +178,20 @@ def test_config_errors(tmp_path, capsys):
     assert "lora=true is not supported for prm" in capsys.readouterr().err
     assert main(["prm"]) == 2
     assert "set dataset=FILE with stepwise rows" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arch", ["tiny_qwen2", "tiny_gpt2"])
+def test_other_architectures_build_and_train(arch, request, tmp_path):
+    path = request.getfixturevalue(arch)
+    from posttrain.models.loading import load_tokenizer
+
+    tok = load_tokenizer(path)
+    data = write_jsonl(tmp_path / "steps.jsonl", stepwise_rows(8, 0))
+    config = prm_config(model=path, dataset=data)
+    model = build_prm(config, tok.pad_token_id)
+    algorithm = ProcessRewardModeling(tok.pad_token_id)
+    batch = algorithm.collate(load_items(tok, data, None, config))
+    loss, metrics = algorithm.loss(model, batch)
+    loss.backward()
+    assert torch.isfinite(loss) and metrics["accuracy"][1] == batch["num_steps"] == sum(len(r["labels"]) for r in stepwise_rows(8, 0))
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
