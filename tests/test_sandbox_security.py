@@ -74,6 +74,9 @@ def test_isolation_report_names_what_is_active(sandbox):
     assert uid in SANDBOX_UIDS if AS_ROOT else uid == os.getuid()
     assert nice == min(19, os.nice(0) + LIMITS.nice)
     assert cpu == (1, 2) and memory == (256 << 20,) * 2 and nproc == (16, 16) and fsize == (4 << 20,) * 2
+    if isolation.get("private_dev"):  # no GPUs, disks or terminals
+        devices = set(eval(sandbox.run("import os\nprint(os.listdir('/dev'))").stdout))
+        assert devices <= {"null", "zero", "full", "random", "urandom", "shm", "fd", "stdin", "stdout", "stderr"}
 
 
 def test_a_program_that_never_ends_is_killed_at_the_wall_timeout(sandbox):

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 
 SANDBOX_UIDS = range(64000, 65000)  # unused by Debian-style systems; existing accounts are skipped
 SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+DEVICES = ("null", "zero", "full", "random", "urandom")  # all of /dev a program sees (no GPUs, no disks)
 SETUP_FAILED = "setup-failed"
 
 
@@ -71,19 +72,6 @@ MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 8, 0x1000, 0
 MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, AT_RECURSIVE, AT_FDCWD = 1, 2, 0x8000, -100
 SYS_MOUNT_SETATTR = 442  # the same number on x86_64 and aarch64
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
-
-
-class _MountAttr(ctypes.Structure):
-    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
-                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
-
-
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -179,7 +167,8 @@ def _private_filesystem(job: dict, as_root: bool) -> dict:
         os.makedirs(path, exist_ok=True)
         _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
         os.close(fd)
-    attr = _MountAttr(MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, 0, 0, 0)
+    private_dev = _private_dev()
+    attr = (ctypes.c_uint64 * 4)(MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, 0, 0, 0)  # struct mount_attr
     read_only = _libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, b"/", AT_RECURSIVE, ctypes.byref(attr), ctypes.sizeof(attr)) == 0
     size = f"size={job['limits']['max_file_mb']}m,nr_inodes=4096"
     for path in SCRATCH_DIRS:
@@ -193,7 +182,25 @@ def _private_filesystem(job: dict, as_root: bool) -> dict:
         private_proc = True
     except OSError:  # refused in some containers (a masked /proc); the host's /proc stays
         private_proc = False
-    return {"read_only_root": read_only, "hidden": hide, "private_proc": private_proc}
+    return {"read_only_root": read_only, "hidden": hide, "private_dev": private_dev, "private_proc": private_proc}
+
+
+def _private_dev() -> bool:
+    """A /dev with only DEVICES (bound from the host's), /dev/shm and the /dev/fd links."""
+    fds = {name: os.open(f"/dev/{name}", os.O_PATH) for name in DEVICES if os.path.exists(f"/dev/{name}")}
+    try:
+        _mount("tmpfs", "/dev", "tmpfs", MS_NOSUID, "mode=0755,size=64k")
+    except OSError:
+        return False
+    for name, fd in fds.items():
+        open(f"/dev/{name}", "w").close()
+        _mount(f"/proc/self/fd/{fd}", f"/dev/{name}", None, MS_BIND)
+        os.close(fd)
+    os.mkdir("/dev/shm")
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                         ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, f"/dev/{name}")
+    return True
 
 
 def _interpreter_dirs() -> list[str]:
@@ -234,7 +241,8 @@ def _run_program(job: dict, status, namespaces: tuple, filesystem: dict, as_root
         resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))  # after unshare: counts this namespace only
         _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # cleared by the uid change
         _ok(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")  # no setuid binaries
-        _ok(_libc.capset(ctypes.byref(_CapHeader(0x20080522, 0)), (_CapData * 2)()), "capset")  # none kept
+        # capset(header {version 3, this process}, data {effective, permitted, inheritable} x 2 = all 0)
+        _ok(_libc.capset((ctypes.c_uint32 * 2)(0x20080522, 0), (ctypes.c_uint32 * 6)()), "capset")
         stdlib = os.path.dirname(os.__file__)
         if not os.access(stdlib, os.R_OK | os.X_OK):
             raise OSError(13, f"the sandbox user (uid {os.getuid()}) cannot read the Python standard library "
