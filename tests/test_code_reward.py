@@ -126,6 +126,7 @@ def test_registry_builds_it_from_a_spec_and_reward_functions_call_it(tmp_path):
     ("code_tests:language=cpp", "language 'cpp' is not supported"),
     ("code_tests:tests_column=", "tests_column must be a column name"),
     ("code_tests:timeuot=5", "unknown option"),
+    ("code_tests:python=/no/such/python", "is not an executable"),
 ])
 def test_bad_options_are_config_errors(spec, message):
     with pytest.raises(ConfigError, match=message):

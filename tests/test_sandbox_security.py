@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from posttrain.errors import UserError
 from posttrain.rewards.code import code_tests
 from posttrain.rewards.sandbox import SANDBOX_UIDS, Limits, Sandbox
 
@@ -253,3 +254,15 @@ def test_unprivileged_trainer_gets_user_namespaces_or_the_fallback(tmp_path):
         assert "s3cr3t-77" not in report["environ"] and "killed" not in report["kill"]
     if report["isolation"]["mount_namespace"]:
         assert not report["write"] and outside.read_text() == "original"
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="only root drops to another uid")
+def test_an_interpreter_the_sandbox_user_cannot_read_is_a_clear_error():
+    stdlib = os.path.dirname(os.__file__)
+    parents = [os.path.dirname(stdlib)]
+    while parents[-1] != "/":
+        parents.append(os.path.dirname(parents[-1]))
+    if all(os.stat(p).st_mode & 0o001 for p in parents):
+        pytest.skip("this Python is readable by every user")
+    with pytest.raises(UserError, match="cannot read the Python standard library.*code_tests:python=PATH"):
+        Sandbox(LIMITS, namespaces=False).run("print(1)")

@@ -24,6 +24,7 @@ None (or an empty list) gets None: the reward does not apply to it.
 from __future__ import annotations
 
 import json
+import os
 import re
 from typing import Callable
 
@@ -92,7 +93,7 @@ def same_output(actual: str, expected: str) -> bool:
 
 def code_tests(tests_column: str = "tests", mode: str = "fraction", timeout: float = 5.0, cpu_seconds: float = 5.0,
                memory_mb: int = 1024, max_processes: int = 32, max_file_mb: int = 16, max_output_kb: int = 1024,
-               workers: int | None = None, language: str = "python") -> Callable:
+               workers: int | None = None, language: str = "python", python: str | None = None) -> Callable:
     """The reward function; options as in `reward_funcs=[code_tests:timeout=5:mode=all]` (docs/sandbox.md)."""
     if mode not in MODES:
         raise ConfigError(f"code_tests: mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -114,7 +115,9 @@ def code_tests(tests_column: str = "tests", mode: str = "fraction", timeout: flo
         raise ConfigError(f"code_tests: memory_mb={memory_mb} is too small for the Python interpreter; use >= 64")
     limits = Limits(timeout=float(timeout), cpu_seconds=float(cpu_seconds), memory_mb=int(memory_mb),
                     max_processes=int(max_processes), max_file_mb=int(max_file_mb), max_output_kb=int(max_output_kb))
-    sandbox = Sandbox(limits, workers=int(workers) if workers else default_workers())
+    if python is not None and not (isinstance(python, str) and os.access(python, os.X_OK)):
+        raise ConfigError(f"code_tests: python={python!r} is not an executable; give the path of a Python interpreter")
+    sandbox = Sandbox(limits, workers=int(workers) if workers else default_workers(), python=python)
 
     def code_tests_reward(prompts, completions, **columns) -> list[float | None]:
         if tests_column not in columns:

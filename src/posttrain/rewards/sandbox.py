@@ -246,7 +246,7 @@ def _run_program(job: dict, status, namespaces: tuple, filesystem: dict, as_root
         stdlib = os.path.dirname(os.__file__)
         if not os.access(stdlib, os.R_OK | os.X_OK):
             raise OSError(13, f"the sandbox user (uid {os.getuid()}) cannot read the Python standard library "
-                              f"at {stdlib}; install Python where every user can read it")
+                              f"at {stdlib}; use a Python every user can read (code_tests:python=PATH)")
         if "net" not in namespaces:
             sys.addaudithook(_refuse_internet_sockets)
     except OSError as exc:
