@@ -174,10 +174,24 @@ def test_bad_rows_are_one_line_exit_2(bad, column, message, tmp_path, tiny_llama
 
 
 def test_config_errors(tmp_path, capsys):
-    assert main(["prm", "dataset=x.jsonl", "lora=true"]) == 2
-    assert "lora=true is not supported for prm" in capsys.readouterr().err
     assert main(["prm"]) == 2
     assert "set dataset=FILE with stepwise rows" in capsys.readouterr().err
+
+
+def test_lora_trains_adapters_and_head_and_merges_into_final(tiny_llama, tmp_path):
+    from posttrain.models.loading import load_tokenizer
+    from posttrain.train.loop import prepare_model
+
+    data = write_jsonl(tmp_path / "steps.jsonl", stepwise_rows(8, 0))
+    config = prm_config(model=tiny_llama, dataset=data, output_dir=str(tmp_path / "run"), max_steps=2, lora=True, lora_r=4,
+                       batch_size=4)
+    wrapped = prepare_model(build_prm(config, load_tokenizer(tiny_llama).pad_token_id), config)
+    trainable = [n for n, p in wrapped.named_parameters() if p.requires_grad]
+    assert any("score" in n for n in trainable) and all("lora_" in n or "score" in n for n in trainable)
+    head = wrapped.get_base_model().score.original_module.weight.detach().clone()
+    run_prm(config)
+    final = AutoModelForTokenClassification.from_pretrained(tmp_path / "run" / "final")
+    assert not torch.allclose(final.score.weight, head)  # trained, and merged into a plain token classifier
 
 
 @pytest.mark.parametrize("arch", ["tiny_qwen2", "tiny_gpt2"])

@@ -56,8 +56,6 @@ class PRMConfig(TrainOptions):
             raise ConfigError("set dataset=FILE with stepwise rows (prompt, completions, labels)")
         if not self.step_separator:
             raise ConfigError("step_separator must be a non-empty string, e.g. \"\\n\"")
-        if self.lora:
-            raise ConfigError("lora=true is not supported for prm yet (the LoRA wrapper is made for causal LMs); train all weights")
 
 
 PRESETS: dict[str, dict] = {}

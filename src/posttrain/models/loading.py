@@ -84,14 +84,18 @@ def resolve_device(device: str) -> torch.device:
 
 def apply_lora(model, r: int, alpha: int, dropout: float, target_modules: list[str], task_type: str | None = None):
     """Wrap `model` with LoRA adapters; only the adapters are trainable. `task_type` None picks
-    SEQ_CLS for a *ForSequenceClassification model (peft then also trains its `score` head in full,
-    modules_to_save) and CAUSAL_LM otherwise."""
+    SEQ_CLS for a *ForSequenceClassification model and TOKEN_CLS for a *ForTokenClassification one
+    (peft then trains its `score` head in full, modules_to_save, so the head gets no adapter), and
+    CAUSAL_LM otherwise."""
     from peft import LoraConfig, get_peft_model
 
     if task_type is None:
-        task_type = "SEQ_CLS" if type(model).__name__.endswith("ForSequenceClassification") else "CAUSAL_LM"
+        name = type(model).__name__
+        task_type = ("SEQ_CLS" if name.endswith("ForSequenceClassification")
+                     else "TOKEN_CLS" if name.endswith("ForTokenClassification") else "CAUSAL_LM")
     targets = "all-linear" if target_modules in (["all-linear"], "all-linear") else list(target_modules)
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type=task_type)
+    head = {"exclude_modules": ["score", "classifier"]} if task_type == "TOKEN_CLS" else {}
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type=task_type, **head)
     try:
         return get_peft_model(model, config)
     except ValueError as exc:
