@@ -10,8 +10,9 @@ the trainer (see docs/sandbox.md for what it does not stop). Each execution gets
   namespace (no interfaces up: nothing, not even localhost, is reachable), a PID namespace (the
   host's processes are invisible; when the program ends every process it started dies) and a
   mount namespace (the filesystem read-only, home directories hidden, private tmpfs for /tmp,
-  /var/tmp, /dev/shm and the working directory, a fresh /proc). Without a network namespace an
-  audit hook refuses internet sockets (a guard against accidents, not a boundary);
+  /var/tmp, /dev/shm and the working directory, a /dev without GPUs or disks, a fresh /proc).
+  Without a network namespace an audit hook refuses internet sockets (a guard against accidents,
+  not a boundary);
 - as root: the program runs as its own unprivileged uid (one per concurrent execution, from
   SANDBOX_UIDS, claimed with a lock file), so process limits and file permissions apply, and every
   process of that uid is killed when the execution ends.
