@@ -166,7 +166,7 @@ def test_sockets_cannot_reach_a_listener_on_localhost(sandbox):
 
 def test_the_fallback_audit_hook_refuses_internet_sockets():
     # What runs when no network namespace can be made: checked in a real interpreter.
-    probe = ("import sys, socket\nfrom posttrain.rewards.sandbox import _refuse_internet_sockets\n"
+    probe = ("import sys, socket\nfrom posttrain.rewards.sandbox_child import _refuse_internet_sockets\n"
              "sys.addaudithook(_refuse_internet_sockets)\na, b = socket.socketpair()\n"
              "try:\n    socket.socket(socket.AF_INET, socket.SOCK_STREAM)\nexcept PermissionError:\n    print('refused')")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30)

@@ -17,25 +17,24 @@ the trainer (see docs/sandbox.md for what it does not stop). Each execution gets
   SANDBOX_UIDS, claimed with a lock file), so process limits and file permissions apply, and every
   process of that uid is killed when the execution ends.
 
-Run as a script (`python -I sandbox.py JOB`) this file is the child side (`_child_main`); imported,
-it is the host side (`Sandbox`). It imports only the standard library, so the child starts fast.
+This file is the host side (`Sandbox`). What runs inside the child process is sandbox_child.py,
+launched as a script by its own interpreter (`python -I sandbox_child.py JOB`); it imports only
+the standard library, so the child starts fast.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
-import resource
 import signal
 import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 
+from posttrain.rewards import sandbox_child
+from posttrain.rewards.sandbox_child import SETUP_FAILED
+
 SANDBOX_UIDS = range(64000, 65000)  # unused by Debian-style systems; existing accounts are skipped
-SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
-DEVICES = ("null", "zero", "full", "random", "urandom")  # all of /dev a program sees (no GPUs, no disks)
-SETUP_FAILED = "setup-failed"
 
 
 @dataclass(frozen=True)
@@ -66,244 +65,7 @@ class Execution:
         return self.returncode == 0 and not self.timed_out and not self.output_exceeded
 
 
-# ---------------------------------------------------------------- child side (runs before and as the program)
-
-CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x20000, 0x10000000, 0x20000000, 0x40000000
-MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 8, 0x1000, 0x4000, 0x40000
-MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, AT_RECURSIVE, AT_FDCWD = 1, 2, 0x8000, -100
-SYS_MOUNT_SETATTR = 442  # the same number on x86_64 and aarch64
-PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _ok(result: int, what: str) -> None:
-    if result != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"{what}: {os.strerror(errno)}")
-
-
-def _mount(source, target: str, fstype, flags: int, data: str | None = None) -> None:
-    enc = (lambda s: s.encode() if s is not None else None)
-    _ok(_libc.mount(enc(source), target.encode(), enc(fstype), ctypes.c_ulong(flags), enc(data)), f"mount {target}")
-
-
-def _child_main(job_path: str) -> None:
-    with open(job_path) as f:
-        job = json.load(f)
-    os.unlink(job_path)
-    status = os.fdopen(job["status_fd"], "w", buffering=1)
-    limits, as_root = job["limits"], os.getuid() == 0
-    try:
-        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the host dies -> so do we
-        mb = 1024 * 1024
-        cpu = max(1, int(limits["cpu_seconds"] + 0.999))
-        for which, value in ((resource.RLIMIT_CPU, (cpu, cpu + 1)), (resource.RLIMIT_CORE, (0, 0)),
-                             (resource.RLIMIT_AS, (limits["memory_mb"] * mb,) * 2),
-                             (resource.RLIMIT_FSIZE, (limits["max_file_mb"] * mb,) * 2),
-                             (resource.RLIMIT_NOFILE, (limits["max_open_files"],) * 2)):
-            resource.setrlimit(which, value)
-        os.nice(limits["nice"])
-        namespaces = _unshare(as_root) if job["namespaces"] else ()
-    except (OSError, ValueError) as exc:
-        _fail(status, exc)
-    init = os.fork()
-    if init == 0:
-        _init(job, status, namespaces, as_root)
-    os._exit(_wait_for(init))
-
-
-def _unshare(as_root: bool) -> tuple[str, ...]:
-    """The strongest set of namespaces this kernel lets us enter: mount+pid+net, else net, else none."""
-    user = 0 if as_root else CLONE_NEWUSER
-    uid, gid = os.getuid(), os.getgid()
-    for flags, names in ((CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET, ("mount", "pid", "net")), (CLONE_NEWNET, ("net",))):
-        if _libc.unshare(flags | user) == 0:
-            if not as_root:  # keep our own ids inside the user namespace (unmapped ids cannot write files)
-                for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
-                    with open(f"/proc/self/{name}", "w") as f:
-                        f.write(text)
-            return names
-    return ()
-
-
-def _init(job: dict, status, namespaces: tuple, as_root: bool) -> None:
-    """The program's parent: pid 1 of the PID namespace when there is one, so that when the program
-    exits, the kernel kills everything it left behind."""
-    filesystem = {}
-    try:
-        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if "mount" in namespaces:
-            filesystem = _private_filesystem(job, as_root)
-        os.chdir(job["workdir"])
-    except OSError as exc:
-        _fail(status, exc)
-    program = os.fork()
-    if program == 0:
-        _run_program(job, status, namespaces, filesystem, as_root)
-    os._exit(_wait_for(program))
-
-
-def _wait_for(pid: int) -> int:
-    while True:  # also reaps orphans, which pid 1 inherits
-        try:
-            done, wait_status = os.wait()
-        except ChildProcessError:
-            return 1
-        if done == pid:
-            code = os.waitstatus_to_exitcode(wait_status)
-            return code if code >= 0 else 128 - code
-
-
-def _private_filesystem(job: dict, as_root: bool) -> dict:
-    """Read-only view of the host's filesystem with private homes and private writable tmpfs."""
-    _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing we mount leaks back to the host
-    keep = _interpreter_dirs()
-    hide = _private_dirs(keep, as_root)
-    keep_fds = {k: os.open(k, os.O_PATH | os.O_DIRECTORY) for k in keep if any(_inside(k, h) for h in hide)}
-    for path in hide:
-        _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m")
-    for path, fd in keep_fds.items():  # the interpreter lives under a hidden directory: bind it back
-        os.makedirs(path, exist_ok=True)
-        _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
-        os.close(fd)
-    private_dev = _private_dev()
-    attr = (ctypes.c_uint64 * 4)(MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, 0, 0, 0)  # struct mount_attr
-    read_only = _libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, b"/", AT_RECURSIVE, ctypes.byref(attr), ctypes.sizeof(attr)) == 0
-    size = f"size={job['limits']['max_file_mb']}m,nr_inodes=4096"
-    for path in SCRATCH_DIRS:
-        if os.path.isdir(path) and not os.path.islink(path):
-            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,{size}")
-    os.makedirs(job["workdir"], exist_ok=True)  # a fresh /tmp no longer holds it
-    owner = job["uid"] if job["uid"] is not None else os.getuid()
-    _mount("tmpfs", job["workdir"], "tmpfs", MS_NOSUID | MS_NODEV, f"mode=0700,uid={owner},gid={owner},{size}")
-    try:
-        _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)  # shows only the namespace's processes
-        private_proc = True
-    except OSError:  # refused in some containers (a masked /proc); the host's /proc stays
-        private_proc = False
-    return {"read_only_root": read_only, "hidden": hide, "private_dev": private_dev, "private_proc": private_proc}
-
-
-def _private_dev() -> bool:
-    """A /dev with only DEVICES (bound from the host's), /dev/shm and the /dev/fd links."""
-    fds = {name: os.open(f"/dev/{name}", os.O_PATH) for name in DEVICES if os.path.exists(f"/dev/{name}")}
-    try:
-        _mount("tmpfs", "/dev", "tmpfs", MS_NOSUID, "mode=0755,size=64k")
-    except OSError:
-        return False
-    for name, fd in fds.items():
-        open(f"/dev/{name}", "w").close()
-        _mount(f"/proc/self/fd/{fd}", f"/dev/{name}", None, MS_BIND)
-        os.close(fd)
-    os.mkdir("/dev/shm")
-    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
-                         ("stderr", "/proc/self/fd/2")):
-        os.symlink(target, f"/dev/{name}")
-    return True
-
-
-def _interpreter_dirs() -> list[str]:
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
-             os.path.dirname(os.path.realpath(sys.executable)), *sys.path}
-    dirs = sorted({os.path.realpath(p) for p in paths if p and os.path.isdir(p)})
-    return [d for d in dirs if not any(o != d and _inside(d, o) for o in dirs)]
-
-
-def _private_dirs(keep: list[str], as_root: bool) -> list[str]:
-    """Home directories, and (as root) each directory above the interpreter that others cannot enter."""
-    import pwd
-    found = {os.path.realpath(pwd.getpwuid(os.getuid()).pw_dir), "/root"}
-    if as_root:
-        for k in keep:
-            parts = k.strip("/").split("/")
-            for i in range(1, len(parts)):
-                ancestor = "/" + "/".join(parts[:i])
-                if not os.stat(ancestor).st_mode & 0o001:
-                    found.add(ancestor)
-                    break
-    found = {d for d in found if d != "/" and os.path.isdir(d) and d not in keep}
-    return sorted(d for d in found if not any(o != d and _inside(d, o) for o in found))
-
-
-def _inside(path: str, directory: str) -> bool:
-    return path == directory or path.startswith(directory.rstrip("/") + "/")
-
-
-def _run_program(job: dict, status, namespaces: tuple, filesystem: dict, as_root: bool) -> None:
-    uid, nonce = job["uid"], job["nonce"]
-    try:
-        if as_root:
-            os.setgroups([])
-            os.setresgid(uid, uid, uid)
-            os.setresuid(uid, uid, uid)
-        nproc = job["limits"]["max_processes"]
-        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))  # after unshare: counts this namespace only
-        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # cleared by the uid change
-        _ok(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")  # no setuid binaries
-        # capset(header {version 3, this process}, data {effective, permitted, inheritable} x 2 = all 0)
-        _ok(_libc.capset((ctypes.c_uint32 * 2)(0x20080522, 0), (ctypes.c_uint32 * 6)()), "capset")
-        stdlib = os.path.dirname(os.__file__)
-        if not os.access(stdlib, os.R_OK | os.X_OK):
-            raise OSError(13, f"the sandbox user (uid {os.getuid()}) cannot read the Python standard library "
-                              f"at {stdlib}; use a Python every user can read (code_tests:python=PATH)")
-        if "net" not in namespaces:
-            sys.addaudithook(_refuse_internet_sockets)
-    except OSError as exc:
-        _fail(status, exc)
-    isolation = {"user": f"uid {uid}" if as_root else "same user (not root)",
-                 "network": "namespace" if "net" in namespaces else "audit hook",
-                 "pid_namespace": "pid" in namespaces, "mount_namespace": "mount" in namespaces, **filesystem}
-    status.write(f"{nonce} ready {json.dumps(isolation)}\n")
-    source, checks = job["source"], job["checks"]
-    del job
-    os._exit(_execute(source, checks, status, nonce))
-
-
-def _refuse_internet_sockets(event: str, args: tuple) -> None:
-    # No imports in here: the hook sees every import's own events.
-    if event == "socket.__new__" and len(args) > 1 and args[1] in (2, 10):  # AF_INET, AF_INET6 on Linux
-        raise PermissionError("network access is disabled in the sandbox")
-
-
-def _execute(source: str, checks: list[str], status, nonce: str) -> int:
-    """Run the program as __main__, then each check snippet in its namespace; report each check."""
-    import traceback
-    import types
-    module = types.ModuleType("__main__")
-    sys.modules["__main__"], sys.argv = module, ["main.py"]
-    code = 0
-    try:
-        exec(compile(source, "main.py", "exec"), module.__dict__)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except BaseException as exc:  # noqa: BLE001 - the program's own failure, shown on its stderr
-        traceback.print_exception(exc.with_traceback(exc.__traceback__.tb_next))
-        code = 1
-    for i, check in enumerate(checks):
-        try:
-            exec(compile(check, f"<test {i}>", "exec"), module.__dict__)
-            passed = True
-        except BaseException as exc:  # noqa: BLE001
-            traceback.print_exception(exc.with_traceback(exc.__traceback__.tb_next))
-            passed = False
-        status.write(f"{nonce} check {i} {int(passed)}\n")
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:  # noqa: BLE001 - the program may have closed it
-            pass
-    return code & 0xFF
-
-
-def _fail(status, exc: OSError) -> None:
-    status.write(f"{SETUP_FAILED} {exc}\n")
-    os._exit(125)
-
-# ---------------------------------------------------------------- host side
-
-_CHILD = os.path.realpath(__file__)
+_CHILD = os.path.realpath(sandbox_child.__file__)  # run as a script: see sandbox_child.py
 _ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 _ISOLATION: dict = {}
 
@@ -527,8 +289,5 @@ def _remove(workdir: str) -> None:
     shutil.rmtree(workdir, ignore_errors=True)
 
 
-if __name__ == "__main__":
-    if len(sys.argv) == 2:
-        _child_main(sys.argv[1])
-    else:  # python -m posttrain.rewards.sandbox: print what is active here
-        print(json.dumps(Sandbox().isolation(), indent=2))
+if __name__ == "__main__":  # python -m posttrain.rewards.sandbox: print what is active here
+    print(json.dumps(Sandbox().isolation(), indent=2))
