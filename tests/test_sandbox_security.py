@@ -54,11 +54,12 @@ def sandbox_processes() -> list[int]:
 
 
 def run_hostile(sandbox: Sandbox, source: str, stdin: str = "", checks=None, bound: float = LIMITS.timeout + 3.0):
+    before = set(sandbox_processes())  # other tests' helpers (e.g. math-verify's worker) may already run
     started = time.monotonic()
     run = sandbox.run(source, stdin, checks)
     elapsed = time.monotonic() - started
     assert elapsed < bound, f"took {elapsed:.1f}s"
-    assert sandbox_processes() == [], "the sandbox left processes behind"
+    assert set(sandbox_processes()) - before == set(), "the sandbox left processes behind"
     return run
 
 
@@ -192,6 +193,7 @@ def test_processes_that_leave_the_group_die_with_the_run(sandbox):
 
 def test_forged_results_and_early_exits_score_zero():
     reward = code_tests(timeout=2, memory_mb=256, workers=2)
+    before = set(sandbox_processes())
     tests = ["assert add(1, 2) == 3", "assert add(2, 2) == 4"]
     hacks = ["import os\nos._exit(0)",
              "import sys\nsys.exit(0)",
@@ -199,7 +201,7 @@ def test_forged_results_and_early_exits_score_zero():
              "    except OSError:\n        pass",
              "print('ok check 0 1')\nraise SystemExit(0)"]
     assert reward(prompts=[""] * len(hacks), completions=hacks, tests=[tests] * len(hacks)) == [0.0] * len(hacks)
-    assert sandbox_processes() == []
+    assert set(sandbox_processes()) - before == set()
 
 
 def test_host_resources_are_not_lowered_by_runs(sandbox):
