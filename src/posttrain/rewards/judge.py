@@ -114,7 +114,8 @@ class LMJudge:
 
         if self.chat:
             ids = tokenize_prompt(self.tokenizer, [{"role": "user", "content": text}])
-            ids = ids + self.tokenizer(self.prefill, add_special_tokens=False)["input_ids"] if self.prefill else ids
+            if self.prefill:  # the answer's start, tokenized on its own as the judge would have generated it
+                ids = ids + self.tokenizer(self.prefill, add_special_tokens=False)["input_ids"]
         else:
             ids = tokenize_prompt(self.tokenizer, text + self.prefill)
         room = self.max_new_tokens if self.method == "generate" else 0
@@ -265,7 +266,7 @@ def pointwise_judge(model: str = "embedded", template: str | None = None, method
 
 def pairwise_judge(model: str = "embedded", template: str | None = None, method: str = "generate",
                    rule: str = "borda", position_swap: bool = True, prefill: str = "", chat: bool = True,
-                   temperature: float = 0.0, max_new_tokens: int = 4, batch_size: int = 16,
+                   temperature: float = 0.0, max_new_tokens: int = 8, batch_size: int = 16,
                    device: str = "cpu", dtype: str = "float32", seed: int = 0):
     """An LLM judge comparing the completions of each prompt pairwise; reward = win rate in [0, 1]."""
     lm, tokenizer = _load(model, device, dtype)
