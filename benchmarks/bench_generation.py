@@ -9,18 +9,19 @@ both stop at eos instead, as RL rollouts do (completion lengths then vary, and `
 computing finished rows while ours drops them). Each side runs once to warm up, then `--repeats`
 times, alternating; we report the median tokens/s (generated tokens only) and the ratio.
 
-Measured 2026-11-21 on the otherwise idle 2-core CPU VM, with the lean decode step (median of 5;
-16 prompts x 32 tokens, 128 new tokens, T=1.0; tokens/s transformers -> posttrain):
-  --model random-llama                          667 -> 1349   2.02x   (2 threads)
-  --model random-llama --top-p 0.9 --threads 1  235 -> 540    2.29x
-  --model random-llama --threads 1              586 -> 1033   1.76x
-  --model embedded --stop-at-eos                901 -> 1740   1.93x   (2 threads)
-  --model embedded                             2728 -> 3788   1.39x   (2 threads)
-  --model embedded --threads 1                 2064 -> 2594   1.26x
-Where ours wins: a lean decode step for Llama / Qwen2 (generation/lean_decode.py), sampling
-without a full-vocab `multinomial` or sort, a KV cache written in place instead of re-concatenated
-every step, no mask rebuild, and dropping finished rows. Where it cannot yet: at the embedded
-model's size the remaining step time is per-op overhead of the forward itself.
+Measured 2026-11-21 on the otherwise idle 2-core CPU VM, with the lean decode step and its
+oneDNN-packed projections (median of 5; 16 prompts x 32 tokens, 128 new tokens, T=1.0; tokens/s
+transformers -> posttrain):
+  --model random-llama                          617 -> 2236   3.63x   (2 threads)
+  --model random-llama --top-p 0.9 --threads 1  233 -> 640    2.75x
+  --model embedded --stop-at-eos                851 -> 1980   2.33x   (2 threads)
+  --model embedded                             2501 -> 3995   1.60x   (2 threads)
+  --model embedded --threads 1                 1722 -> 2629   1.53x
+Where ours wins: a lean decode step for Llama / Qwen2 (generation/lean_decode.py) whose
+projections run through oneDNN with weights packed once per call, sampling without a full-vocab
+`multinomial` or sort, a KV cache written in place instead of re-concatenated every step, no mask
+rebuild, and dropping finished rows. Where it cannot: at the embedded model's size a step is bound
+by reading the weights and the fp32 KV cache from memory; `generate`'s step is only ~1.6x that.
 
 `--model`: `embedded` (the package's embedded model, falling back to `random-llama` if it has not
 been built yet), `random-llama` (a random Llama: hidden 256, 4 layers, vocab `--vocab`, 11.4M parameters at
