@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -232,6 +234,20 @@ print(json.dumps(report))
 """
 
 
+def readable_copy_of_the_package() -> str:
+    """A world-readable copy of the posttrain sources (no model weights), for another user's Python."""
+    import posttrain
+
+    root = tempfile.mkdtemp(prefix="posttrain-src-")
+    shutil.copytree(os.path.dirname(posttrain.__file__), os.path.join(root, "posttrain"),
+                    ignore=shutil.ignore_patterns("model", "__pycache__"))
+    for directory, _, files in os.walk(root):
+        os.chmod(directory, 0o755)
+        for name in files:
+            os.chmod(os.path.join(directory, name), 0o644)
+    return root
+
+
 @pytest.mark.skipif(not AS_ROOT or not os.path.exists("/usr/bin/setpriv") or not os.path.exists(SYSTEM_PYTHON),
                     reason="needs root (to become an unprivileged user), setpriv and the system Python")
 def test_unprivileged_trainer_gets_user_namespaces_or_the_fallback(tmp_path):
@@ -240,14 +256,17 @@ def test_unprivileged_trainer_gets_user_namespaces_or_the_fallback(tmp_path):
     outside.write_text("original")
     os.chmod(tmp_path, 0o777)  # the user may write here: the sandbox must stop its programs doing so
     os.chmod(outside, 0o666)
-    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-        script = UNPRIVILEGED_SCRIPT % (listener.getsockname()[1], outside)
-        out = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", SYSTEM_PYTHON, "-c", script],
-                             capture_output=True, text=True, timeout=60, cwd="/",
-                             env={"PATH": "/usr/bin:/bin", "PYTHONPATH": src, "SECRET_TOKEN": "s3cr3t-77"})
+    src = readable_copy_of_the_package()  # the checkout may sit in a directory nobody cannot enter
+    try:
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(1)
+            script = UNPRIVILEGED_SCRIPT % (listener.getsockname()[1], outside)
+            out = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", SYSTEM_PYTHON, "-c",
+                                  script], capture_output=True, text=True, timeout=60, cwd="/",
+                                 env={"PATH": "/usr/bin:/bin", "PYTHONPATH": src, "SECRET_TOKEN": "s3cr3t-77"})
+    finally:
+        shutil.rmtree(src, ignore_errors=True)
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["isolation"]["user"] == "same user (not root)"
