@@ -1,6 +1,5 @@
 """`posttrain sft` on bad input: one line on stderr, exit code 2, no traceback, nothing written."""
 
-import json
 
 import pytest
 
