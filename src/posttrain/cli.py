@@ -38,6 +38,7 @@ def _stage_parts(stage: str):
 def _usage() -> str:
     lines = ["usage: posttrain <stage> [--config FILE.yaml] [key=value ...]", "", "stages:"]
     lines += [f"  {name:<11} {desc}" for name, (_, _, _, desc) in STAGES.items()]
+    lines += [f"  {'pipeline':<11} Run stages in order from FILE.yaml or a shipped recipe (`posttrain pipeline --help`)."]
     lines += ["", "`posttrain <stage> --help` lists every option with its default and meaning."]
     return "\n".join(lines)
 
@@ -85,6 +86,10 @@ def _exit_without_teardown() -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        if argv and argv[0] == "pipeline":
+            from posttrain.pipeline import pipeline_command
+
+            return pipeline_command(argv[1:])
         args = _parse(argv)
         if args.stage is None:
             print(_usage())
