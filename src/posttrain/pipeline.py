@@ -271,7 +271,7 @@ def run_pipeline(pipeline: Pipeline, log=print) -> list[dict]:
         head = f"[{i}/{total}] {stage.name} ({stage.stage})"
         if status == "skip":
             done = _read_done(stage) or {}
-            log(f"{head}: skipped, finished earlier in {stage.dir}", flush=True)
+            log(f"{head}: skipped, finished earlier in {stage.dir} ({done.get('seconds', 0):.1f}s)", flush=True)
             records.append({"name": stage.name, "stage": stage.stage, "status": "skipped", "seconds": 0.0,
                             "metrics": done.get("metrics", {})})
             _write_records(pipeline, records)
