@@ -25,6 +25,7 @@ STAGES: dict[str, tuple[str, str, str, str]] = {
     "grpo": ("posttrain.algorithms.grpo", "GRPOConfig", "run_grpo", "Online RL from rewards: GRPO and its family (DAPO, Dr.GRPO, GSPO, GRPO+), REINFORCE(++)."),
     "rloo": ("posttrain.algorithms.grpo", "RLOOConfig", "run_rloo", "Online RL with RLOO's leave-one-out baseline (the GRPO trainer with advantage=rloo)."),
     "ppo": ("posttrain.algorithms.ppo", "PPOConfig", "run_ppo", "RLHF with PPO: actor with a value head, frozen reference, KL in the reward, GAE, K epochs of clipped updates."),
+    "rejection": ("posttrain.algorithms.rejection", "RejectionConfig", "run_rejection", "Rejection-sampling fine-tuning: expert iteration / RFT (best of n) and ReST-EM (threshold filter), then SFT, iterated."),
     "quickstart": ("posttrain.quickstart", "QuickstartConfig", "run_quickstart", "The main job on the embedded default: evaluate, SFT, evaluate again."),
 }
 

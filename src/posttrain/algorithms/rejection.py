@@ -1,0 +1,199 @@
+"""Rejection-sampling fine-tuning: expert iteration, RFT and ReST-EM.
+
+    posttrain rejection model=embedded dataset=task:arithmetic reward_funcs=[task:arithmetic:accuracy] \
+        selection=threshold threshold=1 from_base=true iterations=3 num_samples=8 learning_rate=5e-4
+
+Each iteration k = 1..iterations:
+
+1. sample (Grow / E-step): draw `prompts_per_iteration` prompts and `num_samples` completions per
+   prompt from the current policy π_{k-1} (temperature / top-p; ReST-EM used 1.0 / 0.95, seed 003
+   L3277), and score them with the reward functions;
+2. filter (`methods.best_of_n.select_best`): `selection=best` keeps the highest-reward sample of
+   each prompt if its reward >= `min_reward` (expert iteration, "the best performing ones are used
+   for further training", seed 003 L3501; AlpacaFarm's best-of-n / expert iteration, seed 002
+   L241-242); `selection=threshold` keeps every sample with reward >= `threshold`, at most
+   `max_per_prompt` per prompt (ReST-EM's filter on "binary correctness feedback", seed 003 L3273);
+3. fine-tune (Improve / M-step): SFT (cross-entropy on the kept completions) into
+   `output_dir/iter-k/`, starting from the previous policy (expert iteration: "further training")
+   or, with `from_base=true`, from the base model each time. The seed says only that ReST-EM's
+   M-step "fine-tunes the language model on these samples" (L3273); fine-tuning the *base* model
+   every iteration, to limit over-fitting, is the ReST-EM paper's own choice (Singh et al. 2023, §3),
+   and the reason we offer it. Sampling always uses the newest policy π_k.
+
+Per iteration, `iterations.jsonl` (and `metrics.jsonl`, with `step` = iteration) records the mean
+reward of the samples, the fraction kept, the SFT loss, and greedy held-out scores before and
+after (eval_dataset; task:NAME:test:200 for an embedded task). `final/` is the last iteration's
+model.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from posttrain.config import build_config, option, to_yaml
+from posttrain.errors import ConfigError, UserError
+from posttrain.methods.best_of_n import RULES, completion_value, mean_reward, sample_and_score, select_best
+from posttrain.options import TrainOptions
+from posttrain.train.rundir import check_run_dir
+
+
+@dataclass
+class RejectionConfig(TrainOptions):
+    iterations: int = option(2, "Sample -> filter -> fine-tune rounds.")
+    num_samples: int = option(4, "n: completions sampled per prompt.")
+    prompts_per_iteration: int = option(64, "Prompts drawn (without replacement, fresh each iteration) from the dataset; 0 uses every prompt.")
+    selection: str = option("best", "best: keep the top sample per prompt if its reward >= min_reward (expert iteration / RFT); threshold: keep every sample with reward >= threshold (ReST-EM).", choices=RULES)
+    min_reward: float | None = option(None, "selection=best: keep a prompt's top sample only if its reward is at least this (null: always).")
+    threshold: float = option(1.0, "selection=threshold: keep samples whose reward is at least this (1.0: correct, for a 0/1 accuracy reward).")
+    max_per_prompt: int = option(0, "selection=threshold: keep at most this many samples per prompt, highest reward first (0: no cap).")
+    from_base: bool = option(False, "Fine-tune from the base model each iteration (ReST-EM) instead of continuing from the last policy (expert iteration).")
+    temperature: float = option(1.0, "Sampling temperature (ReST-EM: 1.0).")
+    top_p: float = option(1.0, "Nucleus sampling threshold (ReST-EM: 0.95).")
+    top_k: int = option(0, "Top-k sampling (0: off).")
+    max_new_tokens: int = option(256, "Longest sampled completion in tokens.")
+    generation_batch_size: int = option(64, "Prompts per generation batch.")
+    reward_funcs: list[str] = option(["task"], "Reward functions, as for grpo: task, task:NAME[:SCORER], a built-in NAME[:key=value...], module:function or file.py:function.")
+    reward_weights: list[float] | None = option(None, "One weight per reward function (default 1.0 each); the reward is the weighted sum.")
+    reward_workers: int = option(4, "Reward functions run concurrently in at most this many threads.")
+    reward_errors: str = option("raise", "A reward function that raises or returns NaN/inf: raise (one-line error) or mask (the sample is never kept).", choices=("raise", "mask"))
+    eval_greedy: bool = option(True, "Score greedy completions of eval_dataset before the first and after every iteration.")
+    packing: bool = option(False, "SFT: pack several kept samples into each row of up to max_length tokens.")
+
+    def validate(self) -> None:
+        super().validate()
+        for key in ("iterations", "num_samples", "max_new_tokens", "generation_batch_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"config key '{key}' must be >= 1, got {getattr(self, key)}")
+        for key in ("prompts_per_iteration", "max_per_prompt", "top_k"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"config key '{key}' must be >= 0, got {getattr(self, key)}")
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise ConfigError(f"temperature must be >= 0 and top_p in (0, 1], got {self.temperature} and {self.top_p}")
+        if self.temperature == 0 and self.num_samples > 1:
+            raise ConfigError("num_samples > 1 with temperature=0 gives n identical greedy samples; set temperature (e.g. 1.0)")
+        if self.max_new_tokens >= self.max_length:
+            raise ConfigError(f"max_new_tokens ({self.max_new_tokens}) must be below max_length ({self.max_length}), which also holds the prompt")
+        if self.resume:
+            raise ConfigError("rejection does not resume; rerun with overwrite_output_dir=true")
+
+
+PRESETS: dict[str, dict] = {
+    "expert_iteration": {"selection": "best", "from_base": False},
+    "rest_em": {"selection": "threshold", "threshold": 1.0, "from_base": True, "temperature": 1.0, "top_p": 0.95},  # seed 003 L3268-3281
+}
+
+
+def _sft_config(config: RejectionConfig, start_model: str, data_file: Path, out_dir: Path):
+    """The iteration's SFT run: every shared training option of this config, on the kept samples."""
+    from posttrain.algorithms.sft import SFTConfig
+
+    shared = {f.name: getattr(config, f.name) for f in fields(TrainOptions)}
+    shared.update(model=start_model, dataset=str(data_file), dataset_split=None, eval_dataset=None,
+                  output_dir=str(out_dir), overwrite_output_dir=True, resume=False, packing=config.packing)
+    return build_config(SFTConfig, shared)
+
+
+def _greedy_scores(model_path: str, config: RejectionConfig, tokenizer, rows: list[dict], rewards) -> dict[str, float]:
+    """Mean score of each reward function on greedy completions of `rows`."""
+    from posttrain.eval.evaluate import evaluate
+    from posttrain.models.loading import load_causal_lm, resolve_device
+
+    model = load_causal_lm(model_path, config.dtype, resolve_device(config.device), config.trust_remote_code)
+    report = evaluate(model, tokenizer, rows, rewards.functions, temperature=0.0, max_new_tokens=config.max_new_tokens,
+                      batch_size=config.generation_batch_size, seed=config.seed, show_samples=0)
+    return {name: report[name] for name in rewards.functions}
+
+
+def _draw_prompts(rows: list[dict], count: int, seed: int) -> list[dict]:
+    if count == 0 or count >= len(rows):
+        return list(rows)
+    return random.Random(seed).sample(rows, count)
+
+
+def _write_samples(path: Path, kept) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        for row, cand in kept:
+            completion = completion_value(cand.text, isinstance(row["prompt"], list))
+            f.write(json.dumps({"prompt": row["prompt"], "completion": completion, "reward": cand.reward}, ensure_ascii=False) + "\n")
+
+
+def _sample_iteration(policy: str, config: RejectionConfig, tokenizer, rows: list[dict], rewards, k: int):
+    import torch
+
+    from posttrain.generation import SamplingParams
+    from posttrain.models.loading import load_causal_lm, resolve_device
+
+    torch.manual_seed(config.seed + k)
+    model = load_causal_lm(policy, config.dtype, resolve_device(config.device), config.trust_remote_code)
+    params = SamplingParams(max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
+                            top_k=config.top_k, seed=config.seed + 1000 * k)
+    return sample_and_score(model, tokenizer, rows, rewards, config.num_samples, params, config.generation_batch_size)
+
+
+def run_rejection(config: RejectionConfig) -> dict:
+    """Run every iteration, write output_dir/{iter-K/, iterations.jsonl, final/}; returns the last record."""
+    from posttrain.algorithms.sft import run_sft
+    from posttrain.data.sources import default_eval_source, load_rows
+    from posttrain.models.loading import load_tokenizer
+    from posttrain.rewards import RewardFunctions
+
+    run = check_run_dir(config)
+    tokenizer = load_tokenizer(config.model, config.chat_template, config.trust_remote_code)
+    rows = load_rows(config.dataset, config.dataset_split)
+    if not rows or "prompt" not in rows[0]:
+        raise UserError(f"{config.dataset}: rejection sampling needs rows with a 'prompt' column (plus any columns the rewards read)")
+    rewards = RewardFunctions.resolve(config.reward_funcs, config.dataset, config.reward_weights, config.reward_errors,
+                                      config.reward_workers)
+    eval_source = config.eval_dataset or default_eval_source(config.dataset)
+    eval_rows = load_rows(eval_source) if config.eval_greedy and eval_source else []
+
+    run.root.mkdir(parents=True, exist_ok=True)
+    run.config.write_text(to_yaml(config))
+    for name in ("iterations.jsonl", "metrics.jsonl"):
+        (run.root / name).write_text("")
+    policy = config.model
+    scores = _greedy_scores(policy, config, tokenizer, eval_rows, rewards) if eval_rows else {}
+    record: dict = {}
+    for k in range(1, config.iterations + 1):
+        prompts = _draw_prompts(rows, config.prompts_per_iteration, config.seed + k)
+        candidates = _sample_iteration(policy, config, tokenizer, prompts, rewards, k)
+        kept = select_best(candidates, config.selection, min_reward=config.min_reward, threshold=config.threshold,
+                           max_per_prompt=config.max_per_prompt)
+        num_samples = len(prompts) * config.num_samples
+        record = {"step": k, "iteration": k, "prompts": len(prompts), "samples": num_samples,
+                  "sample_reward_mean": mean_reward(candidates), "kept": len(kept), "kept_fraction": len(kept) / num_samples,
+                  "prompts_kept_fraction": len({id(row) for row, _ in kept}) / len(prompts)}
+        if not kept:
+            raise UserError(f"iteration {k} kept none of {num_samples} samples (mean reward {record['sample_reward_mean']:.3g}); "
+                            f"lower {'min_reward' if config.selection == 'best' else 'threshold'} or raise num_samples")
+        record["kept_reward_mean"] = sum(c.reward for _, c in kept) / len(kept)
+        iter_dir = run.root / f"iter-{k}"
+        _write_samples(iter_dir / "samples.jsonl", kept)
+        start = config.model if config.from_base else policy
+        print(f"rejection: iteration {k}: kept {len(kept)}/{num_samples} samples "
+              f"(mean reward {record['sample_reward_mean']:.3f}); SFT from {start}")
+        sft = run_sft(_sft_config(config, start, iter_dir / "samples.jsonl", iter_dir))
+        policy = str(iter_dir / "final")
+        record.update(sft_loss=sft.get("loss"), sft_steps=sft.get("step"), trained_from=start)
+        if eval_rows:
+            after = _greedy_scores(policy, config, tokenizer, eval_rows, rewards)
+            record.update({f"eval_{n}_before": v for n, v in scores.items()} | {f"eval_{n}_after": v for n, v in after.items()})
+            scores = after
+        line = json.dumps(record) + "\n"
+        for name in ("iterations.jsonl", "metrics.jsonl"):
+            with (run.root / name).open("a") as f:
+                f.write(line)
+        print("rejection: " + ", ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+                                         for key, value in record.items()))
+    tmp = run.final.with_name("final.tmp")  # final/ appears whole or not at all
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(policy, tmp)
+    shutil.rmtree(run.final, ignore_errors=True)
+    tmp.rename(run.final)
+    print(f"rejection: done; model saved to {run.final}")
+    return record
