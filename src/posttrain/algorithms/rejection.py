@@ -12,13 +12,13 @@ Each iteration k = 1..iterations:
    each prompt if its reward >= `min_reward` (expert iteration, "the best performing ones are used
    for further training", seed 003 L3501; AlpacaFarm's best-of-n / expert iteration, seed 002
    L241-242); `selection=threshold` keeps every sample with reward >= `threshold`, at most
-   `max_per_prompt` per prompt (ReST-EM's filter on "binary correctness feedback", seed 003 L3273);
+   `max_per_prompt` per prompt (ReST-EM's filter on "binary correctness feedback", seed 003 L3274);
 3. fine-tune (Improve / M-step): SFT (cross-entropy on the kept completions) into
    `output_dir/iter-k/`, starting from the previous policy (expert iteration: "further training")
-   or, with `from_base=true`, from the base model each time. The seed says only that ReST-EM's
-   M-step "fine-tunes the language model on these samples" (L3273); fine-tuning the *base* model
-   every iteration, to limit over-fitting, is the ReST-EM paper's own choice (Singh et al. 2023, §3),
-   and the reason we offer it. Sampling always uses the newest policy π_k.
+   or, with `from_base=true`, from the base model each time. The seed describes ReST-EM's
+   M-step only as "fine-tuning the language model on these samples" (L3272); fine-tuning the *base* model
+   every iteration, to limit over-fitting, is the ReST-EM paper's own choice (Singh et al. 2023),
+   and the reason we offer it. Sampling always uses the newest policy.
 
 Per iteration, `iterations.jsonl` (and `metrics.jsonl`, with `step` = iteration) records the mean
 reward of the samples, the fraction kept, the SFT loss, and greedy held-out scores before and

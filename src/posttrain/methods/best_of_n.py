@@ -9,7 +9,7 @@ The building block of every sampling-based method in the seeds (SEED_NOTES 1.5):
   further training" (seed 003, L3501); AlpacaFarm's best-of-n and expert-iteration baselines
   (seed 002, L241-242);
 - ReST-EM's E-step: generate samples and filter them "based on binary correctness feedback"
-  (seed 003, L3273), i.e. keep every sample whose reward passes a threshold.
+  (seed 003, L3274), i.e. keep every sample whose reward passes a threshold.
 
 `sample_and_score` draws and scores the candidates; `select_best` applies one of the two rules:
 
