@@ -127,17 +127,23 @@ def test_unknown_override_lists_valid_ones(tmp_path, tiny_llama):
 
 
 def test_shipped_recipes_validate(tmp_path):
-    assert set(recipes()) >= {"instructgpt", "dpo", "r1zero"}
-    with pytest.raises(ConfigError, match="needs pairs=VALUE"):
-        load_pipeline("instructgpt")
+    assert set(recipes()) >= {"instructgpt", "dpo", "rs_dpo", "online_dpo", "rlaif", "r1zero"}
     out = str(tmp_path / "x")
-    igpt = load_pipeline("instructgpt", ["pairs=p.jsonl", f"output_dir={out}"])
-    assert [(s.name, s.stage) for s in igpt.stages] == [("sft", "sft"), ("rm", "rm"), ("ppo", "ppo")]
-    rm, ppo = igpt.stages[1].config, igpt.stages[2].config
-    assert rm.model == ppo.model == f"{out}/sft/final" and rm.dataset == "p.jsonl"
+    igpt = load_pipeline("instructgpt", [f"output_dir={out}"])  # needs no files: a pairs stage samples them
+    assert [(s.name, s.stage) for s in igpt.stages] == [("sft", "sft"), ("pairs", "pairs"), ("rm", "rm"), ("ppo", "ppo")]
+    pairs, rm, ppo = (s.config for s in igpt.stages[1:])
+    assert pairs.model == rm.model == ppo.model == f"{out}/sft/final" and pairs.labels == "bradley_terry"
+    assert rm.dataset == f"{out}/pairs/final/pairs.jsonl"
     assert ppo.reward_model == f"{out}/rm/final" and ppo.kl_coef == 0.02  # the instructgpt preset
-    dpo = load_pipeline("dpo", ["pairs=p.jsonl"])
-    assert [s.stage for s in dpo.stages] == ["sft", "dpo"] and dpo.stages[1].config.model == "runs/dpo/sft/final"
+    dpo = load_pipeline("dpo")
+    assert [s.stage for s in dpo.stages] == ["sft", "pairs", "dpo"] and dpo.stages[2].config.model == "runs/dpo/sft/final"
+    rs = load_pipeline("rs_dpo").stages[1].config
+    assert (rs.selection, rs.labels, rs.num_samples) == ("max_gap", "hard", 4)
+    online = load_pipeline("online_dpo").stages
+    assert [s.stage for s in online] == ["sft", "pairs", "dpo", "pairs", "dpo"]
+    assert online[3].config.model == online[4].config.model == "runs/online_dpo/dpo1/final"
+    rlaif = load_pipeline("rlaif", ["judge_model=J"]).stages[1].config
+    assert rlaif.labels == "judge" and rlaif.judge == "pairwise_judge:model=J:method=logprob"
     r1 = load_pipeline("r1zero", ["grpo.max_steps=7"])
     (grpo,) = r1.stages
     assert grpo.config.model == "embedded" and grpo.config.dataset == "task:arithmetic"

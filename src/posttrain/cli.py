@@ -26,6 +26,7 @@ STAGES: dict[str, tuple[str, str, str, str]] = {
     "rloo": ("posttrain.algorithms.grpo", "RLOOConfig", "run_rloo", "Online RL with RLOO's leave-one-out baseline (the GRPO trainer with advantage=rloo)."),
     "ppo": ("posttrain.algorithms.ppo", "PPOConfig", "run_ppo", "RLHF with PPO: actor with a value head, frozen reference, KL in the reward, GAE, K epochs of clipped updates."),
     "rejection": ("posttrain.algorithms.rejection", "RejectionConfig", "run_rejection", "Rejection-sampling fine-tuning: expert iteration / RFT (best of n) and ReST-EM (threshold filter), then SFT, iterated."),
+    "pairs": ("posttrain.algorithms.pairs", "PairsConfig", "run_pairs", "Preference pairs from a policy: sample k completions per prompt, pick pairs, label by reward, Bradley-Terry draw or an LLM judge."),
     "quickstart": ("posttrain.quickstart", "QuickstartConfig", "run_quickstart", "The main job on the embedded default: evaluate, SFT, evaluate again."),
 }
 
@@ -40,6 +41,7 @@ def _usage() -> str:
     lines = ["usage: posttrain <stage> [--config FILE.yaml] [key=value ...]", "", "stages:"]
     lines += [f"  {name:<11} {desc}" for name, (_, _, _, desc) in STAGES.items()]
     lines += [f"  {'pipeline':<11} Run stages in order from FILE.yaml or a shipped recipe (`posttrain pipeline --help`)."]
+    lines += [f"  {'report':<11} Write RUN_DIR/report.html: training curves, reward vs KL, win rates, samples."]
     lines += ["", "`posttrain <stage> --help` lists every option with its default and meaning."]
     return "\n".join(lines)
 
@@ -91,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
             from posttrain.pipeline import pipeline_command
 
             return pipeline_command(argv[1:])
+        if argv and argv[0] == "report":
+            from posttrain.report import report_command
+
+            return report_command(argv[1:])
         args = _parse(argv)
         if args.stage is None:
             print(_usage())

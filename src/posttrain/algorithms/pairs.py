@@ -1,0 +1,248 @@
+"""`posttrain pairs`: preference pairs sampled from a policy, for `posttrain rm` / `posttrain dpo`.
+
+    posttrain pairs model=runs/sft/final dataset=task:sentiment num_samples=4 selection=max_gap \
+        labels=hard output_dir=runs/pairs
+
+For each prompt: sample `num_samples` (k) completions from `model` (`methods.best_of_n.sample_and_score`),
+score them with `reward_funcs`, pick pairs (`selection`) and decide which side is chosen (`labels`).
+The shared building block of:
+
+- InstructGPT's comparison data (seed 002): completions of the SFT model compared by a labeler. Here
+  the labeler is simulated from a reward r by a Bradley–Terry draw, `labels=bradley_terry`:
+  y1 ≻ y2 with probability P = σ(label_beta · (r1 − r2)) (the rule of scripts/sentiment_preferences.py,
+  label_beta 5 there: IMDb-style noisy labels);
+- RS-DPO (seed 003 L3413-3415): the SFT model "generate[s] a diverse set of k distinct responses for
+  each prompt. Then, it selects a pair of contrastive samples based on their reward distribution" and
+  DPO trains on those pairs: `selection=max_gap` (the pair of largest reward gap r_max − r_min, kept
+  only if the gap ≥ `min_gap`) with `labels=hard`;
+- online / iterative DPO (seed 003 L112, "online DPO to incorporate adaptive reward feedback"): one
+  pairs stage per round, sampling from the previous round's policy;
+- RLAIF (seed 003 L2075-2079): "an off-the-shelf LLM as a preference labeler": `labels=judge` asks
+  a pairwise LLM judge (`judge=pairwise_judge[:model=DIR:...]`, position swap on) through
+  `rewards.rlaif.label_pairs`.
+
+Selection (per prompt, over the k samples in sampling order; a sample without a reward is skipped):
+`first_two` the first two samples (InstructGPT-style comparison); `max_gap` see above; `all_pairs`
+every pair (i < j) with gap ≥ min_gap (the RS-DPO paper's own PDGRS step keeps all such pairs).
+
+Labels: `hard` chosen = the higher reward, equal rewards dropped (counted as `ties`);
+`bradley_terry` the seeded draw above (equal rewards are a fair coin; label_beta → ∞ gives `hard`);
+`judge` the judge's verdict (ties and unparseable verdicts dropped and counted). Pairs with identical
+or empty sides teach nothing and are dropped (`identical`).
+
+Output (`output_dir`): `final/pairs.jsonl` and `final/eval_pairs.jsonl` (rows `prompt`, `chosen`,
+`rejected`, `chosen_reward`, `rejected_reward`; `final/` appears whole once the stage has finished,
+so a pipeline refers to `${STAGE.final}/pairs.jsonl`), `config.yaml`, `metrics.jsonl` (one record:
+pairs written, ties and other drops, mean reward gap, and for bradley_terry / judge the agreement of
+the labels with the reward ordering). A crashed run is simply redone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from posttrain.config import option, to_yaml
+from posttrain.errors import ConfigError, UserError
+from posttrain.options import ModelOptions
+
+SELECTIONS = ("first_two", "max_gap", "all_pairs")
+LABELS = ("hard", "bradley_terry", "judge")
+
+
+@dataclass
+class PairsConfig(ModelOptions):
+    output_dir: str = option("runs/pairs", "Run directory: config.yaml, metrics.jsonl, final/{pairs,eval_pairs}.jsonl.")
+    overwrite_output_dir: bool = option(False, "Allow writing into an output_dir that already holds finished pairs.")
+    dataset: str = option("task:sentiment", "Prompt rows (a 'prompt' column plus any columns the rewards read): task:NAME[:split], a file or dataset.")
+    dataset_split: str | None = option(None, "Split to read from a DatasetDict directory or hub dataset (default: train).")
+    prompts: int = option(256, "Prompts drawn (seeded, without replacement) from the dataset; 0 uses every prompt.")
+    eval_dataset: str | None = option(None, "Held-out prompts for eval_pairs.jsonl (default for task:NAME: its test split).")
+    eval_prompts: int = option(0, "Held-out prompts to make eval pairs from (0: no eval_pairs.jsonl).")
+    num_samples: int = option(2, "k: completions sampled per prompt.")
+    selection: str = option("first_two", "Which pairs of a prompt's k samples: first_two, max_gap (RS-DPO: the largest reward gap), all_pairs.", choices=SELECTIONS)
+    min_gap: float = option(0.0, "Keep a pair only if its reward gap |r1 - r2| is at least this.")
+    labels: str = option("hard", "Who decides chosen: hard (higher reward), bradley_terry (draw with P = sigmoid(label_beta (r1 - r2))), judge (a pairwise LLM judge, RLAIF).", choices=LABELS)
+    label_beta: float = option(5.0, "labels=bradley_terry: inverse temperature of the draw (seed 002's noisy IMDb labels: 5).")
+    judge: str = option("pairwise_judge", "labels=judge: the judge, as a built-in spec pairwise_judge[:model=DIR:method=logprob:...].")
+    reward_funcs: list[str] = option(["task"], "Reward functions scoring the samples, as for grpo: task, task:NAME[:SCORER], a built-in NAME[:k=v...], module:function.")
+    reward_weights: list[float] | None = option(None, "One weight per reward function (default 1.0 each); the reward is the weighted sum.")
+    reward_workers: int = option(4, "Reward functions run concurrently in at most this many threads.")
+    temperature: float = option(1.0, "Sampling temperature.")
+    top_p: float = option(1.0, "Nucleus sampling threshold.")
+    max_new_tokens: int = option(96, "Longest sampled completion in tokens.")
+    generation_batch_size: int = option(64, "Prompts per generation batch.")
+
+    def validate(self) -> None:
+        if self.num_samples < 2:
+            raise ConfigError(f"num_samples must be >= 2 to make a pair, got {self.num_samples}")
+        for key in ("prompts", "eval_prompts"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"config key '{key}' must be >= 0 (0: {'all' if key == 'prompts' else 'none'}), got {getattr(self, key)}")
+        if self.max_new_tokens < 1 or self.generation_batch_size < 1:
+            raise ConfigError("max_new_tokens and generation_batch_size must be >= 1")
+        if self.temperature <= 0 or not 0 < self.top_p <= 1:
+            raise ConfigError(f"temperature must be > 0 (k greedy samples are identical) and top_p in (0, 1], got {self.temperature} and {self.top_p}")
+        if self.min_gap < 0 or self.label_beta <= 0:
+            raise ConfigError(f"min_gap must be >= 0 and label_beta > 0, got {self.min_gap} and {self.label_beta}")
+        if not self.reward_funcs:
+            raise ConfigError("reward_funcs is empty; pairs are selected (and, unless labels=judge, labelled) by reward")
+        if self.labels == "judge" and not self.judge.split(":")[0] == "pairwise_judge":
+            raise ConfigError(f"judge must be a pairwise_judge[:key=value...] spec, got {self.judge!r}")
+
+
+def select_pairs(candidates: list, rule: str, min_gap: float = 0.0) -> tuple[list[tuple], int]:
+    """(pairs (a, b) in sampling order, how many were below min_gap) from one prompt's Candidates."""
+    if rule not in SELECTIONS:
+        raise ConfigError(f"selection must be one of {', '.join(SELECTIONS)}, got {rule!r}")
+    scored = [c for c in candidates if c.reward is not None]
+    if len(scored) < 2:
+        return [], 0
+    if rule == "first_two":
+        pairs = [(scored[0], scored[1])]
+    elif rule == "max_gap":  # the largest |r_i - r_j| over i < j is r_max - r_min: the contrastive pair
+        i_max = max(range(len(scored)), key=lambda i: scored[i].reward)  # first of equal maxima
+        i_min = min(range(len(scored)), key=lambda i: scored[i].reward)
+        if i_max == i_min:  # all equal: the first two
+            i_max, i_min = 0, 1
+        pairs = [(scored[min(i_max, i_min)], scored[max(i_max, i_min)])]
+    else:
+        pairs = [(scored[i], scored[j]) for i in range(len(scored)) for j in range(i + 1, len(scored))]
+    kept = [(a, b) for a, b in pairs if abs(a.reward - b.reward) >= min_gap]
+    return kept, len(pairs) - len(kept)
+
+
+def bradley_terry_first_wins(r1: float, r2: float, beta: float, rng: random.Random) -> bool:
+    """One draw of y1 ≻ y2 with P = σ(β (r1 − r2)) (computed without overflow)."""
+    z = beta * (r1 - r2)
+    p = 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+    return rng.random() < p
+
+
+def _side(text: str, conversational: bool):
+    from posttrain.methods.best_of_n import completion_value
+
+    return completion_value(text, conversational)
+
+
+def make_pairs(groups: list, config: PairsConfig, judge=None, seed: int = 0) -> tuple[list[dict], dict]:
+    """Preference rows and counts from sampled PromptCandidates (see the module docstring)."""
+    rng = random.Random(seed)
+    counts = {"prompts": len(groups), "candidate_pairs": 0, "below_min_gap": 0, "identical": 0, "ties": 0, "unjudged": 0}
+    unlabelled = []  # (row, a, b)
+    for group in groups:
+        pairs, below = select_pairs(group.candidates, config.selection, config.min_gap)
+        counts["below_min_gap"] += below
+        for a, b in pairs:
+            counts["candidate_pairs"] += 1
+            if a.text.strip() == b.text.strip() or not a.text.strip() or not b.text.strip():
+                counts["identical"] += 1
+            else:
+                unlabelled.append((group.row, a, b))
+    decided = []  # (row, chosen, rejected)
+    if config.labels == "judge":
+        from posttrain.rewards.rlaif import label_pairs
+
+        rows = [{"prompt": row["prompt"], "completions": [_side(a.text, isinstance(row["prompt"], list)), _side(b.text, isinstance(row["prompt"], list))],
+                 "_index": i} for i, (row, a, b) in enumerate(unlabelled)]
+        labelled = label_pairs(judge, rows, ties="drop") if rows else []
+        counts["ties"] += labelled.counts["ties"] if rows else 0
+        counts["unjudged"] += labelled.counts["unjudged"] if rows else 0
+        for out in labelled:
+            row, a, b = unlabelled[out["_index"]]
+            first_wins = out["chosen"] == rows[out["_index"]]["completions"][0]
+            decided.append((row, a, b) if first_wins else (row, b, a))
+    else:
+        for row, a, b in unlabelled:
+            if config.labels == "hard":
+                if a.reward == b.reward:
+                    counts["ties"] += 1
+                    continue
+                first_wins = a.reward > b.reward
+            else:
+                first_wins = bradley_terry_first_wins(a.reward, b.reward, config.label_beta, rng)
+            decided.append((row, a, b) if first_wins else (row, b, a))
+    out_rows = []
+    for row, chosen, rejected in decided:
+        conversational = isinstance(row["prompt"], list)
+        out_rows.append({"prompt": row["prompt"], "chosen": _side(chosen.text, conversational),
+                         "rejected": _side(rejected.text, conversational),
+                         "chosen_reward": chosen.reward, "rejected_reward": rejected.reward})
+    gaps = [r["chosen_reward"] - r["rejected_reward"] for r in out_rows]
+    counts["pairs"] = len(out_rows)
+    counts["mean_gap"] = sum(abs(g) for g in gaps) / len(gaps) if gaps else float("nan")
+    ordered = [g for g in gaps if g != 0]
+    counts["reward_agreement"] = sum(g > 0 for g in ordered) / len(ordered) if ordered else float("nan")
+    return out_rows, counts
+
+
+def _draw(rows: list[dict], count: int, seed: int) -> list[dict]:
+    return list(rows) if count == 0 or count >= len(rows) else random.Random(seed).sample(rows, count)
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    with path.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def run_pairs(config: PairsConfig) -> dict:
+    """Sample, select, label; write output_dir/{config.yaml, metrics.jsonl, final/}; returns the metrics."""
+    import torch
+
+    from posttrain.data.sources import is_task_source, load_rows, parse_task_source
+    from posttrain.generation import SamplingParams
+    from posttrain.methods.best_of_n import sample_and_score
+    from posttrain.models.loading import load_causal_lm, load_tokenizer, resolve_device
+    from posttrain.rewards import RewardFunctions
+    from posttrain.rewards.registry import build
+
+    root = Path(config.output_dir)
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"output_dir {root} is a file; choose a directory")
+    if (root / "final").exists() and not config.overwrite_output_dir:
+        raise ConfigError(f"output_dir {root} already holds finished pairs; set overwrite_output_dir=true or choose another output_dir")
+    rows = load_rows(config.dataset, config.dataset_split)
+    if not rows or "prompt" not in rows[0]:
+        raise UserError(f"{config.dataset}: pairs need rows with a 'prompt' column (plus any columns the rewards read)")
+    eval_rows: list[dict] = []
+    if config.eval_prompts:
+        if config.eval_dataset:
+            eval_rows = _draw(load_rows(config.eval_dataset), config.eval_prompts, config.seed + 1)
+        elif is_task_source(config.dataset):
+            eval_rows = load_rows(f"task:{parse_task_source(config.dataset)[0]}:test:{config.eval_prompts}")
+        else:
+            raise ConfigError(f"eval_prompts={config.eval_prompts} but {config.dataset} has no test split; set eval_dataset=FILE or eval_prompts=0")
+    rewards = RewardFunctions.resolve(config.reward_funcs, config.dataset, config.reward_weights, "raise", config.reward_workers)
+    judge = build(config.judge)[1] if config.labels == "judge" else None
+    tokenizer = load_tokenizer(config.model, config.chat_template, config.trust_remote_code)
+    model = load_causal_lm(config.model, config.dtype, resolve_device(config.device), config.trust_remote_code)
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "config.yaml").write_text(to_yaml(config), encoding="utf-8")
+    tmp = root / "final.tmp"  # final/ appears whole or not at all
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    metrics: dict = {}
+    for name, prompt_rows, offset in (("pairs", _draw(rows, config.prompts, config.seed), 0), ("eval_pairs", eval_rows, 1)):
+        if name == "eval_pairs" and not prompt_rows:
+            continue
+        torch.manual_seed(config.seed + offset)
+        params = SamplingParams(max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
+                                seed=config.seed + 1000 * offset)
+        groups = sample_and_score(model, tokenizer, prompt_rows, rewards, config.num_samples, params, config.generation_batch_size)
+        out_rows, counts = make_pairs(groups, config, judge, seed=config.seed + offset)
+        if not out_rows:  # an empty file would fail the next stage later and less clearly
+            raise UserError(f"no {name} from {len(prompt_rows)} prompts ({counts}); raise num_samples or prompts, or lower min_gap")
+        _write_jsonl(tmp / f"{name}.jsonl", out_rows)
+        metrics.update(counts if name == "pairs" else {f"eval_{k}": v for k, v in counts.items()})
+    shutil.rmtree(root / "final", ignore_errors=True)
+    tmp.rename(root / "final")
+    (root / "metrics.jsonl").write_text(json.dumps({"step": 0, **metrics}) + "\n", encoding="utf-8")
+    print("pairs: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
+    print(f"pairs: wrote {root / 'final' / 'pairs.jsonl'}")
+    return metrics
