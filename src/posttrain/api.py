@@ -1,0 +1,220 @@
+"""The Python API: every CLI stage is a function whose keyword arguments are the stage's options.
+
+    import posttrain
+    metrics = posttrain.sft(model="embedded", dataset="task:arithmetic", max_steps=10, output_dir="runs/sft")
+    posttrain.dpo(preset="simpo", model="runs/sft/final", dataset="pairs.jsonl", output_dir="runs/simpo")
+    posttrain.grpo(reward_funcs=[my_reward, "format"], model="runs/sft/final", output_dir="runs/grpo")
+
+Options are checked exactly as on the command line (`build_config`): an unknown key or a wrong type
+is a one-line ConfigError listing the valid keys. Values merge as on the command line too:
+defaults < `preset=` < `config=` YAML file < keyword arguments.
+
+A Python callable may stand wherever a stage takes a function spec (reward_funcs, scorer, ...). It
+becomes a spec string: `module:function` when the function is importable by that path (so the run's
+config.yaml reproduces the run from the CLI too), else a name in an in-process module, which works
+in this Python process only (not under torchrun or in a fresh process that resumes the run).
+
+Stage functions are named after their stage, except where a `posttrain` submodule already has the
+name: `eval` is `evaluate` (posttrain.eval is a package) and `quickstart` is `run_quickstart`.
+This module imports neither torch nor transformers; each stage's module is imported when it runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import re
+import sys
+import tempfile
+import types
+from pathlib import Path
+from typing import Any, Callable
+
+from posttrain.cli import STAGES
+from posttrain.errors import ConfigError, UserError
+
+__all__ = ["config_for", "run", "generate", "run_pipeline", "function_spec", "stage_help", "ConfigError", "UserError"]
+
+# Python callables given to the API that are not importable by module path live here, by name, so
+# RewardFunctions.resolve / load_callable find them as "posttrain_python_callables:NAME".
+CALLABLES_MODULE = "posttrain_python_callables"
+_callables = sys.modules.setdefault(CALLABLES_MODULE, types.ModuleType(
+    CALLABLES_MODULE, "Python functions passed to posttrain's API, by name (in-process only)."))
+
+
+def function_name(stage: str) -> str:
+    """The API function for a stage: the stage name, unless a posttrain submodule already has it."""
+    if stage == "eval":
+        return "evaluate"
+    return f"run_{stage}" if importlib.util.find_spec(f"posttrain.{stage}") is not None else stage
+
+
+def _check_stage(stage: str) -> None:
+    if stage not in STAGES:
+        raise ConfigError(f"unknown stage '{stage}'; valid stages: {', '.join(STAGES)}")
+
+
+def _stage_module(stage: str):
+    _check_stage(stage)
+    return importlib.import_module(STAGES[stage][0])
+
+
+def function_spec(fn: Callable | str) -> str:
+    """The spec string that names `fn` for a stage option (a string is returned as it is)."""
+    if isinstance(fn, str):
+        return fn
+    if not callable(fn):
+        raise ConfigError(f"expected a function or a spec string, got {fn!r}")
+    from posttrain.rewards.registry import BUILTIN
+
+    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
+    importable = (module not in (None, "__main__", "task", *BUILTIN) and qualname.isidentifier()
+                  and getattr(sys.modules.get(module), qualname, None) is fn)
+    if importable:
+        return f"{module}:{qualname}"
+    base = re.sub(r"\W+", "_", getattr(fn, "__name__", None) or type(fn).__name__).strip("_") or "function"
+    name, k = base, 1
+    while getattr(_callables, name, fn) is not fn:  # another function already holds this name
+        k += 1
+        name = f"{base}_{k}"
+    setattr(_callables, name, fn)
+    return f"{CALLABLES_MODULE}:{name}"
+
+
+def _specs(value: Any) -> Any:
+    """Callables (alone or in a list) turned into spec strings; anything else unchanged."""
+    if isinstance(value, (list, tuple)):
+        return [function_spec(v) if callable(v) else v for v in value]
+    return function_spec(value) if callable(value) else value
+
+
+def config_for(stage: str, config: str | Path | None = None, *, preset: str | None = None, **options):
+    """The typed config of `stage` from defaults < preset < YAML file `config` < `options`."""
+    from posttrain.config import build_config, read_yaml
+
+    module = _stage_module(stage)
+    config_cls = getattr(module, STAGES[stage][1])
+    values: dict[str, Any] = {}
+    if preset is not None:
+        presets = getattr(module, "PRESETS", {})
+        if preset not in presets:
+            raise ConfigError(f"unknown preset '{preset}' for {stage}; valid presets: {', '.join(presets) or 'none'}")
+        values.update(presets[preset])
+    if config is not None:
+        values.update(read_yaml(config))
+    values.update({key: _specs(value) for key, value in options.items()})
+    return build_config(config_cls, values)
+
+
+def _stage_of(stage_config) -> str:
+    for stage, (module_name, config_name, _, _) in STAGES.items():
+        module = sys.modules.get(module_name)
+        if module is not None and type(stage_config) is getattr(module, config_name, None):
+            return stage
+    raise ConfigError(f"run() takes a stage config from posttrain.config_for(...), got {type(stage_config).__name__}")
+
+
+def run(stage_config) -> dict:
+    """Run a stage from its config (as built by `config_for`); returns what the stage returns:
+    the final logged metrics for training stages, the report for eval."""
+    stage = _stage_of(stage_config)
+    return getattr(sys.modules[STAGES[stage][0]], STAGES[stage][2])(stage_config)
+
+
+def stage_help(stage: str) -> str:
+    """Every option of `stage` with its type, default and meaning (what `posttrain STAGE --help` lists)."""
+    from posttrain.config import format_help
+
+    return format_help(getattr(_stage_module(stage), STAGES[stage][1]))
+
+
+def _stage_function(stage: str) -> Callable[..., dict]:
+    def run_this_stage(config: str | Path | None = None, *, preset: str | None = None, **options) -> dict:
+        return run(config_for(stage, config, preset=preset, **options))
+
+    run_this_stage.__name__ = run_this_stage.__qualname__ = function_name(stage)
+    run_this_stage.__doc__ = (
+        f"{STAGES[stage][3]}\n\nKeyword arguments are the options of `posttrain {stage}` "
+        f"(posttrain.stage_help({stage!r}) lists them); `preset=` applies a named preset, `config=` reads a "
+        "YAML file first. Returns the stage's final metrics (or report).")
+    return run_this_stage
+
+
+STAGE_FUNCTIONS: dict[str, str] = {function_name(stage): stage for stage in STAGES}
+globals().update({name: _stage_function(stage) for name, stage in STAGE_FUNCTIONS.items()})
+__all__ += list(STAGE_FUNCTIONS)
+
+
+def generate(model, prompts: list, *, tokenizer=None, chat: bool = False, device: str = "auto",
+             dtype: str = "float32", chat_template: str | None = None, trust_remote_code: bool = False,
+             details: bool = False, **sampling):
+    """Sample completions: `n` texts per prompt, prompt-major (prompt 0's n, then prompt 1's, ...).
+
+    `model` is "embedded", a local directory (e.g. runs/sft/final) or hub id, or a loaded model (then
+    pass `tokenizer`, or it is loaded from the model's name_or_path). A prompt is a string or a
+    message list; message lists always go through the chat template, strings only with `chat=True`
+    (as one user turn). `sampling` are SamplingParams fields: max_new_tokens=128, temperature=1.0
+    (0: greedy), top_p=1.0, top_k=0, n=1, stop=[], seed=None. `details=True` returns the
+    GenerationOutput (token ids, log-probs, finish reasons) instead of the texts.
+    """
+    from posttrain.config import build_config
+    from posttrain.data.tokenize import tokenize_prompt
+    from posttrain.generation import SamplingParams
+    from posttrain.generation import generate as sample
+    from posttrain.models import load_causal_lm, load_tokenizer, resolve_device
+
+    if isinstance(prompts, (str, dict)) or not prompts:
+        raise ConfigError("prompts must be a non-empty list of strings or message lists")
+    params = build_config(SamplingParams, sampling)
+    if isinstance(model, (str, Path)):
+        tokenizer = tokenizer or load_tokenizer(str(model), chat_template, trust_remote_code)
+        model = load_causal_lm(str(model), dtype, resolve_device(device), trust_remote_code)
+    elif tokenizer is None:
+        tokenizer = load_tokenizer(model.config.name_or_path, chat_template, trust_remote_code)
+    turns = [[{"role": "user", "content": p}] if chat and isinstance(p, str) else p for p in prompts]
+    out = sample(model, tokenizer, [tokenize_prompt(tokenizer, p) for p in turns], params)
+    return out if details else out.texts
+
+
+def _override_text(value: Any) -> str:
+    """A Python value as the `key=value` text load_pipeline parses as YAML (JSON is YAML)."""
+    return json.dumps(_specs(value), default=str)
+
+
+def _pipeline_source(source: str | Path | dict, tmp: str) -> str:
+    """A pipeline given as a dict is written to a YAML file first: load_pipeline reads files."""
+    if not isinstance(source, dict):
+        return str(source)
+    import yaml
+
+    data = dict(source)
+    stages = []
+    for stage in data.get("stages") or []:
+        if isinstance(stage, dict) and isinstance(stage.get("config"), dict):
+            stage = {**stage, "config": {k: _specs(v) for k, v in stage["config"].items()}}
+        stages.append(stage)
+    if stages:
+        data["stages"] = stages
+    path = Path(tmp) / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return str(path)
+
+
+def run_pipeline(source: str | Path | dict, overrides: dict | None = None, *, log: Callable = print, **top) -> list[dict]:
+    """Run a pipeline (`posttrain pipeline`): `source` is a YAML file, a shipped recipe name, or the same
+    structure as a dict. `top` sets output_dir, force and the pipeline's vars; `overrides` sets stage
+    options as {"sft.max_steps": 10} or {"sft": {"max_steps": 10}} ("defaults.KEY" too). Returns one
+    record per stage (name, stage, status, seconds, metrics), also written to output_dir/pipeline.jsonl."""
+    from posttrain.pipeline import load_pipeline
+    from posttrain.pipeline import run_pipeline as run_loaded
+
+    items = [f"{key}={_override_text(value)}" for key, value in top.items()]
+    for key, value in (overrides or {}).items():
+        if isinstance(value, dict):
+            items += [f"{key}.{sub}={_override_text(v)}" for sub, v in value.items()]
+        else:
+            items.append(f"{key}={_override_text(value)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        pipeline = load_pipeline(_pipeline_source(source, tmp), items)
+    return run_loaded(pipeline, log=log)
