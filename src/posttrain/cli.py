@@ -41,6 +41,7 @@ def _usage() -> str:
     lines = ["usage: posttrain <stage> [--config FILE.yaml] [key=value ...]", "", "stages:"]
     lines += [f"  {name:<11} {desc}" for name, (_, _, _, desc) in STAGES.items()]
     lines += [f"  {'pipeline':<11} Run stages in order from FILE.yaml or a shipped recipe (`posttrain pipeline --help`)."]
+    lines += [f"  {'report':<11} Write RUN_DIR/report.html: training curves, reward vs KL, win rates, samples."]
     lines += ["", "`posttrain <stage> --help` lists every option with its default and meaning."]
     return "\n".join(lines)
 
@@ -92,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
             from posttrain.pipeline import pipeline_command
 
             return pipeline_command(argv[1:])
+        if argv and argv[0] == "report":
+            from posttrain.report import report_command
+
+            return report_command(argv[1:])
         args = _parse(argv)
         if args.stage is None:
             print(_usage())
