@@ -105,3 +105,16 @@ def test_dpo_recipe_runs_with_no_files(tmp_path):
     assert (tmp_path / "run" / "dpo" / "final").is_dir()
     again = run_pipeline(load_pipeline("dpo", overrides), log=lambda *a, **k: None)
     assert [r["status"] for r in again] == ["skipped"] * 3  # the pairs stage counts as finished
+
+
+def test_judge_labels_follow_the_judge_and_keep_rewards_with_their_text():
+    from posttrain.rewards.judge import pairwise_judge
+
+    judge = pairwise_judge(method="logprob")  # the embedded model: untrained, but a real judge
+    groups = _groups()[:3]
+    rows, counts = make_pairs(groups, build_config(PairsConfig, {"labels": "judge"}), judge)
+    p = judge.preferences(["p0", "p1", "p2"], ["a0", "a1", "a2"], ["b0", "b1", "b2"])
+    expect = [(f"p{i}", f"a{i}" if pi > 0.5 else f"b{i}") for i, pi in enumerate(p) if pi != 0.5]
+    assert [(r["prompt"], r["chosen"]) for r in rows] == expect and counts["ties"] == 3 - len(expect)
+    reward_of = {c.text: c.reward for g in groups for c in g.candidates}
+    assert all(r["chosen_reward"] == reward_of[r["chosen"]] and r["rejected_reward"] == reward_of[r["rejected"]] for r in rows)
