@@ -45,6 +45,8 @@ def _png(fig) -> bytes:
 def curve_panels(run: Run) -> list[tuple[str, bytes]]:
     """One small line chart per panel that has data in `run`: [(title, png)]."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     out = []
     for title, keys in CURVE_PANELS:
         present = [k for k in keys if run.has(k)]
@@ -64,6 +66,7 @@ def curve_panels(run: Run) -> list[tuple[str, bytes]]:
                     ax.fill_between(steps, low, high, color=PALETTE[i], alpha=0.12, linewidth=0, label="± std")
         ax.set_title(title, loc="left")
         ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no step 1.975 on a one-step run
         if len(present) > 1 or run.has("reward/std") and "reward/mean" in present:
             ax.legend(loc="best")
         out.append((title, _png(fig)))
