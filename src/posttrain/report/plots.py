@@ -67,6 +67,9 @@ def curve_panels(run: Run) -> list[tuple[str, bytes]]:
         ax.set_title(title, loc="left")
         ax.set_xlabel("step")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no step 1.975 on a one-step run
+        only = {step for key in present for step in run.series(key)[0]}
+        if len(only) == 1:  # one logged step: give the integer locator a range to work with
+            ax.set_xlim(min(only) - 1, min(only) + 1)
         if len(present) > 1 or run.has("reward/std") and "reward/mean" in present:
             ax.legend(loc="best")
         out.append((title, _png(fig)))
