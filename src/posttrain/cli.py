@@ -28,6 +28,7 @@ STAGES: dict[str, tuple[str, str, str, str]] = {
     "rejection": ("posttrain.algorithms.rejection", "RejectionConfig", "run_rejection", "Rejection-sampling fine-tuning: expert iteration / RFT (best of n) and ReST-EM (threshold filter), then SFT, iterated."),
     "pairs": ("posttrain.algorithms.pairs", "PairsConfig", "run_pairs", "Preference pairs from a policy: sample k completions per prompt, pick pairs, label by reward, Bradley-Terry draw or an LLM judge."),
     "compare": ("posttrain.algorithms.compare", "CompareConfig", "run_compare", "Evaluate policies against the SFT reference on held-out prompts: gold reward, KL(pi||pi_ref), win rate, best-of-n."),
+    "constitution": ("posttrain.algorithms.constitution", "ConstitutionConfig", "run_constitution", "Constitutional AI (supervised stage): sample, self-critique against principles, revise, SFT on the revisions."),
     "quickstart": ("posttrain.quickstart", "QuickstartConfig", "run_quickstart", "The main job on the embedded default: evaluate, SFT, evaluate again."),
 }
 

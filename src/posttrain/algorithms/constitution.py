@@ -1,0 +1,199 @@
+"""Constitutional AI, supervised stage: sample, self-critique against principles, revise, SFT.
+
+    posttrain constitution model=embedded dataset=task:sentiment prompts=32 revisions=1 max_steps=20
+
+Seed 003 L3212-3213 (Bai et al. 2022): "The only human oversight is provided through a list of
+rules or principles ... In the supervised phase they sample from an initial model, then generate
+self-critiques and revisions, and then finetune the original model on revised responses"; L3215:
+"the critiques ... are steered by a small set of principles drawn from a 'constitution'".
+
+For each of `prompts` prompts (drawn with `seed` from `dataset`):
+
+1. sample a response y_0 from the model (temperature, `max_new_tokens`);
+2. for round r = 1..`revisions`: draw a principle p_r at random from the constitution (seeded; the
+   paper draws one at random per critique), ask the *same* model (or `critic_model`) for a critique
+   c_r of y_{r-1} with the critique template, then for a revision y_r with the revision template
+   (which holds y_{r-1}, p_r and c_r);
+3. fine-tune the original model with SFT on the pairs (prompt, y_revisions) into `output_dir/sft/`;
+   `output_dir/final/` is that model.
+
+`revisions.jsonl` keeps, per prompt: the prompt, y_0, the principles, the exact critique and
+revision requests, the critiques, the revisions and the final text. Templates and principles are
+in `posttrain.methods.critique`; `principles=`, `critique_template=`, `revision_template=` replace them.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from posttrain.config import build_config, option, to_yaml
+from posttrain.errors import ConfigError, UserError
+from posttrain.methods import critique as cq
+from posttrain.options import TrainOptions
+from posttrain.train.rundir import check_run_dir
+
+
+@dataclass
+class ConstitutionConfig(TrainOptions):
+    dataset: str = option("task:sentiment", "Prompt rows (a 'prompt' column): a .jsonl/.json/.parquet/.csv file, a save_to_disk directory, a hub name, or task:NAME[:split].")
+    output_dir: str = option("runs/constitution", "Run directory: revisions.jsonl, sft/ (the SFT run), final/.")
+    learning_rate: float = option(5e-4, "SFT peak learning rate (AdamW).")
+    prompts: int = option(64, "Prompts drawn (without replacement) from the dataset; 0 uses every prompt.")
+    revisions: int = option(1, "Critique -> revision rounds per response, each with a freshly drawn principle.")
+    temperature: float = option(1.0, "Sampling temperature for responses, critiques and revisions (0: greedy).")
+    top_p: float = option(1.0, "Nucleus sampling threshold.")
+    max_new_tokens: int = option(96, "Longest sampled response in tokens.")
+    critique_max_new_tokens: int = option(64, "Longest critique in tokens.")
+    revision_max_new_tokens: int = option(96, "Longest revision in tokens.")
+    generation_batch_size: int = option(32, "Requests per generation batch.")
+    principles: str | None = option(None, "YAML file with the constitution: a list of principle strings (default: the built-in five).")
+    critique_template: str | None = option(None, "Text file with the critique request; placeholders {prompt} {response} {principle}.")
+    revision_template: str | None = option(None, "Text file with the revision request; placeholders {prompt} {response} {principle} {critique}.")
+    critic_model: str | None = option(None, "Model that writes critiques and revisions (default: the policy itself, as in the paper).")
+
+    def validate(self) -> None:
+        super().validate()
+        for key in ("revisions", "max_new_tokens", "critique_max_new_tokens", "revision_max_new_tokens", "generation_batch_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"config key '{key}' must be >= 1, got {getattr(self, key)}")
+        if self.prompts < 0:
+            raise ConfigError(f"config key 'prompts' must be >= 0 (0: every prompt), got {self.prompts}")
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise ConfigError(f"temperature must be >= 0 and top_p in (0, 1], got {self.temperature} and {self.top_p}")
+        if self.resume:
+            raise ConfigError("constitution does not resume; rerun with overwrite_output_dir=true")
+
+
+class Generator:
+    """A model and tokenizer that answer user requests in batches, counting the requests."""
+
+    def __init__(self, model_name: str, config: ConstitutionConfig):
+        from posttrain.models.loading import load_causal_lm, load_tokenizer, resolve_device
+
+        self.tokenizer = load_tokenizer(model_name, config.chat_template, config.trust_remote_code)
+        self.model = load_causal_lm(model_name, config.dtype, resolve_device(config.device), config.trust_remote_code)
+        self.config = config
+        self.calls = 0
+        self.context = getattr(self.model.config, "max_position_embeddings", None)
+
+    def __call__(self, prompts: list, max_new_tokens: int, seed: int) -> list[str]:
+        """One sampled text per prompt (a string, or a message list rendered with the chat template)."""
+        from posttrain.data.tokenize import tokenize_prompt
+        from posttrain.generation import SamplingParams, generate
+
+        texts: list[str] = []
+        size = self.config.generation_batch_size
+        for start in range(0, len(prompts), size):
+            ids = [tokenize_prompt(self.tokenizer, p) for p in prompts[start:start + size]]
+            longest = max(len(i) for i in ids)
+            if self.context and longest + max_new_tokens > self.context:
+                raise UserError(f"a request of {longest} tokens plus {max_new_tokens} new tokens exceeds the model's "
+                                f"{self.context}-token context; lower the max_new_tokens options or shorten the templates")
+            params = SamplingParams(max_new_tokens=max_new_tokens, temperature=self.config.temperature,
+                                    top_p=self.config.top_p, seed=seed + start)
+            texts += [t.strip() for t in generate(self.model, self.tokenizer, ids, params).texts]
+            self.calls += len(ids)
+        return texts
+
+
+def _user(text: str) -> list[dict]:
+    return [{"role": "user", "content": text}]
+
+
+def critique_and_revise(rows: list[dict], policy: Generator, critic: Generator, config: ConstitutionConfig,
+                        principles: list[str], critique_template: str, revision_template: str) -> list[dict]:
+    """Per row: a sampled response, `revisions` critique/revision rounds, and the final revision."""
+    drawn = cq.draw_principles(principles, len(rows), config.revisions, config.seed)
+    asked = [cq.prompt_text(row["prompt"]) for row in rows]
+    current = policy([row["prompt"] for row in rows], config.max_new_tokens, config.seed)
+    records = [{"prompt": row["prompt"], "response": text, "principles": drawn[i][:], "critique_requests": [],
+                "critiques": [], "revision_requests": [], "revisions": []} for i, (row, text) in enumerate(zip(rows, current))]
+    for r in range(config.revisions):
+        requests = [cq.critique_request(critique_template, asked[i], current[i], drawn[i][r]) for i in range(len(rows))]
+        critiques = critic([_user(q) for q in requests], config.critique_max_new_tokens, config.seed + 10_000 * (2 * r + 1))
+        revise = [cq.revision_request(revision_template, asked[i], current[i], drawn[i][r], critiques[i]) for i in range(len(rows))]
+        revised = critic([_user(q) for q in revise], config.revision_max_new_tokens, config.seed + 10_000 * (2 * r + 2))
+        for i, rec in enumerate(records):
+            rec["critique_requests"].append(requests[i])
+            rec["critiques"].append(critiques[i])
+            rec["revision_requests"].append(revise[i])
+            rec["revisions"].append(revised[i])
+        # An empty revision gives nothing to revise or train on: keep the text it was meant to revise.
+        current = [revised[i] or current[i] for i in range(len(rows))]
+    for rec, text in zip(records, current):
+        rec["final"] = text
+    return records
+
+
+def sft_rows(records: list[dict]) -> list[dict]:
+    """The SFT data: exactly (prompt, final revision), as an assistant turn for chat prompts."""
+    from posttrain.methods.best_of_n import completion_value
+
+    return [{"prompt": rec["prompt"], "completion": completion_value(rec["final"], isinstance(rec["prompt"], list))}
+            for rec in records]
+
+
+def _sft_config(config: ConstitutionConfig, data_file: Path, out_dir: Path):
+    """The SFT run: every shared training option of this config, on the (prompt, revision) pairs."""
+    from posttrain.algorithms.sft import SFTConfig
+
+    shared = {f.name: getattr(config, f.name) for f in fields(TrainOptions)}
+    shared.update(dataset=str(data_file), dataset_split=None, eval_dataset=None, output_dir=str(out_dir),
+                  overwrite_output_dir=True, resume=False)
+    return build_config(SFTConfig, shared)
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    with path.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def run_constitution(config: ConstitutionConfig) -> dict:
+    """Write output_dir/{revisions.jsonl, sft_data.jsonl, sft/, final/}; returns a summary record."""
+    from posttrain.algorithms.sft import run_sft
+    from posttrain.data.sources import load_rows
+
+    principles = cq.load_principles(config.principles)
+    critique_template = cq.load_template(config.critique_template, cq.DEFAULT_CRITIQUE_TEMPLATE, "critique",
+                                         cq.CRITIQUE_FIELDS, {"response", "principle"})
+    revision_template = cq.load_template(config.revision_template, cq.DEFAULT_REVISION_TEMPLATE, "revision",
+                                         cq.REVISION_FIELDS, {"response", "critique"})
+    run = check_run_dir(config)
+    rows = load_rows(config.dataset, config.dataset_split)
+    if not rows or "prompt" not in rows[0]:
+        raise UserError(f"{config.dataset}: constitution needs rows with a 'prompt' column")
+    if config.prompts and config.prompts < len(rows):
+        rows = random.Random(config.seed).sample(rows, config.prompts)
+
+    import torch
+
+    torch.manual_seed(config.seed)
+    policy = Generator(config.model, config)
+    critic = policy if config.critic_model in (None, config.model) else Generator(config.critic_model, config)
+    records = critique_and_revise(rows, policy, critic, config, principles, critique_template, revision_template)
+    del policy, critic  # free the sampling copies before training
+
+    run.root.mkdir(parents=True, exist_ok=True)
+    run.config.write_text(to_yaml(config))
+    _write_jsonl(run.root / "revisions.jsonl", records)
+    _write_jsonl(run.root / "sft_data.jsonl", sft_rows(records))
+    changed = sum(rec["final"] != rec["response"] for rec in records)
+    print(f"constitution: {len(records)} prompts x {config.revisions} revision round(s); "
+          f"{changed} final texts differ from the first response; SFT on the revisions")
+    sft = run_sft(_sft_config(config, run.root / "sft_data.jsonl", run.root / "sft"))
+    tmp = run.final.with_name("final.tmp")  # final/ appears whole or not at all
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(run.root / "sft" / "final", tmp)
+    shutil.rmtree(run.final, ignore_errors=True)
+    tmp.rename(run.final)
+    record = {"prompts": len(records), "revisions": config.revisions, "changed": changed,
+              "sft_loss": sft.get("loss"), "sft_steps": sft.get("step")}
+    with (run.root / "metrics.jsonl").open("w") as f:
+        f.write(json.dumps({"step": 1, **record}) + "\n")
+    print(f"constitution: done; model saved to {run.final}")
+    return record
