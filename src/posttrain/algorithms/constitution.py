@@ -10,8 +10,9 @@ self-critiques and revisions, and then finetune the original model on revised re
 For each of `prompts` prompts (drawn with `seed` from `dataset`):
 
 1. sample a response y_0 from the model (temperature, `max_new_tokens`);
-2. for round r = 1..`revisions`: draw a principle p_r at random from the constitution (seeded; the
-   paper draws one at random per critique), ask the *same* model (or `critic_model`) for a critique
+2. for round r = 1..`revisions`: draw a principle p_r uniformly at random from the constitution
+   (seeded; the seed says only "drawn from a 'constitution'", L3215; one random draw per
+   critique-revision step is the paper's own procedure), ask the *same* model (or `critic_model`) for a critique
    c_r of y_{r-1} with the critique template, then for a revision y_r with the revision template
    (which holds y_{r-1}, p_r and c_r);
 3. fine-tune the original model with SFT on the pairs (prompt, y_revisions) into `output_dir/sft/`;
