@@ -102,7 +102,7 @@ def test_bad_principles_file_is_a_one_line_error(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1 and "principles file" in result.stderr
 
 
-def test_cli_runs_critique_revision_and_sft_and_final_loads(tmp_path):
+def test_cli_runs_critique_revision_and_sft_final_loads_and_resume_reuses_generations(tmp_path):
     principles = tmp_path / "constitution.yaml"
     principles.write_text("- Is the review rude?\n- Is the review false?\n")
     critique = tmp_path / "critique.txt"
@@ -110,10 +110,10 @@ def test_cli_runs_critique_revision_and_sft_and_final_loads(tmp_path):
     revision = tmp_path / "revision.txt"
     revision.write_text("Review: {response}\nCritique: {critique}\nRewrite:")
     out = tmp_path / "run"
-    result = run_cli("constitution", "prompts=4", "revisions=1", "max_new_tokens=32", "critique_max_new_tokens=16",
-                     "revision_max_new_tokens=32", "max_steps=3", "batch_size=4", "learning_rate=1e-3",
-                     f"principles={principles}", f"critique_template={critique}", f"revision_template={revision}",
-                     f"output_dir={out}")
+    args = ("prompts=4", "revisions=1", "max_new_tokens=32", "critique_max_new_tokens=16", "revision_max_new_tokens=32",
+            "max_steps=3", "batch_size=4", "learning_rate=1e-3", f"principles={principles}",
+            f"critique_template={critique}", f"revision_template={revision}", f"output_dir={out}")
+    result = run_cli("constitution", *args)
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in (out / "revisions.jsonl").read_text().splitlines()]
     assert len(records) == 4
@@ -133,3 +133,14 @@ def test_cli_runs_critique_revision_and_sft_and_final_loads(tmp_path):
     moved = [not torch.equal(a, b) for a, b in zip(trained.state_dict().values(), base.state_dict().values())]
     assert any(moved)
     assert not (out / "final.tmp").exists()
+
+    # A crashed run (no final/) resumed with the same settings reuses the finished generations.
+    import shutil
+
+    before = (out / "revisions.jsonl").read_text()
+    shutil.rmtree(out / "final")
+    again = run_cli("constitution", *args, "resume=true")
+    assert again.returncode == 0, again.stderr
+    assert "reusing the 4 revisions" in again.stdout
+    assert (out / "revisions.jsonl").read_text() == before
+    AutoModelForCausalLM.from_pretrained(out / "final")

@@ -19,7 +19,8 @@ For each of `prompts` prompts (drawn with `seed` from `dataset`):
    `output_dir/final/` is that model.
 
 `revisions.jsonl` keeps, per prompt: the prompt, y_0, the principles, the exact critique and
-revision requests, the critiques, the revisions and the final text. Templates and principles are
+revision requests, the critiques, the revisions and the final text. `resume=true` (what a pipeline
+sets for a crashed stage) reuses complete generations and resumes the SFT run's checkpoints. Templates and principles are
 in `posttrain.methods.critique`; `principles=`, `critique_template=`, `revision_template=` replace them.
 """
 
@@ -65,8 +66,6 @@ class ConstitutionConfig(TrainOptions):
             raise ConfigError(f"config key 'prompts' must be >= 0 (0: every prompt), got {self.prompts}")
         if self.temperature < 0 or not 0 < self.top_p <= 1:
             raise ConfigError(f"temperature must be >= 0 and top_p in (0, 1], got {self.temperature} and {self.top_p}")
-        if self.resume:
-            raise ConfigError("constitution does not resume; rerun with overwrite_output_dir=true")
 
 
 class Generator:
@@ -144,27 +143,25 @@ def _sft_config(config: ConstitutionConfig, data_file: Path, out_dir: Path):
 
     shared = {f.name: getattr(config, f.name) for f in fields(TrainOptions)}
     shared.update(dataset=str(data_file), dataset_split=None, eval_dataset=None, output_dir=str(out_dir),
-                  overwrite_output_dir=True, resume=False)
+                  overwrite_output_dir=True, resume=config.resume)
     return build_config(SFTConfig, shared)
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    with path.open("w", encoding="utf-8") as f:
+    tmp = path.with_name(path.name + ".tmp")  # whole or absent: resume trusts a file that exists
+    with tmp.open("w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(path)
 
 
-def run_constitution(config: ConstitutionConfig) -> dict:
-    """Write output_dir/{revisions.jsonl, sft_data.jsonl, sft/, final/}; returns a summary record."""
-    from posttrain.algorithms.sft import run_sft
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _generate_records(config: ConstitutionConfig, principles, critique_template, revision_template) -> list[dict]:
     from posttrain.data.sources import load_rows
 
-    principles = cq.load_principles(config.principles)
-    critique_template = cq.load_template(config.critique_template, cq.DEFAULT_CRITIQUE_TEMPLATE, "critique",
-                                         cq.CRITIQUE_FIELDS, {"response", "principle"})
-    revision_template = cq.load_template(config.revision_template, cq.DEFAULT_REVISION_TEMPLATE, "revision",
-                                         cq.REVISION_FIELDS, {"response", "critique"})
-    run = check_run_dir(config)
     rows = load_rows(config.dataset, config.dataset_split)
     if not rows or "prompt" not in rows[0]:
         raise UserError(f"{config.dataset}: constitution needs rows with a 'prompt' column")
@@ -176,17 +173,34 @@ def run_constitution(config: ConstitutionConfig) -> dict:
     torch.manual_seed(config.seed)
     policy = Generator(config.model, config)
     critic = policy if config.critic_model in (None, config.model) else Generator(config.critic_model, config)
-    records = critique_and_revise(rows, policy, critic, config, principles, critique_template, revision_template)
-    del policy, critic  # free the sampling copies before training
+    return critique_and_revise(rows, policy, critic, config, principles, critique_template, revision_template)
 
+
+def run_constitution(config: ConstitutionConfig) -> dict:
+    """Write output_dir/{revisions.jsonl, sft_data.jsonl, sft/, final/}; returns a summary record."""
+    from posttrain.algorithms.sft import run_sft
+
+    principles = cq.load_principles(config.principles)
+    critique_template = cq.load_template(config.critique_template, cq.DEFAULT_CRITIQUE_TEMPLATE, "critique",
+                                         cq.CRITIQUE_FIELDS, {"response", "principle"})
+    revision_template = cq.load_template(config.revision_template, cq.DEFAULT_REVISION_TEMPLATE, "revision",
+                                         cq.REVISION_FIELDS, {"response", "critique"})
+    run = check_run_dir(config)  # resume=true: same settings as the run in output_dir
     run.root.mkdir(parents=True, exist_ok=True)
     run.config.write_text(to_yaml(config))
-    _write_jsonl(run.root / "revisions.jsonl", records)
-    _write_jsonl(run.root / "sft_data.jsonl", sft_rows(records))
+    data_file = run.root / "sft_data.jsonl"  # written last: its presence means the generations are complete
+    if config.resume and data_file.is_file() and (run.root / "revisions.jsonl").is_file():
+        records = _read_jsonl(run.root / "revisions.jsonl")
+        print(f"constitution: resume: reusing the {len(records)} revisions in {run.root / 'revisions.jsonl'}")
+    else:
+        data_file.unlink(missing_ok=True)
+        records = _generate_records(config, principles, critique_template, revision_template)
+        _write_jsonl(run.root / "revisions.jsonl", records)
+        _write_jsonl(data_file, sft_rows(records))
     changed = sum(rec["final"] != rec["response"] for rec in records)
     print(f"constitution: {len(records)} prompts x {config.revisions} revision round(s); "
           f"{changed} final texts differ from the first response; SFT on the revisions")
-    sft = run_sft(_sft_config(config, run.root / "sft_data.jsonl", run.root / "sft"))
+    sft = run_sft(_sft_config(config, data_file, run.root / "sft"))  # resume=true resumes its checkpoints
     tmp = run.final.with_name("final.tmp")  # final/ appears whole or not at all
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(run.root / "sft" / "final", tmp)
