@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import run_cli
-from posttrain.algorithms.compare import (CompareConfig, best_of_n_kl, mean_stderr, parse_policies, run_compare,
+from posttrain.algorithms.compare import (CompareConfig, best_of_n_kl, mean_stderr, parse_policies, pick_by_judge, run_compare,
                                           sequence_kl, win_rate)
 from posttrain.config import build_config
 from posttrain.errors import ConfigError
@@ -123,3 +123,22 @@ def test_bad_policies_entry_is_one_line_exit_2():
     proc = run_cli("compare", "policies=[ppo_without_path]", "device=cpu")
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "name=path" in proc.stderr
+
+
+def test_judge_selector_picks_the_judges_tournament_winner(models, tmp_path):
+    from posttrain.rewards.judge import pairwise_judge
+
+    ref, _ = models
+    judge = pairwise_judge(model=ref, method="logprob")  # the embedded model: untrained, but a real judge
+    groups = [("Review of Dune:", ["great film", "dull and slow", "a fine cast", "bad"]), ("Review of Heat:", ["ok", "superb"])]
+    picks = pick_by_judge(judge, groups, "borda")
+    for (prompt, completions), pick in zip(groups, picks):  # the judge as a reward: each one's mean P(win) in its group
+        scores = judge([prompt] * len(completions), completions)
+        assert scores[pick] == max(scores)
+    config = build_config(CompareConfig, {"reference": ref, "best_of_n": [3], "selector_judge": "pairwise_judge:method=logprob",
+                                          "prompts": 3, "samples_per_prompt": 1, "max_new_tokens": 8, "device": "cpu",
+                                          "output_dir": str(tmp_path / "run")})
+    rows = {r["policy"]: r for r in run_compare(config)["evaluations"]}
+    assert rows["best_of_3"]["kl"] == pytest.approx(math.log(3) - 2 / 3) and 0 <= rows["best_of_3"]["win_rate"] <= 1
+    with pytest.raises(ConfigError, match="pairwise_judge"):
+        build_config(CompareConfig, {"selector_judge": "pointwise_judge"})

@@ -53,6 +53,7 @@ class CompareConfig:
     policies: list[str] = option([], "Policies to evaluate as name=path, e.g. [ppo=runs/x/ppo/final, dpo=runs/x/dpo/final].")
     best_of_n: list[int] = option([], "Best-of-n of the reference for each n, e.g. [4, 16]; the pick is made by selector_funcs.")
     selector_funcs: list[str] = option(["task"], "Reward specs that pick the best of n (e.g. reward_model:path=DIR); as grpo's reward_funcs.")
+    selector_judge: str | None = option(None, "Pick the best of n by a pairwise LLM judge instead: pairwise_judge[:model=DIR:method=logprob:rule=borda|copeland]; overrides selector_funcs.")
     gold_funcs: list[str] = option(["task"], "Reward specs of the gold score (default: the dataset's task scorers).")
     dataset: str = option("task:sentiment", "Held-out prompts: task:NAME[:split] (default split: test), a file or a dataset.")
     dataset_split: str | None = option(None, "Split to read (default: test for task:NAME, train otherwise).")
@@ -79,7 +80,9 @@ class CompareConfig:
             raise ConfigError("samples_per_prompt and max_new_tokens must be >= 1 and prompts >= 0")
         if self.temperature <= 0:
             raise ConfigError(f"temperature must be > 0, got {self.temperature}")
-        if not self.gold_funcs or (self.best_of_n and not self.selector_funcs):
+        if self.selector_judge is not None and self.selector_judge.split(":")[0] != "pairwise_judge":
+            raise ConfigError(f"selector_judge must be a pairwise_judge[:key=value...] spec, got {self.selector_judge!r}")
+        if not self.gold_funcs or (self.best_of_n and not self.selector_funcs and not self.selector_judge):
             raise ConfigError("gold_funcs must name a reward (and selector_funcs too when best_of_n is set)")
 
 
@@ -120,6 +123,22 @@ def mean_stderr(values: list[float | None]) -> tuple[float, float]:
         return mean, float("nan")
     var = sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)
     return mean, math.sqrt(var / len(xs))
+
+
+def pick_by_judge(judge, groups: list[tuple], rule: str = "borda") -> list[int]:
+    """For each (prompt, [completion, ...]) the index of the best completion by the pairwise judge's
+    tournament (`rewards.aggregation`: Borda or Copeland winner; ties to the first); every pair of a
+    group is judged once (with the judge's position swap), all groups in one batch."""
+    from posttrain.rewards.aggregation import borda_winner, copeland_winner
+
+    pairs = [(g, i, j) for g, (_, cs) in enumerate(groups) for i in range(len(cs)) for j in range(i + 1, len(cs))]
+    judged = judge.preferences([groups[g][0] for g, _, _ in pairs], [groups[g][1][i] for g, i, _ in pairs],
+                               [groups[g][1][j] for g, _, j in pairs]) if pairs else []
+    matrices = [[[None] * len(cs) for _ in cs] for _, cs in groups]
+    for (g, i, j), p in zip(pairs, judged):
+        matrices[g][i][j], matrices[g][j][i] = p, None if p is None else 1.0 - p
+    winner = copeland_winner if rule == "copeland" else borda_winner
+    return [winner(m) if len(m) > 1 else 0 for m in matrices]
 
 
 def sequence_kl(policy, reference, prompt_ids: list[list[int]], completion_ids: list[list[int]], batch_size: int = 32):
@@ -189,7 +208,12 @@ def run_compare(config: CompareConfig) -> dict:
     if not rows or "prompt" not in rows[0]:
         raise UserError(f"{config.dataset}: compare needs rows with a 'prompt' column (plus any columns the rewards read)")
     gold = RewardFunctions.resolve(config.gold_funcs, config.dataset)
-    selector = RewardFunctions.resolve(config.selector_funcs, config.dataset) if config.best_of_n else None
+    judge = None
+    if config.best_of_n and config.selector_judge:
+        from posttrain.rewards.registry import build
+
+        judge = build(config.selector_judge)[1]
+    selector = RewardFunctions.resolve(config.selector_funcs, config.dataset) if config.best_of_n and not judge else None
     device = resolve_device(config.device)
     tokenizer = load_tokenizer(config.reference, config.chat_template, config.trust_remote_code)
     reference = load_causal_lm(config.reference, config.dtype, device, config.trust_remote_code)
@@ -223,13 +247,17 @@ def run_compare(config: CompareConfig) -> dict:
         record(name, samples, sum(kls) / len(kls), sum(kls) / max(sum(counts), 1))
         del model
     for n in config.best_of_n:
-        groups = sample(reference, selector, n * k)  # k independent groups of n per prompt
+        groups = sample(reference, gold if judge else selector, n * k)  # k independent groups of n per prompt
+        chunks = [(g.row, g.candidates[j * n:(j + 1) * n]) for g in groups for j in range(k)]
+        if judge:  # scored by gold above: the pick keeps its gold reward
+            wins = pick_by_judge(judge, [(row["prompt"], [_completion(row, c) for c in cs]) for row, cs in chunks],
+                                 getattr(judge, "rule", "borda"))
+            record(f"best_of_{n}", [(row, cs[w]) for (row, cs), w in zip(chunks, wins)], best_of_n_kl(n), None)
+            continue
         picked = []
-        for g in groups:
-            for j in range(k):
-                group = [c for c in g.candidates[j * n:(j + 1) * n]]
-                scored = [c for c in group if c.reward is not None]
-                picked.append((g.row, max(scored, key=lambda c: c.reward) if scored else group[0]))
+        for row, group in chunks:
+            scored = [c for c in group if c.reward is not None]
+            picked.append((row, max(scored, key=lambda c: c.reward) if scored else group[0]))
         gold_scores = gold([r["prompt"] for r, _ in picked], [_completion(r, c) for r, c in picked],
                            {key: [r[key] for r, _ in picked] for key in rows[0] if key not in ("prompt", "completion")},
                            completion_ids=[c.completion_ids for _, c in picked]).total
