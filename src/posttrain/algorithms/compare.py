@@ -1,6 +1,6 @@
 """`posttrain compare`: gold reward, KL from the reference and win rate of several policies.
 
-    posttrain compare reference=runs/x/sft/final policies=[ppo=runs/x/ppo/final,dpo=runs/x/dpo/final] \
+    posttrain compare reference=runs/x/sft/final policies=[ppo=runs/x/ppo/final,dpo=runs/x/dpo/final] \\
         best_of_n=[4,16] selector_funcs=[reward_model:path=runs/x/rm/final] output_dir=runs/x/compare
 
 The evaluation behind seed 002's comparisons: the AlpacaFarm table of win rates of PPO, best-of-n,
