@@ -76,8 +76,11 @@ def test_collect_reads_stages_evaluations_and_samples(tmp_path):
     assert [(r.name, r.stage, r.steps) for r in data.runs] == [("sft", "sft", 60), ("rm", "rm", 40), ("ppo", "ppo", 30), ("grpo", "grpo", 20)]
     assert {r.policy for r in data.eval_reports} == {"eval_sft", "eval_ppo"}
     points = {p.policy: (p.reward, p.kl) for p in reward_kl_points(data)}
-    # evaluations.jsonl rows with both numbers, then each RL stage's last reward/mean and kl/k1
+    # evaluations.jsonl rows with both numbers only: training-log points have other units
     assert points["sft"] == (0.1, 0.0) and points["ppo-best-of-4"] == (0.55, 0.08)
+    assert "ppo" not in points and "grpo" not in points
+    data.evaluations = []  # without evaluations: each RL stage's last reward/mean and kl/k1
+    points = {p.policy: (p.reward, p.kl) for p in reward_kl_points(data)}
     assert points["ppo"] == pytest.approx((0.1 + 0.5 * (1 - math.exp(-30 / 8)), 0.12))
     assert points["grpo"] == pytest.approx((0.6, 0.04))
     assert len(data.samples) == 3

@@ -222,15 +222,22 @@ def collect(run_dir: str | Path) -> ReportData:
 
 
 def reward_kl_points(data: ReportData) -> list[Evaluation]:
-    """Every evaluated policy with both a reward and a KL: the rows of evaluations.jsonl that have
-    both, then the final policy of each RL stage (its last logged `reward/mean` and KL)."""
+    """Every evaluated policy with both a reward and a KL. The rows of evaluations.jsonl (one
+    measurement: same prompts, gold reward, KL per sequence, as `posttrain compare` writes) when
+    there are any; else the final policy of each RL stage (its last logged `reward/mean` and its
+    per-token KL). The two are never mixed: their rewards and KL units differ."""
     points = [e for e in data.evaluations if e.reward is not None and e.kl is not None]
-    named = {e.policy for e in points}
+    if points:
+        return points
     for run in data.runs:
         key = kl_key(run)
-        if run.name not in named and key and run.has("reward/mean"):
+        if key and run.has("reward/mean"):
             points.append(Evaluation(run.name, run.last("reward/mean"), run.last(key), source=f"{run.name}/metrics.jsonl ({key})"))
     return points
+
+
+def reward_kl_from_evaluations(data: ReportData) -> bool:
+    return any(e.reward is not None and e.kl is not None for e in data.evaluations)
 
 
 def kl_key(run: Run) -> str | None:

@@ -7,7 +7,7 @@ import datetime
 from html import escape
 
 from posttrain.report import plots
-from posttrain.report.collect import RL_STAGES, ReportData, reward_kl_points
+from posttrain.report.collect import RL_STAGES, ReportData, reward_kl_from_evaluations, reward_kl_points
 
 SUMMARY_KEYS = ("loss", "eval_loss", "reward/mean", "kl/k1", "kl", "entropy", "completion/mean_length", "accuracy",
                 "eval_accuracy", "rewards/accuracies", "rewards/margins", "eval_rewards/accuracies")
@@ -104,8 +104,14 @@ def _reward_kl(data: ReportData) -> str:
         return ""
     rows = "".join(f"<tr><td><b>{escape(p.policy)}</b></td><td class='num'>{_fmt(p.reward)}</td><td class='num'>{_fmt(p.kl)}</td>"
                    f"<td>{escape(p.source)}</td></tr>" for p in points)
-    return (f'<figure class="wide">{_img(plots.reward_kl_scatter(points, data.runs), "reward vs KL")}</figure>'
-            '<p class="note">Each point is a policy; faint lines trace an RL stage over training. KL is the per-token estimate.</p>'
+    evaluated = reward_kl_from_evaluations(data)
+    unit = "sequence" if evaluated else "token"
+    note = ("Each point is a policy evaluated on the same held-out prompts: gold reward, KL(π‖π_ref) summed over the "
+            "completion (best-of-n: the analytic log n − (n−1)/n)." if evaluated else
+            "Each point is an RL stage's final policy, from its training log; faint lines trace it over training. "
+            "KL is the per-token estimate.")
+    return (f'<figure class="wide">{_img(plots.reward_kl_scatter(points, [] if evaluated else data.runs, unit=unit), "reward vs KL")}</figure>'
+            f'<p class="note">{escape(note)}</p>'
             f"<table><tr><th>policy</th><th>reward</th><th>KL</th><th>from</th></tr>{rows}</table>")
 
 

@@ -76,7 +76,7 @@ def curve_panels(run: Run) -> list[tuple[str, bytes]]:
     return out
 
 
-def reward_kl_scatter(points: list[Evaluation], runs: list[Run]) -> bytes:
+def reward_kl_scatter(points: list[Evaluation], runs: list[Run], unit: str = "token") -> bytes:
     """Reward against KL for every evaluated policy; an RL run's path over training drawn faintly."""
     from posttrain.report.collect import kl_key
 
@@ -96,7 +96,7 @@ def reward_kl_scatter(points: list[Evaluation], runs: list[Run]) -> bytes:
     for p in points:
         ax.scatter([p.kl], [p.reward], s=46, color=color[p.policy], edgecolor="white", linewidth=0.8, zorder=3)
         ax.annotate(p.policy, (p.kl, p.reward), xytext=(6, 4), textcoords="offset points", fontsize=8, color="#111827")
-    ax.set_xlabel("KL to the reference policy (per token)")
+    ax.set_xlabel(f"KL to the reference policy (per {unit})")
     ax.set_ylabel("reward")
     ax.set_title("Reward vs KL", loc="left")
     return _png(fig)
