@@ -148,6 +148,11 @@ def test_shipped_recipes_validate(tmp_path):
     (grpo,) = r1.stages
     assert grpo.config.model == "embedded" and grpo.config.dataset == "task:arithmetic"
     assert grpo.config.reward_funcs == ["math_accuracy", "format"] and grpo.config.beta == 0.04 and grpo.config.max_steps == 7
+    main = load_pipeline("main", [f"output_dir={out}"]).stages
+    assert [s.stage for s in main] == ["sft", "pairs", "rm", "ppo", "dpo", "compare", "eval", "grpo", "eval"]
+    compare = main[5].config
+    assert compare.policies == [f"ppo={out}/ppo/final", f"dpo={out}/dpo/final"] and compare.reference == f"{out}/sft/final"
+    assert compare.selector_funcs == [f"reward_model:path={out}/rm/final"] and main[8].config.model == f"{out}/r1zero/final"
     assert not (tmp_path / "x").exists() and not (tmp_path / "runs").exists()
 
 
