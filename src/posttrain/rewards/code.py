@@ -30,6 +30,7 @@ from typing import Callable
 
 from posttrain.errors import ConfigError, DataError
 from posttrain.rewards.format import completion_text
+from posttrain.rewards.registry import check_choice
 from posttrain.rewards.sandbox import Execution, Limits, Sandbox, default_workers
 
 MODES = ("fraction", "all")
@@ -95,8 +96,7 @@ def code_tests(tests_column: str = "tests", mode: str = "fraction", timeout: flo
                memory_mb: int = 1024, max_processes: int = 32, max_file_mb: int = 16, max_output_kb: int = 1024,
                workers: int | None = None, language: str = "python", python: str | None = None) -> Callable:
     """The reward function; options as in `reward_funcs=[code_tests:timeout=5:mode=all]` (docs/sandbox.md)."""
-    if mode not in MODES:
-        raise ConfigError(f"code_tests: mode must be one of {', '.join(MODES)}, got {mode!r}")
+    check_choice("code_tests", "mode", mode, MODES)
     if language not in LANGUAGES:
         raise ConfigError(f"code_tests: language {language!r} is not supported; use language=python")
     if not isinstance(tests_column, str) or not tests_column:

@@ -39,6 +39,7 @@ import re
 
 from posttrain.errors import ConfigError, UserError
 from posttrain.rewards.judge_templates import completion_text, fill, load_template, prompt_text
+from posttrain.rewards.registry import check_choice
 
 METHODS = ("generate", "logprob")
 TOURNAMENT_RULES = ("borda", "copeland")
@@ -99,8 +100,7 @@ class LMJudge:
 
     def __init__(self, model, tokenizer, template: str, *, method: str = "generate", temperature: float = 0.0,
                  max_new_tokens: int = 8, batch_size: int = 16, chat: bool = True, prefill: str = "", seed: int = 0):
-        if method not in METHODS:
-            raise ConfigError(f"judge: method must be one of {', '.join(METHODS)}, got {method!r}")
+        check_choice("judge", "method", method, METHODS)
         if int(batch_size) < 1 or int(max_new_tokens) < 1 or float(temperature) < 0:
             raise ConfigError("judge: batch_size and max_new_tokens must be >= 1 and temperature >= 0 (0 = greedy)")
         self.model, self.tokenizer, self.template = model.eval(), tokenizer, template
@@ -192,8 +192,7 @@ class PairwiseJudge(LMJudge):
 
     def __init__(self, model, tokenizer, template: str, *, rule: str = "borda", position_swap: bool = True, **options):
         super().__init__(model, tokenizer, template, **options)
-        if rule not in TOURNAMENT_RULES:
-            raise ConfigError(f"pairwise_judge: rule must be one of {', '.join(TOURNAMENT_RULES)}, got {rule!r}")
+        check_choice("pairwise_judge", "rule", rule, TOURNAMENT_RULES)
         self.rule, self.position_swap = rule, bool(position_swap)
         self.verdict_ids = label_token_ids(tokenizer, ["A", "B"]) if self.method == "logprob" else None
 

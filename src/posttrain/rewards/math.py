@@ -18,6 +18,7 @@ from typing import Callable
 
 from posttrain.errors import ConfigError, UserError
 from posttrain.rewards.format import completion_text
+from posttrain.rewards.registry import check_choice
 
 MODES = ("verify", "integer", "exact")
 EXTRACTS = ("auto", "boxed", "answer_tag", "none")
@@ -224,10 +225,8 @@ def math_accuracy(mode: str = "verify", extract: str = "auto", column: str = "an
       another thread (RewardFunctions runs several rewards in a thread pool) checks in a child
       process (`VerifierProcess`) that is killed if it hangs. With timeout=0 it always runs in-process.
     """
-    if mode not in MODES:
-        raise ConfigError(f"math_accuracy: mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if extract not in EXTRACTS:
-        raise ConfigError(f"math_accuracy: extract must be one of {', '.join(EXTRACTS)}, got {extract!r}")
+    check_choice("math_accuracy", "mode", mode, MODES)
+    check_choice("math_accuracy", "extract", extract, EXTRACTS)
     if not isinstance(column, str) or not column:
         raise ConfigError(f"math_accuracy: column must name the gold-answer column, got {column!r}")
     correct, wrong = _number(correct, "correct"), _number(wrong, "wrong")

@@ -33,6 +33,12 @@ BUILTIN: dict[str, str] = {
 }
 
 
+def check_choice(owner: str, option: str, value, choices) -> None:
+    """The one-line error every reward factory gives for an option outside its choices."""
+    if value not in choices:
+        raise ConfigError(f"{owner}: {option} must be one of {', '.join(choices)}, got {value!r}")
+
+
 def is_builtin(spec: str) -> bool:
     return spec.split(":", 1)[0] in BUILTIN
 

@@ -26,6 +26,7 @@ method=logprob) instead of hard labels. Other columns of a row are kept.
 from __future__ import annotations
 
 from posttrain.errors import ConfigError, UserError
+from posttrain.rewards.registry import check_choice
 
 TIES = ("drop", "keep")
 
@@ -52,8 +53,7 @@ def _sides(row: dict, index: int) -> tuple:
 def label_pairs(judge, rows: list[dict], ties: str = "drop", min_margin: float = 0.0,
                 soft_labels: bool = False) -> LabelledPairs:
     """TRL preference rows (`prompt`, `chosen`, `rejected`[, `label`]) from rows of two completions, judged pairwise."""
-    if ties not in TIES:
-        raise ConfigError(f"label_pairs: ties must be one of {', '.join(TIES)}, got {ties!r}")
+    check_choice("label_pairs", "ties", ties, TIES)
     if not 0 <= min_margin < 0.5:
         raise ConfigError(f"label_pairs: min_margin must be in [0, 0.5), got {min_margin}")
     for i, row in enumerate(rows):

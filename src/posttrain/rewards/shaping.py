@@ -14,6 +14,7 @@ from typing import Callable
 
 from posttrain.errors import ConfigError, UserError
 from posttrain.rewards.format import completion_text
+from posttrain.rewards.registry import check_choice
 
 UNITS = ("word", "token")
 
@@ -98,8 +99,7 @@ def repetition_penalty(ngram: int = 3, penalty: float = 1.0, unit: str = "word",
     """
     if isinstance(ngram, bool) or not isinstance(ngram, int) or ngram < 1:
         raise ConfigError(f"repetition: ngram must be a whole number ≥ 1, got {ngram!r}")
-    if unit not in UNITS:
-        raise ConfigError(f"repetition: unit must be one of {', '.join(UNITS)}, got {unit!r}")
+    check_choice("repetition", "unit", unit, UNITS)
     scale = _positive_number(penalty, "penalty", "repetition")
 
     def repetition_reward(prompts=None, completions=(), completion_ids=None, **kwargs) -> list[float]:
