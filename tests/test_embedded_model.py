@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from posttrain.embedded import EMBEDDED_MODEL_DIR, EMBEDDED_NAME
+from posttrain.embedded import EMBEDDED_JUDGE_DIR, EMBEDDED_MODEL_DIR, EMBEDDED_NAME
 from posttrain.tasks import get_task
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -30,8 +30,26 @@ def test_directory_contents_and_size():
     assert EMBEDDED_NAME == "embedded"
     names = set(os.listdir(EMBEDDED_MODEL_DIR))
     assert {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "tokenizer_config.json"} <= names
-    total = sum(os.path.getsize(EMBEDDED_MODEL_DIR / n) for n in names)
+    # Both shipped models together (the judge is stored in bfloat16) stay within the package budget.
+    total = sum(os.path.getsize(d / n) for d in (EMBEDDED_MODEL_DIR, EMBEDDED_JUDGE_DIR) for n in os.listdir(d))
     assert total <= 25 * 2**20, f"{total / 2**20:.1f} MB"
+
+
+def test_embedded_judge_picks_the_more_positive_review_of_unseen_films():
+    """The shipped judge, by position-swapped letter probabilities, on held-out pairs of the judge task."""
+    from posttrain.models.loading import load_causal_lm
+    from posttrain.rewards.judge import pairwise_judge
+    from posttrain.tasks.sentiment import review_prompt
+
+    assert next(load_causal_lm("embedded-judge").parameters()).dtype == torch.float32  # bf16 on disk, judged in fp32
+    rows = get_task("sentiment_judge").rows("test", 100)
+    judge = pairwise_judge(model="embedded-judge", method="logprob")
+    p_a = judge.preferences([review_prompt(r["title"]) for r in rows], [r["review_a"] for r in rows], [r["review_b"] for r in rows])
+    accuracy = sum((p > 0.5) == (r["answer"] == "A") for p, r in zip(p_a, rows)) / len(rows)
+    base = pairwise_judge(method="logprob")  # the untrained embedded model
+    p_base = base.preferences([review_prompt(r["title"]) for r in rows], [r["review_a"] for r in rows], [r["review_b"] for r in rows])
+    base_accuracy = sum((p > 0.5) == (r["answer"] == "A") for p, r in zip(p_base, rows)) / len(rows)
+    assert accuracy >= 0.75 and base_accuracy < 0.65, (accuracy, base_accuracy)
 
 
 def test_special_tokens_distinct(tok, model):

@@ -144,6 +144,7 @@ def test_shipped_recipes_validate(tmp_path):
     assert online[3].config.model == online[4].config.model == "runs/online_dpo/dpo1/final"
     rlaif = load_pipeline("rlaif", ["judge_model=J"]).stages[1].config
     assert rlaif.labels == "judge" and rlaif.judge == "pairwise_judge:model=J:method=logprob"
+    assert load_pipeline("rlaif").stages[1].config.judge == "pairwise_judge:model=embedded-judge:method=logprob"
     r1 = load_pipeline("r1zero", ["grpo.max_steps=7"])
     (grpo,) = r1.stages
     assert grpo.config.model == "embedded" and grpo.config.dataset == "task:arithmetic"

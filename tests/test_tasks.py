@@ -22,13 +22,13 @@ def _prompts(rows):
 
 
 def test_get_task_and_unknown_name():
-    assert set(TASKS) == {"arithmetic", "sentiment"}
+    assert set(TASKS) == {"arithmetic", "sentiment", "sentiment_judge"}
     assert get_task("arithmetic").name == "arithmetic"
     with pytest.raises(UserError, match="arithmetic.*sentiment"):
         get_task("nope")
 
 
-@pytest.mark.parametrize("name", ["arithmetic", "sentiment"])
+@pytest.mark.parametrize("name", ["arithmetic", "sentiment", "sentiment_judge"])
 def test_rows_deterministic_prefix_and_format(name):
     task = get_task(name)
     a, b = task.rows("train", 300), task.rows("train", 300)
@@ -43,7 +43,7 @@ def test_rows_deterministic_prefix_and_format(name):
         task.rows("validation", 3)
 
 
-@pytest.mark.parametrize("name", ["arithmetic", "sentiment"])
+@pytest.mark.parametrize("name", ["arithmetic", "sentiment", "sentiment_judge"])
 def test_splits_disjoint_and_test_unique(name):
     task = get_task(name)
     train = {r["prompt"][0]["content"] for r in task.rows("train", 3000)}
@@ -149,3 +149,25 @@ def test_sentiment_rows_have_a_spread_of_gold_rewards():
     assert task.scorers["gold"] is not None and len(rewards) == 500
     assert min(rewards) < 0.1 and max(rewards) > 0.9
     assert 0.3 < sum(rewards) / len(rewards) < 0.7
+
+
+def test_sentiment_judge_rows_ask_the_judges_question_and_answer_by_gold_reward():
+    import re
+
+    from posttrain.rewards.judge_templates import PAIRWISE_TEMPLATE
+    from posttrain.tasks.sentiment import review_prompt
+
+    task = get_task("sentiment_judge")
+    rows = task.rows("train", 300)
+    layout = re.escape(PAIRWISE_TEMPLATE).replace(r"\{prompt\}", "(.*)").replace(r"\{completion_a\}", "(.*)") \
+        .replace(r"\{completion_b\}", "(.*)")
+    for row in rows:
+        request, verdict = row["prompt"][0]["content"], row["completion"][0]["content"]
+        prompt, a, b = re.fullmatch(layout, request, re.S).groups()  # the judge's own template, filled
+        assert prompt == review_prompt(row["title"]) and (a, b) == (row["review_a"], row["review_b"]) and a != b
+        ra, rb = gold_reward(None, [a, b])
+        assert abs(ra - rb) >= 0.05 and verdict == row["answer"] == ("A" if ra > rb else "B")
+    share_a = sum(r["answer"] == "A" for r in rows) / len(rows)
+    assert 0.4 < share_a < 0.6  # positions are random, so a judge cannot win by always saying "A"
+    scores = task.score(_prompts(rows[:4]), ["A", "  B.", "The answer is A", "neither"], answer=["A", "B", "B", "A"])
+    assert scores == [1.0, 1.0, 0.0, 0.0]

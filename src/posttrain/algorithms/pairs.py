@@ -33,8 +33,9 @@ or empty sides teach nothing and are dropped (`identical`).
 Output (`output_dir`): `final/pairs.jsonl` and `final/eval_pairs.jsonl` (rows `prompt`, `chosen`,
 `rejected`, `chosen_reward`, `rejected_reward`; `final/` appears whole once the stage has finished,
 so a pipeline refers to `${STAGE.final}/pairs.jsonl`), `config.yaml`, `metrics.jsonl` (one record:
-pairs written, ties and other drops, mean reward gap, and for bradley_terry / judge the agreement of
-the labels with the reward ordering). A crashed run is simply redone.
+pairs written, ties and other drops, mean reward gap, `sample_reward_mean` the mean reward of every sample
+(the sampling policy's quality: round-over-round progress in online DPO), and for bradley_terry /
+judge the agreement of the labels with the reward ordering). A crashed run is simply redone.
 """
 
 from __future__ import annotations
@@ -175,6 +176,9 @@ def make_pairs(groups: list, config: PairsConfig, judge=None, seed: int = 0) -> 
     gaps = [r["chosen_reward"] - r["rejected_reward"] for r in out_rows]
     counts["pairs"] = len(out_rows)
     counts["mean_gap"] = sum(abs(g) for g in gaps) / len(gaps) if gaps else float("nan")
+    scores = [c.reward for g in groups for c in g.candidates if c.reward is not None]
+    # the sampling policy's own mean reward: online DPO's round-over-round progress
+    counts["sample_reward_mean"] = sum(scores) / len(scores) if scores else float("nan")
     ordered = [g for g in gaps if g != 0]
     counts["reward_agreement"] = sum(g > 0 for g in ordered) / len(ordered) if ordered else float("nan")
     return out_rows, counts

@@ -13,5 +13,9 @@ from pathlib import Path
 
 EMBEDDED_NAME = "embedded"
 EMBEDDED_MODEL_DIR: Path = Path(__file__).resolve().parent / "model"
+# The embedded model fine-tuned as a pairwise sentiment judge (bfloat16), for RLAIF and best-of-n with
+# a judge: `model=embedded-judge`; made by scripts/train_embedded_judge.py (posttrain.tasks.sentiment_judge).
+EMBEDDED_JUDGE_DIR: Path = Path(__file__).resolve().parent / "judge"
+SHIPPED = {EMBEDDED_NAME: EMBEDDED_MODEL_DIR, "embedded-judge": EMBEDDED_JUDGE_DIR}
 
-__all__ = ["EMBEDDED_MODEL_DIR", "EMBEDDED_NAME"]
+__all__ = ["EMBEDDED_JUDGE_DIR", "EMBEDDED_MODEL_DIR", "EMBEDDED_NAME", "SHIPPED"]

@@ -22,11 +22,12 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 
 def resolve_model_path(name: str) -> str:
-    """'embedded' -> the model shipped in the package; an existing directory -> itself; else a hub id."""
-    if name == "embedded":
-        from posttrain.embedded import EMBEDDED_MODEL_DIR
+    """'embedded' / 'embedded-judge' -> the models shipped in the package; an existing directory -> itself;
+    else a hub id."""
+    from posttrain.embedded import SHIPPED
 
-        return str(EMBEDDED_MODEL_DIR)
+    if name in SHIPPED:
+        return str(SHIPPED[name])
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():

@@ -9,10 +9,10 @@
 from __future__ import annotations
 
 from posttrain.errors import UserError
-from posttrain.tasks import arithmetic, sentiment
+from posttrain.tasks import arithmetic, sentiment, sentiment_judge
 from posttrain.tasks.base import Task, completion_text
 
-TASKS: dict[str, Task] = {arithmetic.TASK.name: arithmetic.TASK, sentiment.TASK.name: sentiment.TASK}
+TASKS: dict[str, Task] = {task.name: task for task in (arithmetic.TASK, sentiment.TASK, sentiment_judge.TASK)}
 
 
 def get_task(name: str) -> Task:
