@@ -15,8 +15,16 @@ judge's default template; the answer is the letter of the more positive one by t
      reward; the same for the untrained embedded model as the judge (chance);
   4. saves the judge in bfloat16 (half the size; judging runs in float32 after loading).
 
-Measured 2026-11-21 on the 2-core CPU VM (torch 2.13.0+cpu, 2 threads), seed 0, defaults: see the
-numbers printed at the end, copied here after the run.
+Measured 2026-11-21 on the 2-core CPU VM (torch 2.13.0+cpu, 2 threads), seed 0, defaults (600 steps,
+lr 1e-3, ~2 epochs of the 5,000 training pairs), 8.1 min in all (SFT 7.6 min); OUT/summary.json:
+
+                                       untrained embedded   embedded-judge
+  greedy verdict accuracy (test split)        0.000            0.835      (the untrained model never answers a letter)
+  RLAIF label agreement with gold             0.490            0.687      (300 sampled pairs, position swap, logprob)
+
+The sampled pairs include near-ties (no gap filter), which is why agreement there is lower than on
+the task's clear-winner test split. scripts/judge_agreement.py trains a judge on its own shorter
+template for comparison (0.750 on its held-out pairs).
 """
 
 from __future__ import annotations

@@ -1,15 +1,16 @@
 """Constitutional AI's supervised stage: sample, critique against a principle, revise, SFT.
 
-The embedded model cannot really follow critique instructions, so these tests check the machinery:
-the exact requests built, how many generations run, which principle is drawn, the SFT data, and
-that the SFT run trains and final/ loads."""
+The embedded model cannot really follow critique instructions, so the revisions are not better
+reviews; these tests check the machinery (the exact requests built, how many generations run, which
+principle is drawn, the SFT data) and the stage's own metric: after SFT the policy assigns its
+revisions a lower NLL, i.e. it now writes the revised answers directly, and final/ loads."""
 
 import json
 import random
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from conftest import run_cli
 from posttrain.algorithms.constitution import ConstitutionConfig, Generator, critique_and_revise, sft_rows
@@ -102,6 +103,20 @@ def test_bad_principles_file_is_a_one_line_error(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1 and "principles file" in result.stderr
 
 
+def _completion_nll(model, tokenizer, rows) -> float:
+    """Token-mean NLL of each row's completion after its chat-templated prompt, by a plain forward."""
+    total, count = 0.0, 0
+    for row in rows:
+        prompt = tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True, return_dict=False)
+        full = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=True, return_dict=False)
+        assert full[:len(prompt)] == prompt
+        with torch.no_grad():
+            logits = model(torch.tensor([full])).logits[0, len(prompt) - 1:-1]
+        total += torch.nn.functional.cross_entropy(logits, torch.tensor(full[len(prompt):]), reduction="sum").item()
+        count += len(full) - len(prompt)
+    return total / count
+
+
 def test_cli_runs_critique_revision_and_sft_final_loads_and_resume_reuses_generations(tmp_path):
     principles = tmp_path / "constitution.yaml"
     principles.write_text("- Is the review rude?\n- Is the review false?\n")
@@ -132,6 +147,9 @@ def test_cli_runs_critique_revision_and_sft_final_loads_and_resume_reuses_genera
     base = load_causal_lm("embedded")
     moved = [not torch.equal(a, b) for a, b in zip(trained.state_dict().values(), base.state_dict().values())]
     assert any(moved)
+    # The stage's metric: SFT moved the policy toward its own revisions (their NLL fell).
+    tokenizer = AutoTokenizer.from_pretrained(out / "final")
+    assert _completion_nll(trained, tokenizer, sft_data) < _completion_nll(base, tokenizer, sft_data) - 0.05
     assert not (out / "final.tmp").exists()
 
     # A crashed run (no final/) resumed with the same settings reuses the finished generations.

@@ -30,7 +30,9 @@ def _body(model):
 
 def supports(model) -> bool:
     body, base = _body(model)
-    if body is None or type(body).__name__ not in _SUPPORTED or getattr(base, "is_gradient_checkpointing", False):
+    if body is None or type(body).__name__ not in _SUPPORTED:
+        return False
+    if any(getattr(m, "gradient_checkpointing", False) for m in base.modules()):  # any transformers version, no warning
         return False
     config = base.config
     layer_types = getattr(config, "layer_types", None) or ["full_attention"]

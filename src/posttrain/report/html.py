@@ -10,7 +10,8 @@ from posttrain.report import plots
 from posttrain.report.collect import RL_STAGES, ReportData, reward_kl_from_evaluations, reward_kl_points
 
 SUMMARY_KEYS = ("loss", "eval_loss", "reward/mean", "kl/k1", "kl", "entropy", "completion/mean_length", "accuracy",
-                "eval_accuracy", "rewards/accuracies", "rewards/margins", "eval_rewards/accuracies")
+                "eval_accuracy", "rewards/accuracies", "rewards/margins", "eval_rewards/accuracies",
+                "pairs", "sample_reward_mean", "reward_agreement", "kept", "kept_fraction")  # the last: pairs / rejection stages
 EVAL_KEYS = ("score", "pass@1", "mean_length", "truncation_rate", "num_prompts", "num_samples")
 MAX_SAMPLE_PROMPTS = 8
 

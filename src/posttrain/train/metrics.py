@@ -1,7 +1,7 @@
 """`metrics.jsonl` (one JSON object per logged step, always with `step`) and the console display.
 
-Only rank 0 writes. On a terminal a tqdm progress bar shows the latest loss; otherwise (a log
-file, CI) every logged record is printed as one plain line.
+Only rank 0 writes. On a terminal a tqdm progress bar shows the latest loss (and reward, KL); otherwise
+(a log file, CI) every logged record is printed as one plain line of its headline metrics.
 """
 
 from __future__ import annotations
@@ -39,8 +39,16 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def format_record(record: dict) -> str:
-    return "  ".join(f"{k} {_fmt(v)}" for k, v in record.items())
+# What the console shows of a record (every key still goes to metrics.jsonl): the numbers a person
+# watches during a run. PPO logs ~40 keys a step; a line of all of them is unreadable.
+HEADLINE = ("loss", "reward/mean", "kl/k1", "accuracy", "rewards/accuracies", "margin", "rewards/margins", "entropy",
+            "completion/mean_length", "grad_norm", "lr")
+
+
+def format_record(record: dict, headline_only: bool = False) -> str:
+    shown = {k: v for k, v in record.items()
+             if not headline_only or k in HEADLINE or k.startswith("eval_") or k == "epoch"}
+    return "  ".join(f"{k} {_fmt(v)}" for k, v in shown.items())
 
 
 class MetricsWriter:
@@ -64,12 +72,13 @@ class MetricsWriter:
         self.file.write(json.dumps(clean) + "\n")
         self.file.flush()
         if self.bar is not None:
-            shown = {k: _fmt(v) for k, v in record.items() if k in ("loss", "eval_loss", "lr", "grad_norm")}
+            shown = {k: _fmt(v) for k, v in record.items() if k in HEADLINE[:5] or k == "eval_loss"}
             self.bar.set_postfix(shown, refresh=False)
-            if "eval_loss" in record:
-                self.bar.write(format_record(record))
+            if any(k.startswith("eval_") for k in record):
+                self.bar.write(format_record(record, headline_only=True))
         else:
-            print(f"[{record.get('step', '?')}/{self.total_steps}] " + format_record(record), file=self.stream, flush=True)
+            line = format_record(record, headline_only=True)
+            print(f"[{record.get('step', '?')}/{self.total_steps}] {line}", file=self.stream, flush=True)
 
     def advance(self, step: int) -> None:
         if self.bar is not None:
