@@ -99,12 +99,13 @@ def test_dpo_recipe_runs_with_no_files(tmp_path):
 
     overrides = [f"output_dir={tmp_path / 'run'}", "defaults.device=cpu",
                  "sft.max_steps=2", "sft.batch_size=4", "pairs.prompts=8", "pairs.eval_prompts=4", "pairs.max_new_tokens=12",
-                 "dpo.max_steps=2", "dpo.batch_size=4", "dpo.logging_steps=1"]
+                 "dpo.max_steps=2", "dpo.batch_size=4", "dpo.logging_steps=1", "compare.prompts=4", "compare.max_new_tokens=12"]
     records = run_pipeline(load_pipeline("dpo", overrides), log=lambda *a, **k: None)
-    assert [r["status"] for r in records] == ["done"] * 3 and records[1]["metrics"]["pairs"] > 0
+    assert [r["status"] for r in records] == ["done"] * 4 and records[1]["metrics"]["pairs"] > 0
     assert (tmp_path / "run" / "dpo" / "final").is_dir()
+    assert (tmp_path / "run" / "compare" / "final" / "evaluations.jsonl").is_file()
     again = run_pipeline(load_pipeline("dpo", overrides), log=lambda *a, **k: None)
-    assert [r["status"] for r in again] == ["skipped"] * 3  # the pairs stage counts as finished
+    assert [r["status"] for r in again] == ["skipped"] * 4  # the pairs and compare stages count as finished
 
 
 def test_judge_labels_follow_the_judge_and_keep_rewards_with_their_text():

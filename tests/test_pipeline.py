@@ -130,17 +130,20 @@ def test_shipped_recipes_validate(tmp_path):
     assert set(recipes()) >= {"instructgpt", "dpo", "rs_dpo", "online_dpo", "rlaif", "r1zero"}
     out = str(tmp_path / "x")
     igpt = load_pipeline("instructgpt", [f"output_dir={out}"])  # needs no files: a pairs stage samples them
-    assert [(s.name, s.stage) for s in igpt.stages] == [("sft", "sft"), ("pairs", "pairs"), ("rm", "rm"), ("ppo", "ppo")]
-    pairs, rm, ppo = (s.config for s in igpt.stages[1:])
+    assert [(s.name, s.stage) for s in igpt.stages] == [("sft", "sft"), ("pairs", "pairs"), ("rm", "rm"), ("ppo", "ppo"),
+                                                         ("compare", "compare")]
+    pairs, rm, ppo, compare = (s.config for s in igpt.stages[1:])
+    assert compare.policies == [f"ppo={out}/ppo/final"] and compare.selector_funcs == [f"reward_model:path={out}/rm/final"]
     assert pairs.model == rm.model == ppo.model == f"{out}/sft/final" and pairs.labels == "bradley_terry"
     assert rm.dataset == f"{out}/pairs/final/pairs.jsonl"
     assert ppo.reward_model == f"{out}/rm/final" and ppo.kl_coef == 0.02  # the instructgpt preset
     dpo = load_pipeline("dpo")
-    assert [s.stage for s in dpo.stages] == ["sft", "pairs", "dpo"] and dpo.stages[2].config.model == "runs/dpo/sft/final"
+    assert [s.stage for s in dpo.stages] == ["sft", "pairs", "dpo", "compare"] and dpo.stages[2].config.model == "runs/dpo/sft/final"
     rs = load_pipeline("rs_dpo").stages[1].config
     assert (rs.selection, rs.labels, rs.num_samples) == ("max_gap", "hard", 4)
     online = load_pipeline("online_dpo").stages
-    assert [s.stage for s in online] == ["sft", "pairs", "dpo", "pairs", "dpo"]
+    assert [s.stage for s in online] == ["sft", "pairs", "dpo", "pairs", "dpo", "compare"]
+    assert online[5].config.policies == ["dpo_round1=runs/online_dpo/dpo1/final", "dpo_round2=runs/online_dpo/dpo2/final"]
     assert online[3].config.model == online[4].config.model == "runs/online_dpo/dpo1/final"
     rlaif = load_pipeline("rlaif", ["judge_model=J"]).stages[1].config
     assert rlaif.labels == "judge" and rlaif.judge == "pairwise_judge:model=J:method=logprob"
