@@ -80,6 +80,32 @@ def test_precomputed_reference_and_padding_equal_the_default_and_are_cached(tiny
     assert runs["precompute"][0]["loss"] == pytest.approx(math.log(2), abs=1e-5)
 
 
+@pytest.mark.parametrize("source", ["copy", "precompute"])
+def test_reference_from_another_model_path_enters_the_loss(tiny_llama, pairs, tmp_path, source):
+    """Iterative DPO keeping the SFT model as π_ref: ref_model_path's log-probs, not the policy's."""
+    ref_dir = tmp_path / "ref"
+    reference = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    with torch.no_grad():
+        for p in reference.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    reference.save_pretrained(ref_dir)
+    tokenizer = load_tokenizer(tiny_llama)
+    config = dpo_config(model=tiny_llama, dataset=pairs[0], output_dir=str(tmp_path / "run"), ref_model=source,
+                        ref_model_path=str(ref_dir), packing=False)
+    examples = load_examples(tokenizer, pairs[0], None, config, "train")[:4]
+    policy = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+    algorithm = DPO(config, tokenizer.pad_token_id, precompute_sets=[examples])
+    algorithm.setup(policy)
+    batch = algorithm.collate(examples)
+    with torch.no_grad():
+        loss, _ = algorithm.loss(policy, batch)
+        pol = sequence_logprobs(policy, **model_inputs(batch)).sums.split(4)
+        ref = sequence_logprobs(reference.eval(), **model_inputs(batch)).sums.split(4)
+    margin = (pol[0] - ref[0]) - (pol[1] - ref[1])
+    assert float(loss) == pytest.approx(float(-torch.nn.functional.logsigmoid(0.1 * margin).sum()), abs=1e-4)
+    assert float(loss) != pytest.approx(4 * math.log(2), abs=1e-3)  # not the policy as its own reference
+
+
 def test_lora_reference_is_the_adapter_disabled_base(tiny_llama, pairs, tmp_path):
     config = dpo_config(model=tiny_llama, dataset=pairs[0], output_dir=str(tmp_path / "lora"), max_steps=3, lora=True, lora_r=4)
     algorithm_seen = {}

@@ -144,6 +144,9 @@ def test_shipped_recipes_validate(tmp_path):
     online = load_pipeline("online_dpo").stages
     assert [s.stage for s in online] == ["sft", "pairs", "dpo", "pairs", "dpo", "compare"]
     assert online[5].config.policies == ["dpo_round1=runs/online_dpo/dpo1/final", "dpo_round2=runs/online_dpo/dpo2/final"]
+    assert online[4].config.ref_model_path is None  # the reference is refreshed: round 2's starts as the round-1 policy
+    fixed = load_pipeline("online_dpo", ["dpo2.ref_model_path=${sft.final}"]).stages[4].config
+    assert fixed.ref_model_path == "runs/online_dpo/sft/final"
     assert online[3].config.model == online[4].config.model == "runs/online_dpo/dpo1/final"
     rlaif = load_pipeline("rlaif", ["judge_model=J"]).stages[1].config
     assert rlaif.labels == "judge" and rlaif.judge == "pairwise_judge:model=J:method=logprob"

@@ -12,8 +12,9 @@ the `loss_type` entries (losses/preference.py holds every equation); the step's 
 over all pairs of the global batch.
 
 The reference policy (`ref_model`): a frozen copy of the starting model, the adapter-disabled base
-under LoRA, or log-probs precomputed once and cached (`precompute`). Reference-free losses (simpo,
-orpo, cpo, sft alone) use none.
+under LoRA, or log-probs precomputed once and cached (`precompute`); `ref_model_path` takes it from
+another model instead (iterative DPO with a fixed SFT reference). Reference-free losses (simpo, orpo,
+cpo, sft alone) use none.
 
 Logged: `rewards/chosen` and `rewards/rejected` (the implicit rewards β·log π_θ/π_ref; β·log π_θ
 for reference-free losses), `rewards/margins`, `rewards/accuracies` (share of pairs whose chosen
@@ -34,7 +35,7 @@ from posttrain.errors import ConfigError, DataError
 from posttrain.losses.preference import LOSSES, REFERENCE_FREE, SOFT_LABELS, PairLogps, PreferenceParams, preference_loss
 from posttrain.models.loading import load_tokenizer, resolve_device
 from posttrain.models.logprobs import sequence_logprobs
-from posttrain.models.reference import CACHE_NAME, ReferencePolicy, cache_key, precompute
+from posttrain.models.reference import CACHE_NAME, ReferencePolicy, cache_key, load_reference, precompute
 from posttrain.options import TrainOptions
 from posttrain.train import distributed
 from posttrain.train.loop import Algorithm, train_offline
@@ -53,6 +54,7 @@ class DPOConfig(TrainOptions):
     orpo_lambda: float = option(0.1, "λ: weight of ORPO's odds-ratio term against its SFT term.")
     discopop_tau: float = option(0.05, "τ: DiscoPOP's gate temperature.")
     ref_model: str = option("copy", "Reference policy: a frozen copy (the adapter-disabled base under LoRA), or precompute its log-probs once and cache them.", choices=("copy", "precompute"))
+    ref_model_path: str | None = option(None, "Take the reference from this model instead of the starting one (iterative DPO: keep the SFT model as the reference every round); null: the starting model.")
     precompute_batch_size: int = option(16, "Pairs per forward pass when precomputing reference log-probs.")
     packing: bool = option(True, "Lay each pair out as its prompt once, then chosen and rejected, with no padding and attention per sequence (the same log-probs as padded batches; sdpa / eager models, others pad).")
     invalid_pairs: str = option("error", "Pairs with identical or empty sides, or differing prompts: error, or drop them (counted in the log).", choices=INVALID_PAIR_POLICIES)
@@ -109,14 +111,16 @@ class DPO(Algorithm):
         self.packed = self.config.packing and use_shared_prefix_attention(model)
         if self.config.reference_free:
             return
+        path = self.config.ref_model_path
         if self.config.ref_model == "copy":
-            self.reference = ReferencePolicy(model)
+            self.reference = ReferencePolicy(model, path)
             return
         examples = [ex for group in self.precompute_sets for ex in group]
-        key = cache_key(self.config.model, examples, ("prompt_ids", "chosen_ids", "chosen_mask", "rejected_ids", "rejected_mask"))
+        key = cache_key(path or self.config.model, examples, ("prompt_ids", "chosen_ids", "chosen_mask", "rejected_ids", "rejected_mask"))
         device = resolve_device(self.config.device)
-        model.to(device)
-        precompute(model, examples, self.collate, _score_reference, self.config.precompute_batch_size,
+        scorer = load_reference(path, model) if path else model
+        scorer.to(device)
+        precompute(scorer, examples, self.collate, _score_reference, self.config.precompute_batch_size,
                    Path(self.config.output_dir) / CACHE_NAME, key, device, write_cache=distributed.is_main())
 
     def collate(self, items: list[dict]) -> dict:

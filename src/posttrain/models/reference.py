@@ -9,6 +9,10 @@ Three sources, chosen by `ref_model`:
   before the first step, cached in `output_dir/reference_logps.pt`, and read from the batch;
   no reference forward pass runs during training, and a resumed run reads the cache.
 - `none`: reference-free losses (SimPO, ORPO, CPO) need no reference at all.
+
+With `ref_model_path` (DPO) the reference is another model loaded from that path instead of the
+starting policy, for `copy` and `precompute` alike: iterative DPO can keep the SFT model as π_ref in
+every round instead of refreshing it to the previous round's policy.
 """
 
 from __future__ import annotations
@@ -28,13 +32,25 @@ REFERENCE_SOURCES = ("copy", "precompute", "none")
 CACHE_NAME = "reference_logps.pt"
 
 
-class ReferencePolicy:
-    """Reference log-probs for a batch, from a frozen copy or the adapter-disabled base."""
+def load_reference(path: str, policy):
+    """A frozen reference loaded from `path` (e.g. online DPO keeping the SFT model as π_ref every round)."""
+    from posttrain.models.loading import load_causal_lm
 
-    def __init__(self, policy):
-        self.use_adapters_off = is_peft(policy)
+    dtype = {torch.bfloat16: "bfloat16", torch.float16: "float16"}.get(next(policy.parameters()).dtype, "float32")
+    model = load_causal_lm(path, dtype).eval()
+    model.requires_grad_(False)
+    return model
+
+
+class ReferencePolicy:
+    """Reference log-probs for a batch: a frozen copy, the adapter-disabled base, or a model from `path`."""
+
+    def __init__(self, policy, path: str | None = None):
+        self.use_adapters_off = is_peft(policy) and path is None
         self.frozen = None
-        if not self.use_adapters_off:
+        if path is not None:
+            self.frozen = load_reference(path, policy)
+        elif not self.use_adapters_off:
             self.frozen = copy.deepcopy(policy).eval()
             self.frozen.requires_grad_(False)
 
