@@ -103,7 +103,7 @@ def test_rlaif_judge_labels_agree_with_gold_and_the_rm_learns_them(rlaif_run):
 
 def test_rlaif_ppo_raises_the_gold_reward(rlaif_run):
     _, policies, _ = rlaif_run
-    assert policies["ppo"]["reward"] > policies["sft"]["reward"] + 0.06, policies  # measured 0.498 -> 0.675
+    assert policies["ppo"]["reward"] > policies["sft"]["reward"] + 0.06, policies  # measured 0.498 -> 0.675 (KL 4.4)
     assert policies["ppo"]["win_rate"] > 0.6
 
 
