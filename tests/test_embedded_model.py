@@ -43,13 +43,14 @@ def test_embedded_judge_picks_the_more_positive_review_of_unseen_films():
 
     assert next(load_causal_lm("embedded-judge").parameters()).dtype == torch.float32  # bf16 on disk, judged in fp32
     rows = get_task("sentiment_judge").rows("test", 100)
-    judge = pairwise_judge(model="embedded-judge", method="logprob")
-    p_a = judge.preferences([review_prompt(r["title"]) for r in rows], [r["review_a"] for r in rows], [r["review_b"] for r in rows])
-    accuracy = sum((p > 0.5) == (r["answer"] == "A") for p, r in zip(p_a, rows)) / len(rows)
-    base = pairwise_judge(method="logprob")  # the untrained embedded model
-    p_base = base.preferences([review_prompt(r["title"]) for r in rows], [r["review_a"] for r in rows], [r["review_b"] for r in rows])
-    base_accuracy = sum((p > 0.5) == (r["answer"] == "A") for p, r in zip(p_base, rows)) / len(rows)
-    assert accuracy >= 0.75 and base_accuracy < 0.65, (accuracy, base_accuracy)
+    prompts, first, second = [review_prompt(r["title"]) for r in rows], [r["review_a"] for r in rows], [r["review_b"] for r in rows]
+
+    def accuracy(model: str) -> float:
+        p_first = pairwise_judge(model=model, method="logprob").preferences(prompts, first, second)
+        return sum((p > 0.5) == (r["answer"] == "A") for p, r in zip(p_first, rows)) / len(rows)
+
+    trained, base = accuracy("embedded-judge"), accuracy("embedded")  # base: the untrained embedded model
+    assert trained >= 0.75 and base < 0.65, (trained, base)
 
 
 def test_special_tokens_distinct(tok, model):

@@ -19,6 +19,7 @@ DEFAULT_CHAT_TEMPLATE = (
 )
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
+WEIGHT_DTYPES = ("float32", "bfloat16", "float16")  # a concrete dtype (no "auto"): for models loaded beside the policy
 
 
 def resolve_model_path(name: str) -> str:

@@ -34,9 +34,9 @@ CACHE_NAME = "reference_logps.pt"
 
 def load_reference(path: str, policy):
     """A frozen reference loaded from `path` (e.g. online DPO keeping the SFT model as π_ref every round)."""
-    from posttrain.models.loading import load_causal_lm
+    from posttrain.models.loading import DTYPES, WEIGHT_DTYPES, load_causal_lm
 
-    dtype = {torch.bfloat16: "bfloat16", torch.float16: "float16"}.get(next(policy.parameters()).dtype, "float32")
+    dtype = next((name for name in WEIGHT_DTYPES if DTYPES[name] == next(policy.parameters()).dtype), "float32")
     model = load_causal_lm(path, dtype).eval()
     model.requires_grad_(False)
     return model

@@ -242,10 +242,9 @@ def _number(x: float) -> str:
 
 
 def _load(model: str, device: str, dtype: str):
-    from posttrain.models.loading import DTYPES, load_causal_lm, load_tokenizer, resolve_device
+    from posttrain.models.loading import WEIGHT_DTYPES, load_causal_lm, load_tokenizer, resolve_device
 
-    if dtype not in DTYPES or dtype == "auto":
-        raise ConfigError(f"judge: dtype must be one of float32, bfloat16, float16, got {dtype!r}")
+    check_choice("judge", "dtype", dtype, WEIGHT_DTYPES)
     tokenizer = load_tokenizer(str(model))
     lm = load_causal_lm(str(model), dtype=dtype, device=resolve_device(device))
     lm.requires_grad_(False)

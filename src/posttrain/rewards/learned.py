@@ -28,6 +28,7 @@ import math
 from pathlib import Path
 
 from posttrain.errors import ConfigError
+from posttrain.rewards.registry import check_choice
 
 
 class RunningMoments:
@@ -90,13 +91,12 @@ def check_reward_model_dir(path: str) -> None:
 def reward_model(path: str, device: str = "cpu", dtype: str = "float32", batch_size: int = 16,
                  normalize: bool = False, clip: float | None = None, offset: bool = True):
     """Score each (prompt, completion) with the reward model at `path` (see the module docstring)."""
-    from posttrain.models.loading import DTYPES, load_tokenizer, resolve_device
+    from posttrain.models.loading import WEIGHT_DTYPES, load_tokenizer, resolve_device
     from posttrain.models.reward_model import load_reward_model, score_texts
 
     if not isinstance(path, str) or not path:
         raise ConfigError("reward_model needs path=DIR: the final/ directory of a `posttrain rm` run")
-    if dtype not in DTYPES or dtype == "auto":
-        raise ConfigError(f"reward_model: dtype must be one of float32, bfloat16, float16, got {dtype!r}")
+    check_choice("reward_model", "dtype", dtype, WEIGHT_DTYPES)
     if int(batch_size) < 1:
         raise ConfigError(f"reward_model: batch_size must be >= 1, got {batch_size}")
     if clip is not None and not float(clip) > 0:
