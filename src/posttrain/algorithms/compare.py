@@ -36,12 +36,12 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from posttrain.config import option, to_yaml
+from posttrain.data.sources import draw_rows, write_jsonl
 from posttrain.errors import ConfigError, UserError
 
 REFERENCE_NAME = "sft"
@@ -174,14 +174,6 @@ def _flat(groups) -> list:
     return [(g.row, c) for g in groups for c in g.candidates]
 
 
-def _draw(rows: list[dict], count: int, seed: int) -> list[dict]:
-    return list(rows) if count == 0 or count >= len(rows) else random.Random(seed).sample(rows, count)
-
-
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-
-
 def _text(prompt) -> str:
     return prompt if isinstance(prompt, str) else str(prompt[-1].get("content", "")) if prompt else ""
 
@@ -204,7 +196,7 @@ def run_compare(config: CompareConfig) -> dict:
     if (root / "final").exists() and not config.overwrite_output_dir:
         raise ConfigError(f"output_dir {root} already holds a finished comparison; set overwrite_output_dir=true or choose another output_dir")
     split = config.dataset_split or ("test" if is_task_source(config.dataset) else None)
-    rows = _draw(load_rows(config.dataset, split), config.prompts, config.seed)
+    rows = draw_rows(load_rows(config.dataset, split), config.prompts, config.seed)
     if not rows or "prompt" not in rows[0]:
         raise UserError(f"{config.dataset}: compare needs rows with a 'prompt' column (plus any columns the rewards read)")
     gold = RewardFunctions.resolve(config.gold_funcs, config.dataset)
@@ -271,8 +263,8 @@ def run_compare(config: CompareConfig) -> dict:
     tmp = root / "final.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    _write_jsonl(tmp / "evaluations.jsonl", evaluations)
-    _write_jsonl(tmp / "samples.jsonl", shown)
+    write_jsonl(tmp / "evaluations.jsonl", evaluations)
+    write_jsonl(tmp / "samples.jsonl", shown)
     for name in ("evaluations.jsonl", "samples.jsonl"):  # where `posttrain report` looks
         shutil.copyfile(tmp / name, root / name)
     shutil.rmtree(root / "final", ignore_errors=True)

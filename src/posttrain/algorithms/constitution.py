@@ -27,12 +27,12 @@ in `posttrain.methods.critique`; `principles=`, `critique_template=`, `revision_
 from __future__ import annotations
 
 import json
-import random
 import shutil
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from posttrain.config import build_config, option, to_yaml
+from posttrain.data.sources import draw_rows, write_jsonl
 from posttrain.errors import ConfigError, UserError
 from posttrain.methods import critique as cq
 from posttrain.options import TrainOptions
@@ -147,14 +147,6 @@ def _sft_config(config: ConstitutionConfig, data_file: Path, out_dir: Path):
     return build_config(SFTConfig, shared)
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")  # whole or absent: resume trusts a file that exists
-    with tmp.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)
-
-
 def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
@@ -165,8 +157,7 @@ def _generate_records(config: ConstitutionConfig, principles, critique_template,
     rows = load_rows(config.dataset, config.dataset_split)
     if not rows or "prompt" not in rows[0]:
         raise UserError(f"{config.dataset}: constitution needs rows with a 'prompt' column")
-    if config.prompts and config.prompts < len(rows):
-        rows = random.Random(config.seed).sample(rows, config.prompts)
+    rows = draw_rows(rows, config.prompts, config.seed)
 
     import torch
 
@@ -195,8 +186,8 @@ def run_constitution(config: ConstitutionConfig) -> dict:
     else:
         data_file.unlink(missing_ok=True)
         records = _generate_records(config, principles, critique_template, revision_template)
-        _write_jsonl(run.root / "revisions.jsonl", records)
-        _write_jsonl(data_file, sft_rows(records))
+        write_jsonl(run.root / "revisions.jsonl", records)  # whole or absent: resume trusts a file that exists
+        write_jsonl(data_file, sft_rows(records))
     changed = sum(rec["final"] != rec["response"] for rec in records)
     print(f"constitution: {len(records)} prompts x {config.revisions} revision round(s); "
           f"{changed} final texts differ from the first response; SFT on the revisions")

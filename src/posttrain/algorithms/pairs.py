@@ -48,7 +48,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from posttrain.config import option, to_yaml
+from posttrain.data.sources import draw_rows, write_jsonl
 from posttrain.errors import ConfigError, UserError
+from posttrain.methods.best_of_n import completion_value
 from posttrain.options import ModelOptions
 
 SELECTIONS = ("first_two", "max_gap", "all_pairs")
@@ -124,12 +126,6 @@ def bradley_terry_first_wins(r1: float, r2: float, beta: float, rng: random.Rand
     return rng.random() < p
 
 
-def _side(text: str, conversational: bool):
-    from posttrain.methods.best_of_n import completion_value
-
-    return completion_value(text, conversational)
-
-
 def make_pairs(groups: list, config: PairsConfig, judge=None, seed: int = 0) -> tuple[list[dict], dict]:
     """Preference rows and counts from sampled PromptCandidates (see the module docstring)."""
     rng = random.Random(seed)
@@ -148,7 +144,7 @@ def make_pairs(groups: list, config: PairsConfig, judge=None, seed: int = 0) -> 
     if config.labels == "judge":
         from posttrain.rewards.rlaif import label_pairs
 
-        rows = [{"prompt": row["prompt"], "completions": [_side(a.text, isinstance(row["prompt"], list)), _side(b.text, isinstance(row["prompt"], list))],
+        rows = [{"prompt": row["prompt"], "completions": [completion_value(a.text, isinstance(row["prompt"], list)), completion_value(b.text, isinstance(row["prompt"], list))],
                  "_index": i} for i, (row, a, b) in enumerate(unlabelled)]
         labelled = label_pairs(judge, rows, ties="drop") if rows else []
         counts["ties"] += labelled.counts["ties"] if rows else 0
@@ -170,8 +166,8 @@ def make_pairs(groups: list, config: PairsConfig, judge=None, seed: int = 0) -> 
     out_rows = []
     for row, chosen, rejected in decided:
         conversational = isinstance(row["prompt"], list)
-        out_rows.append({"prompt": row["prompt"], "chosen": _side(chosen.text, conversational),
-                         "rejected": _side(rejected.text, conversational),
+        out_rows.append({"prompt": row["prompt"], "chosen": completion_value(chosen.text, conversational),
+                         "rejected": completion_value(rejected.text, conversational),
                          "chosen_reward": chosen.reward, "rejected_reward": rejected.reward})
     gaps = [r["chosen_reward"] - r["rejected_reward"] for r in out_rows]
     counts["pairs"] = len(out_rows)
@@ -182,16 +178,6 @@ def make_pairs(groups: list, config: PairsConfig, judge=None, seed: int = 0) -> 
     ordered = [g for g in gaps if g != 0]
     counts["reward_agreement"] = sum(g > 0 for g in ordered) / len(ordered) if ordered else float("nan")
     return out_rows, counts
-
-
-def _draw(rows: list[dict], count: int, seed: int) -> list[dict]:
-    return list(rows) if count == 0 or count >= len(rows) else random.Random(seed).sample(rows, count)
-
-
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    with path.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def run_pairs(config: PairsConfig) -> dict:
@@ -216,7 +202,7 @@ def run_pairs(config: PairsConfig) -> dict:
     eval_rows: list[dict] = []
     if config.eval_prompts:
         if config.eval_dataset:
-            eval_rows = _draw(load_rows(config.eval_dataset), config.eval_prompts, config.seed + 1)
+            eval_rows = draw_rows(load_rows(config.eval_dataset), config.eval_prompts, config.seed + 1)
         elif is_task_source(config.dataset):
             eval_rows = load_rows(f"task:{parse_task_source(config.dataset)[0]}:test:{config.eval_prompts}")
         else:
@@ -232,7 +218,7 @@ def run_pairs(config: PairsConfig) -> dict:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     metrics: dict = {}
-    for name, prompt_rows, offset in (("pairs", _draw(rows, config.prompts, config.seed), 0), ("eval_pairs", eval_rows, 1)):
+    for name, prompt_rows, offset in (("pairs", draw_rows(rows, config.prompts, config.seed), 0), ("eval_pairs", eval_rows, 1)):
         if name == "eval_pairs" and not prompt_rows:
             continue
         torch.manual_seed(config.seed + offset)
@@ -242,7 +228,7 @@ def run_pairs(config: PairsConfig) -> dict:
         out_rows, counts = make_pairs(groups, config, judge, seed=config.seed + offset)
         if not out_rows:  # an empty file would fail the next stage later and less clearly
             raise UserError(f"no {name} from {len(prompt_rows)} prompts ({counts}); raise num_samples or prompts, or lower min_gap")
-        _write_jsonl(tmp / f"{name}.jsonl", out_rows)
+        write_jsonl(tmp / f"{name}.jsonl", out_rows)
         metrics.update(counts if name == "pairs" else {f"eval_{k}": v for k, v in counts.items()})
     shutil.rmtree(root / "final", ignore_errors=True)
     tmp.rename(root / "final")

@@ -29,12 +29,12 @@ model.
 from __future__ import annotations
 
 import json
-import random
 import shutil
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from posttrain.config import build_config, option, to_yaml
+from posttrain.data.sources import draw_rows, write_jsonl
 from posttrain.errors import ConfigError, UserError
 from posttrain.methods.best_of_n import RULES, completion_value, mean_reward, sample_and_score, select_best
 from posttrain.options import TrainOptions
@@ -108,18 +108,10 @@ def _greedy_scores(model_path: str, config: RejectionConfig, tokenizer, rows: li
     return {name: report[name] for name in rewards.functions}
 
 
-def _draw_prompts(rows: list[dict], count: int, seed: int) -> list[dict]:
-    if count == 0 or count >= len(rows):
-        return list(rows)
-    return random.Random(seed).sample(rows, count)
-
-
 def _write_samples(path: Path, kept) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as f:
-        for row, cand in kept:
-            completion = completion_value(cand.text, isinstance(row["prompt"], list))
-            f.write(json.dumps({"prompt": row["prompt"], "completion": completion, "reward": cand.reward}, ensure_ascii=False) + "\n")
+    write_jsonl(path, [{"prompt": row["prompt"], "completion": completion_value(cand.text, isinstance(row["prompt"], list)),
+                        "reward": cand.reward} for row, cand in kept])
 
 
 def _sample_iteration(policy: str, config: RejectionConfig, tokenizer, rows: list[dict], rewards, k: int):
@@ -160,7 +152,7 @@ def run_rejection(config: RejectionConfig) -> dict:
     scores = _greedy_scores(policy, config, tokenizer, eval_rows, rewards) if eval_rows else {}
     record: dict = {}
     for k in range(1, config.iterations + 1):
-        prompts = _draw_prompts(rows, config.prompts_per_iteration, config.seed + k)
+        prompts = draw_rows(rows, config.prompts_per_iteration, config.seed + k)
         candidates = _sample_iteration(policy, config, tokenizer, prompts, rewards, k)
         kept = select_best(candidates, config.selection, min_reward=config.min_reward, threshold=config.threshold,
                            max_per_prompt=config.max_per_prompt)
