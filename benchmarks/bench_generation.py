@@ -21,7 +21,8 @@ Where ours wins: a lean decode step for Llama / Qwen2 (generation/lean_decode.py
 projections run through oneDNN with weights packed once per call, sampling without a full-vocab
 `multinomial` or sort, a KV cache written in place instead of re-concatenated every step, no mask
 rebuild, and dropping finished rows. Where it cannot: at the embedded model's size a step is bound
-by reading the weights and the fp32 KV cache from memory; `generate`'s step is only ~1.6x that.
+by streaming the weights and the fp32 KV cache through memory, and `generate`'s step is only ~1.6x
+that; benchmarks/generation_floors.py measures the matmuls' and attention's cost in the loop.
 
 `--model`: `embedded` (the package's embedded model, falling back to `random-llama` if it has not
 been built yet), `random-llama` (a random Llama: hidden 256, 4 layers, vocab `--vocab`, 11.4M parameters at
