@@ -32,7 +32,9 @@ def supports(model) -> bool:
     body, base = _body(model)
     if body is None or type(body).__name__ not in _SUPPORTED:
         return False
-    if any(getattr(m, "gradient_checkpointing", False) for m in base.modules()):  # any transformers version, no warning
+    # Checked per batch, so only where transformers sets the flag (the body, or each decoder layer in
+    # v5) rather than walking every module; reading the flag avoids the deprecated property's warning.
+    if any(getattr(m, "gradient_checkpointing", False) for m in (body, *body.layers)):
         return False
     config = base.config
     layer_types = getattr(config, "layer_types", None) or ["full_attention"]

@@ -43,6 +43,7 @@ def _fmt(value) -> str:
 # watches during a run. PPO logs ~40 keys a step; a line of all of them is unreadable.
 HEADLINE = ("loss", "reward/mean", "kl/k1", "accuracy", "rewards/accuracies", "margin", "rewards/margins", "entropy",
             "completion/mean_length", "grad_norm", "lr")
+BAR_KEYS = ("loss", "reward/mean", "kl/k1", "accuracy", "rewards/accuracies", "eval_loss")  # a progress bar's postfix
 
 
 def format_record(record: dict, headline_only: bool = False) -> str:
@@ -72,7 +73,7 @@ class MetricsWriter:
         self.file.write(json.dumps(clean) + "\n")
         self.file.flush()
         if self.bar is not None:
-            shown = {k: _fmt(v) for k, v in record.items() if k in HEADLINE[:5] or k == "eval_loss"}
+            shown = {k: _fmt(v) for k, v in record.items() if k in BAR_KEYS}
             self.bar.set_postfix(shown, refresh=False)
             if any(k.startswith("eval_") for k in record):
                 self.bar.write(format_record(record, headline_only=True))
