@@ -28,7 +28,7 @@ Measured 2026-11-21 on the otherwise idle 2-core AMD EPYC VM, embedded model (3.
 
 Both sides' losses agree at every step (0.6931 at step 1, 0.5453 over the last 5). Where the speed
 comes from: each pair's prompt is computed once for chosen and rejected, nothing is padded
-(train/shared_prefix.py; TRL 1.16's `padding_free` is disabled for DPO), and the output head and
+(data/shared_prefix.py, models/shared_prefix_attention.py; TRL 1.16's `padding_free` is disabled for DPO), and the output head and
 log-softmax run only where a completion token is predicted (TRL computes log-probs, entropy and
 mean logits at every position, for the reference too).
 """

@@ -144,7 +144,7 @@ def timed_steps(args) -> range:
 def run_posttrain(model_dir: str, data_file: str, trainer: str, beta: float, args, workdir: Path) -> dict:
     from posttrain.algorithms.grpo import GRPO, PRESETS, GRPOConfig
     from posttrain.config import build_config
-    from posttrain.data.sources import load_rows
+    from posttrain.tasks.sources import load_rows
     from posttrain.models.loading import load_causal_lm, load_tokenizer
     from posttrain.online.source import OnlineSource
     from posttrain.rewards import RewardFunctions

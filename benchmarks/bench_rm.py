@@ -39,7 +39,7 @@ The per-step losses of all three agree to ~1e-7: same pairs, same order, same he
 same objective. Where the speed comes from, the model being small and the work matmuls and
 memory-bound element-wise ops, both proportional to the positions computed:
 - packing: each prompt is computed once for both completions and nothing is padded, 114 instead of
-  174 positions per pair (train/shared_prefix.py);
+  174 positions per pair (data/shared_prefix.py);
 - the pooled last layer (models/last_layer.py): the score is read at one position per sequence,
   so the last decoder layer computes queries, attention, MLP and norms only there (its keys and
   values everywhere), about a fifth of a 4-layer model's work. This alone makes the padded run 1.24x.

@@ -30,7 +30,7 @@ shipped yet, so a random Llama of its shape stood in):
 (Per-step losses of the two agree to 1e-7 relative: same packed rows, same order, same objective.)
 Where the speed comes from: TRL's padding-free batch is one flattened row whose attention costs
 (batch x max_length)^2 under sdpa's block mask; posttrain keeps rows of max_length and runs causal
-attention per packed example (train/packed_attention.py), computes logits only where labels are,
+attention per packed example (models/packed_attention.py), computes logits only where labels are,
 and has no Trainer overhead (TRL also computes entropy and token accuracy every step).
 """
 
@@ -137,7 +137,8 @@ def run_posttrain(model_dir: str, data_file: str, args, workdir: Path) -> dict:
     from posttrain.algorithms.sft import SFT, SFTConfig, as_rows, load_examples
     from posttrain.config import build_config
     from posttrain.models.loading import load_causal_lm, load_tokenizer
-    from posttrain.train.loop import OfflineSource, train
+    from posttrain.data.steps import OfflineSource
+    from posttrain.train.loop import train
 
     config = build_config(SFTConfig, dict(
         model=model_dir, dataset=data_file, output_dir=str(workdir / "posttrain-run"), overwrite_output_dir=True,

@@ -74,7 +74,7 @@ def parse_args():
 
 def training_rows(n: int, min_gap: float, seed: int) -> list[dict]:
     """SFT rows: the filled template as the user turn, the letter of the more positive review as the answer."""
-    from posttrain.rewards.judge_templates import fill
+    from posttrain.data.judge_format import fill
     from posttrain.tasks import get_task
     from posttrain.tasks.sentiment import gold_reward, write_review
 

@@ -17,7 +17,7 @@ Measured 2026-11-21 on the 2-core CPU VM (torch 2.13.0+cpu, 2 threads), seed 0:
   accuracy from 29.0 % to 74.0 %.
 
 What it does, in order, all a pure function of --seed:
-  1. generates the synthetic corpus with the task code (posttrain.embedded.corpus): worked arithmetic
+  1. generates the synthetic corpus with the task code (posttrain.tasks.corpus): worked arithmetic
      of graded difficulty, some of it sloppy (slips carried through to a wrong answer; hard problems
      rarer than in the task), and movie reviews of every shade, as chat conversations drawn only from
      the train side of each task's split;
@@ -74,7 +74,7 @@ def build_init(args) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from posttrain.embedded.corpus import CorpusSpec, build_corpus
+    from posttrain.tasks.corpus import CorpusSpec, build_corpus
     from posttrain.embedded.tokenizer_build import build_tokenizer
 
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -132,7 +132,7 @@ def install(args, init: Path) -> None:
 
 
 def evaluate_base(args) -> dict:
-    from posttrain.eval.evaluate import evaluate
+    from posttrain.methods.heldout import evaluate
     from posttrain.models import load_causal_lm, load_tokenizer
     from posttrain.tasks import get_task
 

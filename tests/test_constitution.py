@@ -24,7 +24,7 @@ REVISION = "C<{critique}> R<{response}> P<{principle}>"
 
 @pytest.fixture(scope="module")
 def run_records():
-    from posttrain.data.sources import load_rows
+    from posttrain.tasks.sources import load_rows
 
     torch.set_num_threads(1)
     config = build_config(ConstitutionConfig, {"revisions": 2, "max_new_tokens": 24, "critique_max_new_tokens": 12,

@@ -15,7 +15,7 @@ from posttrain.data.pairs import collate_pairs
 from posttrain.config import build_config
 from posttrain.models.loading import load_tokenizer
 from posttrain.models.logprobs import sequence_logprobs
-from posttrain.train.shared_prefix import use_shared_prefix_attention
+from posttrain.models.shared_prefix_attention import use_shared_prefix_attention
 
 
 def dpo_config(**values) -> DPOConfig:

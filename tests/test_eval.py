@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM, LlamaConfig
 
 from posttrain.cli import main
-from posttrain.eval.evaluate import evaluate
+from posttrain.methods.heldout import evaluate
 from tiny_tokenizers import chatml_tokenizer, save_tokenizer
 
 SCORER = '''

@@ -2,7 +2,7 @@
 
 import pytest
 
-from posttrain.eval.metrics import ks_to_report, pass_at_k, summarize_scores
+from posttrain.methods.metrics import ks_to_report, pass_at_k, summarize_scores
 
 
 def test_pass_at_k_hand_values():

@@ -11,8 +11,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from posttrain.errors import ConfigError, UserError
 from posttrain.models.loading import load_causal_lm, load_tokenizer
 from posttrain.rewards import registry
-from posttrain.rewards.judge import PairwiseJudge, PointwiseJudge, pairwise_judge, parse_score, parse_verdict
-from posttrain.rewards.judge_templates import PAIRWISE_TEMPLATE, POINTWISE_TEMPLATE, fill, load_template
+from posttrain.data.judge_format import PAIRWISE_TEMPLATE, POINTWISE_TEMPLATE, fill, load_template, parse_score, parse_verdict
+from posttrain.rewards.judge import PairwiseJudge, PointwiseJudge, pairwise_judge
 from posttrain.rewards.rlaif import label_pairs
 
 PROMPT = [{"role": "user", "content": "What is 2 + 2?"}]

@@ -8,7 +8,8 @@ import torch
 from posttrain.models import last_layer
 from posttrain.models.loading import load_tokenizer
 from posttrain.models.reward_model import load_reward_model, sequence_rewards
-from posttrain.train.shared_prefix import pack_groups, use_shared_prefix_attention
+from posttrain.data.shared_prefix import pack_groups
+from posttrain.models.shared_prefix_attention import use_shared_prefix_attention
 
 
 def _groups(tok, seed: int = 1) -> list[list[list[int]]]:

@@ -13,7 +13,7 @@ from posttrain.algorithms.sft import check_packing_support, logits_at, run_sft
 from posttrain.data.collate import IGNORE_INDEX, collate_rows, pack_best_fit, pack_examples
 from posttrain.data.tokenize import tokenize_rows
 from posttrain.errors import UserError
-from posttrain.train.packed_attention import use_packed_attention
+from posttrain.models.packed_attention import use_packed_attention
 from posttrain.models.loading import load_tokenizer
 
 

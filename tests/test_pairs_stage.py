@@ -68,6 +68,7 @@ def test_bradley_terry_labels():
 
 def test_stage_writes_pairs_that_dpo_loads(tmp_path):
     from posttrain.data.pairs import load_pairs
+    from posttrain.data.readers import read_records
     from posttrain.models.loading import load_tokenizer
 
     out = tmp_path / "pairs"
@@ -80,7 +81,8 @@ def test_stage_writes_pairs_that_dpo_loads(tmp_path):
     assert rows[0]["chosen"][0]["role"] == "assistant"  # the sentiment task is conversational
     assert (out / "final" / "eval_pairs.jsonl").is_file() and (out / "config.yaml").is_file()
     assert json.loads((out / "metrics.jsonl").read_text())["pairs"] == metrics["pairs"]
-    examples, dropped = load_pairs(load_tokenizer("embedded"), str(out / "final" / "pairs.jsonl"), None,
+    pairs_file = str(out / "final" / "pairs.jsonl")
+    examples, dropped = load_pairs(load_tokenizer("embedded"), read_records(pairs_file), pairs_file,
                                    max_length=256, truncation=False)
     assert len(examples) == len(rows) and not dropped
     with pytest.raises(ConfigError, match="already holds finished pairs"):

@@ -48,7 +48,7 @@ def test_select_best_rejects_unknown_rule():
 
 
 def test_sample_and_score_groups_n_samples_and_matches_an_independent_check():
-    from posttrain.data.sources import load_rows
+    from posttrain.tasks.sources import load_rows
     from posttrain.generation import SamplingParams
     from posttrain.models.loading import load_causal_lm, load_tokenizer
     from posttrain.rewards import RewardFunctions

@@ -20,7 +20,8 @@ from posttrain.models.loading import load_tokenizer
 from posttrain.models.reward_model import (
     collate_sequences, load_reward_model, score_texts, sequence_rewards,
 )
-from posttrain.train.shared_prefix import last_index, pack_groups, use_shared_prefix_attention
+from posttrain.data.shared_prefix import last_index, pack_groups
+from posttrain.models.shared_prefix_attention import use_shared_prefix_attention
 from posttrain.train.loop import prepare_model
 
 

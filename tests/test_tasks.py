@@ -154,7 +154,7 @@ def test_sentiment_rows_have_a_spread_of_gold_rewards():
 def test_sentiment_judge_rows_ask_the_judges_question_and_answer_by_gold_reward():
     import re
 
-    from posttrain.rewards.judge_templates import PAIRWISE_TEMPLATE
+    from posttrain.data.judge_format import PAIRWISE_TEMPLATE
     from posttrain.tasks.sentiment import review_prompt
 
     task = get_task("sentiment_judge")

@@ -12,7 +12,8 @@ from conftest import final_weights, read_metrics, sft_config, sft_rows, without_
 from posttrain.algorithms.sft import SFT, as_rows, load_examples, run_sft
 from posttrain.errors import ConfigError, DataError
 from posttrain.models.loading import load_causal_lm, load_tokenizer
-from posttrain.train.loop import OfflineSource, Precision, StepSource, eval_batches, train
+from posttrain.data.steps import OfflineSource, StepSource
+from posttrain.train.loop import Precision, eval_batches, train
 from posttrain.train.schedule import lr_multiplier, warmup_steps_for
 
 

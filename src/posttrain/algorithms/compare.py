@@ -182,7 +182,7 @@ def run_compare(config: CompareConfig) -> dict:
     """Evaluate the reference, the policies and best-of-n; write output_dir (see the module docstring)."""
     import torch
 
-    from posttrain.data.sources import is_task_source, load_rows
+    from posttrain.tasks.sources import is_task_source, load_rows
     from posttrain.data.tokenize import tokenize_prompt
     from posttrain.generation import SamplingParams
     from posttrain.methods.best_of_n import sample_and_score

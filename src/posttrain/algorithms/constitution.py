@@ -152,7 +152,7 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 
 def _generate_records(config: ConstitutionConfig, principles, critique_template, revision_template) -> list[dict]:
-    from posttrain.data.sources import load_rows
+    from posttrain.tasks.sources import load_rows
 
     rows = load_rows(config.dataset, config.dataset_split)
     if not rows or "prompt" not in rows[0]:

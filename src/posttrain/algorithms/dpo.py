@@ -31,15 +31,16 @@ import torch
 
 from posttrain.config import option
 from posttrain.data.pairs import INVALID_PAIR_POLICIES, collate_pairs, load_pairs
+from posttrain.tasks.sources import load_rows
 from posttrain.errors import ConfigError, DataError
 from posttrain.losses.preference import LOSSES, REFERENCE_FREE, SOFT_LABELS, PairLogps, PreferenceParams, preference_loss
 from posttrain.models.loading import load_tokenizer, resolve_device
 from posttrain.models.logprobs import sequence_logprobs
 from posttrain.models.reference import CACHE_NAME, ReferencePolicy, cache_key, load_reference, precompute
 from posttrain.options import TrainOptions
-from posttrain.train import distributed
+import posttrain.ranks as ranks
 from posttrain.train.loop import Algorithm, train_offline
-from posttrain.train.shared_prefix import use_shared_prefix_attention
+from posttrain.models.shared_prefix_attention import use_shared_prefix_attention
 from posttrain.train.rundir import check_run_dir
 
 
@@ -121,7 +122,7 @@ class DPO(Algorithm):
         scorer = load_reference(path, model) if path else model
         scorer.to(device)
         precompute(scorer, examples, self.collate, _score_reference, self.config.precompute_batch_size,
-                   Path(self.config.output_dir) / CACHE_NAME, key, device, write_cache=distributed.is_main())
+                   Path(self.config.output_dir) / CACHE_NAME, key, device, write_cache=ranks.is_main())
 
     def collate(self, items: list[dict]) -> dict:
         return collate_pairs(items, self.pad_token_id, self.packed)
@@ -194,9 +195,9 @@ def orient_pairs(examples: list[dict], loss_types: list[str], source: str) -> li
 
 
 def load_examples(tokenizer, source: str, split: str | None, config: DPOConfig, what: str) -> list[dict]:
-    examples, dropped = load_pairs(tokenizer, source, split, max_length=config.max_length, truncation=config.truncation,
+    examples, dropped = load_pairs(tokenizer, load_rows(source, split), source, max_length=config.max_length, truncation=config.truncation,
                                    invalid_pairs=config.invalid_pairs)
-    if dropped and distributed.is_main():
+    if dropped and ranks.is_main():
         print(f"posttrain: {what}: dropped {sum(dropped.values())} pairs ({', '.join(f'{k}: {v}' for k, v in dropped.items())})")
     return orient_pairs(examples, config.loss_type, source)
 

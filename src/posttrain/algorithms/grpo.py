@@ -39,10 +39,11 @@ from posttrain.online.source import OnlineSource
 from posttrain.options import TrainOptions
 from posttrain.rewards import RewardFunctions
 from posttrain.rollout import LocalBackend
+import posttrain.ranks as ranks
 from posttrain.train import distributed
 from posttrain.train.loop import Algorithm, train
 from posttrain.train.rundir import check_run_dir
-from posttrain.train.shared_prefix import can_share_prefix
+from posttrain.models.shared_prefix_attention import can_share_prefix
 
 ADVANTAGES = ("grpo", "rloo", "reinforce", "reinforce_pp")
 LOSS_TYPES = ("grpo", "token_mean", "dr_grpo")
@@ -133,7 +134,7 @@ class GRPO(Algorithm):
     def setup(self, model) -> None:
         self.policy = model
         replica = None
-        if distributed.world_size() > 1:  # the policy will be sharded: sample from a full copy per process
+        if ranks.world_size() > 1:  # the policy will be sharded: sample from a full copy per process
             import copy
 
             replica = copy.deepcopy(model).eval()
@@ -233,7 +234,7 @@ class GRPO(Algorithm):
         """Greedy completions of the held-out prompts (`eval_dataset`), scored by the reward functions."""
         if not self.eval_rows:
             return {}
-        from posttrain.eval.evaluate import evaluate
+        from posttrain.methods.heldout import evaluate
 
         report = evaluate(model, self.tokenizer, self.eval_rows, self.rewards.functions, temperature=0.0,
                           max_new_tokens=self.config.max_new_tokens, seed=self.config.seed, show_samples=0)
@@ -276,7 +277,7 @@ def kl_metrics(logps: torch.Tensor, batch: dict, mask: torch.Tensor) -> dict:
 
 def _load_prompts(config):
     """Tokenizer, prompt rows, reward functions (None when a reward model scores) and the source class."""
-    from posttrain.data.sources import load_rows
+    from posttrain.tasks.sources import load_rows
 
     check_run_dir(config)
     tokenizer = load_tokenizer(config.model, config.chat_template, config.trust_remote_code)
@@ -290,7 +291,7 @@ def _load_prompts(config):
 
 def eval_rows(config) -> list[dict]:
     """Held-out prompts scored by greedy generation: the given eval_dataset, or with eval_steps > 0 a task's test split."""
-    from posttrain.data.sources import default_eval_source, load_rows
+    from posttrain.tasks.sources import default_eval_source, load_rows
 
     source = config.eval_dataset or (default_eval_source(config.dataset) if config.eval_steps > 0 else None)
     return load_rows(source) if source else []

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from posttrain.config import option
-from posttrain.data.sources import default_eval_source
+from posttrain.tasks.sources import default_eval_source, load_rows
 from posttrain.data.unpaired import assign_kl_completions, collate_unpaired, load_unpaired, stack_sides
 from posttrain.errors import ConfigError
 from posttrain.losses.kto import LOSS_TYPES, RECOMMENDED_BALANCE, balance_ratio, kto_loss, kto_reference_point
@@ -29,6 +29,7 @@ from posttrain.models.loading import load_tokenizer
 from posttrain.models.logprobs import sequence_logprobs
 from posttrain.models.reference import CACHE_NAME, ReferencePolicy, cache_key, precompute
 from posttrain.options import TrainOptions
+import posttrain.ranks as ranks
 from posttrain.train import distributed
 from posttrain.train.loop import Algorithm, train_offline
 from posttrain.train.rundir import check_run_dir
@@ -78,10 +79,10 @@ class KTO(Algorithm):
         for examples, path in self.precompute_sets:
             key = cache_key(self.config.model, examples, _CACHE_FIELDS if self.with_kl else _CACHE_FIELDS[:3])
             args = (model, examples, self.collate, self.score_reference, self.config.batch_size, path, key, device)
-            if distributed.is_main():  # one process scores and writes; the others read its cache
+            if ranks.is_main():  # one process scores and writes; the others read its cache
                 precompute(*args, write_cache=True)
-            distributed.barrier()
-            if not distributed.is_main():
+            ranks.barrier()
+            if not ranks.is_main():
                 precompute(*args, write_cache=False)
 
     def collate(self, examples: list[dict]) -> dict:
@@ -120,7 +121,7 @@ class KTO(Algorithm):
         if self.with_kl:
             with torch.no_grad():
                 policy_kl = _logps(model, batch, prefix="kl_")
-            kl = kto_reference_point(policy_kl, ref["ref_kl_logps"], distributed.all_reduce_sum)
+            kl = kto_reference_point(policy_kl, ref["ref_kl_logps"], ranks.all_reduce_sum)
         c = self.config
         losses, rewards = kto_loss(policy.sums, ref["ref_logps"], batch["label"], kl, beta=c.beta,
                                    desirable_weight=c.desirable_weight, undesirable_weight=c.undesirable_weight,
@@ -147,7 +148,7 @@ def _logps(model, batch: dict, prefix: str = "") -> torch.Tensor:
 
 def load_examples(tokenizer, source: str, split: str | None, config: KTOConfig, seed: int) -> list[dict]:
     """Read and tokenize unpaired examples; under loss_type=kto give each its mismatched completion."""
-    examples = load_unpaired(tokenizer, source, split, max_length=config.max_length, truncation=config.truncation)
+    examples = load_unpaired(tokenizer, load_rows(source, split), source, max_length=config.max_length, truncation=config.truncation)
     if config.loss_type == "kto":
         assign_kl_completions(examples, seed, config.max_length, source)
     return examples
@@ -180,7 +181,7 @@ def run_kto(config: KTOConfig) -> dict:
     train_examples = load_examples(tokenizer, config.dataset, config.dataset_split, config, config.seed)
     eval_examples = load_examples(tokenizer, config.eval_dataset, None, config, config.seed + 1) if config.eval_dataset else []
     warning = balance_warning(train_examples, config)
-    if warning and distributed.is_main():
+    if warning and ranks.is_main():
         print(warning, file=sys.stderr, flush=True)
     run = Path(config.output_dir)
     sets = [(train_examples, run / CACHE_NAME)] + ([(eval_examples, run / EVAL_CACHE_NAME)] if eval_examples else [])

@@ -184,7 +184,7 @@ def run_pairs(config: PairsConfig) -> dict:
     """Sample, select, label; write output_dir/{config.yaml, metrics.jsonl, final/}; returns the metrics."""
     import torch
 
-    from posttrain.data.sources import is_task_source, load_rows, parse_task_source
+    from posttrain.tasks.sources import is_task_source, load_rows, parse_task_source
     from posttrain.generation import SamplingParams
     from posttrain.methods.best_of_n import sample_and_score
     from posttrain.models.loading import load_causal_lm, load_tokenizer, resolve_device

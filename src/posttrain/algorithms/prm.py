@@ -30,13 +30,14 @@ from dataclasses import dataclass
 import torch
 
 from posttrain.config import option
-from posttrain.data.sources import load_rows
+from posttrain.tasks.sources import load_rows
 from posttrain.errors import ConfigError, UserError, data_error
 from posttrain.models.loading import load_tokenizer
 from posttrain.options import TrainOptions
 from posttrain.rewards.process import SEPARATOR_KEY, separator_ids, stepwise_tokens
 from posttrain.train import distributed
-from posttrain.train.loop import Algorithm, OfflineSource, train
+from posttrain.data.steps import OfflineSource
+from posttrain.train.loop import Algorithm, train
 from posttrain.train.rundir import check_run_dir
 
 IGNORE_INDEX = -100

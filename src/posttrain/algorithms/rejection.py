@@ -99,7 +99,7 @@ def _sft_config(config: RejectionConfig, start_model: str, data_file: Path, out_
 
 def _greedy_scores(model_path: str, config: RejectionConfig, tokenizer, rows: list[dict], rewards) -> dict[str, float]:
     """Mean score of each reward function on greedy completions of `rows`."""
-    from posttrain.eval.evaluate import evaluate
+    from posttrain.methods.heldout import evaluate
     from posttrain.models.loading import load_causal_lm, resolve_device
 
     model = load_causal_lm(model_path, config.dtype, resolve_device(config.device), config.trust_remote_code)
@@ -130,7 +130,7 @@ def _sample_iteration(policy: str, config: RejectionConfig, tokenizer, rows: lis
 def run_rejection(config: RejectionConfig) -> dict:
     """Run every iteration, write output_dir/{iter-K/, iterations.jsonl, final/}; returns the last record."""
     from posttrain.algorithms.sft import run_sft
-    from posttrain.data.sources import default_eval_source, load_rows
+    from posttrain.tasks.sources import default_eval_source, load_rows
     from posttrain.models.loading import load_tokenizer
     from posttrain.rewards import RewardFunctions
 

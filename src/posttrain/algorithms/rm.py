@@ -39,7 +39,7 @@ import torch
 from posttrain.config import option
 from posttrain.data.formats import PROMPT_COMPLETION, RANKING, detect_format, validate
 from posttrain.data.pairs import INVALID_PAIR_POLICIES, load_pairs
-from posttrain.data.sources import load_rows
+from posttrain.tasks.sources import load_rows
 from posttrain.data.tokenize import tokenize_example, tokenize_rows
 from posttrain.errors import ConfigError, DataError, UserError, data_error
 from posttrain.losses.reward import bradley_terry_loss, centering_penalty, pair_accuracy, ranking_pairs
@@ -48,10 +48,13 @@ from posttrain.models.reward_model import (
     OFFSET_KEY, POOLINGS, collate_sequences, load_reward_model, sequence_rewards,
 )
 from posttrain.options import TrainOptions
+import posttrain.ranks as ranks
 from posttrain.train import distributed
-from posttrain.train.loop import Algorithm, OfflineSource, train
+from posttrain.data.steps import OfflineSource
+from posttrain.train.loop import Algorithm, train
 from posttrain.train.rundir import check_run_dir
-from posttrain.train.shared_prefix import pack_groups, use_shared_prefix_attention
+from posttrain.data.shared_prefix import pack_groups
+from posttrain.models.shared_prefix_attention import use_shared_prefix_attention
 
 
 @dataclass
@@ -130,7 +133,7 @@ def load_items(tokenizer, source: str, split: str | None, config: RewardConfig) 
     if records and detect_format(records, source) == RANKING and config.rankings == "grouped":
         dropped: Counter = Counter()
         return ranking_items(tokenizer, records, source, config, dropped), dropped
-    examples, dropped = load_pairs(tokenizer, source, split, max_length=config.max_length, truncation=config.truncation,
+    examples, dropped = load_pairs(tokenizer, records, source, max_length=config.max_length, truncation=config.truncation,
                                    invalid_pairs=config.invalid_pairs)
     return [pair_item(ex) for ex in examples], dropped
 
@@ -148,7 +151,7 @@ class RewardModeling(Algorithm):
     def setup(self, model) -> None:
         if self.packing and not use_shared_prefix_attention(model):
             self.packing = False  # e.g. flash_attention_2: no per-sequence prefix attention, so pad instead
-            if distributed.is_main():
+            if ranks.is_main():
                 print("posttrain: packing off: the model's attention implementation is not sdpa or eager; batches are padded", flush=True)
 
     def collate(self, items: list[dict]) -> dict:
@@ -278,7 +281,7 @@ def run_rm(config: RewardConfig) -> dict:
     tokenizer = load_tokenizer(config.model, config.chat_template, config.trust_remote_code)
     train_items, dropped = load_items(tokenizer, config.dataset, config.dataset_split, config)
     eval_items, eval_dropped = load_items(tokenizer, config.eval_dataset, None, config) if config.eval_dataset else ([], Counter())
-    if distributed.is_main():
+    if ranks.is_main():
         for what, counts in (("training", dropped), ("eval", eval_dropped)):
             if counts:
                 print(f"posttrain: dropped from the {what} data (invalid_pairs=drop): "
@@ -290,7 +293,7 @@ def run_rm(config: RewardConfig) -> dict:
     try:
         last = train(config, build_model=lambda: build_reward_model(config, tokenizer.pad_token_id),
                      tokenizer=tokenizer, algorithm=algorithm, source=source, eval_items=eval_items)
-        if config.reward_offset != "none" and distributed.is_main():
+        if config.reward_offset != "none" and ranks.is_main():
             reference = reference_sequences(tokenizer, config, train_items)
             offset = -mean_reward(str(run.final), reference, tokenizer.pad_token_id, config)
             write_offset(run.final, offset)

@@ -12,7 +12,7 @@ packing, several when packing. Every row is laid out the same way:
                   of the same example, when that token is trained on) or -100. The last position of
                   each example predicts nothing, so no example learns from its neighbour;
 - `segments`:     per row, the (start, end) span of each example (the last one takes the pad tail),
-                  for attention that skips the work across examples (train/packed_attention.py).
+                  for attention that skips the work across examples (models/packed_attention.py).
 
 No attention mask is needed for the pad tail either: attention is causal and pads come last.
 """
@@ -20,6 +20,7 @@ No attention mask is needed for the pad tail either: attention is causal and pad
 from __future__ import annotations
 
 import bisect
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -101,3 +102,25 @@ def pad_sequences(sequences: list[list[int]], masks: list[list[int]], pad_token_
         attention_mask[r, :len(seq)] = 1
         target_mask[r, :len(seq)] = torch.tensor(mask, dtype=torch.bool)
     return input_ids, attention_mask, target_mask
+
+
+@dataclass
+class TokenTargets:
+    """Which hidden state predicts which token, for any layout: the target tokens `ids` (N,), each
+    predicted at (rows, cols) of the batch and belonging to sequence `sequence` (of `num_sequences`)."""
+
+    rows: torch.Tensor
+    cols: torch.Tensor
+    ids: torch.Tensor
+    sequence: torch.Tensor
+    num_sequences: int
+
+    def to(self, device, non_blocking: bool = False) -> "TokenTargets":
+        move = lambda t: t.to(device, non_blocking=non_blocking)  # noqa: E731
+        return TokenTargets(move(self.rows), move(self.cols), move(self.ids), move(self.sequence), self.num_sequences)
+
+    @classmethod
+    def from_mask(cls, input_ids: torch.Tensor, target_mask: torch.Tensor) -> "TokenTargets":
+        """One sequence per row: token t (where target_mask is 1) is predicted at position t - 1."""
+        rows, cols = target_mask[:, 1:].bool().nonzero(as_tuple=True)  # cols = t - 1
+        return cls(rows, cols, input_ids[rows, cols + 1], rows, input_ids.shape[0])

@@ -21,23 +21,22 @@ import torch
 from posttrain.data.collate import pad_sequences
 from posttrain.data.converters import extract_prompt, prepare_records
 from posttrain.data.formats import PREFERENCE, is_conversational
-from posttrain.data.sources import load_rows
 from posttrain.data.tokenize import tokenize_preference
 from posttrain.errors import ConfigError, DataError, data_error
-from posttrain.models.logprobs import TokenTargets
-from posttrain.train.shared_prefix import pack_groups
+from posttrain.data.collate import TokenTargets
+from posttrain.data.shared_prefix import pack_groups
 
 INVALID_PAIR_POLICIES = ("error", "drop")
 _IDENTICAL = "identical sides"
 _ROW = "__row__"  # the row's index in the file, carried through conversions
 
 
-def load_pairs(tokenizer, source: str, split: str | None, *, max_length: int, truncation: bool,
+def load_pairs(tokenizer, records: list[dict], source: str, *, max_length: int, truncation: bool,
                invalid_pairs: str = "error") -> tuple[list[dict], Counter]:
-    """Read `source` as preference pairs and tokenize them; returns (examples, dropped counts by reason)."""
+    """Check the rows read from `source` as preference pairs and tokenize them; returns (examples,
+    dropped counts by reason). Errors name `source` and the row."""
     if invalid_pairs not in INVALID_PAIR_POLICIES:
         raise ConfigError(f"invalid_pairs must be one of {INVALID_PAIR_POLICIES}, got {invalid_pairs!r}")
-    records = load_rows(source, split)
     dropped: Counter = Counter()
     records = [{**record, _ROW: i} for i, record in enumerate(records)]  # errors name the file's row
     if invalid_pairs == "drop":
@@ -112,7 +111,7 @@ def collate_pairs(examples: list[dict], pad_token_id: int, packed: bool = False)
 
     Padded (default): input_ids, attention_mask, target_mask of shape 2B x W, right padded.
     Packed: each pair as its prompt once, then the rest of chosen and of rejected
-    (train/shared_prefix.py: attention per sequence, no padding, the prompt computed once), with
+    (data/shared_prefix.py, models/shared_prefix_attention.py: attention per sequence, no padding, the prompt computed once), with
     `targets` saying which position predicts which target token of which sequence.
     """
     sequences, masks = [], []

@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from posttrain.data.collate import pad_sequences
 from posttrain.data.converters import prepare_records
 from posttrain.data.formats import UNPAIRED
-from posttrain.data.sources import load_rows
 from posttrain.data.tokenize import tokenize_example, tokenize_prompt
 from posttrain.errors import data_error
 
@@ -31,9 +30,9 @@ _ROW = "__row__"  # the row's index in the file, carried through conversions
 _SWAP_WINDOW = 64  # how far to look for a partner swap that avoids a same-prompt mismatched pair
 
 
-def load_unpaired(tokenizer, source: str, split: str | None, *, max_length: int, truncation: bool) -> list[dict]:
-    """Read `source` as unpaired rows (converting pairs, rankings, signed rows) and tokenize them."""
-    records = load_rows(source, split)
+def load_unpaired(tokenizer, records: list[dict], source: str, *, max_length: int, truncation: bool) -> list[dict]:
+    """Check the rows read from `source` as unpaired rows (converting pairs, rankings, signed rows) and
+    tokenize them. Errors name `source` and the row."""
     records = [{**record, _ROW: i} for i, record in enumerate(records)]  # errors name the file's row
     rows, _ = prepare_records(records, [UNPAIRED], source)
     examples = []

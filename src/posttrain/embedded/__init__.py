@@ -3,7 +3,7 @@
 `model=embedded` resolves to EMBEDDED_MODEL_DIR, a `save_pretrained` directory that plain
 `AutoModelForCausalLM.from_pretrained` / `AutoTokenizer.from_pretrained` load offline. It was
 pretrained by `scripts/pretrain_embedded.py` on a synthetic corpus made by the task code
-(`posttrain.embedded.corpus`), with a tokenizer built by `posttrain.embedded.tokenizer_build`;
+(`posttrain.tasks.corpus`), with a tokenizer built by `posttrain.embedded.tokenizer_build`;
 that script's docstring records the command, run time and base scores.
 """
 

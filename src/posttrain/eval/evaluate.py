@@ -1,4 +1,5 @@
-"""Generate on held-out prompts, score every sample, and report accuracy / mean reward, pass@k and avg@k.
+"""The `eval` stage: generate on held-out prompts, score every sample, and report accuracy / mean
+reward, pass@k and avg@k (the work is `methods.heldout.evaluate`, which training runs use too).
 
 With num_samples=1 and temperature=0 (the defaults) the headline `score` is greedy accuracy (or
 mean reward). With num_samples=k > 1, sampling at `temperature`, it also reports avg@k (mean score
@@ -8,8 +9,6 @@ over all k samples) and unbiased pass@j for j = 1, 2, 4, ..., k.
 from __future__ import annotations
 
 import json
-import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 
 from posttrain.config import option
 from posttrain.errors import UserError
+from posttrain.methods.heldout import evaluate, format_report
 from posttrain.options import ModelOptions
 
 
@@ -43,14 +43,10 @@ class EvalConfig(ModelOptions):
             raise UserError("num_samples > 1 with temperature=0 gives k identical greedy samples; set temperature (e.g. 1.0)")
 
 
-def _completion_value(text: str, conversational: bool):
-    return [{"role": "assistant", "content": text}] if conversational else text
-
-
 def _default_max_new_tokens(cfg: EvalConfig) -> int:
     if cfg.max_new_tokens > 0:
         return cfg.max_new_tokens
-    from posttrain.data.sources import is_task_source, parse_task_source
+    from posttrain.tasks.sources import is_task_source, parse_task_source
 
     if cfg.scorer and cfg.scorer.startswith("task:") or is_task_source(cfg.dataset):
         from posttrain.tasks import get_task
@@ -60,66 +56,9 @@ def _default_max_new_tokens(cfg: EvalConfig) -> int:
     return 256
 
 
-def evaluate(model, tokenizer, rows: list[dict], scorers: dict, *, num_samples=1, temperature=0.0, top_p=1.0, top_k=0,
-             max_new_tokens=128, batch_size=64, success_threshold=0.5, seed=0, show_samples=3) -> dict:
-    """Generate `num_samples` completions per row, score them with every scorer, return the report dict."""
-    from posttrain.data.tokenize import tokenize_prompt
-    from posttrain.eval.metrics import summarize_scores
-    from posttrain.eval.scoring import call_scorer
-    from posttrain.generation import SamplingParams, generate
-
-    if not rows:
-        raise UserError("nothing to evaluate: the dataset has no rows")
-    if "prompt" not in rows[0]:
-        raise UserError(f"eval needs a 'prompt' column; found {', '.join(rows[0])}")
-    scores = {name: [] for name in scorers}
-    lengths, truncated, samples = [], [], []
-    started = time.perf_counter()
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start:start + batch_size]
-        prompt_ids = [tokenize_prompt(tokenizer, r["prompt"]) for r in chunk]
-        params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
-                                n=num_samples, seed=seed + start)
-        out = generate(model, tokenizer, prompt_ids, params)
-        conversational = isinstance(chunk[0]["prompt"], list)
-        prompts = [chunk[i]["prompt"] for i in out.prompt_index]
-        completions = [_completion_value(t, conversational) for t in out.texts]
-        columns = {k: [chunk[i][k] for i in out.prompt_index] for k in chunk[0] if k not in ("prompt", "completion")}
-        for name, fn in scorers.items():
-            scores[name] += call_scorer(name, fn, prompts, completions, columns)
-        lengths += [len(t) for t in out.token_ids]
-        truncated += out.truncated
-        for j, text in enumerate(out.texts):
-            if len(samples) < show_samples:
-                prompt = chunk[out.prompt_index[j]]["prompt"]
-                samples.append({"prompt": prompt[-1]["content"] if conversational else prompt, "completion": text,
-                                "score": scores["score"][-len(out.texts) + j] if "score" in scores else None})
-    elapsed = time.perf_counter() - started
-    report = {"num_prompts": len(rows), "num_samples": num_samples, "temperature": temperature}
-    for name, values in scores.items():
-        finite = [v for v in values if not math.isnan(v)]
-        report[name] = sum(finite) / max(len(finite), 1)
-    headline = next(iter(scores))
-    per_prompt = [scores[headline][i:i + num_samples] for i in range(0, len(scores[headline]), num_samples)]
-    report.update(summarize_scores(per_prompt, success_threshold))
-    report["mean_length"] = sum(lengths) / len(lengths)
-    report["truncation_rate"] = sum(truncated) / len(truncated)
-    report["generation_tokens_per_s"] = sum(lengths) / elapsed
-    report["samples"] = samples
-    return report
-
-
-def format_report(report: dict) -> str:
-    keys = [k for k in report if k not in ("samples",)]
-    lines = ["  " + ", ".join(f"{k}={report[k]:.4g}" if isinstance(report[k], float) else f"{k}={report[k]}" for k in keys)]
-    for s in report.get("samples", []):
-        lines.append(f"  --- score={s['score']}\n  prompt: {s['prompt']!r}\n  completion: {s['completion']!r}")
-    return "\n".join(lines)
-
-
 def run_eval(cfg: EvalConfig) -> dict:
-    from posttrain.data.sources import load_rows
-    from posttrain.eval.scoring import resolve_scorers
+    from posttrain.tasks.sources import load_rows
+    from posttrain.methods.scoring import resolve_scorers
     from posttrain.models import load_causal_lm, load_tokenizer, resolve_device
 
     torch.manual_seed(cfg.seed)

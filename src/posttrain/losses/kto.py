@@ -33,7 +33,7 @@ def kto_reference_point(policy_kl_logps: torch.Tensor, ref_kl_logps: torch.Tenso
                         all_reduce_sum: Callable[[list[float]], list[float]] | None = None) -> torch.Tensor:
     """z₀ = max(0, mean_i [log πθ(y'_i|x_i) − log π_ref(y'_i|x_i)]) over the mismatched pairs, detached.
 
-    `all_reduce_sum` (e.g. `posttrain.train.distributed.all_reduce_sum`) sums [total, count] over
+    `all_reduce_sum` (e.g. `posttrain.ranks.all_reduce_sum`) sums [total, count] over
     processes, so every process uses the same z₀: the mean over all mismatched pairs of the step's
     micro-batch on every rank. An empty batch gives 0.
     """

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from posttrain.data.collate import TokenTargets
+
 
 def logits_at(model, select, **inputs) -> torch.Tensor:
     """The model's logits at the positions `select` picks, (N, vocab): a batch x length bool mask, or
@@ -40,28 +42,6 @@ class SequenceLogprobs:
     def means(self) -> torch.Tensor:
         """Length-normalised log-probs (1/|y|) sum_t log p: SimPO's and ORPO's sequence score."""
         return self.sums / self.counts.clamp(min=1)
-
-
-@dataclass
-class TokenTargets:
-    """Which hidden state predicts which token, for any layout: the target tokens `ids` (N,), each
-    predicted at (rows, cols) of the batch and belonging to sequence `sequence` (of `num_sequences`)."""
-
-    rows: torch.Tensor
-    cols: torch.Tensor
-    ids: torch.Tensor
-    sequence: torch.Tensor
-    num_sequences: int
-
-    def to(self, device, non_blocking: bool = False) -> "TokenTargets":
-        move = lambda t: t.to(device, non_blocking=non_blocking)  # noqa: E731
-        return TokenTargets(move(self.rows), move(self.cols), move(self.ids), move(self.sequence), self.num_sequences)
-
-    @classmethod
-    def from_mask(cls, input_ids: torch.Tensor, target_mask: torch.Tensor) -> "TokenTargets":
-        """One sequence per row: token t (where target_mask is 1) is predicted at position t - 1."""
-        rows, cols = target_mask[:, 1:].bool().nonzero(as_tuple=True)  # cols = t - 1
-        return cls(rows, cols, input_ids[rows, cols + 1], rows, input_ids.shape[0])
 
 
 def sequence_logprobs(model, input_ids: torch.Tensor, target_mask: torch.Tensor | None = None, *,

@@ -34,7 +34,7 @@ import torch
 
 from posttrain.errors import UserError
 from posttrain.models import last_layer
-from posttrain.train.shared_prefix import last_index
+from posttrain.data.shared_prefix import last_index
 
 POOLINGS = ("last", "mean")
 OFFSET_KEY = "reward_offset"

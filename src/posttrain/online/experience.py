@@ -16,8 +16,10 @@ import contextlib
 import torch
 
 from posttrain.data.collate import pad_sequences
-from posttrain.models.logprobs import TokenTargets, logits_at
-from posttrain.train.shared_prefix import pack_groups, shared_prefix_attention
+from posttrain.data.collate import TokenTargets
+from posttrain.models.logprobs import logits_at
+from posttrain.data.shared_prefix import pack_groups
+from posttrain.models.shared_prefix_attention import shared_prefix_attention
 
 
 @dataclass
@@ -36,7 +38,7 @@ class Sample:
 
 def collate_samples(samples: list[Sample], pad_token_id: int, packed: bool = False) -> dict:
     """Padded rows, or (`packed`) each group's prompt once and then its completions, with no padding
-    (train/shared_prefix.py); the per-completion-token tensors are the same either way."""
+    (data/shared_prefix.py, models/shared_prefix_attention.py); the per-completion-token tensors are the same either way."""
     rows = [s.prompt_ids + s.completion_ids for s in samples]
     targets = [[0] * len(s.prompt_ids) + [1] * len(s.completion_ids) for s in samples]
     input_ids, attention_mask, target_mask = pad_sequences(rows, targets, pad_token_id)

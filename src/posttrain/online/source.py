@@ -19,12 +19,12 @@ import time
 
 import torch
 
+from posttrain.data.steps import StepSource
 from posttrain.data.tokenize import tokenize_prompt
 from posttrain.generation import SamplingParams
 from posttrain.online.experience import Sample
 from posttrain.rollout import generate_rollouts
-from posttrain.train import distributed
-from posttrain.train.loop import StepSource
+import posttrain.ranks as ranks
 
 
 class OnlineSource(StepSource):
@@ -67,7 +67,7 @@ class OnlineSource(StepSource):
 
     def _next_prompts(self, count: int) -> list[int]:
         """The next `count` prompt indices of this process, from the seeded per-epoch order."""
-        world, rank = distributed.world_size(), distributed.rank()
+        world, rank = ranks.world_size(), ranks.rank()
         out = []
         while len(out) < count:
             epoch, position = divmod(self.cursor, len(self.rows))

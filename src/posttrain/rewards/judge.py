@@ -6,7 +6,7 @@ L2075-2079, L3219-3230) and as a verifier (L3009); SLiC-HF's text-to-text reward
 candidate by P("Good") and rank pairs with the target "A"/"B" (L3242-3245).
 
 Any Hugging Face causal LM can judge (`model=`, default the embedded model). The filled template
-(`judge_templates.py`, or the user's file via `template=`) is sent as one user message through the
+(`data/judge_format.py`, or the user's file via `template=`) is sent as one user message through the
 judge's chat template with the generation prompt (`chat=false`: as raw text), followed by `prefill`,
 the text the answer starts with. Two ways to read the verdict:
 
@@ -35,44 +35,13 @@ P(i ≻ j) > 0.5. A completion alone in its group gets None.
 from __future__ import annotations
 
 import json
-import re
 
 from posttrain.errors import ConfigError, UserError
-from posttrain.rewards.judge_templates import completion_text, fill, load_template, prompt_text
+from posttrain.data.judge_format import completion_text, fill, load_template, parse_score, parse_verdict, prompt_text
 from posttrain.rewards.registry import check_choice
 
 METHODS = ("generate", "logprob")
 TOURNAMENT_RULES = ("borda", "copeland")
-
-_NUMBER = r"(-?\d+(?:\.\d+)?)"
-_SCORE_PATTERNS = (re.compile(r"(?i:score)\s*(?:is|of)?\s*[:=]?\s*" + _NUMBER), re.compile(r"^\s*" + _NUMBER))
-_VERDICT_PATTERNS = (
-    re.compile(r"^[\s(\[\"'*]*([AB])[\s)\]\"'*]*[.!]?\s*$"),  # the whole answer is the letter
-    re.compile(r"\[\[([AB])\]\]"),
-    re.compile(r"(?i:answer|verdict|winner|choice|better|best)(?:\s+(?i:response|output))?(?:\s+is)?\s*[:=]?\s*\(?([AB])\b"),
-    re.compile(r"^\s*(?i:response|output)?\s*\(?([AB])(?:$|[\s]*[.,:;!)\n])"),  # "A.", "B\n...", "Response A is"
-    re.compile(r"^\s*(?i:response|output)\s*\(?([AB])\b"),
-)
-
-
-def parse_score(text: str, min_score: float, max_score: float) -> float | None:
-    """(s − min)/(max − min) for the score s in `text` ("Score: 7" or a leading number), None if absent or out of range."""
-    for pattern in _SCORE_PATTERNS:
-        match = pattern.search(text)
-        if match:
-            value = float(match.group(1))
-            return (value - min_score) / (max_score - min_score) if min_score <= value <= max_score else None
-    return None
-
-
-def parse_verdict(text: str) -> str | None:
-    """'A', 'B' or None (see the module docstring for the accepted forms)."""
-    for pattern in _VERDICT_PATTERNS:
-        match = pattern.search(text)
-        if match:
-            return match.group(1)
-    return None
-
 
 def label_token_ids(tokenizer, labels: list[str]) -> list[list[int]]:
     """For each label, the ids of its one-token spellings ("A", " A"); a ConfigError if one has none or two share one."""

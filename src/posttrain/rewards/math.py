@@ -141,10 +141,8 @@ class VerifierProcess:
         import subprocess
         import sys
 
-        import posttrain
-
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            [os.path.dirname(os.path.dirname(posttrain.__file__)), os.environ.get("PYTHONPATH", "")]))
+        package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # holds posttrain/
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([package_root, os.environ.get("PYTHONPATH", "")]))
         self._proc = subprocess.Popen([sys.executable, "-c", "from posttrain.rewards.math import serve; serve()"],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         if self._read_line(120.0) != "ready":

@@ -47,7 +47,7 @@ class LocalBackend:
             return
         import torch
 
-        from posttrain.train.distributed import full_tensor
+        from posttrain.ranks import full_tensor
 
         with torch.no_grad():
             full = {name: full_tensor(value) for name, value in self.policy.state_dict().items()}

@@ -6,7 +6,7 @@ chance. RLAIF (seed 003 L2075-2079) assumes "an off-the-shelf LLM as a preferenc
 nearest honest stand-in is a *generative reward model* (seed 004; seed 003's SLiC-HF ranker with
 target "A"/"B"): a causal LM fine-tuned to emit the verdict letter. Each row:
 
-- prompt: `rewards.judge_templates.PAIRWISE_TEMPLATE` filled exactly as `PairwiseJudge` fills it at
+- prompt: `data.judge_format.PAIRWISE_TEMPLATE` filled exactly as `PairwiseJudge` fills it at
   judging time (request = the sentiment task's prompt for the film; responses = two reviews of it
   from the task's review grammar, in a random order);
 - completion: the letter of the review with the higher gold reward; pairs whose gold rewards differ
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import random
 
+from posttrain.data.judge_format import PAIRWISE_TEMPLATE, fill, parse_verdict
 from posttrain.tasks.base import Task, chat_row, completion_text
 from posttrain.tasks.sentiment import gold_reward, make_title, review_prompt, write_review
 
@@ -34,8 +35,6 @@ MIN_GAP = 0.25  # clear winners: a judge learns from them in fewer steps (0.05 t
 
 def judge_request(title: str, review_a: str, review_b: str) -> str:
     """The user turn a PairwiseJudge with the default template builds for this film and these two reviews."""
-    from posttrain.rewards.judge_templates import PAIRWISE_TEMPLATE, fill
-
     return fill(PAIRWISE_TEMPLATE, prompt=review_prompt(title), completion_a=review_a, completion_b=review_b)
 
 
@@ -52,8 +51,6 @@ def make_example(rng: random.Random) -> tuple[str, dict]:
 
 def verdict_accuracy(prompts, completions, answer, **columns) -> list[float]:
     """1.0 when the completion's verdict (parsed as the judge parses it) is the answer, else 0.0."""
-    from posttrain.rewards.judge import parse_verdict
-
     return [float(parse_verdict(completion_text(c)) == a) for c, a in zip(completions, answer)]
 
 

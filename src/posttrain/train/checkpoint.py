@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import posttrain.ranks as ranks
 from posttrain.train import distributed
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -74,9 +75,9 @@ def save_checkpoint(checkpoints_dir: str | Path, step: int, model, optimizer, tr
     """Collective under FSDP (every rank calls it); rank 0 writes. Returns the checkpoint path."""
     weights = distributed.model_state(model, trainable_only=True)
     optim = distributed.optimizer_state(model, optimizer)
-    rngs = distributed.all_gather_object(rng_state())
+    rngs = ranks.all_gather_object(rng_state())
     final = Path(checkpoints_dir) / f"step-{step}"
-    if distributed.is_main():
+    if ranks.is_main():
         tmp = Path(checkpoints_dir) / f"{TMP_PREFIX}step-{step}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -88,7 +89,7 @@ def save_checkpoint(checkpoints_dir: str | Path, step: int, model, optimizer, tr
             shutil.rmtree(final)
         os.rename(tmp, final)
         prune(checkpoints_dir, keep_last)
-    distributed.barrier()
+    ranks.barrier()
     return final
 
 
@@ -101,8 +102,8 @@ def load_checkpoint(path: str | Path, model, optimizer) -> dict:
     distributed.load_optimizer_state(model, optimizer, optim)
     state = torch.load(path / "trainer_state.pt", map_location="cpu", weights_only=False)
     rngs = state.pop("rng")
-    if len(rngs) == distributed.world_size():
-        set_rng_state(rngs[distributed.rank()])
+    if len(rngs) == ranks.world_size():
+        set_rng_state(rngs[ranks.rank()])
     return state
 
 

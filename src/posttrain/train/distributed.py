@@ -1,7 +1,7 @@
-"""Rank-aware helpers: process-group setup from torchrun's environment, FSDP2 wrapping, reductions.
+"""Process-group setup from torchrun's environment, FSDP2 wrapping, and full state dicts.
 
-A single process is the world-size-1 case of the same code: every helper works (and costs nothing)
-without `torch.distributed` initialised. Under `torchrun --nproc-per-node N` the backend is NCCL on
+A single process is the world-size-1 case of the same code (rank and reduction helpers are in
+`posttrain.ranks`). Under `torchrun --nproc-per-node N` the backend is NCCL on
 GPUs and gloo on CPU; models are sharded with FSDP2 (`fully_shard`), which works on both.
 """
 
@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 
 from posttrain.models.loading import resolve_device
+from posttrain.ranks import is_initialized, rank, world_size
 
 
 @dataclass(frozen=True)
@@ -22,22 +23,6 @@ class DistInfo:
     world_size: int
     local_rank: int
     device: torch.device
-
-
-def is_initialized() -> bool:
-    return dist.is_available() and dist.is_initialized()
-
-
-def rank() -> int:
-    return dist.get_rank() if is_initialized() else 0
-
-
-def world_size() -> int:
-    return dist.get_world_size() if is_initialized() else 1
-
-
-def is_main() -> bool:
-    return rank() == 0
 
 
 def setup(device: str = "auto") -> DistInfo:
@@ -60,51 +45,6 @@ def cleanup() -> None:
     if is_initialized():
         dist.barrier()
         dist.destroy_process_group()
-
-
-def barrier() -> None:
-    if is_initialized():
-        dist.barrier()
-
-
-def reduce_device() -> torch.device:
-    """The device collectives run on: the current GPU under NCCL, the CPU under gloo."""
-    if is_initialized() and dist.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
-
-
-def all_reduce_sum(values: list[float]) -> list[float]:
-    """Sum a list of numbers over all ranks (in float64, so token counts stay exact)."""
-    if not is_initialized():
-        return [float(v) for v in values]
-    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=reduce_device())
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t.tolist()
-
-
-def all_gather_object(obj) -> list:
-    if not is_initialized():
-        return [obj]
-    out = [None] * world_size()
-    dist.all_gather_object(out, obj)
-    return out
-
-
-def broadcast_object(obj, src: int = 0):
-    if not is_initialized():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
-
-
-def shard_items(items: list, world: int | None = None, r: int | None = None) -> list:
-    """This rank's contiguous share of `items` (whose length is a multiple of the world size)."""
-    world = world_size() if world is None else world
-    r = rank() if r is None else r
-    per = len(items) // world
-    return items[r * per:(r + 1) * per]
 
 
 # ----------------------------------------------------------------------------------------- FSDP2
@@ -145,11 +85,6 @@ def set_grad_sync(model, enabled: bool) -> None:
     """Under FSDP2, skip the gradient reduce-scatter on all but the last micro-batch of a step."""
     if is_sharded(model):
         model.set_requires_gradient_sync(enabled)
-
-
-def full_tensor(t: torch.Tensor) -> torch.Tensor:
-    """A DTensor's full value (e.g. the grad norm under FSDP2); a plain tensor as is."""
-    return t.full_tensor() if hasattr(t, "full_tensor") else t
 
 
 # ------------------------------------------------------------------------------------ state dicts

@@ -29,8 +29,10 @@ import numpy as np
 import torch
 import transformers
 
+from posttrain.data.steps import OfflineSource, StepSource
 from posttrain.errors import DataError
 from posttrain.models.loading import apply_lora, load_causal_lm, save_model
+import posttrain.ranks as ranks
 from posttrain.train import distributed
 from posttrain.train.checkpoint import latest_checkpoint, load_checkpoint, remove_partial, save_checkpoint
 from posttrain.train.metrics import MetricsWindow, MetricsWriter, truncate_metrics
@@ -67,70 +69,10 @@ class Algorithm:
         return int(batch["num_tokens"]) if "num_tokens" in batch else int(batch["input_ids"].numel())
 
 
-class StepSource:
-    """Where the micro-batches of each optimizer step come from (this rank's share of them).
-    Under FSDP every rank must return the same number of micro-batches for a step, and `loss`
-    must return the same metric keys on every rank (they are all-reduced)."""
-
-    steps_per_epoch: int | None = None
-
-    def next_step(self, step: int) -> list[dict[str, Any]]:
-        raise NotImplementedError
-
-    def metrics(self) -> dict[str, float]:
-        """Extra numbers about the step just made (e.g. rollout rewards); logged as window means."""
-        return {}
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
-
-
-class OfflineSource(StepSource):
-    """A fixed list of items, reshuffled every epoch with `seed + epoch`. Each step takes the next
-    global batch of batch_size x gradient_accumulation_steps x world_size items; a rank reads its
-    contiguous share. The order is a pure function of (seed, step), so resuming needs only the step.
-    An incomplete last global batch of an epoch is dropped."""
-
-    def __init__(self, items: list, collate, batch_size: int, gradient_accumulation_steps: int, seed: int, what: str = "examples"):
-        self.items, self.collate, self.seed, self.what = items, collate, seed, what
-        self.batch_size, self.accumulation = batch_size, gradient_accumulation_steps
-        self._order: tuple[int, list[int]] | None = None
-
-    @property
-    def global_batch(self) -> int:
-        return self.batch_size * self.accumulation * distributed.world_size()
-
-    @property
-    def steps_per_epoch(self) -> int:
-        steps = len(self.items) // self.global_batch
-        if steps < 1:
-            raise DataError(
-                f"the training data has {len(self.items)} {self.what}, fewer than one optimizer step needs "
-                f"(batch_size x gradient_accumulation_steps x processes = {self.global_batch}); lower batch_size or add data"
-            )
-        return steps
-
-    def _epoch_order(self, epoch: int) -> list[int]:
-        if self._order is None or self._order[0] != epoch:
-            g = torch.Generator().manual_seed(self.seed + epoch)
-            self._order = (epoch, torch.randperm(len(self.items), generator=g).tolist())
-        return self._order[1]
-
-    def next_step(self, step: int) -> list[dict[str, Any]]:
-        epoch, index = divmod(step, self.steps_per_epoch)
-        g = self.global_batch
-        mine = distributed.shard_items(self._epoch_order(epoch)[index * g:(index + 1) * g])
-        b = self.batch_size
-        return [self.collate([self.items[i] for i in mine[k * b:(k + 1) * b]]) for k in range(self.accumulation)]
-
-
 def eval_batches(items: list, collate, batch_size: int) -> list[dict[str, Any]]:
     """This rank's eval micro-batches: every rank gets the same number of them (FSDP needs that),
     none empty, about batch_size items each; together they cover every item once."""
-    world, r = distributed.world_size(), distributed.rank()
+    world, r = ranks.world_size(), ranks.rank()
     if not items:
         return []
     if len(items) < world:
@@ -191,11 +133,11 @@ class Precision:
             self.scaler.update()
         else:
             optimizer.step()
-        return float(distributed.full_tensor(norm))
+        return float(ranks.full_tensor(norm))
 
 
 def _to_device(batch: dict, device: torch.device) -> dict:
-    # tensors, and batch fields that know how to move themselves (e.g. logprobs.TokenTargets)
+    # tensors, and batch fields that know how to move themselves (e.g. data.collate.TokenTargets)
     return {k: v.to(device, non_blocking=True) if hasattr(v, "to") else v for k, v in batch.items()}
 
 
@@ -212,7 +154,7 @@ def _reduce(loss_sum: float, weight: float, tokens: float, sums: dict) -> tuple[
     """All-reduce a step's (or an eval pass's) sums; returns (means, total tokens)."""
     keys = sorted(sums)
     flat = [loss_sum, weight, tokens] + [x for k in keys for x in (sums[k][0], sums[k][1] or 0.0)]
-    flat = distributed.all_reduce_sum(flat)
+    flat = ranks.all_reduce_sum(flat)
     loss_sum, weight, tokens = flat[:3]
     out = {"loss": loss_sum / weight if weight > 0 else 0.0}
     for i, k in enumerate(keys):
@@ -227,10 +169,10 @@ def _reduce(loss_sum: float, weight: float, tokens: float, sums: dict) -> tuple[
 def train_step(model, algorithm: Algorithm, batches: list[dict], optimizer, scheduler, precision: Precision, config, device) -> tuple[dict, float]:
     """One optimizer step over this rank's micro-batches; returns (metrics, tokens on all ranks)."""
     local_weight = sum(float(algorithm.batch_weight(b)) for b in batches)
-    weight = distributed.all_reduce_sum([local_weight])[0]
+    weight = ranks.all_reduce_sum([local_weight])[0]
     tokens = sum(algorithm.num_tokens(b) for b in batches)
     # FSDP averages gradients over ranks; the world size turns that average back into the global sum.
-    scale = distributed.world_size() / weight if weight > 0 else 0.0
+    scale = ranks.world_size() / weight if weight > 0 else 0.0
     loss_sum, sums = torch.zeros((), device=device), {}
     for i, batch in enumerate(batches):
         distributed.set_grad_sync(model, i == len(batches) - 1)
@@ -299,8 +241,8 @@ def train(config, *, build_model, tokenizer, algorithm: Algorithm, source: StepS
     precision = Precision(config.mixed_precision, info.device)
     evals = eval_batches(eval_items or [], algorithm.collate, config.batch_size)
 
-    prepare_run_dir(run, config, distributed.is_main())
-    distributed.barrier()
+    prepare_run_dir(run, config, ranks.is_main())
+    ranks.barrier()
     state, ckpt = {}, latest_checkpoint(run.checkpoints) if config.resume else None
     if ckpt is not None:
         state = load_checkpoint(ckpt, model, optimizer)
@@ -311,12 +253,12 @@ def train(config, *, build_model, tokenizer, algorithm: Algorithm, source: StepS
     else:
         _seed_everything(config.seed + info.rank)  # different dropout masks on different ranks
     start = state.get("step", 0)
-    if distributed.is_main():
+    if ranks.is_main():
         remove_partial(run.checkpoints)
         truncate_metrics(run.metrics, start)
-    distributed.barrier()
+    ranks.barrier()
 
-    writer = MetricsWriter(run.metrics, total_steps, start, enabled=distributed.is_main())
+    writer = MetricsWriter(run.metrics, total_steps, start, enabled=ranks.is_main())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     writer.message(
         f"posttrain: {'resuming at step ' + str(start) + ' of' if start else 'training'} {total_steps} steps, "
@@ -377,12 +319,12 @@ def save_final(model, tokenizer, out_dir, config, build_model) -> None:
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     if distributed.is_sharded(model):
         weights = distributed.model_state(model)
-        if distributed.is_main():
+        if ranks.is_main():
             model = prepare_model(build_model(), config)
             model.load_state_dict(weights)
-    if distributed.is_main():
+    if ranks.is_main():
         shutil.rmtree(tmp, ignore_errors=True)
         save_model(model, tokenizer, tmp, merge_lora=config.merge_lora)
         shutil.rmtree(out_dir, ignore_errors=True)
         os.rename(tmp, out_dir)
-    distributed.barrier()
+    ranks.barrier()

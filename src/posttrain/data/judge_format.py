@@ -1,4 +1,5 @@
-"""Default prompt templates of the LLM judges, how a user's template file is read, and how it is filled.
+"""The text format of LLM judges: default prompt templates, how a user's template file is read and
+filled, and how a judge's reply is parsed into a score or a verdict.
 
 A template is plain text with placeholders in braces:
 
@@ -9,6 +10,9 @@ Filling is one pass of literal substitution, not `str.format`: other braces in a
 example, say) are left alone, and a placeholder that appears inside a filled-in text is not
 expanded again. A prompt given as messages is written as its single user message's text, or as
 `role: content` lines when it has several; a completion as the text of its last assistant message.
+
+It sits in the data layer because tasks build judge prompts too (`tasks/sentiment_judge.py` fills
+the pairwise template exactly as `rewards.judge.PairwiseJudge` does).
 """
 
 from __future__ import annotations
@@ -93,3 +97,33 @@ def completion_text(completion) -> str:
     messages = [m for m in completion if isinstance(m, dict)]
     assistant = [m for m in messages if m.get("role") == "assistant"] or messages
     return str(assistant[-1].get("content", "")) if assistant else ""
+
+
+_NUMBER = r"(-?\d+(?:\.\d+)?)"
+_SCORE_PATTERNS = (re.compile(r"(?i:score)\s*(?:is|of)?\s*[:=]?\s*" + _NUMBER), re.compile(r"^\s*" + _NUMBER))
+_VERDICT_PATTERNS = (
+    re.compile(r"^[\s(\[\"'*]*([AB])[\s)\]\"'*]*[.!]?\s*$"),  # the whole answer is the letter
+    re.compile(r"\[\[([AB])\]\]"),
+    re.compile(r"(?i:answer|verdict|winner|choice|better|best)(?:\s+(?i:response|output))?(?:\s+is)?\s*[:=]?\s*\(?([AB])\b"),
+    re.compile(r"^\s*(?i:response|output)?\s*\(?([AB])(?:$|[\s]*[.,:;!)\n])"),  # "A.", "B\n...", "Response A is"
+    re.compile(r"^\s*(?i:response|output)\s*\(?([AB])\b"),
+)
+
+
+def parse_score(text: str, min_score: float, max_score: float) -> float | None:
+    """(s − min)/(max − min) for the score s in `text` ("Score: 7" or a leading number), None if absent or out of range."""
+    for pattern in _SCORE_PATTERNS:
+        match = pattern.search(text)
+        if match:
+            value = float(match.group(1))
+            return (value - min_score) / (max_score - min_score) if min_score <= value <= max_score else None
+    return None
+
+
+def parse_verdict(text: str) -> str | None:
+    """'A', 'B' or None: the reply is the letter, or has "[[A]]", "Answer: B", "Response A ..." and the like."""
+    for pattern in _VERDICT_PATTERNS:
+        match = pattern.search(text)
+        if match:
+            return match.group(1)
+    return None
