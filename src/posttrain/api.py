@@ -21,7 +21,6 @@ This module imports neither torch nor transformers; each stage's module is impor
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import json
 import re
@@ -31,8 +30,8 @@ import types
 from pathlib import Path
 from typing import Any, Callable
 
-from posttrain.cli import STAGES
 from posttrain.errors import ConfigError, UserError
+from posttrain.stages import STAGES, get_stage, preset_values, stage_of_config
 
 __all__ = ["config_for", "run", "generate", "run_pipeline", "function_spec", "stage_help", "ConfigError", "UserError"]
 
@@ -48,16 +47,6 @@ def function_name(stage: str) -> str:
     if stage == "eval":
         return "evaluate"
     return f"run_{stage}" if importlib.util.find_spec(f"posttrain.{stage}") is not None else stage
-
-
-def _check_stage(stage: str) -> None:
-    if stage not in STAGES:
-        raise ConfigError(f"unknown stage '{stage}'; valid stages: {', '.join(STAGES)}")
-
-
-def _stage_module(stage: str):
-    _check_stage(stage)
-    return importlib.import_module(STAGES[stage][0])
 
 
 def function_spec(fn: Callable | str) -> str:
@@ -93,40 +82,28 @@ def config_for(stage: str, config: str | Path | None = None, *, preset: str | No
     """The typed config of `stage` from defaults < preset < YAML file `config` < `options`."""
     from posttrain.config import build_config, read_yaml
 
-    module = _stage_module(stage)
-    config_cls = getattr(module, STAGES[stage][1])
-    values: dict[str, Any] = {}
-    if preset is not None:
-        presets = getattr(module, "PRESETS", {})
-        if preset not in presets:
-            raise ConfigError(f"unknown preset '{preset}' for {stage}; valid presets: {', '.join(presets) or 'none'}")
-        values.update(presets[preset])
+    config_cls = get_stage(stage).config_class
+    values: dict[str, Any] = preset_values(stage, preset)
     if config is not None:
         values.update(read_yaml(config))
     values.update({key: _specs(value) for key, value in options.items()})
     return build_config(config_cls, values)
 
 
-def _stage_of(stage_config) -> str:
-    for stage, (module_name, config_name, _, _) in STAGES.items():
-        module = sys.modules.get(module_name)
-        if module is not None and type(stage_config) is getattr(module, config_name, None):
-            return stage
-    raise ConfigError(f"run() takes a stage config from posttrain.config_for(...), got {type(stage_config).__name__}")
-
-
 def run(stage_config) -> dict:
     """Run a stage from its config (as built by `config_for`); returns what the stage returns:
     the final logged metrics for training stages, the report for eval."""
-    stage = _stage_of(stage_config)
-    return getattr(sys.modules[STAGES[stage][0]], STAGES[stage][2])(stage_config)
+    spec = stage_of_config(stage_config)
+    if spec is None:
+        raise ConfigError(f"run() takes a stage config from posttrain.config_for(...), got {type(stage_config).__name__}")
+    return spec.runner(stage_config)
 
 
 def stage_help(stage: str) -> str:
     """Every option of `stage` with its type, default and meaning (what `posttrain STAGE --help` lists)."""
     from posttrain.config import format_help
 
-    return format_help(getattr(_stage_module(stage), STAGES[stage][1]))
+    return format_help(get_stage(stage).config_class)
 
 
 def _stage_function(stage: str) -> Callable[..., dict]:
@@ -135,7 +112,7 @@ def _stage_function(stage: str) -> Callable[..., dict]:
 
     run_this_stage.__name__ = run_this_stage.__qualname__ = function_name(stage)
     run_this_stage.__doc__ = (
-        f"{STAGES[stage][3]}\n\nKeyword arguments are the options of `posttrain {stage}` "
+        f"{STAGES[stage].description}\n\nKeyword arguments are the options of `posttrain {stage}` "
         f"(posttrain.stage_help({stage!r}) lists them); `preset=` applies a named preset, `config=` reads a "
         "YAML file first. Returns the stage's final metrics (or report).")
     return run_this_stage

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib
 import json
 import re
 import time
@@ -25,6 +24,7 @@ import yaml
 
 from posttrain.config import build_config, parse_overrides, read_yaml, to_dict
 from posttrain.errors import ConfigError
+from posttrain.stages import STAGES, get_stage, preset_values
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 TOP_KEYS = ("output_dir", "vars", "defaults", "stages", "force")
@@ -67,14 +67,6 @@ def _source_path(source: str) -> Path:
     if not path.is_file():
         raise ConfigError(f"pipeline '{source}' is neither a file nor a recipe; recipes: {', '.join(recipes())}")
     return path
-
-
-def _stage_module(stage_type: str):
-    from posttrain.cli import STAGES
-
-    module_name, config_name, run_name, _ = STAGES[stage_type]
-    module = importlib.import_module(module_name)
-    return module, getattr(module, config_name), getattr(module, run_name)
 
 
 def _resolve(value, where: str, scope: dict[str, Any], stages: dict[str, Path], deps: set[str]):
@@ -136,8 +128,6 @@ def _split_overrides(overrides: list[str], stage_names: list[str], var_names: li
 def load_pipeline(source: str, overrides: list[str] | None = None) -> Pipeline:
     """Read a pipeline file or recipe, apply overrides, and build every stage's config (nothing runs
     and nothing is written). Any problem is a ConfigError naming the stage and the fix."""
-    from posttrain.cli import STAGES
-
     path = _source_path(source)
     data = read_yaml(path)
     unknown = [k for k in data if k not in TOP_KEYS]
@@ -172,17 +162,18 @@ def load_pipeline(source: str, overrides: list[str] | None = None) -> Pipeline:
         if not re.fullmatch(r"[A-Za-z_][\w-]*", str(name)) or name in stage_dirs or name in scope:
             raise ConfigError(f"{where}: the name '{name}' must be a unique identifier, not output_dir or a var name")
         stage_type = raw.get("stage", name)
-        if stage_type not in STAGES or stage_type == "pipeline":
-            raise ConfigError(f"{where}: unknown stage type '{stage_type}'; valid: {', '.join(s for s in STAGES if s != 'pipeline')}")
-        module, config_cls, _ = _stage_module(stage_type)
+        try:
+            spec = get_stage(stage_type)
+        except ConfigError:  # the registry's check, worded for a pipeline file
+            raise ConfigError(f"{where}: unknown stage type '{stage_type}'; valid: {', '.join(STAGES)}") from None
+        config_cls = spec.config_class
         fields = {f.name for f in dataclasses.fields(config_cls)}
         values: dict[str, Any] = {k: v for k, v in defaults.items() if k in fields}
         used_defaults.update(values)
-        if raw.get("preset") is not None:
-            presets = getattr(module, "PRESETS", {})
-            if raw["preset"] not in presets:
-                raise ConfigError(f"{where}: unknown preset '{raw['preset']}' for {stage_type}; valid: {', '.join(presets) or 'none'}")
-            values.update(presets[raw["preset"]])
+        try:
+            values.update(preset_values(stage_type, raw.get("preset")))
+        except ConfigError:
+            raise ConfigError(f"{where}: unknown preset '{raw['preset']}' for {stage_type}; valid: {', '.join(spec.presets) or 'none'}") from None
         values.update(raw.get("config") or {})
         values.update(per_stage.get(name, {}))
         deps: set[str] = set()
@@ -287,7 +278,7 @@ def run_pipeline(pipeline: Pipeline, log=print) -> list[dict]:
         log(f"{head}: {'resuming' if status == 'resume' else 'running'} -> {stage.dir}", flush=True)
         began = time.perf_counter()
         try:
-            metrics = _stage_module(stage.stage)[2](config)
+            metrics = get_stage(stage.stage).runner(config)
         except BaseException:
             records.append({"name": stage.name, "stage": stage.stage, "status": "failed",
                             "seconds": round(time.perf_counter() - began, 3), "metrics": {}})

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from posttrain.errors import UserError
+from posttrain.stages import STAGES, stage_names
 
 # Which KL to put on the reward-vs-KL axis, in order of preference (per-token estimates).
 KL_KEYS = ("kl/k1", "kl", "kl/k3", "kl/sequence_k1")
-RL_STAGES = ("grpo", "rloo", "ppo")
+RL_STAGES = stage_names("rl")  # counted in the report header
 
 
 @dataclass
@@ -112,8 +113,6 @@ def _number(value) -> float | None:
 
 
 def _infer_stage(path: Path, records: list[dict]) -> str:
-    from posttrain.cli import STAGES
-
     if path.name in STAGES:
         return path.name
     keys = set().union(*records) if records else set()
