@@ -80,6 +80,30 @@ def test_no_module_imports_from_a_layer_above():
     assert upward_imports() == []
 
 
+def package_cycles(src: Path = SRC) -> list[list[str]]:
+    """Cycles among top-level names (`cli` -> `pipeline` -> `cli`): legal within one layer, still a knot."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted((src / "posttrain").rglob("*.py")):
+        here = module_name(path, src).split(".")
+        for _, target in imported_modules(path, src):
+            a, b = (here[1] if len(here) > 1 else "__init__"), (target.split(".")[1] if "." in target else "__init__")
+            if a != b:
+                graph.setdefault(a, set()).add(b)
+    cycles, stack = [], [[start] for start in sorted(graph)]
+    while stack:
+        path = stack.pop()
+        for nxt in sorted(graph.get(path[-1], ())):
+            if nxt == path[0] and path[0] == min(path):
+                cycles.append(path + [nxt])
+            elif nxt not in path:
+                stack.append(path + [nxt])
+    return cycles
+
+
+def test_no_import_cycle_between_packages():
+    assert package_cycles() == []
+
+
 def test_every_package_and_module_has_a_layer():
     tops = {p.stem if p.is_file() else p.name for p in (SRC / "posttrain").iterdir()
             if (p.suffix == ".py" or (p / "__init__.py").is_file())}
@@ -98,10 +122,12 @@ def test_the_check_catches_an_upward_import(tmp_path):
     (pkg / "train" / "loop.py").write_text("from posttrain.data import rows\n")
     (pkg / "data" / "rows.py").write_text("def f():\n    from posttrain.train.loop import x\n")
     (pkg / "models" / "heads.py").write_text("from ..train import loop\n")
+    (pkg / "data" / "steps.py").write_text("from posttrain.data import rows\n")
     problems = upward_imports(tmp_path)
     assert len(problems) == 2
     assert problems[0].startswith("posttrain/data/rows.py:2: posttrain.data.rows (data) imports posttrain.train.loop (train)")
     assert problems[1].startswith("posttrain/models/heads.py:1: posttrain.models.heads (models) imports posttrain.train.loop")
+    assert package_cycles(tmp_path) == [["data", "train", "data"]]  # data -> train -> data; within data is fine
 
 
 def test_an_unknown_package_is_named():
