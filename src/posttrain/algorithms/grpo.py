@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from posttrain.config import option
+from posttrain.data.values import completion_value
 from posttrain.errors import ConfigError
 from posttrain.losses import advantages as adv
 from posttrain.losses.policy import policy_loss, soft_overlong_penalty
@@ -150,7 +151,7 @@ class GRPO(Algorithm):
         cfg = self.config
         conversational = isinstance(rows[0]["prompt"], list)
         prompts = [rows[g]["prompt"] for g in rollouts.group]
-        completions = [[{"role": "assistant", "content": t}] if conversational else t for t in rollouts.texts]
+        completions = [completion_value(t, conversational) for t in rollouts.texts]
         columns = {k: [rows[g][k] for g in rollouts.group] for k in rows[0] if k not in ("prompt", "completion")}
         result = self.rewards(prompts, completions, columns, completion_ids=rollouts.completion_ids)
         total = list(result.total)

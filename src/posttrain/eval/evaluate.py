@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from posttrain.config import option
+from posttrain.data.values import completion_value
 from posttrain.errors import UserError
 from posttrain.options import ModelOptions
 
@@ -41,10 +42,6 @@ class EvalConfig(ModelOptions):
             raise UserError("num_samples and batch_size must be >= 1")
         if self.num_samples > 1 and self.temperature == 0:
             raise UserError("num_samples > 1 with temperature=0 gives k identical greedy samples; set temperature (e.g. 1.0)")
-
-
-def _completion_value(text: str, conversational: bool):
-    return [{"role": "assistant", "content": text}] if conversational else text
 
 
 def _default_max_new_tokens(cfg: EvalConfig) -> int:
@@ -83,7 +80,7 @@ def evaluate(model, tokenizer, rows: list[dict], scorers: dict, *, num_samples=1
         out = generate(model, tokenizer, prompt_ids, params)
         conversational = isinstance(chunk[0]["prompt"], list)
         prompts = [chunk[i]["prompt"] for i in out.prompt_index]
-        completions = [_completion_value(t, conversational) for t in out.texts]
+        completions = [completion_value(t, conversational) for t in out.texts]
         columns = {k: [chunk[i][k] for i in out.prompt_index] for k in chunk[0] if k not in ("prompt", "completion")}
         for name, fn in scorers.items():
             scores[name] += call_scorer(name, fn, prompts, completions, columns)

@@ -37,8 +37,9 @@ from __future__ import annotations
 import json
 import re
 
+from posttrain.data.values import completion_text
 from posttrain.errors import ConfigError, UserError
-from posttrain.rewards.judge_templates import completion_text, fill, load_template, prompt_text
+from posttrain.rewards.judge_templates import fill, load_template, prompt_text
 from posttrain.rewards.registry import check_choice
 
 METHODS = ("generate", "logprob")

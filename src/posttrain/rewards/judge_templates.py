@@ -80,16 +80,3 @@ def prompt_text(prompt) -> str:
     if len(messages) == 1:
         return str(messages[0].get("content", ""))
     return "\n".join(f"{m.get('role', 'user')}: {m.get('content', '')}" for m in messages)
-
-
-def completion_text(completion) -> str:
-    """A completion as text: a string unchanged; messages -> the content of the last assistant message."""
-    if completion is None:
-        return ""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, dict):
-        completion = [completion]
-    messages = [m for m in completion if isinstance(m, dict)]
-    assistant = [m for m in messages if m.get("role") == "assistant"] or messages
-    return str(assistant[-1].get("content", "")) if assistant else ""
