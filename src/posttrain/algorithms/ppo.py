@@ -36,6 +36,7 @@ from posttrain.algorithms.grpo import GRPO, GRPOConfig, _load_prompts, eval_rows
 from posttrain.config import option
 from posttrain.errors import ConfigError
 from posttrain.losses.advantages import gae, whiten
+from posttrain.losses.kl import kl_estimate
 from posttrain.losses.policy import policy_loss
 from posttrain.losses.ppo import AdaptiveKLController, FixedKLController, explained_variance, kl_penalized_rewards, value_loss
 from posttrain.models.logprobs import logits_at
@@ -189,7 +190,7 @@ class PPO(GRPO):
         trained = torch.tensor([s.trained for s in samples], device=device)[:, None] * mask
         if cfg.whiten_advantages:
             advantages = whiten(advantages, trained) if trained.sum() > 1 else advantages
-        kl = float(((old - ref) * mask).sum(-1).mean())
+        kl = float(kl_estimate(old, ref, mask, "k1").sum(-1).mean())
         new_coef = self.kl.update(kl, len(samples))
         for r, s in enumerate(samples):
             n = len(s.completion_ids)
