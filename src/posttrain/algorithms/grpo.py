@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from posttrain.config import option
+from posttrain.data.collate import to_device
 from posttrain.data.values import completion_value
 from posttrain.errors import ConfigError
 from posttrain.losses import advantages as adv
@@ -216,20 +217,12 @@ class GRPO(Algorithm):
         if self.reference is None:
             return
         device = next(self.policy.parameters()).device
-        for start in range(0, len(samples), self.config.batch_size):
-            chunk = samples[start:start + self.config.batch_size]
-            batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in self.collate(chunk).items()}
-            logps, _ = self._reference_logps(batch)
-            for s, row in zip(chunk, logps.cpu()):
-                s.ref_logps = row[:len(s.completion_ids)].tolist()
-
-    def _reference_logps(self, batch):
-        if self.reference.frozen is not None:
-            if next(self.reference.frozen.parameters()).device != batch["input_ids"].device:
-                self.reference.frozen.to(batch["input_ids"].device)
-            return completion_logps(self.reference.frozen, batch, self.config.temperature)
-        with self.policy.disable_adapter():
-            return completion_logps(self.policy, batch, self.config.temperature)
+        with self.reference.scoring(self.policy, device) as reference:
+            for start in range(0, len(samples), self.config.batch_size):
+                chunk = samples[start:start + self.config.batch_size]
+                logps, _ = completion_logps(reference, to_device(self.collate(chunk), device), self.config.temperature)
+                for s, row in zip(chunk, logps.cpu()):
+                    s.ref_logps = row[:len(s.completion_ids)].tolist()
 
     def evaluate_by_generation(self, model) -> dict[str, float]:
         """Greedy completions of the held-out prompts (`eval_dataset`), scored by the reward functions."""

@@ -111,13 +111,17 @@ def entropy_from_logits(logits: torch.Tensor, chunk_size: int = 1024) -> torch.T
     a time so the float32 copy of a bf16 (tokens × vocab) tensor never exists at once; −inf logits
     (masked vocabulary) contribute 0."""
     flat = logits.reshape(-1, logits.shape[-1])
-    parts = []
-    for chunk in flat.split(chunk_size):
-        logp = torch.log_softmax(chunk.float(), dim=-1)
-        p = logp.exp()
-        parts.append(-torch.where(p > 0, p * logp, 0).sum(-1))  # 0·log 0 = 0, not NaN
+    parts = [entropy_of_log_probs(torch.log_softmax(chunk.float(), dim=-1)) for chunk in flat.split(chunk_size)]
     out = torch.cat(parts) if parts else flat.new_zeros(0, dtype=torch.float32)
     return out.reshape(logits.shape[:-1])
+
+
+def entropy_of_log_probs(log_probs: torch.Tensor) -> torch.Tensor:
+    """H = −Σ_a p_a log p_a from a normalised log-softmax (..., V) → (...), differentiable; 0·log 0 = 0,
+    not NaN. For callers that already hold the log-probs (the policy's forward pass: its gradient then
+    flows through the same log-softmax as the token log-probs'); `entropy_from_logits` otherwise."""
+    p = log_probs.exp()
+    return -torch.where(p > 0, p * log_probs, 0).sum(-1)
 
 
 class FixedKLController:
