@@ -29,8 +29,11 @@ from dataclasses import dataclass
 import torch
 
 from posttrain.config import option
+from posttrain.data.collate import to_device
+from posttrain.data.values import completion_value
 from posttrain.errors import ConfigError
 from posttrain.losses import advantages as adv
+from posttrain.losses.kl import LOSS_KL_ESTIMATORS, kl_estimate
 from posttrain.losses.policy import policy_loss, soft_overlong_penalty
 from posttrain.models.loading import load_causal_lm, load_tokenizer
 from posttrain.models.reference import ReferencePolicy
@@ -69,7 +72,7 @@ class GRPOConfig(TrainOptions):
     scale_rewards: str = option("group", "grpo advantages: divide by the group's std, the batch's std, or none (Dr.GRPO).", choices=("group", "batch", "none"))
     loss_type: str = option("grpo", "Aggregation: grpo (per-sequence mean, then mean), token_mean (DAPO / BNPO: one mean over all tokens), dr_grpo (constant normaliser max_new_tokens).", choices=LOSS_TYPES)
     beta: float = option(0.0, "β: weight of the KL-to-reference term in the loss (0: no reference model is loaded).")
-    kl_estimator: str = option("k3", "KL estimator in the loss: k3 (exp(r) - r - 1, unbiased, >= 0) or k1 (log-ratio).", choices=("k3", "k1"))
+    kl_estimator: str = option("k3", "KL estimator in the loss: k3 (exp(r) - r - 1, unbiased, >= 0) or k1 (log-ratio).", choices=LOSS_KL_ESTIMATORS)
     ratio_level: str = option("token", "Importance ratio per token, or per sequence (GSPO: the length-normalised sequence ratio).", choices=("token", "sequence"))
     epsilon_low: float = option(0.2, "Clip the ratio below at 1 - epsilon_low.")
     epsilon_high: float = option(0.2, "Clip the ratio above at 1 + epsilon_high (> epsilon_low: DAPO's clip-higher).")
@@ -151,7 +154,7 @@ class GRPO(Algorithm):
         cfg = self.config
         conversational = isinstance(rows[0]["prompt"], list)
         prompts = [rows[g]["prompt"] for g in rollouts.group]
-        completions = [[{"role": "assistant", "content": t}] if conversational else t for t in rollouts.texts]
+        completions = [completion_value(t, conversational) for t in rollouts.texts]
         columns = {k: [rows[g][k] for g in rollouts.group] for k in rows[0] if k not in ("prompt", "completion")}
         result = self.rewards(prompts, completions, columns, completion_ids=rollouts.completion_ids)
         total = list(result.total)
@@ -215,20 +218,12 @@ class GRPO(Algorithm):
         if self.reference is None:
             return
         device = next(self.policy.parameters()).device
-        for start in range(0, len(samples), self.config.batch_size):
-            chunk = samples[start:start + self.config.batch_size]
-            batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in self.collate(chunk).items()}
-            logps, _ = self._reference_logps(batch)
-            for s, row in zip(chunk, logps.cpu()):
-                s.ref_logps = row[:len(s.completion_ids)].tolist()
-
-    def _reference_logps(self, batch):
-        if self.reference.frozen is not None:
-            if next(self.reference.frozen.parameters()).device != batch["input_ids"].device:
-                self.reference.frozen.to(batch["input_ids"].device)
-            return completion_logps(self.reference.frozen, batch, self.config.temperature)
-        with self.policy.disable_adapter():
-            return completion_logps(self.policy, batch, self.config.temperature)
+        with self.reference.scoring(self.policy, device) as reference:
+            for start in range(0, len(samples), self.config.batch_size):
+                chunk = samples[start:start + self.config.batch_size]
+                logps, _ = completion_logps(reference, to_device(self.collate(chunk), device), self.config.temperature)
+                for s, row in zip(chunk, logps.cpu()):
+                    s.ref_logps = row[:len(s.completion_ids)].tolist()
 
     def evaluate_by_generation(self, model) -> dict[str, float]:
         """Greedy completions of the held-out prompts (`eval_dataset`), scored by the reward functions."""
@@ -271,8 +266,7 @@ def kl_metrics(logps: torch.Tensor, batch: dict, mask: torch.Tensor) -> dict:
     if "ref_logps" not in batch:
         return {}
     tokens = mask.sum()
-    log_ratio = (logps.detach() - batch["ref_logps"]) * mask
-    return {"kl/k1": (log_ratio.sum(), tokens), "kl/k3": (((torch.exp(-log_ratio) + log_ratio - 1) * mask).sum(), tokens)}
+    return {f"kl/{name}": (kl_estimate(logps.detach(), batch["ref_logps"], mask, name).sum(), tokens) for name in ("k1", "k3")}
 
 
 def _load_prompts(config):

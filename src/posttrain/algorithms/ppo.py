@@ -34,11 +34,14 @@ import torch
 
 from posttrain.algorithms.grpo import GRPO, GRPOConfig, _load_prompts, eval_rows, kl_metrics
 from posttrain.config import option
+from posttrain.data.collate import to_device
 from posttrain.errors import ConfigError
 from posttrain.losses.advantages import gae, whiten
+from posttrain.losses.kl import kl_estimate
 from posttrain.losses.policy import policy_loss
-from posttrain.losses.ppo import AdaptiveKLController, FixedKLController, explained_variance, kl_penalized_rewards, value_loss
-from posttrain.models.logprobs import logits_at
+from posttrain.losses.ppo import (AdaptiveKLController, FixedKLController, entropy_of_log_probs, explained_variance,
+                                  kl_penalized_rewards, value_loss)
+from posttrain.models.logprobs import logits_at, target_logprobs
 from posttrain.online.experience import collate_samples, completion_tensor
 from posttrain.train import distributed
 from posttrain.train.loop import train
@@ -138,28 +141,21 @@ class PPO(GRPO):
         return base
 
     def _outputs(self, model, batch: dict, with_entropy: bool):
-        """(log-probs, values, entropy) at the completion tokens, B x T, from one forward."""
-        targets, captured = batch["targets"], {}
-
-        def grab(_module, args):
-            captured["hidden"] = args[0][(targets.rows, targets.cols)]
-            return (captured["hidden"],) + tuple(args[1:])
-
+        """(log-probs, values, entropy) at the completion tokens, B x T, from one forward: the value head
+        reads the hidden states the output head runs on (those that predict a completion token)."""
+        captured = {}
         head = model.get_output_embeddings()
-        handle = head.register_forward_pre_hook(grab)
+        handle = head.register_forward_hook(lambda _module, args, _output: captured.update(hidden=args[0]))
         try:
             inputs = {k: batch[k] for k in ("input_ids", "attention_mask") if k in batch}
-            logits = model(**inputs, use_cache=False).logits.float()
+            token_logps, log_probs = target_logprobs(model, batch["targets"], self.config.temperature, **inputs)
         finally:
             handle.remove()
-        if self.config.temperature != 1.0:
-            logits = logits / self.config.temperature
-        log_probs = torch.log_softmax(logits, -1)
         where = batch["completion_mask"]
         scatter = lambda v: torch.zeros(where.shape, dtype=torch.float32, device=v.device).masked_scatter(where, v)  # noqa: E731
-        logps = scatter(log_probs.gather(-1, targets.ids[:, None])[:, 0])
+        logps = scatter(token_logps)
         values = scatter(self.value_head(captured["hidden"]).float()[:, 0])
-        entropy = scatter(-(log_probs.exp() * log_probs).sum(-1)) if with_entropy else None
+        entropy = scatter(entropy_of_log_probs(log_probs)) if with_entropy else None
         return logps, values, entropy
 
     def collate(self, samples) -> dict:
@@ -173,7 +169,7 @@ class PPO(GRPO):
     def assign_advantages(self, samples) -> dict[str, float]:
         cfg, device = self.config, next(self.policy.parameters()).device
         scores = torch.tensor([s.reward if s.reward is not None else 0.0 for s in samples])
-        batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in self.collate(samples).items()}
+        batch = to_device(self.collate(samples), device)
         was_training = self.policy.training
         self.policy.eval()
         _, values, _ = self._outputs(self.policy, batch, with_entropy=False)
@@ -189,7 +185,7 @@ class PPO(GRPO):
         trained = torch.tensor([s.trained for s in samples], device=device)[:, None] * mask
         if cfg.whiten_advantages:
             advantages = whiten(advantages, trained) if trained.sum() > 1 else advantages
-        kl = float(((old - ref) * mask).sum(-1).mean())
+        kl = float(kl_estimate(old, ref, mask, "k1").sum(-1).mean())
         new_coef = self.kl.update(kl, len(samples))
         for r, s in enumerate(samples):
             n = len(s.completion_ids)

@@ -37,6 +37,7 @@ from pathlib import Path
 import torch
 
 from posttrain.config import option
+from posttrain.data.collate import to_device
 from posttrain.data.formats import PROMPT_COMPLETION, RANKING, detect_format, validate
 from posttrain.data.pairs import INVALID_PAIR_POLICIES, load_pairs
 from posttrain.tasks.sources import load_rows
@@ -254,8 +255,7 @@ def mean_reward(model_dir: str, sequences: list[list[int]], pad_token_id: int, c
     model = load_reward_model(model_dir, pad_token_id, config.dtype, resolve_device(config.device)).eval()
     device, total = next(model.parameters()).device, 0.0
     for i in range(0, len(sequences), config.batch_size):
-        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v
-                 for k, v in collate_sequences(sequences[i:i + config.batch_size], pad_token_id).items()}
+        batch = to_device(collate_sequences(sequences[i:i + config.batch_size], pad_token_id), device)
         total += float(sequence_rewards(model, batch, config.pooling).sum())
     return total / len(sequences)
 

@@ -28,6 +28,12 @@ import torch
 IGNORE_INDEX = -100
 
 
+def to_device(batch: dict, device, non_blocking: bool = False) -> dict:
+    """The batch with its tensors, and the fields that know how to move themselves (e.g.
+    logprobs.TokenTargets), on `device`; other values (counts, lists) as they are."""
+    return {k: v.to(device, non_blocking=non_blocking) if hasattr(v, "to") else v for k, v in batch.items()}
+
+
 def shifted_labels(input_ids: Sequence[int], mask: Sequence[int]) -> list[int]:
     """labels[t] = input_ids[t+1] where mask[t+1] is 1, else -100; the last position is -100."""
     out = [tok if m else IGNORE_INDEX for tok, m in zip(input_ids[1:], mask[1:])]

@@ -86,18 +86,6 @@ def prompt_text(prompt) -> str:
     return "\n".join(f"{m.get('role', 'user')}: {m.get('content', '')}" for m in messages)
 
 
-def completion_text(completion) -> str:
-    """A completion as text: a string unchanged; messages -> the content of the last assistant message."""
-    if completion is None:
-        return ""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, dict):
-        completion = [completion]
-    messages = [m for m in completion if isinstance(m, dict)]
-    assistant = [m for m in messages if m.get("role") == "assistant"] or messages
-    return str(assistant[-1].get("content", "")) if assistant else ""
-
 
 _NUMBER = r"(-?\d+(?:\.\d+)?)"
 _SCORE_PATTERNS = (re.compile(r"(?i:score)\s*(?:is|of)?\s*[:=]?\s*" + _NUMBER), re.compile(r"^\s*" + _NUMBER))

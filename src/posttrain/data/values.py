@@ -1,6 +1,8 @@
 """Checks of single cells: a string, or a conversation of {"role", "content"} messages.
 
 Used by `formats` to validate rows; every problem is a DataError naming source, row and column.
+Also the two directions between a completion cell and its text: `completion_text` (what a reward,
+a scorer or a judge reads) and `completion_value` (what a sampled text becomes in a row).
 """
 
 from __future__ import annotations
@@ -12,6 +14,47 @@ from posttrain.errors import data_error
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 _ROLE_HINTS = {"human": "user", "gpt": "assistant", "bot": "assistant", "model": "assistant", "ai": "assistant"}
+
+
+def completion_text(completion) -> str:
+    """The text of a completion cell, as every reward, scorer and judge reads it.
+
+    - a string: itself; None: "";
+    - one message ({"role", "content"}): its content;
+    - a list of messages: the content of the LAST assistant message (a message without a role counts
+      as one; with no assistant message, the last message). In a multi-turn completion (assistant,
+      user, assistant, or tool calls and results) that is the final answer, the turn a reward judges;
+      earlier turns and tool outputs are not the model's answer;
+    - content given as parts (`[{"type": "text", "text": ...}]`): the text parts joined; None: "";
+    - a list with no message dict: its items as strings, joined.
+    """
+    if completion is None:
+        return ""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, dict):
+        return _content_text(completion.get("content"))
+    messages = [m for m in completion if isinstance(m, dict)]
+    if not messages:
+        return "".join(str(m) for m in completion)
+    assistant = [m for m in messages if m.get("role", "assistant") == "assistant"]
+    return _content_text((assistant or messages)[-1].get("content"))
+
+
+def _content_text(content) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # multimodal parts: keep the text ones
+        return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
+    return str(content)
+
+
+def completion_value(text: str, conversational: bool):
+    """A sampled text as a completion cell: the text, or (for conversational prompts) one assistant turn.
+    What reward functions receive and what SFT / preference rows store; `completion_text` reads it back."""
+    return [{"role": "assistant", "content": text}] if conversational else text
 
 
 def is_conversational(value) -> bool:

@@ -18,6 +18,7 @@ For a sequence i with completion tokens t ∈ o_i (mask m_{i,t} = 1) and advanta
               two-sided clip, which bounds the otherwise unbounded r Â for Â < 0 and r ≫ 1.)
     KL        k3 = π_ref/π_θ − log(π_ref/π_θ) − 1   (DeepSeekMath, seed 003 L2511; ≥ 0, unbiased)
               k1 = log π_θ − log π_ref              (the form seed 000 L584-649 attributes to TRL)
+              (`losses.kl`: the registry; LOSS_KL_ESTIMATORS are the ones accepted here)
               kl_importance_weight=True trains on r·KL instead (DeepSeek-V3.2; TRL 1.16's default).
 
 Aggregation (the seeds' three normalisers):
@@ -54,8 +55,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from posttrain.losses.kl import LOSS_KL_ESTIMATORS, check_kl_estimator, kl_per_token
+
 AGGREGATIONS = ("grpo", "token_mean", "dr_grpo")
-KL_ESTIMATORS = ("k1", "k3")
 RATIO_LEVELS = ("token", "sequence")
 
 
@@ -66,26 +68,13 @@ class PolicyLossOutput:
     metrics: dict = field(default_factory=dict)  # (numerator, denominator) tuples over tokens
 
 
-def kl_per_token(logps: torch.Tensor, ref_logps: torch.Tensor, estimator: str = "k3") -> torch.Tensor:
-    """Per-token estimate of KL(π_θ ‖ π_ref) from the sampled tokens' log-probs (Schulman 2020).
-
-    k3 = exp(ref − logp) − (ref − logp) − 1 (≥ 0, low variance; gradient 1 − π_ref/π_θ);
-    k1 = logp − ref (can be negative per token; gradient 1).
-    """
-    if estimator not in KL_ESTIMATORS:
-        raise ValueError(f"kl_estimator must be one of {KL_ESTIMATORS}, got {estimator!r}")
-    d = ref_logps - logps
-    return torch.exp(d) - d - 1 if estimator == "k3" else -d
-
-
 def _check(logps, old_logps, advantages, mask, ref_logps, beta, kl_estimator, ratio_level, epsilon_low,
            epsilon_high, aggregation, max_completion_length, delta) -> None:
     if aggregation not in AGGREGATIONS:
         raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
     if ratio_level not in RATIO_LEVELS:
         raise ValueError(f"ratio_level must be one of {RATIO_LEVELS}, got {ratio_level!r}")
-    if kl_estimator not in KL_ESTIMATORS:
-        raise ValueError(f"kl_estimator must be one of {KL_ESTIMATORS}, got {kl_estimator!r}")
+    check_kl_estimator(kl_estimator, LOSS_KL_ESTIMATORS, "kl_estimator")
     if logps.dim() != 2 or old_logps.shape != logps.shape or mask.shape != logps.shape:
         raise ValueError(f"logps, old_logps and mask must all be (batch, tokens); got {tuple(logps.shape)}, "
                          f"{tuple(old_logps.shape)}, {tuple(mask.shape)}")

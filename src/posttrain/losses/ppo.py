@@ -1,5 +1,6 @@
-"""PPO-RLHF pieces other than the clipped policy loss: KL estimators, the KL-penalised token reward,
-the (clipped) value loss, explained variance, entropy, and KL-coefficient controllers.
+"""PPO-RLHF pieces other than the clipped policy loss: the KL-penalised token reward, the (clipped)
+value loss, explained variance, entropy, and KL-coefficient controllers. The KL estimators
+(`kl_estimate`, `KL_ESTIMATORS`) live in `posttrain.losses.kl`.
 
 Pure tensor functions (no models, no I/O, no config objects). Token tensors are (B, T) over the
 completion tokens with a 0/1 `mask`; every per-token output is 0 where mask is 0. Losses return
@@ -14,39 +15,10 @@ from __future__ import annotations
 import torch
 
 from posttrain.losses.advantages import _check_tokens
+from posttrain.losses.kl import kl_estimate
 
-KL_ESTIMATORS = ("k1", "k2", "k3")
 KL_PLACEMENTS = ("every_token", "last")
 KL_CONTROL_MODES = ("proportional", "double_halve")
-
-
-def kl_estimate(logps: torch.Tensor, ref_logps: torch.Tensor, mask: torch.Tensor, estimator: str = "k1") -> torch.Tensor:
-    """Per-token sample estimates of KL(π‖π_ref) from the sampled tokens' log-probs, (B, T), float32.
-
-    With log r = log π_ref(y_t) − log π(y_t) (Schulman 2020, "Approximating KL divergence"):
-
-        k1 = −log r = log π − log π_ref         unbiased, can be negative; the InstructGPT reward
-                                                 penalty (S3 L2538-2552) and S0's GRPO loss (L640)
-        k2 = ½ (log r)²                          biased, low variance, ≥ 0; its gradient is that of
-                                                 the exact KL's (on-policy)
-        k3 = r − log r − 1                       unbiased, ≥ 0; DeepSeekMath GRPO's D_KL (S3 L2511, L2563)
-
-    Gradients flow through `logps` (as the GRPO KL term needs); masked positions are 0.
-    """
-    if estimator not in KL_ESTIMATORS:
-        raise ValueError(f"estimator must be one of {KL_ESTIMATORS}, got {estimator!r}")
-    _check_tokens(mask, logps=logps, ref_logps=ref_logps)
-    # padded positions may hold garbage log-probs: zero them before exp, so neither the value nor the
-    # gradient (0 · ∞ = NaN through a where) sees them
-    valid = mask.bool()
-    log_ratio = torch.where(valid, logps.float() - ref_logps.float(), 0)  # log π − log π_ref = −log r
-    if estimator == "k1":
-        kl = log_ratio
-    elif estimator == "k2":
-        kl = 0.5 * log_ratio ** 2
-    else:
-        kl = torch.exp(-log_ratio) + log_ratio - 1
-    return torch.where(valid, kl, 0)
 
 
 def last_token_index(mask: torch.Tensor) -> torch.Tensor:
@@ -66,7 +38,7 @@ def kl_penalized_rewards(scores: torch.Tensor, logps: torch.Tensor, ref_logps: t
         placement="every_token":   r_t = −β kl_t  at every valid token, + score(x, y) at the last one
         placement="last":          r_T = score(x, y) − β Σ_t kl_t  at the last valid token, 0 elsewhere
 
-    with kl_t = log π(y_t) − log π_ref(y_t) (k1; `estimator` picks another, see `kl_estimate`).
+    with kl_t = log π(y_t) − log π_ref(y_t) (k1; `estimator` picks another of `losses.kl.KL_ESTIMATORS`).
     Both give the sequence-level augmented reward r̃ = r_φ(x, y) − β log π(y|x)/π_ref(y|x) of S3
     L1192 as their sum, so with γ = 1 every return-to-go from the first token is the same; they
     differ in how credit reaches each token through GAE. β "typically 0.01–0.02" (S3 L1186).
@@ -76,7 +48,7 @@ def kl_penalized_rewards(scores: torch.Tensor, logps: torch.Tensor, ref_logps: t
         raise ValueError(f"placement must be one of {KL_PLACEMENTS}, got {placement!r}")
     if scores.dim() != 1 or scores.shape[0] != mask.shape[0]:
         raise ValueError(f"scores must be (B,) = ({mask.shape[0]},), got shape {tuple(scores.shape)}")
-    kl = kl_estimate(logps.detach(), ref_logps.detach(), mask, estimator)
+    kl = kl_estimate(logps.detach().float(), ref_logps.detach().float(), mask, estimator)
     last = last_token_index(mask).unsqueeze(1)
     if placement == "every_token":
         rewards = -kl_coef * kl
@@ -139,13 +111,17 @@ def entropy_from_logits(logits: torch.Tensor, chunk_size: int = 1024) -> torch.T
     a time so the float32 copy of a bf16 (tokens × vocab) tensor never exists at once; −inf logits
     (masked vocabulary) contribute 0."""
     flat = logits.reshape(-1, logits.shape[-1])
-    parts = []
-    for chunk in flat.split(chunk_size):
-        logp = torch.log_softmax(chunk.float(), dim=-1)
-        p = logp.exp()
-        parts.append(-torch.where(p > 0, p * logp, 0).sum(-1))  # 0·log 0 = 0, not NaN
+    parts = [entropy_of_log_probs(torch.log_softmax(chunk.float(), dim=-1)) for chunk in flat.split(chunk_size)]
     out = torch.cat(parts) if parts else flat.new_zeros(0, dtype=torch.float32)
     return out.reshape(logits.shape[:-1])
+
+
+def entropy_of_log_probs(log_probs: torch.Tensor) -> torch.Tensor:
+    """H = −Σ_a p_a log p_a from a normalised log-softmax (..., V) → (...), differentiable; 0·log 0 = 0,
+    not NaN. For callers that already hold the log-probs (the policy's forward pass: its gradient then
+    flows through the same log-softmax as the token log-probs'); `entropy_from_logits` otherwise."""
+    p = log_probs.exp()
+    return -torch.where(p > 0, p * log_probs, 0).sum(-1)
 
 
 class FixedKLController:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from posttrain.data.values import completion_value
 from posttrain.errors import ConfigError
 
 RULES = ("best", "threshold")
@@ -44,11 +45,6 @@ class PromptCandidates:
 
     row: dict
     candidates: list[Candidate]
-
-
-def completion_value(text: str, conversational: bool):
-    """A completion as the reward functions (and SFT data) expect it: text, or one assistant turn."""
-    return [{"role": "assistant", "content": text}] if conversational else text
 
 
 def sample_and_score(model, tokenizer, rows: list[dict], rewards, n: int, params, batch_size: int = 64) -> list[PromptCandidates]:

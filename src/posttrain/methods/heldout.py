@@ -9,11 +9,8 @@ from __future__ import annotations
 import math
 import time
 
+from posttrain.data.values import completion_value
 from posttrain.errors import UserError
-
-
-def _completion_value(text: str, conversational: bool):
-    return [{"role": "assistant", "content": text}] if conversational else text
 
 
 def evaluate(model, tokenizer, rows: list[dict], scorers: dict, *, num_samples=1, temperature=0.0, top_p=1.0, top_k=0,
@@ -39,7 +36,7 @@ def evaluate(model, tokenizer, rows: list[dict], scorers: dict, *, num_samples=1
         out = generate(model, tokenizer, prompt_ids, params)
         conversational = isinstance(chunk[0]["prompt"], list)
         prompts = [chunk[i]["prompt"] for i in out.prompt_index]
-        completions = [_completion_value(t, conversational) for t in out.texts]
+        completions = [completion_value(t, conversational) for t in out.texts]
         columns = {k: [chunk[i][k] for i in out.prompt_index] for k in chunk[0] if k not in ("prompt", "completion")}
         for name, fn in scorers.items():
             scores[name] += call_scorer(name, fn, prompts, completions, columns)

@@ -44,15 +44,26 @@ class SequenceLogprobs:
         return self.sums / self.counts.clamp(min=1)
 
 
+def target_logprobs(model, targets: TokenTargets, temperature: float = 1.0, **inputs) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log-probs of the target tokens (N,), the whole float32 log-softmax of logits / temperature at
+    their positions (N, vocab), e.g. for the entropy). The one computation behind both layouts:
+    per-sequence sums (`sequence_logprobs`: DPO, KTO, the reference) and per completion token
+    (online.experience.completion_logps, PPO's actor: GRPO, PPO). The head runs only where a target is
+    predicted; the log-softmax runs in float32."""
+    logits = logits_at(model, (targets.rows, targets.cols), **inputs).float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    log_probs = torch.log_softmax(logits, dim=-1)
+    return log_probs.gather(-1, targets.ids[:, None])[:, 0], log_probs
+
+
 def sequence_logprobs(model, input_ids: torch.Tensor, target_mask: torch.Tensor | None = None, *,
                       targets: TokenTargets | None = None, **inputs) -> SequenceLogprobs:
     """Summed log-probs of each sequence's target tokens. The targets are the tokens where
     `target_mask` (batch x length) is 1, one sequence per row; or, for packed layouts, `targets`.
-    Extra `inputs` (attention_mask, position_ids, prefix_groups, ...) go to the model. The head runs
-    only where a target is predicted; the log-softmax runs in float32."""
+    Extra `inputs` (attention_mask, position_ids, prefix_groups, ...) go to the model."""
     t = targets if targets is not None else TokenTargets.from_mask(input_ids, target_mask)
-    logits = logits_at(model, (t.rows, t.cols), input_ids=input_ids, **inputs).float()
-    token_logps = torch.log_softmax(logits, dim=-1).gather(-1, t.ids[:, None])[:, 0]
+    token_logps, _ = target_logprobs(model, t, input_ids=input_ids, **inputs)
     zeros = torch.zeros(t.num_sequences, dtype=torch.float32, device=input_ids.device)
     sums = zeros.index_add(0, t.sequence, token_logps)
     counts = zeros.index_add(0, t.sequence, torch.ones_like(token_logps))

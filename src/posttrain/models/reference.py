@@ -20,16 +20,30 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
 
+from posttrain.data.collate import to_device
 from posttrain.models.loading import is_peft
 from posttrain.models.logprobs import SequenceLogprobs, sequence_logprobs
 
 REFERENCE_SOURCES = ("copy", "precompute", "none")
 CACHE_NAME = "reference_logps.pt"
+
+
+@contextmanager
+def as_reference(model):
+    """`model` as the reference scores: in eval mode (no dropout) and, under LoRA, with its adapters
+    disabled (the base weights never change); its training mode is restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with model.disable_adapter() if is_peft(model) else nullcontext():
+            yield model
+    finally:
+        model.train(was_training)
 
 
 def load_reference(path: str, policy):
@@ -43,7 +57,9 @@ def load_reference(path: str, policy):
 
 
 class ReferencePolicy:
-    """Reference log-probs for a batch: a frozen copy, the adapter-disabled base, or a model from `path`."""
+    """The reference for a batch: a frozen copy, the adapter-disabled base, or a model from `path`.
+    `scoring(policy, device)` gives the model to run; any log-prob layout (sequence sums here,
+    per-token in online.experience) is computed on it."""
 
     def __init__(self, policy, path: str | None = None):
         self.use_adapters_off = is_peft(policy) and path is None
@@ -54,19 +70,22 @@ class ReferencePolicy:
             self.frozen = copy.deepcopy(policy).eval()
             self.frozen.requires_grad_(False)
 
+    @contextmanager
+    def scoring(self, policy, device):
+        """The model that computes the reference's log-probs of a batch on `device`: the frozen one
+        (moved there, following the policy), or the policy itself `as_reference`."""
+        if self.frozen is None:
+            with as_reference(policy) as model:
+                yield model
+            return
+        if next(self.frozen.parameters()).device != device:
+            self.frozen.to(device)
+        yield self.frozen
+
     @torch.no_grad()
     def sequence_logprobs(self, policy, input_ids, target_mask=None, **inputs) -> SequenceLogprobs:
-        if self.frozen is not None:
-            if next(self.frozen.parameters()).device != input_ids.device:  # follow the policy to its device
-                self.frozen.to(input_ids.device)
-            return sequence_logprobs(self.frozen, input_ids, target_mask, **inputs)
-        was_training = policy.training
-        policy.eval()  # no dropout in the reference
-        try:
-            with policy.disable_adapter():
-                return sequence_logprobs(policy, input_ids, target_mask, **inputs)
-        finally:
-            policy.train(was_training)
+        with self.scoring(policy, input_ids.device) as model:
+            return sequence_logprobs(model, input_ids, target_mask, **inputs)
 
 
 def cache_key(model_name: str, examples: list[dict], fields: tuple[str, ...]) -> str:
@@ -86,17 +105,12 @@ def precompute(policy, examples: list[dict], collate, score, batch_size: int, ca
     Returns the examples with the scored fields added (the same dicts, updated in place)."""
     cached = torch.load(cache_path, weights_only=True) if cache_path.exists() else None
     if cached is None or cached.get("key") != key:
-        was_training = policy.training
-        policy.eval()
         columns: dict[str, list[float]] = {}
-        context = policy.disable_adapter() if is_peft(policy) else nullcontext()
-        with context:
+        with as_reference(policy):
             for start in range(0, len(examples), batch_size):
-                batch = collate(examples[start:start + batch_size])
-                batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
+                batch = to_device(collate(examples[start:start + batch_size]), device)
                 for name, values in score(policy, batch).items():
                     columns.setdefault(name, []).extend(values.float().cpu().tolist())
-        policy.train(was_training)
         cached = {"key": key, "columns": {k: torch.tensor(v, dtype=torch.float64) for k, v in columns.items()}}
         if write_cache:  # one writer (rank 0); written to a temp file, then renamed
             cache_path.parent.mkdir(parents=True, exist_ok=True)

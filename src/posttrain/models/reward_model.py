@@ -32,6 +32,7 @@ import contextlib
 
 import torch
 
+from posttrain.data.collate import to_device
 from posttrain.errors import UserError
 from posttrain.models import last_layer
 from posttrain.data.shared_prefix import last_index
@@ -176,8 +177,7 @@ def score_texts(model, tokenizer, prompts: list, completions: list, batch_size: 
     for i in range(0, len(prompts), batch_size):
         seqs = [tokenize_example(tokenizer, {"prompt": p, "completion": c}, max_length=None, truncation=False)["input_ids"]
                 for p, c in zip(prompts[i:i + batch_size], completions[i:i + batch_size])]
-        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v
-                 for k, v in collate_sequences(seqs, tokenizer.pad_token_id).items()}
+        batch = to_device(collate_sequences(seqs, tokenizer.pad_token_id), device)
         out += sequence_rewards(model, batch, pooling, offset=offset).tolist()
     model.train(was_training)
     return out

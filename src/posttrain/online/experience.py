@@ -17,8 +17,9 @@ import torch
 
 from posttrain.data.collate import pad_sequences
 from posttrain.data.collate import TokenTargets
-from posttrain.models.logprobs import logits_at
 from posttrain.data.shared_prefix import pack_groups
+from posttrain.losses.ppo import entropy_of_log_probs
+from posttrain.models.logprobs import target_logprobs
 from posttrain.models.shared_prefix_attention import shared_prefix_attention
 
 
@@ -98,19 +99,14 @@ def completion_logps(model, batch: dict, temperature: float = 1.0, with_entropy:
     """Per-completion-token log-probs (B x T, 0 off the completion) of the policy at `temperature`
     (logits / T, the distribution the sampler drew from), and optionally the entropy of each token's
     distribution. The head runs only where a completion token is predicted."""
-    targets = batch["targets"]
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids", "prefix_groups") if k in batch}
     with shared_prefix_attention(model) if "prefix_groups" in batch else contextlib.nullcontext():
-        logits = logits_at(model, (targets.rows, targets.cols), **inputs).float()
-    if temperature != 1.0:
-        logits = logits / temperature
-    log_probs = torch.log_softmax(logits, dim=-1)
-    token_logps = log_probs.gather(-1, targets.ids[:, None])[:, 0]
+        token_logps, log_probs = target_logprobs(model, batch["targets"], temperature, **inputs)
     where = batch["completion_mask"]
     logps = torch.zeros(where.shape, dtype=torch.float32, device=token_logps.device).masked_scatter(where, token_logps)
     if not with_entropy:
         return logps, None
     with torch.no_grad():
-        token_entropy = -(log_probs.exp() * log_probs).sum(-1)
+        token_entropy = entropy_of_log_probs(log_probs)
         entropy = torch.zeros(where.shape, dtype=torch.float32, device=token_logps.device).masked_scatter(where, token_entropy)
     return logps, entropy

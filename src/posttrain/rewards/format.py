@@ -2,42 +2,14 @@
 <answer>…</answer>, with penalties for missing tags or the wrong order (seed 000 L795-802: "Penalties
 are given if tags are missing or the order is incorrect"; the total reward is eq. 39,
 R = R_acc + λ_fmt·R_fmt, which `RewardFunctions` forms from `reward_weights`).
-
-Also home of `completion_text`, the text a rule reward reads from a completion.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
+from posttrain.data.values import completion_text
 from posttrain.errors import ConfigError
-
-
-def completion_text(completion) -> str:
-    """The text of a completion: a string as is; in conversational form (a message or a list of
-    messages) the content of the last assistant message (the last message if none says assistant).
-    A content given as a list of parts (`[{"type": "text", "text": ...}]`) is joined."""
-    if completion is None:
-        return ""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, dict):
-        return _content_text(completion.get("content"))
-    messages = [m for m in completion if isinstance(m, dict)]
-    if not messages:
-        return "".join(str(m) for m in completion)
-    assistant = [m for m in messages if m.get("role", "assistant") == "assistant"]
-    return _content_text((assistant or messages)[-1].get("content"))
-
-
-def _content_text(content) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # multimodal parts: keep the text ones
-        return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
-    return str(content)
 
 
 def parse_tags(tags) -> tuple[str, ...]:

@@ -28,23 +28,13 @@ from __future__ import annotations
 
 import bisect
 
+from posttrain.data.values import completion_text
 from posttrain.errors import ConfigError, UserError
 
 AGGREGATES = ("min", "last", "mean", "prod")
 TOKEN_REWARD_MODES = ("score", "diff")
 SEPARATOR_KEY = "prm_step_separator"  # stored in a trained PRM's config.json
 DEFAULT_SEPARATOR = "\n"
-
-
-def completion_text(completion) -> str:
-    """A standard completion, or the content of a conversational completion's last assistant message."""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, list):
-        for message in reversed(completion):
-            if isinstance(message, dict) and message.get("role") == "assistant":
-                return str(message.get("content") or "")
-    raise UserError(f"a completion must be a string or a list of messages with an assistant turn, got {type(completion).__name__}")
 
 
 def step_spans(text: str, separator: str) -> list[tuple[int, int]]:

@@ -15,18 +15,9 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable
 
+from posttrain.data.values import completion_text  # noqa: F401  (the scorers' text of a completion)
+
 SPLITS = ("train", "test")
-
-
-def completion_text(completion) -> str:
-    """The text of a completion given as a string, a message dict, or a list of messages."""
-    if completion is None:
-        return ""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, dict):
-        return str(completion.get("content", ""))
-    return "".join(str(m.get("content", "")) if isinstance(m, dict) else str(m) for m in completion)
 
 
 def stable_bucket(key: str, buckets: int = 10) -> int:

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import transformers
 
+from posttrain.data.collate import to_device
 from posttrain.data.steps import OfflineSource, StepSource
 from posttrain.errors import DataError
 from posttrain.models.loading import apply_lora, load_causal_lm, save_model
@@ -136,11 +137,6 @@ class Precision:
         return float(ranks.full_tensor(norm))
 
 
-def _to_device(batch: dict, device: torch.device) -> dict:
-    # tensors, and batch fields that know how to move themselves (e.g. data.collate.TokenTargets)
-    return {k: v.to(device, non_blocking=True) if hasattr(v, "to") else v for k, v in batch.items()}
-
-
 def _add_metrics(sums: dict, metrics: dict) -> None:
     for k, v in metrics.items():
         num, den = v if isinstance(v, tuple) else (v, None)
@@ -177,7 +173,7 @@ def train_step(model, algorithm: Algorithm, batches: list[dict], optimizer, sche
     for i, batch in enumerate(batches):
         distributed.set_grad_sync(model, i == len(batches) - 1)
         with precision.autocast():
-            loss, metrics = algorithm.loss(model, _to_device(batch, device))
+            loss, metrics = algorithm.loss(model, to_device(batch, device, non_blocking=True))
         precision.backward(loss * scale)
         loss_sum += loss.detach().float()
         _add_metrics(sums, metrics)
@@ -197,7 +193,7 @@ def evaluate(model, algorithm: Algorithm, batches: list[dict], precision: Precis
     for batch in batches:
         weight += float(algorithm.batch_weight(batch))
         with precision.autocast():
-            loss, metrics = algorithm.loss(model, _to_device(batch, device))
+            loss, metrics = algorithm.loss(model, to_device(batch, device, non_blocking=True))
         loss_sum += float(loss)
         _add_metrics(sums, metrics)
     model.train()
