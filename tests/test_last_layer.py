@@ -10,6 +10,7 @@ from posttrain.models.loading import load_tokenizer
 from posttrain.models.reward_model import load_reward_model, sequence_rewards
 from posttrain.data.shared_prefix import pack_groups
 from posttrain.models.shared_prefix_attention import use_shared_prefix_attention
+from posttrain.train.loop import enable_checkpointing
 
 
 def _groups(tok, seed: int = 1) -> list[list[list[int]]]:
@@ -50,6 +51,6 @@ def test_pooled_last_layer_equals_the_full_forward(arch, request, monkeypatch):
 def test_not_used_where_it_would_be_wrong(tiny_llama, tiny_gpt2):
     tok = load_tokenizer(tiny_llama)
     model = load_reward_model(tiny_llama, tok.pad_token_id)
-    model.gradient_checkpointing_enable()  # backward would recompute the usual forward
+    enable_checkpointing(model)  # backward would recompute the usual forward
     assert not last_layer.supports(model)
     assert not last_layer.supports(load_reward_model(tiny_gpt2, load_tokenizer(tiny_gpt2).pad_token_id))

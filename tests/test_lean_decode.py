@@ -6,6 +6,7 @@ from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, Qwen2Con
 
 from posttrain.generation.kv_cache import make_cache
 from posttrain.generation.lean_decode import LeanDecoder
+from posttrain.generation.sampler import _cache_keyword
 
 CONFIGS = {
     "llama-gqa": LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
@@ -38,12 +39,13 @@ def test_decode_step_matches_model_forward(name):
     positions = (mask[:, :6].long().cumsum(-1) - 1).clamp(min=0)
     with torch.inference_mode():
         caches = [make_cache(model, 8)[0] for _ in range(2)]
+        cache_keyword = _cache_keyword(model)
         for cache in caches:
-            model(input_ids=ids, attention_mask=mask[:, :6], position_ids=positions, past_key_values=cache, use_cache=True)
+            model(input_ids=ids, attention_mask=mask[:, :6], position_ids=positions, **{cache_keyword: cache}, use_cache=True)
         token, position = torch.tensor([5, 17, 42]), positions[:, -1:] + 1
         step_mask = mask[:, None, None, :7]
         expected = model(input_ids=token[:, None], attention_mask=step_mask, position_ids=position,
-                         past_key_values=caches[0], use_cache=True).logits[:, -1]
+                         **{cache_keyword: caches[0]}, use_cache=True).logits[:, -1]
         got = lean(token, position, step_mask, caches[1])
     assert torch.allclose(got, expected, atol=1e-5, rtol=1e-5)
     assert torch.allclose(caches[1].layers[0].keys, caches[0].layers[0].keys, atol=1e-6)

@@ -12,6 +12,7 @@ import os
 import sys
 
 from posttrain.errors import UserError
+from posttrain.library_warnings import route_library_warnings
 from posttrain.stages import STAGES, get_stage, preset_values
 
 
@@ -59,6 +60,8 @@ def _exit_without_teardown() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # the command line: libraries' warnings go to a log (a Python caller, e.g. a test, keeps its own)
+        route_library_warnings()
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] == "pipeline":

@@ -22,6 +22,7 @@ class PreallocatedLayer(DynamicLayer):
 
     def __init__(self, capacity: int):
         super().__init__()
+        self.is_initialized = False  # set by the base class from transformers 4.57 on; 4.56 has no such flag
         self.capacity = capacity
         self.length = 0
         self._key_buffer: torch.Tensor | None = None

@@ -16,6 +16,7 @@ when every row has finished.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass, field
 
@@ -129,9 +130,9 @@ def _generate(model, tokenizer, prompts, params, ignore_eos) -> GenerationOutput
     cache, plain = make_cache(model, width + max_new)
     own_masks = plain and getattr(model.config, "_attn_implementation", None) == "sdpa"
     lean = LeanDecoder(model, rows=num_rows) if own_masks and LeanDecoder.supports(model) else None
-    extra = {"logits_to_keep": 1} if _accepts_logits_to_keep(model) else {}
+    step_options = {_cache_keyword(model): cache, "use_cache": True, **_logits_to_keep(model)}
     logits = model(input_ids=input_ids, attention_mask=mask[:, :width], position_ids=positions,
-                   past_key_values=cache, use_cache=True, **extra).logits[:, -1]
+                   **step_options).logits[:, -1]
     next_position = positions[:, -1:] + 1
     if n > 1:
         cache.batch_repeat_interleave(n)
@@ -175,7 +176,7 @@ def _generate(model, tokenizer, prompts, params, ignore_eos) -> GenerationOutput
             logits = lean(tokens, next_position, attention_mask, cache)
         else:
             logits = model(input_ids=tokens[:, None], attention_mask=attention_mask, position_ids=next_position,
-                           past_key_values=cache, use_cache=True, **extra).logits[:, -1]
+                           **step_options).logits[:, -1]
         next_position = next_position + 1
 
     return _collect(tokenizer, params, prompt_index, out_tokens, out_logprobs, lengths, reasons)
@@ -205,9 +206,25 @@ def _collect(tokenizer, params, prompt_index, out_tokens, out_logprobs, lengths,
     return GenerationOutput(prompt_index, token_ids, texts, logprobs, reasons_text)
 
 
-def _accepts_logits_to_keep(model) -> bool:
-    """Whether `model.forward` (or a PEFT wrapper's base model) takes `logits_to_keep`."""
-    for candidate in (model, getattr(model, "get_base_model", lambda: None)()):
-        if candidate is not None and "logits_to_keep" in inspect.signature(candidate.forward).parameters:
-            return True
-    return False
+@functools.cache
+def _forward_parameters(model_class: type) -> frozenset[str]:
+    return frozenset(inspect.signature(model_class.forward).parameters)
+
+
+def _parameters(model) -> frozenset[str]:
+    """The keyword names `model.forward` takes, with a PEFT wrapper's base model's (it forwards **kwargs)."""
+    names = _forward_parameters(type(model))
+    if hasattr(model, "get_base_model"):
+        names |= _forward_parameters(type(model.get_base_model()))
+    return names
+
+
+def _cache_keyword(model) -> str:
+    """What `forward` calls the KV cache: `cache` in transformers 5.x (where `past_key_values` is a deprecated
+    alias that warns on every call), `past_key_values` before it and in models that still name it so."""
+    return "cache" if "cache" in _parameters(model) else "past_key_values"
+
+
+def _logits_to_keep(model) -> dict:
+    """`logits_to_keep=1` (the prefill computes the last position's logits only) where `forward` takes it."""
+    return {"logits_to_keep": 1} if "logits_to_keep" in _parameters(model) else {}

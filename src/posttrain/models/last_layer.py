@@ -78,7 +78,7 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
 
 
 def _forward_at(layer, rows, cols, key_index, key_valid, hidden_states, attention_mask=None, position_ids=None,
-                past_key_values=None, use_cache=False, position_embeddings=None, **kwargs):
+                position_embeddings=None, **kwargs):  # kwargs: the (unused) cache, under its 4.x or 5.x name
     attn = layer.self_attn
     batch, length, _ = hidden_states.shape
     dim = attn.head_dim

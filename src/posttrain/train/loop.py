@@ -90,10 +90,18 @@ def prepare_model(model, config):
     """Gradient checkpointing and LoRA, as the config asks. (The config is left alone, so final/
     keeps use_cache=true: training forwards pass `use_cache=False` themselves.)"""
     if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_checkpointing(model)
     if config.lora:
         model = apply_lora(model, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_target_modules)
     return model
+
+
+def enable_checkpointing(model) -> None:
+    """Activation (gradient) checkpointing, non-reentrant: transformers 5.x's name, or 4.x's (deprecated in 5.x)."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def build_optimizer(model, config) -> torch.optim.AdamW:
