@@ -31,12 +31,13 @@ import shutil
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from posttrain.config import build_config, option, to_yaml
+from posttrain.config import build_config, option
 from posttrain.data.sources import draw_rows, write_jsonl
 from posttrain.errors import ConfigError, UserError
 from posttrain.methods import critique as cq
 from posttrain.options import TrainOptions
-from posttrain.train.rundir import check_run_dir
+from posttrain.train.rundir import atomic_dir, check_run_dir, write_config
+from posttrain.train.scaffold import load_model_for, load_prompt_rows, load_tokenizer_for
 
 
 @dataclass
@@ -72,10 +73,8 @@ class Generator:
     """A model and tokenizer that answer user requests in batches, counting the requests."""
 
     def __init__(self, model_name: str, config: ConstitutionConfig):
-        from posttrain.models.loading import load_causal_lm, load_tokenizer, resolve_device
-
-        self.tokenizer = load_tokenizer(model_name, config.chat_template, config.trust_remote_code)
-        self.model = load_causal_lm(model_name, config.dtype, resolve_device(config.device), config.trust_remote_code)
+        self.tokenizer = load_tokenizer_for(config, model_name)
+        self.model = load_model_for(config, model_name)
         self.config = config
         self.calls = 0
         self.context = getattr(self.model.config, "max_position_embeddings", None)
@@ -152,12 +151,8 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 
 def _generate_records(config: ConstitutionConfig, principles, critique_template, revision_template) -> list[dict]:
-    from posttrain.data.sources import load_rows
-
-    rows = load_rows(config.dataset, config.dataset_split)
-    if not rows or "prompt" not in rows[0]:
-        raise UserError(f"{config.dataset}: constitution needs rows with a 'prompt' column")
-    rows = draw_rows(rows, config.prompts, config.seed)
+    rows = draw_rows(load_prompt_rows(config.dataset, config.dataset_split, "constitution needs", hint=""),
+                     config.prompts, config.seed)
 
     import torch
 
@@ -177,8 +172,7 @@ def run_constitution(config: ConstitutionConfig) -> dict:
     revision_template = cq.load_template(config.revision_template, cq.DEFAULT_REVISION_TEMPLATE, "revision",
                                          cq.REVISION_FIELDS, {"response", "critique"})
     run = check_run_dir(config)  # resume=true: same settings as the run in output_dir
-    run.root.mkdir(parents=True, exist_ok=True)
-    run.config.write_text(to_yaml(config))
+    write_config(run, config)
     data_file = run.root / "sft_data.jsonl"  # written last: its presence means the generations are complete
     if config.resume and data_file.is_file() and (run.root / "revisions.jsonl").is_file():
         records = _read_jsonl(run.root / "revisions.jsonl")
@@ -192,11 +186,8 @@ def run_constitution(config: ConstitutionConfig) -> dict:
     print(f"constitution: {len(records)} prompts x {config.revisions} revision round(s); "
           f"{changed} final texts differ from the first response; SFT on the revisions")
     sft = run_sft(_sft_config(config, data_file, run.root / "sft"))  # resume=true resumes its checkpoints
-    tmp = run.final.with_name("final.tmp")  # final/ appears whole or not at all
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(run.root / "sft" / "final", tmp)
-    shutil.rmtree(run.final, ignore_errors=True)
-    tmp.rename(run.final)
+    with atomic_dir(run.final) as tmp:
+        shutil.copytree(run.root / "sft" / "final", tmp, dirs_exist_ok=True)
     record = {"prompts": len(records), "revisions": config.revisions, "changed": changed,
               "sft_loss": sft.get("loss"), "sft_steps": sft.get("step")}
     with (run.root / "metrics.jsonl").open("w") as f:

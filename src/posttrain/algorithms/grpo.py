@@ -35,7 +35,6 @@ from posttrain.errors import ConfigError
 from posttrain.losses import advantages as adv
 from posttrain.losses.kl import LOSS_KL_ESTIMATORS, kl_estimate
 from posttrain.losses.policy import policy_loss, soft_overlong_penalty
-from posttrain.models.loading import load_causal_lm, load_tokenizer
 from posttrain.models.reference import ReferencePolicy
 from posttrain.online.experience import Sample, collate_samples, completion_logps
 from posttrain.online.source import OnlineSource
@@ -44,7 +43,7 @@ from posttrain.rewards import RewardFunctions
 from posttrain.rollout import LocalBackend
 from posttrain.train import distributed
 from posttrain.train.loop import Algorithm, train
-from posttrain.train.rundir import check_run_dir
+from posttrain.train.scaffold import load_model_for, load_prompt_rows, start_run
 from posttrain.train.shared_prefix import can_share_prefix
 
 ADVANTAGES = ("grpo", "rloo", "reinforce", "reinforce_pp")
@@ -270,13 +269,8 @@ def kl_metrics(logps: torch.Tensor, batch: dict, mask: torch.Tensor) -> dict:
 
 def _load_prompts(config):
     """Tokenizer, prompt rows, reward functions (None when a reward model scores) and the source class."""
-    from posttrain.data.sources import load_rows
-
-    check_run_dir(config)
-    tokenizer = load_tokenizer(config.model, config.chat_template, config.trust_remote_code)
-    rows = load_rows(config.dataset, config.dataset_split)
-    if not rows or "prompt" not in rows[0]:
-        raise ConfigError(f"{config.dataset}: online RL needs rows with a 'prompt' column (plus any columns the rewards read)")
+    _, tokenizer = start_run(config)
+    rows = load_prompt_rows(config.dataset, config.dataset_split, "online RL needs")
     rewards = None if getattr(config, "reward_model", None) else RewardFunctions.resolve(
         config.reward_funcs, config.dataset, config.reward_weights, config.reward_errors, config.reward_workers)
     return tokenizer, rows, rewards, OnlineSource
@@ -297,7 +291,7 @@ def run_grpo(config: GRPOConfig) -> dict:
     algorithm.eval_rows = eval_rows(config)
     source = source_cls(algorithm, rows, tokenizer, config)
     try:
-        return train(config, build_model=lambda: load_causal_lm(config.model, config.dtype, "cpu", config.trust_remote_code),
+        return train(config, build_model=lambda: load_model_for(config, device="cpu"),
                      tokenizer=tokenizer, algorithm=algorithm, source=source)
     finally:
         distributed.cleanup()

@@ -33,12 +33,13 @@ import shutil
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from posttrain.config import build_config, option, to_yaml
+from posttrain.config import build_config, option
 from posttrain.data.sources import draw_rows, write_jsonl
 from posttrain.errors import ConfigError, UserError
 from posttrain.methods.best_of_n import RULES, completion_value, mean_reward, sample_and_score, select_best
 from posttrain.options import TrainOptions
-from posttrain.train.rundir import check_run_dir
+from posttrain.train.rundir import atomic_dir, write_config
+from posttrain.train.scaffold import load_model_for, load_prompt_rows, start_run
 
 
 @dataclass
@@ -100,9 +101,8 @@ def _sft_config(config: RejectionConfig, start_model: str, data_file: Path, out_
 def _greedy_scores(model_path: str, config: RejectionConfig, tokenizer, rows: list[dict], rewards) -> dict[str, float]:
     """Mean score of each reward function on greedy completions of `rows`."""
     from posttrain.eval.evaluate import evaluate
-    from posttrain.models.loading import load_causal_lm, resolve_device
 
-    model = load_causal_lm(model_path, config.dtype, resolve_device(config.device), config.trust_remote_code)
+    model = load_model_for(config, model_path)
     report = evaluate(model, tokenizer, rows, rewards.functions, temperature=0.0, max_new_tokens=config.max_new_tokens,
                       batch_size=config.generation_batch_size, seed=config.seed, show_samples=0)
     return {name: report[name] for name in rewards.functions}
@@ -118,10 +118,9 @@ def _sample_iteration(policy: str, config: RejectionConfig, tokenizer, rows: lis
     import torch
 
     from posttrain.generation import SamplingParams
-    from posttrain.models.loading import load_causal_lm, resolve_device
 
     torch.manual_seed(config.seed + k)
-    model = load_causal_lm(policy, config.dtype, resolve_device(config.device), config.trust_remote_code)
+    model = load_model_for(config, policy)
     params = SamplingParams(max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
                             top_k=config.top_k, seed=config.seed + 1000 * k)
     return sample_and_score(model, tokenizer, rows, rewards, config.num_samples, params, config.generation_batch_size)
@@ -131,21 +130,16 @@ def run_rejection(config: RejectionConfig) -> dict:
     """Run every iteration, write output_dir/{iter-K/, iterations.jsonl, final/}; returns the last record."""
     from posttrain.algorithms.sft import run_sft
     from posttrain.data.sources import default_eval_source, load_rows
-    from posttrain.models.loading import load_tokenizer
     from posttrain.rewards import RewardFunctions
 
-    run = check_run_dir(config)
-    tokenizer = load_tokenizer(config.model, config.chat_template, config.trust_remote_code)
-    rows = load_rows(config.dataset, config.dataset_split)
-    if not rows or "prompt" not in rows[0]:
-        raise UserError(f"{config.dataset}: rejection sampling needs rows with a 'prompt' column (plus any columns the rewards read)")
+    run, tokenizer = start_run(config)
+    rows = load_prompt_rows(config.dataset, config.dataset_split, "rejection sampling needs")
     rewards = RewardFunctions.resolve(config.reward_funcs, config.dataset, config.reward_weights, config.reward_errors,
                                       config.reward_workers)
     eval_source = config.eval_dataset or default_eval_source(config.dataset)
     eval_rows = load_rows(eval_source) if config.eval_greedy and eval_source else []
 
-    run.root.mkdir(parents=True, exist_ok=True)
-    run.config.write_text(to_yaml(config))
+    write_config(run, config)
     for name in ("iterations.jsonl", "metrics.jsonl"):
         (run.root / name).write_text("")
     policy = config.model
@@ -182,10 +176,7 @@ def run_rejection(config: RejectionConfig) -> dict:
                 f.write(line)
         print("rejection: " + ", ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
                                          for key, value in record.items()))
-    tmp = run.final.with_name("final.tmp")  # final/ appears whole or not at all
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(policy, tmp)
-    shutil.rmtree(run.final, ignore_errors=True)
-    tmp.rename(run.final)
+    with atomic_dir(run.final) as tmp:
+        shutil.copytree(policy, tmp, dirs_exist_ok=True)
     print(f"rejection: done; model saved to {run.final}")
     return record

@@ -117,15 +117,15 @@ def format_report(report: dict) -> str:
 def run_eval(cfg: EvalConfig) -> dict:
     from posttrain.data.sources import load_rows
     from posttrain.eval.scoring import resolve_scorers
-    from posttrain.models import load_causal_lm, load_tokenizer, resolve_device
+    from posttrain.train.scaffold import load_model_for, load_tokenizer_for
 
     torch.manual_seed(cfg.seed)
     scorers = resolve_scorers(cfg.scorer, cfg.dataset)
     rows = load_rows(cfg.dataset, cfg.dataset_split)
     if cfg.limit:
         rows = rows[:cfg.limit]
-    tokenizer = load_tokenizer(cfg.model, cfg.chat_template, cfg.trust_remote_code)
-    model = load_causal_lm(cfg.model, cfg.dtype, resolve_device(cfg.device), cfg.trust_remote_code)
+    tokenizer = load_tokenizer_for(cfg)
+    model = load_model_for(cfg)
     report = evaluate(model, tokenizer, rows, scorers, num_samples=cfg.num_samples, temperature=cfg.temperature,
                       top_p=cfg.top_p, top_k=cfg.top_k, max_new_tokens=_default_max_new_tokens(cfg),
                       batch_size=cfg.batch_size, success_threshold=cfg.success_threshold, seed=cfg.seed,
