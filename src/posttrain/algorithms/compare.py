@@ -42,12 +42,13 @@ from dataclasses import dataclass
 from posttrain.config import option
 from posttrain.data.sources import draw_rows, write_jsonl
 from posttrain.errors import ConfigError
+from posttrain.options import GenerationBatchOptions, SamplingOptions, restate
 
 REFERENCE_NAME = "sft"
 
 
 @dataclass
-class CompareConfig:
+class CompareConfig(GenerationBatchOptions, SamplingOptions):
     reference: str = option("embedded", "The reference policy (the SFT model): a local directory, 'embedded' or a hub id; reported as 'sft'.")
     policies: list[str] = option([], "Policies to evaluate as name=path, e.g. [ppo=runs/x/ppo/final, dpo=runs/x/dpo/final].")
     best_of_n: list[int] = option([], "Best-of-n of the reference for each n, e.g. [4, 16]; the pick is made by selector_funcs.")
@@ -58,9 +59,8 @@ class CompareConfig:
     dataset_split: str | None = option(None, "Split to read (default: test for task:NAME, train otherwise).")
     prompts: int = option(100, "Prompts drawn (seeded, without replacement); 0 uses every prompt.")
     samples_per_prompt: int = option(2, "Samples per prompt and policy.")
-    temperature: float = option(1.0, "Sampling temperature (1.0 samples the policy itself, as the KL estimate assumes).")
-    max_new_tokens: int = option(48, "Longest sampled completion in tokens.")
-    generation_batch_size: int = option(64, "Prompts per generation batch.")
+    temperature: float = restate(SamplingOptions, "temperature", "Sampling temperature (1.0 samples the policy itself, as the KL estimate assumes).")
+    max_new_tokens: int = restate(SamplingOptions, "max_new_tokens", default=48)
     logprob_batch_size: int = option(32, "Sequences per forward pass when computing log-probs for the KL.")
     report_prompts: int = option(8, "Prompts whose samples go to samples.jsonl (one per policy).")
     output_dir: str = option("runs/compare", "Run directory: config.yaml, metrics.jsonl, final/{evaluations,samples}.jsonl.")
@@ -208,7 +208,7 @@ def run_compare(config: CompareConfig) -> dict:
 
     def sample(model, rewards, n):  # the same seed for every policy: sampling noise is shared where it can be
         torch.manual_seed(config.seed)
-        params = SamplingParams(max_new_tokens=config.max_new_tokens, temperature=config.temperature, seed=config.seed)
+        params = SamplingParams(**config.sampling_kwargs(seed=config.seed))
         return sample_and_score(model, tokenizer, rows, rewards, n, params, config.generation_batch_size)
 
     ref_samples = _flat(sample(reference, gold, k))

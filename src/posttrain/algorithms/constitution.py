@@ -35,24 +35,23 @@ from posttrain.config import build_config, option
 from posttrain.data.sources import draw_rows, write_jsonl
 from posttrain.errors import ConfigError, UserError
 from posttrain.methods import critique as cq
-from posttrain.options import TrainOptions
+from posttrain.options import GenerationBatchOptions, SamplingOptions, TopPSamplingOptions, TrainOptions, restate
 from posttrain.train.rundir import atomic_dir, check_run_dir, write_config
 from posttrain.train.scaffold import load_model_for, load_prompt_rows, load_tokenizer_for
 
 
 @dataclass
-class ConstitutionConfig(TrainOptions):
+class ConstitutionConfig(GenerationBatchOptions, TopPSamplingOptions, TrainOptions):
     dataset: str = option("task:sentiment", "Prompt rows (a 'prompt' column): a .jsonl/.json/.parquet/.csv file, a save_to_disk directory, a hub name, or task:NAME[:split].")
     output_dir: str = option("runs/constitution", "Run directory: revisions.jsonl, sft/ (the SFT run), final/.")
     learning_rate: float = option(5e-4, "SFT peak learning rate (AdamW).")
     prompts: int = option(64, "Prompts drawn (without replacement) from the dataset; 0 uses every prompt.")
     revisions: int = option(1, "Critique -> revision rounds per response, each with a freshly drawn principle.")
-    temperature: float = option(1.0, "Sampling temperature for responses, critiques and revisions (0: greedy).")
-    top_p: float = option(1.0, "Nucleus sampling threshold.")
-    max_new_tokens: int = option(96, "Longest sampled response in tokens.")
+    temperature: float = restate(SamplingOptions, "temperature", "Sampling temperature for responses, critiques and revisions (0: greedy).")
+    max_new_tokens: int = restate(SamplingOptions, "max_new_tokens", "Longest sampled response in tokens.", default=96)
     critique_max_new_tokens: int = option(64, "Longest critique in tokens.")
     revision_max_new_tokens: int = option(96, "Longest revision in tokens.")
-    generation_batch_size: int = option(32, "Requests per generation batch.")
+    generation_batch_size: int = restate(GenerationBatchOptions, "generation_batch_size", "Requests per generation batch.", default=32)
     principles: str | None = option(None, "YAML file with the constitution: a list of principle strings (default: the built-in five).")
     critique_template: str | None = option(None, "Text file with the critique request; placeholders {prompt} {response} {principle}.")
     revision_template: str | None = option(None, "Text file with the revision request; placeholders {prompt} {response} {principle} {critique}.")
@@ -65,8 +64,7 @@ class ConstitutionConfig(TrainOptions):
                 raise ConfigError(f"config key '{key}' must be >= 1, got {getattr(self, key)}")
         if self.prompts < 0:
             raise ConfigError(f"config key 'prompts' must be >= 0 (0: every prompt), got {self.prompts}")
-        if self.temperature < 0 or not 0 < self.top_p <= 1:
-            raise ConfigError(f"temperature must be >= 0 and top_p in (0, 1], got {self.temperature} and {self.top_p}")
+        self.check_sampling()
 
 
 class Generator:
@@ -92,8 +90,7 @@ class Generator:
             if self.context and longest + max_new_tokens > self.context:
                 raise UserError(f"a request of {longest} tokens plus {max_new_tokens} new tokens exceeds the model's "
                                 f"{self.context}-token context; lower the max_new_tokens options or shorten the templates")
-            params = SamplingParams(max_new_tokens=max_new_tokens, temperature=self.config.temperature,
-                                    top_p=self.config.top_p, seed=seed + start)
+            params = SamplingParams(**self.config.sampling_kwargs(max_new_tokens=max_new_tokens, seed=seed + start))
             texts += [t.strip() for t in generate(self.model, self.tokenizer, ids, params).texts]
             self.calls += len(ids)
         return texts

@@ -49,14 +49,15 @@ from posttrain.config import option
 from posttrain.data.sources import draw_rows, write_jsonl
 from posttrain.errors import ConfigError, UserError
 from posttrain.methods.best_of_n import completion_value
-from posttrain.options import ModelOptions
+from posttrain.options import (GenerationBatchOptions, ModelOptions, RewardOptions, SamplingOptions, TopPSamplingOptions,
+                               restate)
 
 SELECTIONS = ("first_two", "max_gap", "all_pairs")
 LABELS = ("hard", "bradley_terry", "judge")
 
 
 @dataclass
-class PairsConfig(ModelOptions):
+class PairsConfig(RewardOptions, GenerationBatchOptions, TopPSamplingOptions, ModelOptions):
     output_dir: str = option("runs/pairs", "Run directory: config.yaml, metrics.jsonl, final/{pairs,eval_pairs}.jsonl.")
     overwrite_output_dir: bool = option(False, "Allow writing into an output_dir that already holds finished pairs.")
     dataset: str = option("task:sentiment", "Prompt rows (a 'prompt' column plus any columns the rewards read): task:NAME[:split], a file or dataset.")
@@ -70,13 +71,9 @@ class PairsConfig(ModelOptions):
     labels: str = option("hard", "Who decides chosen: hard (higher reward), bradley_terry (draw with P = sigmoid(label_beta (r1 - r2))), judge (a pairwise LLM judge, RLAIF).", choices=LABELS)
     label_beta: float = option(5.0, "labels=bradley_terry: inverse temperature of the draw (seed 002's noisy IMDb labels: 5).")
     judge: str = option("pairwise_judge", "labels=judge: the judge, as a built-in spec pairwise_judge[:model=DIR:method=logprob:...].")
-    reward_funcs: list[str] = option(["task"], "Reward functions scoring the samples, as for grpo: task, task:NAME[:SCORER], a built-in NAME[:k=v...], module:function.")
-    reward_weights: list[float] | None = option(None, "One weight per reward function (default 1.0 each); the reward is the weighted sum.")
-    reward_workers: int = option(4, "Reward functions run concurrently in at most this many threads.")
-    temperature: float = option(1.0, "Sampling temperature.")
-    top_p: float = option(1.0, "Nucleus sampling threshold.")
-    max_new_tokens: int = option(96, "Longest sampled completion in tokens.")
-    generation_batch_size: int = option(64, "Prompts per generation batch.")
+    reward_funcs: list[str] = restate(RewardOptions, "reward_funcs", "Reward functions scoring the samples, as for grpo: task, task:NAME[:SCORER], a built-in NAME[:k=v...], module:function.")
+    reward_workers: int = restate(RewardOptions, "reward_workers", "Reward functions run concurrently in at most this many threads.")
+    max_new_tokens: int = restate(SamplingOptions, "max_new_tokens", default=96)
 
     def validate(self) -> None:
         if self.num_samples < 2:
@@ -201,7 +198,7 @@ def run_pairs(config: PairsConfig) -> dict:
             eval_rows = load_rows(f"task:{parse_task_source(config.dataset)[0]}:test:{config.eval_prompts}")
         else:
             raise ConfigError(f"eval_prompts={config.eval_prompts} but {config.dataset} has no test split; set eval_dataset=FILE or eval_prompts=0")
-    rewards = RewardFunctions.resolve(config.reward_funcs, config.dataset, config.reward_weights, "raise", config.reward_workers)
+    rewards = RewardFunctions.from_options(config, config.dataset)
     judge = build(config.judge)[1] if config.labels == "judge" else None
     tokenizer = load_tokenizer_for(config)
     model = load_model_for(config)
@@ -213,8 +210,7 @@ def run_pairs(config: PairsConfig) -> dict:
             if name == "eval_pairs" and not prompt_rows:
                 continue
             torch.manual_seed(config.seed + offset)
-            params = SamplingParams(max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
-                                    seed=config.seed + 1000 * offset)
+            params = SamplingParams(**config.sampling_kwargs(seed=config.seed + 1000 * offset))
             groups = sample_and_score(model, tokenizer, prompt_rows, rewards, config.num_samples, params, config.generation_batch_size)
             out_rows, counts = make_pairs(groups, config, judge, seed=config.seed + offset)
             if not out_rows:  # an empty file would fail the next stage later and less clearly

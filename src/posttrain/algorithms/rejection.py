@@ -37,13 +37,14 @@ from posttrain.config import build_config, option
 from posttrain.data.sources import draw_rows, write_jsonl
 from posttrain.errors import ConfigError, UserError
 from posttrain.methods.best_of_n import RULES, completion_value, mean_reward, sample_and_score, select_best
-from posttrain.options import TrainOptions
+from posttrain.options import (GenerationBatchOptions, MaskableRewardOptions, RewardOptions, SamplingOptions,
+                               TopKSamplingOptions, TopPSamplingOptions, TrainOptions, restate)
 from posttrain.train.rundir import atomic_dir, write_config
 from posttrain.train.scaffold import load_model_for, load_prompt_rows, start_run
 
 
 @dataclass
-class RejectionConfig(TrainOptions):
+class RejectionConfig(MaskableRewardOptions, GenerationBatchOptions, TopKSamplingOptions, TrainOptions):
     iterations: int = option(2, "Sample -> filter -> fine-tune rounds.")
     num_samples: int = option(4, "n: completions sampled per prompt.")
     prompts_per_iteration: int = option(64, "Prompts drawn (without replacement, fresh each iteration) from the dataset; 0 uses every prompt.")
@@ -52,15 +53,12 @@ class RejectionConfig(TrainOptions):
     threshold: float = option(1.0, "selection=threshold: keep samples whose reward is at least this (1.0: correct, for a 0/1 accuracy reward).")
     max_per_prompt: int = option(0, "selection=threshold: keep at most this many samples per prompt, highest reward first (0: no cap).")
     from_base: bool = option(False, "Fine-tune from the base model each iteration (ReST-EM) instead of continuing from the last policy (expert iteration).")
-    temperature: float = option(1.0, "Sampling temperature (ReST-EM: 1.0).")
-    top_p: float = option(1.0, "Nucleus sampling threshold (ReST-EM: 0.95).")
-    top_k: int = option(0, "Top-k sampling (0: off).")
-    max_new_tokens: int = option(256, "Longest sampled completion in tokens.")
-    generation_batch_size: int = option(64, "Prompts per generation batch.")
-    reward_funcs: list[str] = option(["task"], "Reward functions, as for grpo: task, task:NAME[:SCORER], a built-in NAME[:key=value...], module:function or file.py:function.")
-    reward_weights: list[float] | None = option(None, "One weight per reward function (default 1.0 each); the reward is the weighted sum.")
-    reward_workers: int = option(4, "Reward functions run concurrently in at most this many threads.")
-    reward_errors: str = option("raise", "A reward function that raises or returns NaN/inf: raise (one-line error) or mask (the sample is never kept).", choices=("raise", "mask"))
+    temperature: float = restate(SamplingOptions, "temperature", "Sampling temperature (ReST-EM: 1.0).")
+    top_p: float = restate(TopPSamplingOptions, "top_p", "Nucleus sampling threshold (ReST-EM: 0.95).")
+    max_new_tokens: int = restate(SamplingOptions, "max_new_tokens", default=256)
+    reward_funcs: list[str] = restate(RewardOptions, "reward_funcs", "Reward functions, as for grpo: task, task:NAME[:SCORER], a built-in NAME[:key=value...], module:function or file.py:function.")
+    reward_workers: int = restate(RewardOptions, "reward_workers", "Reward functions run concurrently in at most this many threads.")
+    reward_errors: str = restate(MaskableRewardOptions, "reward_errors", "A reward function that raises or returns NaN/inf: raise (one-line error) or mask (the sample is never kept).")
     eval_greedy: bool = option(True, "Score greedy completions of eval_dataset before the first and after every iteration.")
     packing: bool = option(False, "SFT: pack several kept samples into each row of up to max_length tokens.")
 
@@ -72,8 +70,7 @@ class RejectionConfig(TrainOptions):
         for key in ("prompts_per_iteration", "max_per_prompt", "top_k"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"config key '{key}' must be >= 0, got {getattr(self, key)}")
-        if self.temperature < 0 or not 0 < self.top_p <= 1:
-            raise ConfigError(f"temperature must be >= 0 and top_p in (0, 1], got {self.temperature} and {self.top_p}")
+        self.check_sampling()
         if self.temperature == 0 and self.num_samples > 1:
             raise ConfigError("num_samples > 1 with temperature=0 gives n identical greedy samples; set temperature (e.g. 1.0)")
         if self.max_new_tokens >= self.max_length:
@@ -121,8 +118,7 @@ def _sample_iteration(policy: str, config: RejectionConfig, tokenizer, rows: lis
 
     torch.manual_seed(config.seed + k)
     model = load_model_for(config, policy)
-    params = SamplingParams(max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
-                            top_k=config.top_k, seed=config.seed + 1000 * k)
+    params = SamplingParams(**config.sampling_kwargs(seed=config.seed + 1000 * k))
     return sample_and_score(model, tokenizer, rows, rewards, config.num_samples, params, config.generation_batch_size)
 
 
@@ -134,8 +130,7 @@ def run_rejection(config: RejectionConfig) -> dict:
 
     run, tokenizer = start_run(config)
     rows = load_prompt_rows(config.dataset, config.dataset_split, "rejection sampling needs")
-    rewards = RewardFunctions.resolve(config.reward_funcs, config.dataset, config.reward_weights, config.reward_errors,
-                                      config.reward_workers)
+    rewards = RewardFunctions.from_options(config, config.dataset)
     eval_source = config.eval_dataset or default_eval_source(config.dataset)
     eval_rows = load_rows(eval_source) if config.eval_greedy and eval_source else []
 

@@ -18,20 +18,18 @@ import torch
 from posttrain.config import option
 from posttrain.data.values import completion_value
 from posttrain.errors import UserError
-from posttrain.options import ModelOptions
+from posttrain.options import ModelOptions, SamplingOptions, TopKSamplingOptions, restate
 
 
 @dataclass
-class EvalConfig(ModelOptions):
+class EvalConfig(TopKSamplingOptions, ModelOptions):
     dataset: str = option("task:arithmetic:test", "Prompts to evaluate: task:NAME[:split[:N]] or a file / dataset with a 'prompt' column.")
     dataset_split: str | None = option(None, "Split of a DatasetDict directory or hub dataset.")
     scorer: str | None = option(None, "Scoring function: task:NAME, module:function or file.py:function, called as f(prompts, completions, **columns). Default: the task's own.")
     limit: int = option(0, "Evaluate only the first N prompts (0: all).")
     num_samples: int = option(1, "Samples per prompt (k of avg@k / pass@k).")
-    temperature: float = option(0.0, "Sampling temperature; 0 is greedy.")
-    top_p: float = option(1.0, "Nucleus sampling threshold.")
-    top_k: int = option(0, "Top-k sampling (0: off).")
-    max_new_tokens: int = option(0, "Longest completion in tokens (0: the task's default, else 256).")
+    temperature: float = restate(SamplingOptions, "temperature", "Sampling temperature; 0 is greedy.", default=0.0)
+    max_new_tokens: int = restate(SamplingOptions, "max_new_tokens", "Longest completion in tokens (0: the task's default, else 256).", default=0)
     batch_size: int = option(64, "Prompts per generation batch.")
     success_threshold: float = option(0.5, "A sample counts as correct for pass@k when its score is >= this.")
     output_file: str | None = option(None, "Where to write the JSON report (default: eval.json next to the model, or ./eval.json).")
