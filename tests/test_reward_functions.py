@@ -93,3 +93,13 @@ def test_resolve_mixes_task_builtin_and_module_specs():
     assert list(rewards.functions) == ["accuracy", "think_format_reward"]
     with pytest.raises(ConfigError, match="reward_workers must be >= 1"):
         RewardFunctions({"f": lambda **_: []}, workers=0)
+
+
+def test_from_options_reads_a_configs_reward_options():
+    from posttrain.options import MaskableRewardOptions, RewardOptions
+
+    masked = RewardFunctions.from_options(MaskableRewardOptions(reward_funcs=["task"], reward_weights=[2.0, 0.5],
+                                                                reward_workers=2, reward_errors="mask"), "task:arithmetic")
+    assert (masked.weights, masked.workers, masked.on_error) == ([2.0, 0.5], 2, "mask")
+    assert list(masked.functions) == list(RewardFunctions.resolve(["task"], "task:arithmetic").functions)
+    assert RewardFunctions.from_options(RewardOptions(), "task:arithmetic").on_error == "raise"  # no reward_errors key

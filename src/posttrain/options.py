@@ -1,15 +1,33 @@
-"""Config options shared by every stage: the model, and the training loop.
+"""Config options shared by stages: the model, the training loop, sampling and rewards.
 
-Each stage's config is a flat dataclass that inherits these, so every key sits at the top level of
-the YAML file and of `key=value` overrides (as in TRL), and `posttrain <stage> --help` lists them all.
+Each stage's config is a flat dataclass that inherits these groups, so every key sits at the top
+level of the YAML file and of `key=value` overrides (as in TRL), and `posttrain <stage> --help` lists
+them all. A stage that needs another default or a note of its own in the help restates the field
+with `restate(Group, "key", ...)`, which keeps everything it does not change.
+
+Sampling groups nest, so a stage gets exactly the keys it reads: SamplingOptions (temperature,
+max_new_tokens) < TopPSamplingOptions (+ top_p) < TopKSamplingOptions (+ top_k).
+RewardOptions (reward_funcs, reward_weights, reward_workers) < MaskableRewardOptions (+ reward_errors).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from posttrain.config import option
 from posttrain.errors import ConfigError
+
+SAMPLING_KEYS = ("max_new_tokens", "temperature", "top_p", "top_k", "stop")  # generation.SamplingParams fields
+
+
+def restate(group, name: str, help: str | None = None, default=dataclasses.MISSING):
+    """Option `name` of `group` declared again in a stage's config, with that stage's help text and/or
+    default; the choices (and whatever is not given) stay the group's."""
+    field = group.__dataclass_fields__[name]
+    if default is dataclasses.MISSING:
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+    return option(default, help if help is not None else field.metadata["help"], field.metadata.get("choices"))
 
 
 @dataclass
@@ -70,3 +88,49 @@ class TrainOptions(ModelOptions):
             raise ConfigError(f"config key 'warmup_ratio' must be in [0, 1), got {self.warmup_ratio}")
         if self.max_steps <= 0 and self.num_epochs <= 0:
             raise ConfigError("set max_steps > 0 or num_epochs > 0, otherwise there is nothing to train")
+
+
+@dataclass
+class SamplingOptions:
+    temperature: float = option(1.0, "Sampling temperature.")
+    max_new_tokens: int = option(128, "Longest sampled completion in tokens.")
+
+    def sampling_kwargs(self, **overrides) -> dict:
+        """`generation.SamplingParams` keyword arguments: this config's sampling keys (those it has of
+        max_new_tokens, temperature, top_p, top_k, stop), then `overrides` (seed, n, ...)."""
+        values = {key: getattr(self, key) for key in SAMPLING_KEYS if hasattr(self, key)}
+        if "stop" in values:
+            values["stop"] = list(values["stop"])
+        return values | overrides
+
+
+@dataclass
+class TopPSamplingOptions(SamplingOptions):
+    top_p: float = option(1.0, "Nucleus sampling threshold.")
+
+    def check_sampling(self) -> None:
+        """A ConfigError unless temperature >= 0 (0: greedy) and 0 < top_p <= 1."""
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise ConfigError(f"temperature must be >= 0 and top_p in (0, 1], got {self.temperature} and {self.top_p}")
+
+
+@dataclass
+class TopKSamplingOptions(TopPSamplingOptions):
+    top_k: int = option(0, "Top-k sampling (0: off).")
+
+
+@dataclass
+class GenerationBatchOptions:
+    generation_batch_size: int = option(64, "Prompts per generation batch.")
+
+
+@dataclass
+class RewardOptions:
+    reward_funcs: list[str] = option(["task"], "Reward functions: task (the dataset's embedded task's scorers), task:NAME[:SCORER], a built-in NAME[:key=value...] (math_accuracy, format, soft_overlong, repetition, code_tests, reward_model, judge, pairwise_judge, process_reward_model, milestone; see docs/rewards.md), module:function or file.py:function.")
+    reward_weights: list[float] | None = option(None, "One weight per reward function (default 1.0 each); the reward is the weighted sum.")
+    reward_workers: int = option(4, "Reward functions run concurrently in a pool of at most this many threads (async ones on one event loop).")
+
+
+@dataclass
+class MaskableRewardOptions(RewardOptions):
+    reward_errors: str = option("raise", "A reward function that raises or returns NaN/inf: raise (one-line error) or mask (the sample is left out of the loss, counted).", choices=("raise", "mask"))

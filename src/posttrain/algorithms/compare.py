@@ -38,17 +38,17 @@ import json
 import math
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
 
-from posttrain.config import option, to_yaml
+from posttrain.config import option
 from posttrain.data.sources import draw_rows, write_jsonl
-from posttrain.errors import ConfigError, UserError
+from posttrain.errors import ConfigError
+from posttrain.options import GenerationBatchOptions, SamplingOptions, restate
 
 REFERENCE_NAME = "sft"
 
 
 @dataclass
-class CompareConfig:
+class CompareConfig(GenerationBatchOptions, SamplingOptions):
     reference: str = option("embedded", "The reference policy (the SFT model): a local directory, 'embedded' or a hub id; reported as 'sft'.")
     policies: list[str] = option([], "Policies to evaluate as name=path, e.g. [ppo=runs/x/ppo/final, dpo=runs/x/dpo/final].")
     best_of_n: list[int] = option([], "Best-of-n of the reference for each n, e.g. [4, 16]; the pick is made by selector_funcs.")
@@ -59,9 +59,8 @@ class CompareConfig:
     dataset_split: str | None = option(None, "Split to read (default: test for task:NAME, train otherwise).")
     prompts: int = option(100, "Prompts drawn (seeded, without replacement); 0 uses every prompt.")
     samples_per_prompt: int = option(2, "Samples per prompt and policy.")
-    temperature: float = option(1.0, "Sampling temperature (1.0 samples the policy itself, as the KL estimate assumes).")
-    max_new_tokens: int = option(48, "Longest sampled completion in tokens.")
-    generation_batch_size: int = option(64, "Prompts per generation batch.")
+    temperature: float = restate(SamplingOptions, "temperature", "Sampling temperature (1.0 samples the policy itself, as the KL estimate assumes).")
+    max_new_tokens: int = restate(SamplingOptions, "max_new_tokens", default=48)
     logprob_batch_size: int = option(32, "Sequences per forward pass when computing log-probs for the KL.")
     report_prompts: int = option(8, "Prompts whose samples go to samples.jsonl (one per policy).")
     output_dir: str = option("runs/compare", "Run directory: config.yaml, metrics.jsonl, final/{evaluations,samples}.jsonl.")
@@ -182,23 +181,19 @@ def run_compare(config: CompareConfig) -> dict:
     """Evaluate the reference, the policies and best-of-n; write output_dir (see the module docstring)."""
     import torch
 
-    from posttrain.tasks.sources import is_task_source, load_rows
+    from posttrain.tasks.sources import is_task_source
     from posttrain.data.tokenize import tokenize_prompt
     from posttrain.generation import SamplingParams
     from posttrain.methods.best_of_n import sample_and_score
-    from posttrain.models.loading import load_causal_lm, load_tokenizer, resolve_device
     from posttrain.rewards import RewardFunctions
+    from posttrain.train.rundir import atomic_dir, check_no_final, run_dir, write_config
+    from posttrain.train.scaffold import load_model_for, load_prompt_rows, load_tokenizer_for
 
     policies = parse_policies(config.policies)
-    root = Path(config.output_dir)
-    if root.exists() and not root.is_dir():
-        raise ConfigError(f"output_dir {root} is a file; choose a directory")
-    if (root / "final").exists() and not config.overwrite_output_dir:
-        raise ConfigError(f"output_dir {root} already holds a finished comparison; set overwrite_output_dir=true or choose another output_dir")
+    run = run_dir(config.output_dir)
+    check_no_final(run, config.overwrite_output_dir, "a finished comparison")
     split = config.dataset_split or ("test" if is_task_source(config.dataset) else None)
-    rows = draw_rows(load_rows(config.dataset, split), config.prompts, config.seed)
-    if not rows or "prompt" not in rows[0]:
-        raise UserError(f"{config.dataset}: compare needs rows with a 'prompt' column (plus any columns the rewards read)")
+    rows = draw_rows(load_prompt_rows(config.dataset, split, "compare needs"), config.prompts, config.seed)
     gold = RewardFunctions.resolve(config.gold_funcs, config.dataset)
     judge = None
     if config.best_of_n and config.selector_judge:
@@ -206,15 +201,14 @@ def run_compare(config: CompareConfig) -> dict:
 
         judge = build(config.selector_judge)[1]
     selector = RewardFunctions.resolve(config.selector_funcs, config.dataset) if config.best_of_n and not judge else None
-    device = resolve_device(config.device)
-    tokenizer = load_tokenizer(config.reference, config.chat_template, config.trust_remote_code)
-    reference = load_causal_lm(config.reference, config.dtype, device, config.trust_remote_code)
+    tokenizer = load_tokenizer_for(config, config.reference)
+    reference = load_model_for(config, config.reference)
     prompt_ids = [tokenize_prompt(tokenizer, row["prompt"]) for row in rows]
     k = config.samples_per_prompt
 
     def sample(model, rewards, n):  # the same seed for every policy: sampling noise is shared where it can be
         torch.manual_seed(config.seed)
-        params = SamplingParams(max_new_tokens=config.max_new_tokens, temperature=config.temperature, seed=config.seed)
+        params = SamplingParams(**config.sampling_kwargs(seed=config.seed))
         return sample_and_score(model, tokenizer, rows, rewards, n, params, config.generation_batch_size)
 
     ref_samples = _flat(sample(reference, gold, k))
@@ -232,7 +226,7 @@ def run_compare(config: CompareConfig) -> dict:
 
     record(REFERENCE_NAME, ref_samples, 0.0, 0.0)  # KL of a model against itself is 0 exactly
     for name, path in policies.items():
-        model = load_causal_lm(path, config.dtype, device, config.trust_remote_code)
+        model = load_model_for(config, path)
         samples = _flat(sample(model, gold, k))
         kls, counts = sequence_kl(model, reference, [p for p in prompt_ids for _ in range(k)],
                                   [c.completion_ids for _, c in samples], config.logprob_batch_size)
@@ -257,23 +251,18 @@ def run_compare(config: CompareConfig) -> dict:
             c.reward = s
         record(f"best_of_{n}", picked, best_of_n_kl(n), None)
 
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "config.yaml").write_text(to_yaml(config), encoding="utf-8")
+    write_config(run, config)
     evaluations = [{key: v for key, v in r.items() if key != "samples"} for r in results]
-    tmp = root / "final.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    write_jsonl(tmp / "evaluations.jsonl", evaluations)
-    write_jsonl(tmp / "samples.jsonl", shown)
-    for name in ("evaluations.jsonl", "samples.jsonl"):  # where `posttrain report` looks
-        shutil.copyfile(tmp / name, root / name)
-    shutil.rmtree(root / "final", ignore_errors=True)
-    tmp.rename(root / "final")
+    with atomic_dir(run.final) as tmp:
+        write_jsonl(tmp / "evaluations.jsonl", evaluations)
+        write_jsonl(tmp / "samples.jsonl", shown)
+        for name in ("evaluations.jsonl", "samples.jsonl"):  # where `posttrain report` looks
+            shutil.copyfile(tmp / name, run.root / name)
     metrics = {"step": 0, "prompts": len(rows), "samples_per_prompt": k,
                **{f"{r['policy']}/{key}": r[key] for r in results for key in ("reward", "kl", "win_rate")}}
-    (root / "metrics.jsonl").write_text(json.dumps(metrics) + "\n", encoding="utf-8")
+    run.metrics.write_text(json.dumps(metrics) + "\n", encoding="utf-8")
     print(format_table(results))
-    print(f"compare: wrote {root / 'final' / 'evaluations.jsonl'}")
+    print(f"compare: wrote {run.final / 'evaluations.jsonl'}")
     return {"evaluations": evaluations, "metrics": metrics}
 
 

@@ -31,27 +31,27 @@ import shutil
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from posttrain.config import build_config, option, to_yaml
+from posttrain.config import build_config, option
 from posttrain.data.sources import draw_rows, write_jsonl
 from posttrain.errors import ConfigError, UserError
 from posttrain.methods import critique as cq
-from posttrain.options import TrainOptions
-from posttrain.train.rundir import check_run_dir
+from posttrain.options import GenerationBatchOptions, SamplingOptions, TopPSamplingOptions, TrainOptions, restate
+from posttrain.train.rundir import atomic_dir, check_run_dir, write_config
+from posttrain.train.scaffold import load_model_for, load_prompt_rows, load_tokenizer_for
 
 
 @dataclass
-class ConstitutionConfig(TrainOptions):
+class ConstitutionConfig(GenerationBatchOptions, TopPSamplingOptions, TrainOptions):
     dataset: str = option("task:sentiment", "Prompt rows (a 'prompt' column): a .jsonl/.json/.parquet/.csv file, a save_to_disk directory, a hub name, or task:NAME[:split].")
     output_dir: str = option("runs/constitution", "Run directory: revisions.jsonl, sft/ (the SFT run), final/.")
     learning_rate: float = option(5e-4, "SFT peak learning rate (AdamW).")
     prompts: int = option(64, "Prompts drawn (without replacement) from the dataset; 0 uses every prompt.")
     revisions: int = option(1, "Critique -> revision rounds per response, each with a freshly drawn principle.")
-    temperature: float = option(1.0, "Sampling temperature for responses, critiques and revisions (0: greedy).")
-    top_p: float = option(1.0, "Nucleus sampling threshold.")
-    max_new_tokens: int = option(96, "Longest sampled response in tokens.")
+    temperature: float = restate(SamplingOptions, "temperature", "Sampling temperature for responses, critiques and revisions (0: greedy).")
+    max_new_tokens: int = restate(SamplingOptions, "max_new_tokens", "Longest sampled response in tokens.", default=96)
     critique_max_new_tokens: int = option(64, "Longest critique in tokens.")
     revision_max_new_tokens: int = option(96, "Longest revision in tokens.")
-    generation_batch_size: int = option(32, "Requests per generation batch.")
+    generation_batch_size: int = restate(GenerationBatchOptions, "generation_batch_size", "Requests per generation batch.", default=32)
     principles: str | None = option(None, "YAML file with the constitution: a list of principle strings (default: the built-in five).")
     critique_template: str | None = option(None, "Text file with the critique request; placeholders {prompt} {response} {principle}.")
     revision_template: str | None = option(None, "Text file with the revision request; placeholders {prompt} {response} {principle} {critique}.")
@@ -64,18 +64,15 @@ class ConstitutionConfig(TrainOptions):
                 raise ConfigError(f"config key '{key}' must be >= 1, got {getattr(self, key)}")
         if self.prompts < 0:
             raise ConfigError(f"config key 'prompts' must be >= 0 (0: every prompt), got {self.prompts}")
-        if self.temperature < 0 or not 0 < self.top_p <= 1:
-            raise ConfigError(f"temperature must be >= 0 and top_p in (0, 1], got {self.temperature} and {self.top_p}")
+        self.check_sampling()
 
 
 class Generator:
     """A model and tokenizer that answer user requests in batches, counting the requests."""
 
     def __init__(self, model_name: str, config: ConstitutionConfig):
-        from posttrain.models.loading import load_causal_lm, load_tokenizer, resolve_device
-
-        self.tokenizer = load_tokenizer(model_name, config.chat_template, config.trust_remote_code)
-        self.model = load_causal_lm(model_name, config.dtype, resolve_device(config.device), config.trust_remote_code)
+        self.tokenizer = load_tokenizer_for(config, model_name)
+        self.model = load_model_for(config, model_name)
         self.config = config
         self.calls = 0
         self.context = getattr(self.model.config, "max_position_embeddings", None)
@@ -93,8 +90,7 @@ class Generator:
             if self.context and longest + max_new_tokens > self.context:
                 raise UserError(f"a request of {longest} tokens plus {max_new_tokens} new tokens exceeds the model's "
                                 f"{self.context}-token context; lower the max_new_tokens options or shorten the templates")
-            params = SamplingParams(max_new_tokens=max_new_tokens, temperature=self.config.temperature,
-                                    top_p=self.config.top_p, seed=seed + start)
+            params = SamplingParams(**self.config.sampling_kwargs(max_new_tokens=max_new_tokens, seed=seed + start))
             texts += [t.strip() for t in generate(self.model, self.tokenizer, ids, params).texts]
             self.calls += len(ids)
         return texts
@@ -152,12 +148,8 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 
 def _generate_records(config: ConstitutionConfig, principles, critique_template, revision_template) -> list[dict]:
-    from posttrain.tasks.sources import load_rows
-
-    rows = load_rows(config.dataset, config.dataset_split)
-    if not rows or "prompt" not in rows[0]:
-        raise UserError(f"{config.dataset}: constitution needs rows with a 'prompt' column")
-    rows = draw_rows(rows, config.prompts, config.seed)
+    rows = draw_rows(load_prompt_rows(config.dataset, config.dataset_split, "constitution needs", hint=""),
+                     config.prompts, config.seed)
 
     import torch
 
@@ -177,8 +169,7 @@ def run_constitution(config: ConstitutionConfig) -> dict:
     revision_template = cq.load_template(config.revision_template, cq.DEFAULT_REVISION_TEMPLATE, "revision",
                                          cq.REVISION_FIELDS, {"response", "critique"})
     run = check_run_dir(config)  # resume=true: same settings as the run in output_dir
-    run.root.mkdir(parents=True, exist_ok=True)
-    run.config.write_text(to_yaml(config))
+    write_config(run, config)
     data_file = run.root / "sft_data.jsonl"  # written last: its presence means the generations are complete
     if config.resume and data_file.is_file() and (run.root / "revisions.jsonl").is_file():
         records = _read_jsonl(run.root / "revisions.jsonl")
@@ -192,11 +183,8 @@ def run_constitution(config: ConstitutionConfig) -> dict:
     print(f"constitution: {len(records)} prompts x {config.revisions} revision round(s); "
           f"{changed} final texts differ from the first response; SFT on the revisions")
     sft = run_sft(_sft_config(config, data_file, run.root / "sft"))  # resume=true resumes its checkpoints
-    tmp = run.final.with_name("final.tmp")  # final/ appears whole or not at all
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(run.root / "sft" / "final", tmp)
-    shutil.rmtree(run.final, ignore_errors=True)
-    tmp.rename(run.final)
+    with atomic_dir(run.final) as tmp:
+        shutil.copytree(run.root / "sft" / "final", tmp, dirs_exist_ok=True)
     record = {"prompts": len(records), "revisions": config.revisions, "changed": changed,
               "sft_loss": sft.get("loss"), "sft_steps": sft.get("step")}
     with (run.root / "metrics.jsonl").open("w") as f:

@@ -34,14 +34,14 @@ from posttrain.data.pairs import INVALID_PAIR_POLICIES, collate_pairs, load_pair
 from posttrain.tasks.sources import load_rows
 from posttrain.errors import ConfigError, DataError
 from posttrain.losses.preference import LOSSES, REFERENCE_FREE, SOFT_LABELS, PairLogps, PreferenceParams, preference_loss
-from posttrain.models.loading import load_tokenizer, resolve_device
+from posttrain.models.loading import resolve_device
 from posttrain.models.logprobs import sequence_logprobs
 from posttrain.models.reference import CACHE_NAME, ReferencePolicy, cache_key, load_reference, precompute
 from posttrain.options import TrainOptions
 import posttrain.ranks as ranks
 from posttrain.train.loop import Algorithm, train_offline
 from posttrain.models.shared_prefix_attention import use_shared_prefix_attention
-from posttrain.train.rundir import check_run_dir
+from posttrain.train.scaffold import start_run
 
 
 @dataclass
@@ -204,8 +204,7 @@ def load_examples(tokenizer, source: str, split: str | None, config: DPOConfig, 
 
 def run_dpo(config: DPOConfig) -> dict:
     """Train, evaluate and save to output_dir; returns the last logged metrics."""
-    check_run_dir(config)
-    tokenizer = load_tokenizer(config.model, config.chat_template, config.trust_remote_code)
+    _, tokenizer = start_run(config)
     train_examples = load_examples(tokenizer, config.dataset, config.dataset_split, config, "training data")
     eval_examples = load_examples(tokenizer, config.eval_dataset, None, config, "eval data") if config.eval_dataset else []
     algorithm = DPO(config, tokenizer.pad_token_id, precompute_sets=[train_examples, eval_examples])

@@ -35,17 +35,16 @@ from posttrain.errors import ConfigError
 from posttrain.losses import advantages as adv
 from posttrain.losses.kl import LOSS_KL_ESTIMATORS, kl_estimate
 from posttrain.losses.policy import policy_loss, soft_overlong_penalty
-from posttrain.models.loading import load_causal_lm, load_tokenizer
 from posttrain.models.reference import ReferencePolicy
 from posttrain.online.experience import Sample, collate_samples, completion_logps
 from posttrain.online.source import OnlineSource
-from posttrain.options import TrainOptions
+from posttrain.options import MaskableRewardOptions, SamplingOptions, TopKSamplingOptions, TrainOptions, restate
 from posttrain.rewards import RewardFunctions
 from posttrain.rollout import LocalBackend
 import posttrain.ranks as ranks
 from posttrain.train import distributed
 from posttrain.train.loop import Algorithm, train
-from posttrain.train.rundir import check_run_dir
+from posttrain.train.scaffold import load_model_for, load_prompt_rows, start_run
 from posttrain.models.shared_prefix_attention import can_share_prefix
 
 ADVANTAGES = ("grpo", "rloo", "reinforce", "reinforce_pp")
@@ -53,21 +52,15 @@ LOSS_TYPES = ("grpo", "token_mean", "dr_grpo")
 
 
 @dataclass
-class GRPOConfig(TrainOptions):
+class GRPOConfig(MaskableRewardOptions, TopKSamplingOptions, TrainOptions):
     learning_rate: float = option(1e-6, "Peak learning rate (AdamW).")
     max_steps: int = option(100, "Optimizer steps (each generation round gives num_iterations x num_minibatches of them).")
     batch_size: int = option(16, "Samples (completions) per micro-batch; an optimizer step's samples are split into micro-batches of this size.")
     prompts_per_step: int = option(8, "Prompts per generation round (each process).")
     num_generations: int = option(8, "G: completions sampled per prompt.")
-    max_new_tokens: int = option(128, "Longest completion in tokens (prompt + completion must fit max_length; longer prompts are skipped and counted).")
-    temperature: float = option(1.0, "Sampling temperature (the policy's log-probs use the same logits / T).")
-    top_p: float = option(1.0, "Nucleus sampling threshold.")
-    top_k: int = option(0, "Top-k sampling (0: off).")
+    max_new_tokens: int = restate(SamplingOptions, "max_new_tokens", "Longest completion in tokens (prompt + completion must fit max_length; longer prompts are skipped and counted).")
+    temperature: float = restate(SamplingOptions, "temperature", "Sampling temperature (the policy's log-probs use the same logits / T).")
     stop: list[str] = option([], "Stop strings: a completion ends at the first one.")
-    reward_funcs: list[str] = option(["task"], "Reward functions: task (the dataset's embedded task's scorers), task:NAME[:SCORER], a built-in NAME[:key=value...] (math_accuracy, format, soft_overlong, repetition, code_tests, reward_model, judge, pairwise_judge, process_reward_model, milestone; see docs/rewards.md), module:function or file.py:function.")
-    reward_weights: list[float] | None = option(None, "One weight per reward function (default 1.0 each); the reward is the weighted sum.")
-    reward_workers: int = option(4, "Reward functions run concurrently in a pool of at most this many threads (async ones on one event loop).")
-    reward_errors: str = option("raise", "A reward function that raises or returns NaN/inf: raise (one-line error) or mask (the sample is left out of the loss, counted).", choices=("raise", "mask"))
     advantage: str = option("grpo", "Advantage estimator: grpo (group-normalised), rloo (leave-one-out), reinforce (mean baseline), reinforce_pp (REINFORCE++).", choices=ADVANTAGES)
     scale_rewards: str = option("group", "grpo advantages: divide by the group's std, the batch's std, or none (Dr.GRPO).", choices=("group", "batch", "none"))
     loss_type: str = option("grpo", "Aggregation: grpo (per-sequence mean, then mean), token_mean (DAPO / BNPO: one mean over all tokens), dr_grpo (constant normaliser max_new_tokens).", choices=LOSS_TYPES)
@@ -271,15 +264,9 @@ def kl_metrics(logps: torch.Tensor, batch: dict, mask: torch.Tensor) -> dict:
 
 def _load_prompts(config):
     """Tokenizer, prompt rows, reward functions (None when a reward model scores) and the source class."""
-    from posttrain.tasks.sources import load_rows
-
-    check_run_dir(config)
-    tokenizer = load_tokenizer(config.model, config.chat_template, config.trust_remote_code)
-    rows = load_rows(config.dataset, config.dataset_split)
-    if not rows or "prompt" not in rows[0]:
-        raise ConfigError(f"{config.dataset}: online RL needs rows with a 'prompt' column (plus any columns the rewards read)")
-    rewards = None if getattr(config, "reward_model", None) else RewardFunctions.resolve(
-        config.reward_funcs, config.dataset, config.reward_weights, config.reward_errors, config.reward_workers)
+    _, tokenizer = start_run(config)
+    rows = load_prompt_rows(config.dataset, config.dataset_split, "online RL needs")
+    rewards = None if getattr(config, "reward_model", None) else RewardFunctions.from_options(config, config.dataset)
     return tokenizer, rows, rewards, OnlineSource
 
 
@@ -298,7 +285,7 @@ def run_grpo(config: GRPOConfig) -> dict:
     algorithm.eval_rows = eval_rows(config)
     source = source_cls(algorithm, rows, tokenizer, config)
     try:
-        return train(config, build_model=lambda: load_causal_lm(config.model, config.dtype, "cpu", config.trust_remote_code),
+        return train(config, build_model=lambda: load_model_for(config, device="cpu"),
                      tokenizer=tokenizer, algorithm=algorithm, source=source)
     finally:
         distributed.cleanup()

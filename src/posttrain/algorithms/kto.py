@@ -25,14 +25,13 @@ from posttrain.tasks.sources import default_eval_source, load_rows
 from posttrain.data.unpaired import assign_kl_completions, collate_unpaired, load_unpaired, stack_sides
 from posttrain.errors import ConfigError
 from posttrain.losses.kto import LOSS_TYPES, RECOMMENDED_BALANCE, balance_ratio, kto_loss, kto_reference_point
-from posttrain.models.loading import load_tokenizer
 from posttrain.models.logprobs import sequence_logprobs
 from posttrain.models.reference import CACHE_NAME, ReferencePolicy, cache_key, precompute
 from posttrain.options import TrainOptions
 import posttrain.ranks as ranks
 from posttrain.train import distributed
 from posttrain.train.loop import Algorithm, train_offline
-from posttrain.train.rundir import check_run_dir
+from posttrain.train.scaffold import start_run
 
 EVAL_CACHE_NAME = "reference_logps_eval.pt"
 _CACHE_FIELDS = ("prompt_ids", "completion_ids", "completion_mask", "kl_completion_ids", "kl_completion_mask")
@@ -176,8 +175,7 @@ def run_kto(config: KTOConfig) -> dict:
     """Train, evaluate and save to output_dir; returns the last logged metrics."""
     if config.eval_dataset is None:
         config = dataclasses.replace(config, eval_dataset=default_eval_source(config.dataset))
-    check_run_dir(config)  # before any work: a clash with an earlier run is reported at once
-    tokenizer = load_tokenizer(config.model, config.chat_template, config.trust_remote_code)
+    _, tokenizer = start_run(config)
     train_examples = load_examples(tokenizer, config.dataset, config.dataset_split, config, config.seed)
     eval_examples = load_examples(tokenizer, config.eval_dataset, None, config, config.seed + 1) if config.eval_dataset else []
     warning = balance_warning(train_examples, config)

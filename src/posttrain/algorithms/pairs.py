@@ -43,22 +43,21 @@ from __future__ import annotations
 import json
 import math
 import random
-import shutil
 from dataclasses import dataclass
-from pathlib import Path
 
-from posttrain.config import option, to_yaml
+from posttrain.config import option
 from posttrain.data.sources import draw_rows, write_jsonl
 from posttrain.errors import ConfigError, UserError
 from posttrain.methods.best_of_n import completion_value
-from posttrain.options import ModelOptions
+from posttrain.options import (GenerationBatchOptions, ModelOptions, RewardOptions, SamplingOptions, TopPSamplingOptions,
+                               restate)
 
 SELECTIONS = ("first_two", "max_gap", "all_pairs")
 LABELS = ("hard", "bradley_terry", "judge")
 
 
 @dataclass
-class PairsConfig(ModelOptions):
+class PairsConfig(RewardOptions, GenerationBatchOptions, TopPSamplingOptions, ModelOptions):
     output_dir: str = option("runs/pairs", "Run directory: config.yaml, metrics.jsonl, final/{pairs,eval_pairs}.jsonl.")
     overwrite_output_dir: bool = option(False, "Allow writing into an output_dir that already holds finished pairs.")
     dataset: str = option("task:sentiment", "Prompt rows (a 'prompt' column plus any columns the rewards read): task:NAME[:split], a file or dataset.")
@@ -72,13 +71,9 @@ class PairsConfig(ModelOptions):
     labels: str = option("hard", "Who decides chosen: hard (higher reward), bradley_terry (draw with P = sigmoid(label_beta (r1 - r2))), judge (a pairwise LLM judge, RLAIF).", choices=LABELS)
     label_beta: float = option(5.0, "labels=bradley_terry: inverse temperature of the draw (seed 002's noisy IMDb labels: 5).")
     judge: str = option("pairwise_judge", "labels=judge: the judge, as a built-in spec pairwise_judge[:model=DIR:method=logprob:...].")
-    reward_funcs: list[str] = option(["task"], "Reward functions scoring the samples, as for grpo: task, task:NAME[:SCORER], a built-in NAME[:k=v...], module:function.")
-    reward_weights: list[float] | None = option(None, "One weight per reward function (default 1.0 each); the reward is the weighted sum.")
-    reward_workers: int = option(4, "Reward functions run concurrently in at most this many threads.")
-    temperature: float = option(1.0, "Sampling temperature.")
-    top_p: float = option(1.0, "Nucleus sampling threshold.")
-    max_new_tokens: int = option(96, "Longest sampled completion in tokens.")
-    generation_batch_size: int = option(64, "Prompts per generation batch.")
+    reward_funcs: list[str] = restate(RewardOptions, "reward_funcs", "Reward functions scoring the samples, as for grpo: task, task:NAME[:SCORER], a built-in NAME[:k=v...], module:function.")
+    reward_workers: int = restate(RewardOptions, "reward_workers", "Reward functions run concurrently in at most this many threads.")
+    max_new_tokens: int = restate(SamplingOptions, "max_new_tokens", default=96)
 
     def validate(self) -> None:
         if self.num_samples < 2:
@@ -187,18 +182,14 @@ def run_pairs(config: PairsConfig) -> dict:
     from posttrain.tasks.sources import is_task_source, load_rows, parse_task_source
     from posttrain.generation import SamplingParams
     from posttrain.methods.best_of_n import sample_and_score
-    from posttrain.models.loading import load_causal_lm, load_tokenizer, resolve_device
     from posttrain.rewards import RewardFunctions
     from posttrain.rewards.registry import build
+    from posttrain.train.rundir import atomic_dir, check_no_final, run_dir, write_config
+    from posttrain.train.scaffold import load_model_for, load_prompt_rows, load_tokenizer_for
 
-    root = Path(config.output_dir)
-    if root.exists() and not root.is_dir():
-        raise ConfigError(f"output_dir {root} is a file; choose a directory")
-    if (root / "final").exists() and not config.overwrite_output_dir:
-        raise ConfigError(f"output_dir {root} already holds finished pairs; set overwrite_output_dir=true or choose another output_dir")
-    rows = load_rows(config.dataset, config.dataset_split)
-    if not rows or "prompt" not in rows[0]:
-        raise UserError(f"{config.dataset}: pairs need rows with a 'prompt' column (plus any columns the rewards read)")
+    run = run_dir(config.output_dir)
+    check_no_final(run, config.overwrite_output_dir, "finished pairs")
+    rows = load_prompt_rows(config.dataset, config.dataset_split, "pairs need")
     eval_rows: list[dict] = []
     if config.eval_prompts:
         if config.eval_dataset:
@@ -207,32 +198,26 @@ def run_pairs(config: PairsConfig) -> dict:
             eval_rows = load_rows(f"task:{parse_task_source(config.dataset)[0]}:test:{config.eval_prompts}")
         else:
             raise ConfigError(f"eval_prompts={config.eval_prompts} but {config.dataset} has no test split; set eval_dataset=FILE or eval_prompts=0")
-    rewards = RewardFunctions.resolve(config.reward_funcs, config.dataset, config.reward_weights, "raise", config.reward_workers)
+    rewards = RewardFunctions.from_options(config, config.dataset)
     judge = build(config.judge)[1] if config.labels == "judge" else None
-    tokenizer = load_tokenizer(config.model, config.chat_template, config.trust_remote_code)
-    model = load_causal_lm(config.model, config.dtype, resolve_device(config.device), config.trust_remote_code)
+    tokenizer = load_tokenizer_for(config)
+    model = load_model_for(config)
 
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "config.yaml").write_text(to_yaml(config), encoding="utf-8")
-    tmp = root / "final.tmp"  # final/ appears whole or not at all
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    write_config(run, config)
     metrics: dict = {}
-    for name, prompt_rows, offset in (("pairs", draw_rows(rows, config.prompts, config.seed), 0), ("eval_pairs", eval_rows, 1)):
-        if name == "eval_pairs" and not prompt_rows:
-            continue
-        torch.manual_seed(config.seed + offset)
-        params = SamplingParams(max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
-                                seed=config.seed + 1000 * offset)
-        groups = sample_and_score(model, tokenizer, prompt_rows, rewards, config.num_samples, params, config.generation_batch_size)
-        out_rows, counts = make_pairs(groups, config, judge, seed=config.seed + offset)
-        if not out_rows:  # an empty file would fail the next stage later and less clearly
-            raise UserError(f"no {name} from {len(prompt_rows)} prompts ({counts}); raise num_samples or prompts, or lower min_gap")
-        write_jsonl(tmp / f"{name}.jsonl", out_rows)
-        metrics.update(counts if name == "pairs" else {f"eval_{k}": v for k, v in counts.items()})
-    shutil.rmtree(root / "final", ignore_errors=True)
-    tmp.rename(root / "final")
-    (root / "metrics.jsonl").write_text(json.dumps({"step": 0, **metrics}) + "\n", encoding="utf-8")
+    with atomic_dir(run.final) as tmp:
+        for name, prompt_rows, offset in (("pairs", draw_rows(rows, config.prompts, config.seed), 0), ("eval_pairs", eval_rows, 1)):
+            if name == "eval_pairs" and not prompt_rows:
+                continue
+            torch.manual_seed(config.seed + offset)
+            params = SamplingParams(**config.sampling_kwargs(seed=config.seed + 1000 * offset))
+            groups = sample_and_score(model, tokenizer, prompt_rows, rewards, config.num_samples, params, config.generation_batch_size)
+            out_rows, counts = make_pairs(groups, config, judge, seed=config.seed + offset)
+            if not out_rows:  # an empty file would fail the next stage later and less clearly
+                raise UserError(f"no {name} from {len(prompt_rows)} prompts ({counts}); raise num_samples or prompts, or lower min_gap")
+            write_jsonl(tmp / f"{name}.jsonl", out_rows)
+            metrics.update(counts if name == "pairs" else {f"eval_{k}": v for k, v in counts.items()})
+    run.metrics.write_text(json.dumps({"step": 0, **metrics}) + "\n", encoding="utf-8")
     print("pairs: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
-    print(f"pairs: wrote {root / 'final' / 'pairs.jsonl'}")
+    print(f"pairs: wrote {run.final / 'pairs.jsonl'}")
     return metrics

@@ -45,6 +45,7 @@ from posttrain.models.logprobs import logits_at, target_logprobs
 from posttrain.online.experience import collate_samples, completion_tensor
 from posttrain.train import distributed
 from posttrain.train.loop import train
+from posttrain.train.scaffold import load_model_for
 
 
 @dataclass
@@ -264,10 +265,7 @@ def run_ppo(config: PPOConfig) -> dict:
         algorithm.ptx_rows = [[ex] for ex in load_examples(tokenizer, config.ptx_dataset, None, options)]
     source = source_cls(algorithm, rows, tokenizer, config)
     try:
-        from posttrain.models.loading import load_causal_lm
-
-        return train(config, build_model=lambda: algorithm.attach_value_head(
-                         load_causal_lm(config.model, config.dtype, "cpu", config.trust_remote_code)),
+        return train(config, build_model=lambda: algorithm.attach_value_head(load_model_for(config, device="cpu")),
                      tokenizer=tokenizer, algorithm=algorithm, source=source)
     finally:
         distributed.cleanup()

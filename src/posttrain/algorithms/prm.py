@@ -32,13 +32,12 @@ import torch
 from posttrain.config import option
 from posttrain.tasks.sources import load_rows
 from posttrain.errors import ConfigError, UserError, data_error
-from posttrain.models.loading import load_tokenizer
 from posttrain.options import TrainOptions
 from posttrain.rewards.process import SEPARATOR_KEY, separator_ids, stepwise_tokens
 from posttrain.train import distributed
 from posttrain.data.steps import OfflineSource
 from posttrain.train.loop import Algorithm, train
-from posttrain.train.rundir import check_run_dir
+from posttrain.train.scaffold import start_run
 
 IGNORE_INDEX = -100
 LABELS = {0: "bad", 1: "good"}
@@ -185,8 +184,7 @@ def build_prm(config: PRMConfig, pad_token_id: int):
 
 def run_prm(config: PRMConfig) -> dict:
     """Train, evaluate and save to output_dir/final; returns the last logged metrics."""
-    check_run_dir(config)  # before any work: a clash with an earlier run is reported at once
-    tokenizer = load_tokenizer(config.model, config.chat_template, config.trust_remote_code)
+    _, tokenizer = start_run(config)
     separator_ids(tokenizer, config.step_separator)
     train_items = load_items(tokenizer, config.dataset, config.dataset_split, config)
     eval_items = load_items(tokenizer, config.eval_dataset, None, config, is_eval=True) if config.eval_dataset else []

@@ -33,16 +33,18 @@ import shutil
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from posttrain.config import build_config, option, to_yaml
+from posttrain.config import build_config, option
 from posttrain.data.sources import draw_rows, write_jsonl
 from posttrain.errors import ConfigError, UserError
 from posttrain.methods.best_of_n import RULES, completion_value, mean_reward, sample_and_score, select_best
-from posttrain.options import TrainOptions
-from posttrain.train.rundir import check_run_dir
+from posttrain.options import (GenerationBatchOptions, MaskableRewardOptions, RewardOptions, SamplingOptions,
+                               TopKSamplingOptions, TopPSamplingOptions, TrainOptions, restate)
+from posttrain.train.rundir import atomic_dir, write_config
+from posttrain.train.scaffold import load_model_for, load_prompt_rows, start_run
 
 
 @dataclass
-class RejectionConfig(TrainOptions):
+class RejectionConfig(MaskableRewardOptions, GenerationBatchOptions, TopKSamplingOptions, TrainOptions):
     iterations: int = option(2, "Sample -> filter -> fine-tune rounds.")
     num_samples: int = option(4, "n: completions sampled per prompt.")
     prompts_per_iteration: int = option(64, "Prompts drawn (without replacement, fresh each iteration) from the dataset; 0 uses every prompt.")
@@ -51,15 +53,12 @@ class RejectionConfig(TrainOptions):
     threshold: float = option(1.0, "selection=threshold: keep samples whose reward is at least this (1.0: correct, for a 0/1 accuracy reward).")
     max_per_prompt: int = option(0, "selection=threshold: keep at most this many samples per prompt, highest reward first (0: no cap).")
     from_base: bool = option(False, "Fine-tune from the base model each iteration (ReST-EM) instead of continuing from the last policy (expert iteration).")
-    temperature: float = option(1.0, "Sampling temperature (ReST-EM: 1.0).")
-    top_p: float = option(1.0, "Nucleus sampling threshold (ReST-EM: 0.95).")
-    top_k: int = option(0, "Top-k sampling (0: off).")
-    max_new_tokens: int = option(256, "Longest sampled completion in tokens.")
-    generation_batch_size: int = option(64, "Prompts per generation batch.")
-    reward_funcs: list[str] = option(["task"], "Reward functions, as for grpo: task, task:NAME[:SCORER], a built-in NAME[:key=value...], module:function or file.py:function.")
-    reward_weights: list[float] | None = option(None, "One weight per reward function (default 1.0 each); the reward is the weighted sum.")
-    reward_workers: int = option(4, "Reward functions run concurrently in at most this many threads.")
-    reward_errors: str = option("raise", "A reward function that raises or returns NaN/inf: raise (one-line error) or mask (the sample is never kept).", choices=("raise", "mask"))
+    temperature: float = restate(SamplingOptions, "temperature", "Sampling temperature (ReST-EM: 1.0).")
+    top_p: float = restate(TopPSamplingOptions, "top_p", "Nucleus sampling threshold (ReST-EM: 0.95).")
+    max_new_tokens: int = restate(SamplingOptions, "max_new_tokens", default=256)
+    reward_funcs: list[str] = restate(RewardOptions, "reward_funcs", "Reward functions, as for grpo: task, task:NAME[:SCORER], a built-in NAME[:key=value...], module:function or file.py:function.")
+    reward_workers: int = restate(RewardOptions, "reward_workers", "Reward functions run concurrently in at most this many threads.")
+    reward_errors: str = restate(MaskableRewardOptions, "reward_errors", "A reward function that raises or returns NaN/inf: raise (one-line error) or mask (the sample is never kept).")
     eval_greedy: bool = option(True, "Score greedy completions of eval_dataset before the first and after every iteration.")
     packing: bool = option(False, "SFT: pack several kept samples into each row of up to max_length tokens.")
 
@@ -71,8 +70,7 @@ class RejectionConfig(TrainOptions):
         for key in ("prompts_per_iteration", "max_per_prompt", "top_k"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"config key '{key}' must be >= 0, got {getattr(self, key)}")
-        if self.temperature < 0 or not 0 < self.top_p <= 1:
-            raise ConfigError(f"temperature must be >= 0 and top_p in (0, 1], got {self.temperature} and {self.top_p}")
+        self.check_sampling()
         if self.temperature == 0 and self.num_samples > 1:
             raise ConfigError("num_samples > 1 with temperature=0 gives n identical greedy samples; set temperature (e.g. 1.0)")
         if self.max_new_tokens >= self.max_length:
@@ -100,9 +98,8 @@ def _sft_config(config: RejectionConfig, start_model: str, data_file: Path, out_
 def _greedy_scores(model_path: str, config: RejectionConfig, tokenizer, rows: list[dict], rewards) -> dict[str, float]:
     """Mean score of each reward function on greedy completions of `rows`."""
     from posttrain.methods.heldout import evaluate
-    from posttrain.models.loading import load_causal_lm, resolve_device
 
-    model = load_causal_lm(model_path, config.dtype, resolve_device(config.device), config.trust_remote_code)
+    model = load_model_for(config, model_path)
     report = evaluate(model, tokenizer, rows, rewards.functions, temperature=0.0, max_new_tokens=config.max_new_tokens,
                       batch_size=config.generation_batch_size, seed=config.seed, show_samples=0)
     return {name: report[name] for name in rewards.functions}
@@ -118,12 +115,10 @@ def _sample_iteration(policy: str, config: RejectionConfig, tokenizer, rows: lis
     import torch
 
     from posttrain.generation import SamplingParams
-    from posttrain.models.loading import load_causal_lm, resolve_device
 
     torch.manual_seed(config.seed + k)
-    model = load_causal_lm(policy, config.dtype, resolve_device(config.device), config.trust_remote_code)
-    params = SamplingParams(max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
-                            top_k=config.top_k, seed=config.seed + 1000 * k)
+    model = load_model_for(config, policy)
+    params = SamplingParams(**config.sampling_kwargs(seed=config.seed + 1000 * k))
     return sample_and_score(model, tokenizer, rows, rewards, config.num_samples, params, config.generation_batch_size)
 
 
@@ -131,21 +126,15 @@ def run_rejection(config: RejectionConfig) -> dict:
     """Run every iteration, write output_dir/{iter-K/, iterations.jsonl, final/}; returns the last record."""
     from posttrain.algorithms.sft import run_sft
     from posttrain.tasks.sources import default_eval_source, load_rows
-    from posttrain.models.loading import load_tokenizer
     from posttrain.rewards import RewardFunctions
 
-    run = check_run_dir(config)
-    tokenizer = load_tokenizer(config.model, config.chat_template, config.trust_remote_code)
-    rows = load_rows(config.dataset, config.dataset_split)
-    if not rows or "prompt" not in rows[0]:
-        raise UserError(f"{config.dataset}: rejection sampling needs rows with a 'prompt' column (plus any columns the rewards read)")
-    rewards = RewardFunctions.resolve(config.reward_funcs, config.dataset, config.reward_weights, config.reward_errors,
-                                      config.reward_workers)
+    run, tokenizer = start_run(config)
+    rows = load_prompt_rows(config.dataset, config.dataset_split, "rejection sampling needs")
+    rewards = RewardFunctions.from_options(config, config.dataset)
     eval_source = config.eval_dataset or default_eval_source(config.dataset)
     eval_rows = load_rows(eval_source) if config.eval_greedy and eval_source else []
 
-    run.root.mkdir(parents=True, exist_ok=True)
-    run.config.write_text(to_yaml(config))
+    write_config(run, config)
     for name in ("iterations.jsonl", "metrics.jsonl"):
         (run.root / name).write_text("")
     policy = config.model
@@ -182,10 +171,7 @@ def run_rejection(config: RejectionConfig) -> dict:
                 f.write(line)
         print("rejection: " + ", ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
                                          for key, value in record.items()))
-    tmp = run.final.with_name("final.tmp")  # final/ appears whole or not at all
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(policy, tmp)
-    shutil.rmtree(run.final, ignore_errors=True)
-    tmp.rename(run.final)
+    with atomic_dir(run.final) as tmp:
+        shutil.copytree(policy, tmp, dirs_exist_ok=True)
     print(f"rejection: done; model saved to {run.final}")
     return record

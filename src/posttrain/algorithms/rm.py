@@ -44,7 +44,7 @@ from posttrain.tasks.sources import load_rows
 from posttrain.data.tokenize import tokenize_example, tokenize_rows
 from posttrain.errors import ConfigError, DataError, UserError, data_error
 from posttrain.losses.reward import bradley_terry_loss, centering_penalty, pair_accuracy, ranking_pairs
-from posttrain.models.loading import load_tokenizer, resolve_device
+from posttrain.models.loading import resolve_device
 from posttrain.models.reward_model import (
     OFFSET_KEY, POOLINGS, collate_sequences, load_reward_model, sequence_rewards,
 )
@@ -53,7 +53,7 @@ import posttrain.ranks as ranks
 from posttrain.train import distributed
 from posttrain.data.steps import OfflineSource
 from posttrain.train.loop import Algorithm, train
-from posttrain.train.rundir import check_run_dir
+from posttrain.train.scaffold import start_run
 from posttrain.data.shared_prefix import pack_groups
 from posttrain.models.shared_prefix_attention import use_shared_prefix_attention
 
@@ -277,8 +277,7 @@ def run_rm(config: RewardConfig) -> dict:
     """Train, evaluate, save to output_dir/final and set the reward offset; returns the last logged metrics."""
     if config.reward_offset not in ("chosen", "none") and not Path(config.reward_offset).exists():
         raise ConfigError(f"reward_offset={config.reward_offset!r} is not 'chosen', 'none' or an existing data file")
-    run = check_run_dir(config)  # before any work: a clash with an earlier run is reported at once
-    tokenizer = load_tokenizer(config.model, config.chat_template, config.trust_remote_code)
+    run, tokenizer = start_run(config)
     train_items, dropped = load_items(tokenizer, config.dataset, config.dataset_split, config)
     eval_items, eval_dropped = load_items(tokenizer, config.eval_dataset, None, config) if config.eval_dataset else ([], Counter())
     if ranks.is_main():

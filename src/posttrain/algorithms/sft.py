@@ -24,12 +24,11 @@ from posttrain.tasks.sources import default_eval_source, load_rows
 from posttrain.data.tokenize import tokenize_rows
 from posttrain.errors import UserError
 from posttrain.losses.sft import count_tokens, sft_loss
-from posttrain.models.loading import load_tokenizer
 from posttrain.models.logprobs import logits_at
 from posttrain.options import TrainOptions
 from posttrain.train.loop import Algorithm, train_offline
 from posttrain.models.packed_attention import use_packed_attention
-from posttrain.train.rundir import check_run_dir
+from posttrain.train.scaffold import start_run
 
 
 @dataclass
@@ -101,8 +100,7 @@ def run_sft(config: SFTConfig) -> dict:
     """Train, evaluate and save to output_dir; returns the last logged metrics."""
     if config.eval_dataset is None:
         config = dataclasses.replace(config, eval_dataset=default_eval_source(config.dataset))
-    check_run_dir(config)  # before any work: a clash with an earlier run is reported at once
-    tokenizer = load_tokenizer(config.model, config.chat_template, config.trust_remote_code)
+    _, tokenizer = start_run(config)
     train_rows = as_rows(load_examples(tokenizer, config.dataset, config.dataset_split, config), config)
     eval_rows = as_rows(load_examples(tokenizer, config.eval_dataset, None, config), config) if config.eval_dataset else []
     algorithm = SFT(tokenizer.pad_token_id, packing=config.packing)

@@ -17,20 +17,18 @@ import torch
 from posttrain.config import option
 from posttrain.errors import UserError
 from posttrain.methods.heldout import evaluate, format_report
-from posttrain.options import ModelOptions
+from posttrain.options import ModelOptions, SamplingOptions, TopKSamplingOptions, restate
 
 
 @dataclass
-class EvalConfig(ModelOptions):
+class EvalConfig(TopKSamplingOptions, ModelOptions):
     dataset: str = option("task:arithmetic:test", "Prompts to evaluate: task:NAME[:split[:N]] or a file / dataset with a 'prompt' column.")
     dataset_split: str | None = option(None, "Split of a DatasetDict directory or hub dataset.")
     scorer: str | None = option(None, "Scoring function: task:NAME, module:function or file.py:function, called as f(prompts, completions, **columns). Default: the task's own.")
     limit: int = option(0, "Evaluate only the first N prompts (0: all).")
     num_samples: int = option(1, "Samples per prompt (k of avg@k / pass@k).")
-    temperature: float = option(0.0, "Sampling temperature; 0 is greedy.")
-    top_p: float = option(1.0, "Nucleus sampling threshold.")
-    top_k: int = option(0, "Top-k sampling (0: off).")
-    max_new_tokens: int = option(0, "Longest completion in tokens (0: the task's default, else 256).")
+    temperature: float = restate(SamplingOptions, "temperature", "Sampling temperature; 0 is greedy.", default=0.0)
+    max_new_tokens: int = restate(SamplingOptions, "max_new_tokens", "Longest completion in tokens (0: the task's default, else 256).", default=0)
     batch_size: int = option(64, "Prompts per generation batch.")
     success_threshold: float = option(0.5, "A sample counts as correct for pass@k when its score is >= this.")
     output_file: str | None = option(None, "Where to write the JSON report (default: eval.json next to the model, or ./eval.json).")
@@ -59,15 +57,15 @@ def _default_max_new_tokens(cfg: EvalConfig) -> int:
 def run_eval(cfg: EvalConfig) -> dict:
     from posttrain.tasks.sources import load_rows
     from posttrain.methods.scoring import resolve_scorers
-    from posttrain.models import load_causal_lm, load_tokenizer, resolve_device
+    from posttrain.train.scaffold import load_model_for, load_tokenizer_for
 
     torch.manual_seed(cfg.seed)
     scorers = resolve_scorers(cfg.scorer, cfg.dataset)
     rows = load_rows(cfg.dataset, cfg.dataset_split)
     if cfg.limit:
         rows = rows[:cfg.limit]
-    tokenizer = load_tokenizer(cfg.model, cfg.chat_template, cfg.trust_remote_code)
-    model = load_causal_lm(cfg.model, cfg.dtype, resolve_device(cfg.device), cfg.trust_remote_code)
+    tokenizer = load_tokenizer_for(cfg)
+    model = load_model_for(cfg)
     report = evaluate(model, tokenizer, rows, scorers, num_samples=cfg.num_samples, temperature=cfg.temperature,
                       top_p=cfg.top_p, top_k=cfg.top_k, max_new_tokens=_default_max_new_tokens(cfg),
                       batch_size=cfg.batch_size, success_threshold=cfg.success_threshold, seed=cfg.seed,

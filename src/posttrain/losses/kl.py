@@ -52,7 +52,7 @@ def k3(log_ratio: torch.Tensor) -> torch.Tensor:
     return torch.exp(-log_ratio) + log_ratio - 1
 
 
-LOSS_KL_ESTIMATORS = ("k1", "k3")
+LOSS_KL_ESTIMATORS = ("k3", "k1")  # GRPO's default first
 
 
 def check_kl_estimator(estimator: str, allowed=None, name: str = "estimator") -> None:

@@ -107,8 +107,7 @@ class OnlineSource(StepSource):
                     indices.append(i)
             if not indices:
                 continue
-            params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-                                    top_k=cfg.top_k, stop=list(cfg.stop), seed=cfg.seed * 1_000_003 + self.round)
+            params = SamplingParams(**cfg.sampling_kwargs(seed=cfg.seed * 1_000_003 + self.round))
             self.round += 1
             rollouts = generate_rollouts(algo.backend, [self._prompt_ids(i) for i in indices], cfg.num_generations, params)
             rollout_seconds += rollouts.seconds

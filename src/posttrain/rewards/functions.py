@@ -58,6 +58,13 @@ class RewardFunctions:
         self.weights = list(weights) if weights is not None else [1.0] * len(functions)
 
     @classmethod
+    def from_options(cls, options, dataset: str):
+        """`resolve` with a config's reward options (options.RewardOptions: reward_funcs, reward_weights,
+        reward_workers, and reward_errors where the stage has it, else raise)."""
+        return cls.resolve(options.reward_funcs, dataset, options.reward_weights, getattr(options, "reward_errors", "raise"),
+                           options.reward_workers)
+
+    @classmethod
     def resolve(cls, specs: list[str], dataset: str, weights: list[float] | None = None, on_error: str = "raise",
                 workers: int = 4):
         """`task` (the dataset's embedded task's scorers, e.g. accuracy + format), `task:NAME`,

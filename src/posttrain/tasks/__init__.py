@@ -8,9 +8,10 @@
 
 from __future__ import annotations
 
+from posttrain.data.values import completion_text
 from posttrain.errors import UserError
 from posttrain.tasks import arithmetic, sentiment, sentiment_judge
-from posttrain.tasks.base import Task, completion_text
+from posttrain.tasks.base import Task
 
 TASKS: dict[str, Task] = {task.name: task for task in (arithmetic.TASK, sentiment.TASK, sentiment_judge.TASK)}
 

@@ -31,7 +31,8 @@ import random
 import re
 from dataclasses import dataclass
 
-from posttrain.tasks.base import Task, chat_row, completion_text
+from posttrain.data.values import completion_text
+from posttrain.tasks.base import Task, chat_row
 
 DIFFICULTIES = (1, 2, 3, 4)
 ARROW = "→"

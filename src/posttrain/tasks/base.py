@@ -15,8 +15,6 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable
 
-from posttrain.data.values import completion_text  # noqa: F401  (the scorers' text of a completion)
-
 SPLITS = ("train", "test")
 
 

@@ -15,7 +15,8 @@ import math
 import random
 import re
 
-from posttrain.tasks.base import Task, chat_row, completion_text
+from posttrain.data.values import completion_text
+from posttrain.tasks.base import Task, chat_row
 
 # ---------------------------------------------------------------- the gold reward
 

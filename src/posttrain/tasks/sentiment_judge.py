@@ -27,7 +27,8 @@ from __future__ import annotations
 import random
 
 from posttrain.data.judge_format import PAIRWISE_TEMPLATE, fill, parse_verdict
-from posttrain.tasks.base import Task, chat_row, completion_text
+from posttrain.data.values import completion_text
+from posttrain.tasks.base import Task, chat_row
 from posttrain.tasks.sentiment import gold_reward, make_title, review_prompt, write_review
 
 MIN_GAP = 0.25  # clear winners: a judge learns from them in fewer steps (0.05 took ~2x as many for the same accuracy)

@@ -32,12 +32,13 @@ import transformers
 from posttrain.data.collate import to_device
 from posttrain.data.steps import OfflineSource, StepSource
 from posttrain.errors import DataError
-from posttrain.models.loading import apply_lora, load_causal_lm, save_model
+from posttrain.models.loading import apply_lora, save_model
 import posttrain.ranks as ranks
 from posttrain.train import distributed
 from posttrain.train.checkpoint import latest_checkpoint, load_checkpoint, remove_partial, save_checkpoint
 from posttrain.train.metrics import MetricsWindow, MetricsWriter, truncate_metrics
-from posttrain.train.rundir import check_run_dir, prepare_run_dir
+from posttrain.train.rundir import atomic_dir, check_run_dir, prepare_run_dir
+from posttrain.train.scaffold import load_model_for
 from posttrain.train.schedule import build_scheduler
 
 STOP_ENV = "POSTTRAIN_STOP_AFTER_STEP"  # tests: kill the process (SIGKILL) right after this step
@@ -307,7 +308,7 @@ def train_offline(config, *, tokenizer, algorithm: Algorithm, items: list, eval_
     process group is left on the way out, whatever happens."""
     source = OfflineSource(items, algorithm.collate, config.batch_size, config.gradient_accumulation_steps, config.seed, what=what)
     try:
-        return train(config, build_model=lambda: load_causal_lm(config.model, config.dtype, "cpu", config.trust_remote_code),
+        return train(config, build_model=lambda: load_model_for(config, device="cpu"),
                      tokenizer=tokenizer, algorithm=algorithm, source=source, eval_items=eval_items)
     finally:
         distributed.cleanup()
@@ -316,19 +317,12 @@ def train_offline(config, *, tokenizer, algorithm: Algorithm, items: list, eval_
 def save_final(model, tokenizer, out_dir, config, build_model) -> None:
     """`final/`: save_pretrained output (LoRA merged unless merge_lora=false), written atomically.
     Under FSDP the full weights are gathered and rank 0 loads them into a fresh CPU copy to save."""
-    import shutil
-    from pathlib import Path
-
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
     if distributed.is_sharded(model):
         weights = distributed.model_state(model)
         if ranks.is_main():
             model = prepare_model(build_model(), config)
             model.load_state_dict(weights)
     if ranks.is_main():
-        shutil.rmtree(tmp, ignore_errors=True)
-        save_model(model, tokenizer, tmp, merge_lora=config.merge_lora)
-        shutil.rmtree(out_dir, ignore_errors=True)
-        os.rename(tmp, out_dir)
+        with atomic_dir(out_dir) as tmp:
+            save_model(model, tokenizer, tmp, merge_lora=config.merge_lora)
     ranks.barrier()

@@ -2,11 +2,16 @@
 
 `check_run_dir` runs before anything is written (so a bad config or data file leaves nothing
 behind); `prepare_run_dir` then creates the directory and writes the fully resolved config.
+Stages that do not train (compare, pairs) and those that chain trainings (rejection, constitution)
+use the same pieces: `run_dir`, `check_no_final`, `write_config`, and `atomic_dir` for a `final/`
+that appears whole or not at all.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,11 +52,43 @@ class RunDir:
         return any((self.root / name).exists() for name in RUN_FILES)
 
 
-def check_run_dir(config) -> RunDir:
-    """Refuse to write over an earlier run unless `resume` or `overwrite_output_dir` says so."""
-    run = RunDir(Path(config.output_dir))
+def run_dir(output_dir) -> RunDir:
+    """The RunDir at `output_dir`; a ConfigError if that path is a file."""
+    run = RunDir(Path(output_dir))
     if run.root.exists() and not run.root.is_dir():
         raise ConfigError(f"output_dir {run.root} is a file; choose a directory")
+    return run
+
+
+def check_no_final(run: RunDir, overwrite: bool, holds: str) -> None:
+    """For stages that do not resume: refuse a directory with a `final/` unless `overwrite`.
+    `holds` names what final/ holds in the message, e.g. "finished pairs"."""
+    if run.final.exists() and not overwrite:
+        raise ConfigError(f"output_dir {run.root} already holds {holds}; set overwrite_output_dir=true or choose another output_dir")
+
+
+def write_config(run: RunDir, config) -> None:
+    """Create the directory and write the fully resolved config.yaml."""
+    run.root.mkdir(parents=True, exist_ok=True)
+    run.config.write_text(to_yaml(config), encoding="utf-8")
+
+
+@contextmanager
+def atomic_dir(path):
+    """Yield an empty sibling temp directory (`<path>.tmp`) to fill; when the block ends without an
+    error it replaces `path`, so `path` appears whole or not at all."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    yield tmp
+    shutil.rmtree(path, ignore_errors=True)
+    os.rename(tmp, path)
+
+
+def check_run_dir(config) -> RunDir:
+    """Refuse to write over an earlier run unless `resume` or `overwrite_output_dir` says so."""
+    run = run_dir(config.output_dir)
     if not run.holds_run() or config.overwrite_output_dir:
         return run
     if not config.resume:
@@ -83,5 +120,5 @@ def prepare_run_dir(run: RunDir, config, is_main: bool = True) -> None:
                 shutil.rmtree(path)
             elif path.exists():
                 path.unlink()
+    write_config(run, config)
     run.checkpoints.mkdir(parents=True, exist_ok=True)
-    run.config.write_text(to_yaml(config), encoding="utf-8")

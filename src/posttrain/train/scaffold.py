@@ -1,0 +1,47 @@
+"""What every stage's `run_*` does before its own work, once: check the run directory, load the
+tokenizer and the models its config names, read the prompt rows of a sampling stage.
+
+A config here is any stage config with the ModelOptions keys (model, dtype, chat_template,
+trust_remote_code, device); the run directory comes from `output_dir` (train/rundir.py).
+"""
+
+from __future__ import annotations
+
+from posttrain.errors import ConfigError
+from posttrain.train.rundir import RunDir, check_run_dir
+
+REWARD_COLUMNS = " (plus any columns the rewards read)"
+
+
+def load_tokenizer_for(config, model: str | None = None):
+    """The tokenizer of `model` (default: config.model) with the config's chat template."""
+    from posttrain.models.loading import load_tokenizer
+
+    return load_tokenizer(model or config.model, config.chat_template, config.trust_remote_code)
+
+
+def load_model_for(config, model: str | None = None, device=None):
+    """The causal LM `model` (default: config.model) in the config's dtype, on `device` (default: the
+    config's; a trainer's `build_model` passes "cpu", the loop places it)."""
+    from posttrain.models.loading import load_causal_lm, resolve_device
+
+    device = resolve_device(config.device) if device is None else device
+    return load_causal_lm(model or config.model, config.dtype, device, config.trust_remote_code)
+
+
+def start_run(config) -> tuple[RunDir, object]:
+    """(the checked run directory, the tokenizer): a clash with an earlier run is reported before any
+    work, then the tokenizer every stage needs is loaded."""
+    run = check_run_dir(config)
+    return run, load_tokenizer_for(config)
+
+
+def load_prompt_rows(source: str, split: str | None, needs: str, hint: str = REWARD_COLUMNS) -> list[dict]:
+    """The rows of `source` (split `split`), which a sampling stage reads by their 'prompt' column;
+    a ConfigError "SOURCE: {needs} rows with a 'prompt' column{hint}" when there are none."""
+    from posttrain.tasks.sources import load_rows
+
+    rows = load_rows(source, split)
+    if not rows or "prompt" not in rows[0]:
+        raise ConfigError(f"{source}: {needs} rows with a 'prompt' column{hint}")
+    return rows
