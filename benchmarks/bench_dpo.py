@@ -46,7 +46,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from timing import window_rates  # noqa: E402 (benchmarks/ is on sys.path when run as a script)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

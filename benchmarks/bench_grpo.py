@@ -78,7 +78,6 @@ import warnings
 from pathlib import Path
 
 import torch
-
 from timing import window_rates  # noqa: E402 (benchmarks/ is on sys.path when run as a script)
 
 TRAINERS = ("grpo", "rloo")
@@ -144,10 +143,10 @@ def timed_steps(args) -> range:
 def run_posttrain(model_dir: str, data_file: str, trainer: str, beta: float, args, workdir: Path) -> dict:
     from posttrain.algorithms.grpo import GRPO, PRESETS, GRPOConfig
     from posttrain.config import build_config
-    from posttrain.tasks.sources import load_rows
     from posttrain.models.loading import load_causal_lm, load_tokenizer
     from posttrain.online.source import OnlineSource
     from posttrain.rewards import RewardFunctions
+    from posttrain.tasks.sources import load_rows
     from posttrain.train.loop import train
 
     out = workdir / f"posttrain-{trainer}-{beta}"
@@ -196,10 +195,12 @@ def run_trl(model_dir: str, rows: list[dict], trainer_name: str, beta: float, ar
     from transformers import AutoTokenizer, TrainerCallback
 
     if trainer_name == "grpo":
-        from trl import GRPOConfig as Config, GRPOTrainer as Trainer
+        from trl import GRPOConfig as Config
+        from trl import GRPOTrainer as Trainer
         extra = {"loss_type": "grpo", "scale_rewards": "group"}
     else:
-        from trl import RLOOConfig as Config, RLOOTrainer as Trainer
+        from trl import RLOOConfig as Config
+        from trl import RLOOTrainer as Trainer
         extra = {}
     samples = args.prompts * args.generations
     config = Config(

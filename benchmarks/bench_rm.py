@@ -60,7 +60,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from timing import window_rates  # noqa: E402 (benchmarks/ is on sys.path when run as a script)
 
 

@@ -47,7 +47,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from timing import window_rates  # noqa: E402 (benchmarks/ is on sys.path when run as a script)
 
 MODELS = ("embedded", "qwen2-25m")
@@ -136,8 +135,8 @@ def prepare_model(name: str, rows, workdir: Path) -> tuple[str, str]:
 def run_posttrain(model_dir: str, data_file: str, args, workdir: Path) -> dict:
     from posttrain.algorithms.sft import SFT, SFTConfig, as_rows, load_examples
     from posttrain.config import build_config
-    from posttrain.models.loading import load_causal_lm, load_tokenizer
     from posttrain.data.steps import OfflineSource
+    from posttrain.models.loading import load_causal_lm, load_tokenizer
     from posttrain.train.loop import train
 
     config = build_config(SFTConfig, dict(

@@ -74,8 +74,8 @@ def build_init(args) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from posttrain.tasks.corpus import CorpusSpec, build_corpus
     from posttrain.embedded.tokenizer_build import build_tokenizer
+    from posttrain.tasks.corpus import CorpusSpec, build_corpus
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     docs = build_corpus(CorpusSpec(n_arithmetic=args.n_arithmetic, n_sentiment=args.n_sentiment), seed=args.seed)

@@ -181,11 +181,11 @@ def run_compare(config: CompareConfig) -> dict:
     """Evaluate the reference, the policies and best-of-n; write output_dir (see the module docstring)."""
     import torch
 
-    from posttrain.tasks.sources import is_task_source
     from posttrain.data.tokenize import tokenize_prompt
     from posttrain.generation import SamplingParams
     from posttrain.methods.best_of_n import sample_and_score
     from posttrain.rewards import RewardFunctions
+    from posttrain.tasks.sources import is_task_source
     from posttrain.train.rundir import atomic_dir, check_no_final, run_dir, write_config
     from posttrain.train.scaffold import load_model_for, load_prompt_rows, load_tokenizer_for
 

@@ -29,18 +29,18 @@ from pathlib import Path
 
 import torch
 
+import posttrain.ranks as ranks
 from posttrain.config import option
 from posttrain.data.pairs import INVALID_PAIR_POLICIES, collate_pairs, load_pairs
-from posttrain.tasks.sources import load_rows
 from posttrain.errors import ConfigError, DataError
 from posttrain.losses.preference import LOSSES, REFERENCE_FREE, SOFT_LABELS, PairLogps, PreferenceParams, preference_loss
 from posttrain.models.loading import resolve_device
 from posttrain.models.logprobs import sequence_logprobs
 from posttrain.models.reference import CACHE_NAME, ReferencePolicy, cache_key, load_reference, precompute
-from posttrain.options import TrainOptions
-import posttrain.ranks as ranks
-from posttrain.train.loop import Algorithm, train_offline
 from posttrain.models.shared_prefix_attention import use_shared_prefix_attention
+from posttrain.options import TrainOptions
+from posttrain.tasks.sources import load_rows
+from posttrain.train.loop import Algorithm, train_offline
 from posttrain.train.scaffold import start_run
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
+import posttrain.ranks as ranks
 from posttrain.config import option
 from posttrain.data.collate import to_device
 from posttrain.data.values import completion_value
@@ -36,16 +37,15 @@ from posttrain.losses import advantages as adv
 from posttrain.losses.kl import LOSS_KL_ESTIMATORS, kl_estimate
 from posttrain.losses.policy import policy_loss, soft_overlong_penalty
 from posttrain.models.reference import ReferencePolicy
+from posttrain.models.shared_prefix_attention import can_share_prefix
 from posttrain.online.experience import Sample, collate_samples, completion_logps
 from posttrain.online.source import OnlineSource
 from posttrain.options import MaskableRewardOptions, SamplingOptions, TopKSamplingOptions, TrainOptions, restate
 from posttrain.rewards import RewardFunctions
 from posttrain.rollout import LocalBackend
-import posttrain.ranks as ranks
 from posttrain.train import distributed
 from posttrain.train.loop import Algorithm, train
 from posttrain.train.scaffold import load_model_for, load_prompt_rows, start_run
-from posttrain.models.shared_prefix_attention import can_share_prefix
 
 ADVANTAGES = ("grpo", "rloo", "reinforce", "reinforce_pp")
 LOSS_TYPES = ("grpo", "token_mean", "dr_grpo")

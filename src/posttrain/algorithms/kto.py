@@ -20,15 +20,15 @@ from pathlib import Path
 
 import torch
 
+import posttrain.ranks as ranks
 from posttrain.config import option
-from posttrain.tasks.sources import default_eval_source, load_rows
 from posttrain.data.unpaired import assign_kl_completions, collate_unpaired, load_unpaired, stack_sides
 from posttrain.errors import ConfigError
 from posttrain.losses.kto import LOSS_TYPES, RECOMMENDED_BALANCE, balance_ratio, kto_loss, kto_reference_point
 from posttrain.models.logprobs import sequence_logprobs
 from posttrain.models.reference import CACHE_NAME, ReferencePolicy, cache_key, precompute
 from posttrain.options import TrainOptions
-import posttrain.ranks as ranks
+from posttrain.tasks.sources import default_eval_source, load_rows
 from posttrain.train import distributed
 from posttrain.train.loop import Algorithm, train_offline
 from posttrain.train.scaffold import start_run

@@ -49,8 +49,7 @@ from posttrain.config import option
 from posttrain.data.sources import draw_rows, write_jsonl
 from posttrain.errors import ConfigError, UserError
 from posttrain.methods.best_of_n import completion_value
-from posttrain.options import (GenerationBatchOptions, ModelOptions, RewardOptions, SamplingOptions, TopPSamplingOptions,
-                               restate)
+from posttrain.options import GenerationBatchOptions, ModelOptions, RewardOptions, SamplingOptions, TopPSamplingOptions, restate
 
 SELECTIONS = ("first_two", "max_gap", "all_pairs")
 LABELS = ("hard", "bradley_terry", "judge")
@@ -179,11 +178,11 @@ def run_pairs(config: PairsConfig) -> dict:
     """Sample, select, label; write output_dir/{config.yaml, metrics.jsonl, final/}; returns the metrics."""
     import torch
 
-    from posttrain.tasks.sources import is_task_source, load_rows, parse_task_source
     from posttrain.generation import SamplingParams
     from posttrain.methods.best_of_n import sample_and_score
     from posttrain.rewards import RewardFunctions
     from posttrain.rewards.registry import build
+    from posttrain.tasks.sources import is_task_source, load_rows, parse_task_source
     from posttrain.train.rundir import atomic_dir, check_no_final, run_dir, write_config
     from posttrain.train.scaffold import load_model_for, load_prompt_rows, load_tokenizer_for
 

@@ -39,8 +39,7 @@ from posttrain.errors import ConfigError
 from posttrain.losses.advantages import gae, whiten
 from posttrain.losses.kl import kl_estimate
 from posttrain.losses.policy import policy_loss
-from posttrain.losses.ppo import (AdaptiveKLController, FixedKLController, entropy_of_log_probs, explained_variance,
-                                  kl_penalized_rewards, value_loss)
+from posttrain.losses.ppo import AdaptiveKLController, FixedKLController, entropy_of_log_probs, explained_variance, kl_penalized_rewards, value_loss
 from posttrain.models.logprobs import logits_at, target_logprobs
 from posttrain.online.experience import collate_samples, completion_tensor
 from posttrain.train import distributed

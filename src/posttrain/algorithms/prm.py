@@ -30,12 +30,12 @@ from dataclasses import dataclass
 import torch
 
 from posttrain.config import option
-from posttrain.tasks.sources import load_rows
+from posttrain.data.steps import OfflineSource
 from posttrain.errors import ConfigError, UserError, data_error
 from posttrain.options import TrainOptions
 from posttrain.rewards.process import SEPARATOR_KEY, separator_ids, stepwise_tokens
+from posttrain.tasks.sources import load_rows
 from posttrain.train import distributed
-from posttrain.data.steps import OfflineSource
 from posttrain.train.loop import Algorithm, train
 from posttrain.train.scaffold import start_run
 

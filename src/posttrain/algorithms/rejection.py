@@ -37,8 +37,7 @@ from posttrain.config import build_config, option
 from posttrain.data.sources import draw_rows, write_jsonl
 from posttrain.errors import ConfigError, UserError
 from posttrain.methods.best_of_n import RULES, completion_value, mean_reward, sample_and_score, select_best
-from posttrain.options import (GenerationBatchOptions, MaskableRewardOptions, RewardOptions, SamplingOptions,
-                               TopKSamplingOptions, TopPSamplingOptions, TrainOptions, restate)
+from posttrain.options import GenerationBatchOptions, MaskableRewardOptions, RewardOptions, SamplingOptions, TopKSamplingOptions, TopPSamplingOptions, TrainOptions, restate
 from posttrain.train.rundir import atomic_dir, write_config
 from posttrain.train.scaffold import load_model_for, load_prompt_rows, start_run
 
@@ -125,8 +124,8 @@ def _sample_iteration(policy: str, config: RejectionConfig, tokenizer, rows: lis
 def run_rejection(config: RejectionConfig) -> dict:
     """Run every iteration, write output_dir/{iter-K/, iterations.jsonl, final/}; returns the last record."""
     from posttrain.algorithms.sft import run_sft
-    from posttrain.tasks.sources import default_eval_source, load_rows
     from posttrain.rewards import RewardFunctions
+    from posttrain.tasks.sources import default_eval_source, load_rows
 
     run, tokenizer = start_run(config)
     rows = load_prompt_rows(config.dataset, config.dataset_split, "rejection sampling needs")

@@ -36,26 +36,30 @@ from pathlib import Path
 
 import torch
 
+import posttrain.ranks as ranks
 from posttrain.config import option
 from posttrain.data.collate import to_device
 from posttrain.data.formats import PROMPT_COMPLETION, RANKING, detect_format, validate
 from posttrain.data.pairs import INVALID_PAIR_POLICIES, load_pairs
-from posttrain.tasks.sources import load_rows
+from posttrain.data.shared_prefix import pack_groups
+from posttrain.data.steps import OfflineSource
 from posttrain.data.tokenize import tokenize_example, tokenize_rows
 from posttrain.errors import ConfigError, DataError, UserError, data_error
 from posttrain.losses.reward import bradley_terry_loss, centering_penalty, pair_accuracy, ranking_pairs
 from posttrain.models.loading import resolve_device
 from posttrain.models.reward_model import (
-    OFFSET_KEY, POOLINGS, collate_sequences, load_reward_model, sequence_rewards,
+    OFFSET_KEY,
+    POOLINGS,
+    collate_sequences,
+    load_reward_model,
+    sequence_rewards,
 )
+from posttrain.models.shared_prefix_attention import use_shared_prefix_attention
 from posttrain.options import TrainOptions
-import posttrain.ranks as ranks
+from posttrain.tasks.sources import load_rows
 from posttrain.train import distributed
-from posttrain.data.steps import OfflineSource
 from posttrain.train.loop import Algorithm, train
 from posttrain.train.scaffold import start_run
-from posttrain.data.shared_prefix import pack_groups
-from posttrain.models.shared_prefix_attention import use_shared_prefix_attention
 
 
 @dataclass

@@ -20,14 +20,14 @@ import torch
 from posttrain.config import option
 from posttrain.data.collate import IGNORE_INDEX, collate_rows, pack_examples
 from posttrain.data.formats import LANGUAGE_MODELING, PROMPT_COMPLETION, validate
-from posttrain.tasks.sources import default_eval_source, load_rows
 from posttrain.data.tokenize import tokenize_rows
 from posttrain.errors import UserError
 from posttrain.losses.sft import count_tokens, sft_loss
 from posttrain.models.logprobs import logits_at
-from posttrain.options import TrainOptions
-from posttrain.train.loop import Algorithm, train_offline
 from posttrain.models.packed_attention import use_packed_attention
+from posttrain.options import TrainOptions
+from posttrain.tasks.sources import default_eval_source, load_rows
+from posttrain.train.loop import Algorithm, train_offline
 from posttrain.train.scaffold import start_run
 
 

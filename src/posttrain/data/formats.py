@@ -30,9 +30,9 @@ from posttrain.data.values import (  # noqa: F401  (is_conversational, ROLES: pu
     ROLES,
     check_conversation,
     check_text,
+    is_conversational,
     is_number,
     type_name,
-    is_conversational,
 )
 from posttrain.errors import DataError, data_error
 

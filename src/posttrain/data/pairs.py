@@ -18,13 +18,12 @@ from collections import Counter
 
 import torch
 
-from posttrain.data.collate import pad_sequences
+from posttrain.data.collate import TokenTargets, pad_sequences
 from posttrain.data.converters import extract_prompt, prepare_records
 from posttrain.data.formats import PREFERENCE, is_conversational
+from posttrain.data.shared_prefix import pack_groups
 from posttrain.data.tokenize import tokenize_preference
 from posttrain.errors import ConfigError, DataError, data_error
-from posttrain.data.collate import TokenTargets
-from posttrain.data.shared_prefix import pack_groups
 
 INVALID_PAIR_POLICIES = ("error", "drop")
 _IDENTICAL = "identical sides"

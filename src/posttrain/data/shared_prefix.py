@@ -18,6 +18,7 @@ import torch
 
 from posttrain.data.collate import pack_best_fit
 
+
 def last_index(ids: list[int], pad_token_id: int | None) -> int:
     """transformers' pooling position: the rightmost token that is not the pad token (the last one if all are)."""
     for t in range(len(ids) - 1, -1, -1):

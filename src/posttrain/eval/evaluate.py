@@ -55,8 +55,8 @@ def _default_max_new_tokens(cfg: EvalConfig) -> int:
 
 
 def run_eval(cfg: EvalConfig) -> dict:
-    from posttrain.tasks.sources import load_rows
     from posttrain.methods.scoring import resolve_scorers
+    from posttrain.tasks.sources import load_rows
     from posttrain.train.scaffold import load_model_for, load_tokenizer_for
 
     torch.manual_seed(cfg.seed)

@@ -17,9 +17,9 @@ def evaluate(model, tokenizer, rows: list[dict], scorers: dict, *, num_samples=1
              max_new_tokens=128, batch_size=64, success_threshold=0.5, seed=0, show_samples=3) -> dict:
     """Generate `num_samples` completions per row, score them with every scorer, return the report dict."""
     from posttrain.data.tokenize import tokenize_prompt
+    from posttrain.generation import SamplingParams, generate
     from posttrain.methods.metrics import summarize_scores
     from posttrain.methods.scoring import call_scorer
-    from posttrain.generation import SamplingParams, generate
 
     if not rows:
         raise UserError("nothing to evaluate: the dataset has no rows")

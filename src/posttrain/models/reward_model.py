@@ -33,9 +33,9 @@ import contextlib
 import torch
 
 from posttrain.data.collate import to_device
+from posttrain.data.shared_prefix import last_index
 from posttrain.errors import UserError
 from posttrain.models import last_layer
-from posttrain.data.shared_prefix import last_index
 
 POOLINGS = ("last", "mean")
 OFFSET_KEY = "reward_offset"

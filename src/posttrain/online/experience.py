@@ -9,14 +9,12 @@ sequence `advantages` (B) or per-token ones (B x T).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import contextlib
+from dataclasses import dataclass, field
 
 import torch
 
-from posttrain.data.collate import pad_sequences
-from posttrain.data.collate import TokenTargets
+from posttrain.data.collate import TokenTargets, pad_sequences
 from posttrain.data.shared_prefix import pack_groups
 from posttrain.losses.ppo import entropy_of_log_probs
 from posttrain.models.logprobs import target_logprobs

@@ -19,12 +19,12 @@ import time
 
 import torch
 
+import posttrain.ranks as ranks
 from posttrain.data.steps import StepSource
 from posttrain.data.tokenize import tokenize_prompt
 from posttrain.generation import SamplingParams
 from posttrain.online.experience import Sample
 from posttrain.rollout import generate_rollouts
-import posttrain.ranks as ranks
 
 
 class OnlineSource(StepSource):

@@ -70,10 +70,10 @@ class RewardFunctions:
         """`task` (the dataset's embedded task's scorers, e.g. accuracy + format), `task:NAME`,
         `task:NAME:SCORER`, a built-in `NAME[:key=value...]` (see `registry`), `module:function` or
         `path/file.py:function`."""
-        from posttrain.tasks.sources import is_task_source, parse_task_source
         from posttrain.callables import load_callable
         from posttrain.rewards import registry
         from posttrain.tasks import get_task
+        from posttrain.tasks.sources import is_task_source, parse_task_source
 
         functions: dict[str, Callable] = {}
         for spec in specs:

@@ -36,9 +36,9 @@ from __future__ import annotations
 
 import json
 
+from posttrain.data.judge_format import fill, load_template, parse_score, parse_verdict, prompt_text
 from posttrain.data.values import completion_text
 from posttrain.errors import ConfigError, UserError
-from posttrain.data.judge_format import fill, load_template, parse_score, parse_verdict, prompt_text
 from posttrain.rewards.registry import check_choice
 
 METHODS = ("generate", "logprob")

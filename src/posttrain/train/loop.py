@@ -29,11 +29,11 @@ import numpy as np
 import torch
 import transformers
 
+import posttrain.ranks as ranks
 from posttrain.data.collate import to_device
 from posttrain.data.steps import OfflineSource, StepSource
 from posttrain.errors import DataError
 from posttrain.models.loading import apply_lora, save_model
-import posttrain.ranks as ranks
 from posttrain.train import distributed
 from posttrain.train.checkpoint import latest_checkpoint, load_checkpoint, remove_partial, save_checkpoint
 from posttrain.train.metrics import MetricsWindow, MetricsWriter, truncate_metrics
