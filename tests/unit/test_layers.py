@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 # Bottom to top. A top-level name of the package (a subpackage or a module) belongs to one layer.
 LAYERS: list[tuple[str, set[str]]] = [
@@ -61,7 +61,7 @@ def layer(module: str) -> int:
     parts = module.split(".")
     top = parts[1] if len(parts) > 1 else "__init__"
     if top not in LAYER_OF:
-        raise KeyError(f"{module}: '{top}' has no layer; add it to LAYERS in tests/test_layers.py and docs/architecture.md")
+        raise KeyError(f"{module}: '{top}' has no layer; add it to LAYERS in tests/unit/test_layers.py and docs/architecture.md")
     return LAYER_OF[top]
 
 
