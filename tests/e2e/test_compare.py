@@ -1,6 +1,6 @@
 """`posttrain compare` on the embedded model against a perturbed copy: KL of the reference against
-itself is 0, the perturbed policy's KL matches a hand computation with transformers' forward,
-win rates, best-of-n (n=1 is plain sampling; a gold selector helps), the report renders, bad input."""
+itself is 0, the perturbed policy's KL is positive, win rates, best-of-n (n=1 is plain sampling; a
+gold selector helps; a judge selector picks the judge's winner), the report renders, bad input."""
 
 from __future__ import annotations
 
@@ -11,30 +11,11 @@ import pytest
 import torch
 
 from conftest import run_cli
-from posttrain.algorithms.compare import (CompareConfig, best_of_n_kl, mean_stderr, parse_policies, pick_by_judge, run_compare,
-                                          sequence_kl, win_rate)
+from posttrain.algorithms.compare import CompareConfig, pick_by_judge, run_compare
 from posttrain.config import build_config
 from posttrain.errors import ConfigError
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    """(reference dir, perturbed-policy dir): the embedded model saved, and a copy with its first
-    MLP down-projection scaled by 1.5."""
-    from posttrain.models.loading import load_causal_lm, load_tokenizer
-
-    root = tmp_path_factory.mktemp("compare_models")
-    model, tokenizer = load_causal_lm("embedded"), load_tokenizer("embedded")
-    model.save_pretrained(root / "ref")
-    tokenizer.save_pretrained(root / "ref")
-    matrix = next(p for name, p in model.named_parameters() if p.ndim == 2 and "mlp" in name)
-    with torch.no_grad():
-        matrix.mul_(1.5)
-    model.save_pretrained(root / "policy")
-    tokenizer.save_pretrained(root / "policy")
-    return str(root / "ref"), str(root / "policy")
 
 
 @pytest.fixture(scope="module")
@@ -66,24 +47,6 @@ def test_perturbed_policy_kl_is_positive(result):
     assert 0.0 <= rows["perturbed"]["win_rate"] <= 1.0
 
 
-def test_sequence_kl_matches_hand_computation(models):
-    from transformers import AutoModelForCausalLM
-
-    ref_dir, policy_dir = models
-    ref, policy = AutoModelForCausalLM.from_pretrained(ref_dir), AutoModelForCausalLM.from_pretrained(policy_dir)
-    prompts, completions = [[1, 20, 31, 7], [1, 9]], [[40, 41, 12], [5, 6, 7, 8, 9]]
-    kls, counts = sequence_kl(policy, ref, prompts, completions)
-    assert counts == [3, 5]
-    for p, c, kl in zip(prompts, completions, kls):  # one unpadded sequence at a time, plain log_softmax
-        ids = torch.tensor([p + c])
-        with torch.no_grad():
-            lp = torch.log_softmax(policy(ids).logits[0].double(), -1)
-            lr = torch.log_softmax(ref(ids).logits[0].double(), -1)
-        hand = sum(float(lp[len(p) - 1 + t, c[t]] - lr[len(p) - 1 + t, c[t]]) for t in range(len(c)))
-        assert kl == pytest.approx(hand, abs=1e-4)
-    assert sequence_kl(ref, ref, prompts, completions)[0] == [0.0, 0.0]
-
-
 def test_best_of_n(result):
     rows = _rows(result)
     assert rows["best_of_1"]["kl"] == 0.0 and rows["best_of_4"]["kl"] == pytest.approx(math.log(4) - 0.75)
@@ -106,17 +69,6 @@ def test_outputs_and_report(result):
     assert (out / "config.yaml").is_file() and json.loads((out / "metrics.jsonl").read_text())["step"] == 0
     html = write_report(out).read_text()
     assert "reward vs KL" in html and "perturbed" in html and "win rates" in html
-
-
-def test_helpers():
-    assert win_rate([1.0, 0.5, 0.0, None], [0.5, 0.5, 1.0, 0.2]) == pytest.approx(1.5 / 3)
-    mean, se = mean_stderr([1.0, 2.0, 3.0, None])
-    assert mean == 2.0 and se == pytest.approx(1.0 / math.sqrt(3))
-    assert best_of_n_kl(1) == 0.0 and best_of_n_kl(16) == pytest.approx(math.log(16) - 15 / 16)
-    assert parse_policies(["ppo = runs/p"]) == {"ppo": "runs/p"}
-    for bad in (["ppo"], ["=x"], ["sft=x"], ["a=x", "a=y"]):
-        with pytest.raises(ConfigError):
-            parse_policies(bad)
 
 
 def test_bad_policies_entry_is_one_line_exit_2():

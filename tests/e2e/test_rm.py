@@ -1,4 +1,4 @@
-"""`posttrain rm`: layouts, saved models that plain transformers loads, K-wise rankings, the reward
+"""`posttrain rm`: saved models that plain transformers loads, K-wise rankings through the CLI, the reward
 offset, LoRA / freezing options, bad input, and a learning run."""
 
 from __future__ import annotations
@@ -10,72 +10,20 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-from conftest import preference_rows, read_metrics, run_cli, write_jsonl
-from posttrain.algorithms.rm import RewardConfig, RewardModeling, build_reward_model, load_items, run_rm
+from conftest import preference_rows, ranking_rows, read_metrics, rm_config, run_cli, write_jsonl
+from posttrain.algorithms.rm import RewardModeling, build_reward_model, load_items, run_rm
 from posttrain.cli import main
-from posttrain.config import build_config
-from posttrain.errors import ConfigError, DataError
-from posttrain.losses.reward import ranking_loss
+from posttrain.errors import ConfigError
 from posttrain.models.loading import load_tokenizer
 from posttrain.models.reward_model import (
     collate_sequences, load_reward_model, score_texts, sequence_rewards,
 )
-from posttrain.data.shared_prefix import last_index, pack_groups
-from posttrain.models.shared_prefix_attention import use_shared_prefix_attention
 from posttrain.train.loop import prepare_model
-
-
-def rm_config(**values) -> RewardConfig:
-    defaults = dict(max_length=128, batch_size=4, learning_rate=1e-3, logging_steps=1, lr_scheduler="constant", device="cpu")
-    return build_config(RewardConfig, {**defaults, **values})
-
-
-def ranking_rows(n: int) -> list[dict]:
-    rows = []
-    for i, pair in enumerate(preference_rows(n, seed=3)):
-        k = 3 + i % 2
-        completions = [pair["chosen"], pair["rejected"], " No idea.", " Maybe 7."][:k]
-        order = [(i + j) % k for j in range(k)]  # ranks rotate so the best is not always first
-        rows.append({"prompt": pair["prompt"], "completions": completions, "ranking": order})
-    return rows
 
 
 @pytest.fixture(scope="module")
 def pairs_file(tmp_path_factory) -> str:
     return write_jsonl(tmp_path_factory.mktemp("rm-data") / "pairs.jsonl", preference_rows(16, conversational=True))
-
-
-@pytest.mark.parametrize("arch", ["llama", "qwen2", "gpt2"])
-def test_packed_layout_equals_padded_and_transformers(arch, request):
-    """Shared-prefix packing gives the padded rewards; last-token pooling is transformers' own."""
-    path = request.getfixturevalue(f"tiny_{arch}")
-    tok = load_tokenizer(path)
-    torch.manual_seed(0)
-    model = load_reward_model(path, tok.pad_token_id).eval()
-    g = torch.Generator().manual_seed(1)
-    groups = []
-    for k in (2, 3, 2, 4):
-        prompt = torch.randint(3, 200, (int(torch.randint(0, 6, (1,), generator=g)),), generator=g).tolist()
-        groups.append([prompt + torch.randint(3, 200, (int(torch.randint(1, 9, (1,), generator=g)),), generator=g).tolist()
-                       + [tok.eos_token_id] for _ in range(k)])
-    flat = [s for group in groups for s in group]
-    padded = collate_sequences(flat, tok.pad_token_id)
-    with torch.no_grad():
-        hf = model(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"]).logits[:, 0]
-        pad_last, pad_mean = (sequence_rewards(model, padded, p) for p in ("last", "mean"))
-        assert use_shared_prefix_attention(model)
-        packed = pack_groups(groups, tok.pad_token_id, 24)
-        pack_last, pack_mean = (sequence_rewards(model, packed, p) for p in ("last", "mean"))
-    assert packed["input_ids"].numel() < padded["input_ids"].numel()
-    assert torch.allclose(pad_last, hf, atol=1e-6) and torch.allclose(pack_last, hf, atol=1e-5)
-    assert torch.allclose(pack_mean, pad_mean, atol=1e-5)
-    assert not torch.allclose(pad_mean, pad_last, atol=1e-3)
-
-
-def test_last_index_is_transformers_rule():
-    assert last_index([5, 6, 7, 0, 0], 0) == 2
-    assert last_index([5, 6, 2], 2) == 1  # pad == eos: a trailing eos counts as padding, as in transformers
-    assert last_index([2, 2], 2) == 1
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])  # gpt2's tokenizer pads with its eos
@@ -100,32 +48,6 @@ def test_final_loads_in_transformers_with_offset(arch, request, tmp_path, pairs_
     rows = preference_rows(16, conversational=True)
     texts = score_texts(hf, tok, [r["prompt"] for r in rows[:3]], [r["chosen"] for r in rows[:3]])
     assert texts == pytest.approx((plain[:3] + offset).tolist(), abs=1e-5)
-
-
-def test_kwise_rankings_one_forward_per_completion(tiny_llama, tmp_path):
-    rows = ranking_rows(6)
-    data = write_jsonl(tmp_path / "rank.jsonl", rows)
-    tok = load_tokenizer(tiny_llama)
-    items, _ = load_items(tok, data, None, rm_config(dataset=data))
-    assert [len(it["sequences"]) for it in items] == [3, 4] * 3
-    assert [len(it["pairs"]) for it in items] == [3, 6] * 3  # all C(K, 2) pairs, in one batch element
-    pairs, _ = load_items(tok, data, None, rm_config(dataset=data, rankings="pairs"))
-    assert len(pairs) == 27
-    torch.manual_seed(0)
-    model = load_reward_model(tiny_llama, tok.pad_token_id).eval()
-    with torch.no_grad():
-        model.score.weight.normal_(0, 1.0)
-    for packing in (False, True):
-        algorithm = RewardModeling(tok.pad_token_id, packing=packing)
-        algorithm.setup(model)
-        batch = algorithm.collate(items[:2])
-        assert batch["rows"].numel() == 7  # K forwards per prompt (3 + 4), not 2 x C(K, 2) = 18
-        with torch.no_grad():
-            loss, metrics = algorithm.loss(model, batch)
-            alone = [sequence_rewards(model, collate_sequences(it["sequences"], tok.pad_token_id)) for it in items[:2]]
-        expected = sum(ranking_loss(r, row["ranking"]) for r, row in zip(alone, rows[:2]))
-        assert algorithm.batch_weight(batch) == 2 and float(loss) == pytest.approx(float(expected), abs=1e-5)
-        assert metrics["accuracy"][1] == 9 and metrics["margin"][1] == 9  # metrics count pairs
 
 
 def test_kwise_training_through_cli(tiny_llama, tmp_path, capsys):
@@ -177,29 +99,6 @@ def test_trainable_layers_and_head_only(tiny_llama, tmp_path, pairs_file):
         build_reward_model(rm_config(model=tiny_llama, dataset=pairs_file, trainable_layers=3), tok.pad_token_id)
 
 
-def test_soft_labels_and_margins_reach_the_loss(tiny_llama, tmp_path):
-    rows = preference_rows(4)
-    for row, label, margin in zip(rows, [True, 0.5, 0.0, 0.8], [0.0, 0.0, 1.0, 2.5]):
-        row.update(label=label, margin=margin)
-    data = write_jsonl(tmp_path / "soft.jsonl", rows)
-    tok = load_tokenizer(tiny_llama)
-    items, _ = load_items(tok, data, None, rm_config(dataset=data))
-    assert [it["label"][0] for it in items] == [1.0, 0.5, 0.0, 0.8] and [it["margin"][0] for it in items] == [0.0, 0.0, 1.0, 2.5]
-    torch.manual_seed(0)
-    model = load_reward_model(tiny_llama, tok.pad_token_id).eval()
-    algorithm = RewardModeling(tok.pad_token_id, packing=False)
-    batch = algorithm.collate(items)
-    with torch.no_grad():
-        loss, metrics = algorithm.loss(model, batch)
-        r = sequence_rewards(model, batch)
-    delta = (r[batch["winner"]] - r[batch["loser"]]).tolist()
-    sp = lambda x: math.log1p(math.exp(x))  # noqa: E731  (−log σ(x) = softplus(−x))
-    mu, m = [1.0, 0.5, 0.0, 0.8], [0.0, 0.0, 1.0, 2.5]
-    expected = sum(u * sp(-(d - g)) + (1 - u) * sp(d + g) for d, u, g in zip(delta, mu, m))
-    assert float(loss) == pytest.approx(expected, abs=1e-5)
-    assert metrics["accuracy"][1] == 3  # the tie is not counted
-
-
 def _bad(tmp_path, name, rows) -> str:
     return write_jsonl(tmp_path / name, rows)
 
@@ -226,17 +125,6 @@ def test_bad_ranking_through_the_real_cli(tmp_path, tiny_llama):
     proc = run_cli("rm", f"model={tiny_llama}", f"dataset={data}", f"output_dir={tmp_path / 'run'}")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "row 0, column 'ranking'" in proc.stderr
     assert "Traceback" not in proc.stderr
-
-
-def test_identical_completions_error_or_drop(tmp_path, tiny_llama):
-    rows = ranking_rows(3)
-    rows[1]["completions"][2] = rows[1]["completions"][0]
-    data = write_jsonl(tmp_path / "dup.jsonl", rows)
-    tok = load_tokenizer(tiny_llama)
-    with pytest.raises(DataError, match=r"row 1, column 'completions': two completions are identical"):
-        load_items(tok, data, None, rm_config(dataset=data))
-    items, dropped = load_items(tok, data, None, rm_config(dataset=data, invalid_pairs="drop"))
-    assert [it["row"] for it in items] == [0, 2] and dropped == {"identical completions": 1}
 
 
 def test_held_out_accuracy_rises(tiny_llama, tmp_path):

@@ -1,5 +1,5 @@
-"""The training loop: schedule, accumulation = large batch, metrics, determinism, run dir, checkpoints,
-and a pluggable step source (the shape online algorithms use)."""
+"""The training loop through SFT runs: accumulation = large batch, metrics, determinism, run dir,
+checkpoints, and a pluggable step source (the shape online algorithms use)."""
 
 import math
 from pathlib import Path
@@ -12,24 +12,8 @@ from conftest import final_weights, read_metrics, sft_config, sft_rows, without_
 from posttrain.algorithms.sft import SFT, as_rows, load_examples, run_sft
 from posttrain.errors import ConfigError, DataError
 from posttrain.models.loading import load_causal_lm, load_tokenizer
-from posttrain.data.steps import OfflineSource, StepSource
-from posttrain.train.loop import Precision, eval_batches, train
-from posttrain.train.schedule import lr_multiplier, warmup_steps_for
-
-
-@pytest.mark.parametrize("kind,hf", [
-    ("cosine", transformers.get_cosine_schedule_with_warmup),
-    ("linear", transformers.get_linear_schedule_with_warmup),
-    ("constant", lambda opt, w, t: transformers.get_constant_schedule_with_warmup(opt, w)),
-])
-def test_schedule_matches_transformers(kind, hf):
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    sched = hf(opt, 3, 20)
-    for step in range(20):
-        assert lr_multiplier(step, 20, 3, kind) == pytest.approx(sched.get_last_lr()[0], abs=1e-12)
-        opt.step()
-        sched.step()
-    assert warmup_steps_for(100, 0, 0.05) == 5 and warmup_steps_for(100, 7, 0.05) == 7
+from posttrain.data.steps import StepSource
+from posttrain.train.loop import train
 
 
 def test_gradient_accumulation_equals_large_batch(tmp_path, tiny_llama, sft_data):
@@ -108,20 +92,6 @@ def test_too_little_data_is_a_data_error(tmp_path, tiny_llama):
     assert not (tmp_path / "run").exists()
 
 
-def test_clipping_bounds_the_update():
-    p = torch.nn.Parameter(torch.zeros(3))
-    p.grad = torch.tensor([3.0, 4.0, 0.0])
-    opt = torch.optim.SGD([p], lr=1.0)
-    norm = Precision("no", torch.device("cpu")).step(opt, [p], max_norm=1.0)
-    assert norm == pytest.approx(5.0)
-    torch.testing.assert_close(p.detach(), torch.tensor([-0.6, -0.8, 0.0]))
-
-
-def test_eval_batches_cover_every_item_once():
-    batches = eval_batches(list(range(10)), lambda items: {"items": items}, batch_size=4)
-    assert [b["items"] for b in batches] == [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]]
-
-
 class OnlineLikeSource(StepSource):
     """Micro-batches made on demand, a varying number per step, with its own metrics (as an
     experience maker would): the loop must not care where they come from."""
@@ -149,13 +119,3 @@ def test_pluggable_step_source(tmp_path, tiny_llama, sft_data):
     assert source.made == 1 + 2 + 1
     assert [r["reward"] for r in read_metrics(tmp_path / "run")] == [1.0, 3.0, 4.0]
     assert "epoch" not in last and Path(tmp_path / "run" / "final" / "config.json").is_file()
-
-
-def test_offline_source_order_is_a_function_of_seed_and_step():
-    items = list(range(20))
-    source = OfflineSource(items, lambda rows: rows, batch_size=2, gradient_accumulation_steps=2, seed=3)
-    assert source.steps_per_epoch == 5
-    first_epoch = [x for s in range(5) for mb in source.next_step(s) for x in mb]
-    assert sorted(first_epoch) == items
-    again = OfflineSource(items, lambda rows: rows, batch_size=2, gradient_accumulation_steps=2, seed=3)
-    assert again.next_step(7) == source.next_step(7) and source.next_step(5) != source.next_step(0)

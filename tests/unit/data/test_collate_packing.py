@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
-from conftest import read_metrics, sft_config, sft_rows, write_jsonl
-from posttrain.algorithms.sft import check_packing_support, logits_at, run_sft
+from conftest import sft_rows
+from posttrain.algorithms.sft import check_packing_support, logits_at
 from posttrain.data.collate import IGNORE_INDEX, collate_rows, pack_best_fit, pack_examples
 from posttrain.data.tokenize import tokenize_rows
 from posttrain.errors import UserError
@@ -115,15 +115,3 @@ def test_models_that_ignore_position_ids_are_rejected(tiny_llama):
     model = IgnoresPositionIds.from_pretrained(tiny_llama)
     with pytest.raises(UserError, match="packing=true but IgnoresPositionIds lets attention cross example boundaries"):
         check_packing_support(model)
-
-
-def test_sft_with_packing_end_to_end(tmp_path, tiny_gpt2):
-    data = write_jsonl(tmp_path / "train.jsonl", sft_rows(48, conversational=False))
-    out = tmp_path / "run"
-    run_sft(sft_config(model=tiny_gpt2, dataset=data, output_dir=str(out), packing=True, max_length=256,
-                       batch_size=2, max_steps=3))
-    records = read_metrics(out)
-    assert [r["step"] for r in records] == [1, 2, 3] and records[-1]["loss"] < records[0]["loss"]
-    assert "packing: true" in (out / "config.yaml").read_text()
-    final = AutoModelForCausalLM.from_pretrained(out / "final")  # plain transformers, default attention
-    assert final.config._attn_implementation == "sdpa" and final.config.use_cache

@@ -1,6 +1,6 @@
-"""LLM judges on tiny real models: verdict parsing, templates, the logprob method against a hand
-forward, generation against transformers' greedy decode, position swap, the group tournament
-reward, RLAIF labelling, and the registry."""
+"""LLM judges on tiny real models: the logprob method against a hand forward, generation against
+transformers' greedy decode, position swap, the group tournament reward, RLAIF labelling, and the
+registry. The verdict parsers and templates are in tests/unit/data/test_judge_format.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from posttrain.errors import ConfigError, UserError
 from posttrain.models.loading import load_causal_lm, load_tokenizer
 from posttrain.rewards import registry
-from posttrain.data.judge_format import PAIRWISE_TEMPLATE, POINTWISE_TEMPLATE, fill, load_template, parse_score, parse_verdict
+from posttrain.data.judge_format import PAIRWISE_TEMPLATE, POINTWISE_TEMPLATE, fill, parse_score
 from posttrain.rewards.judge import PairwiseJudge, PointwiseJudge, pairwise_judge
 from posttrain.rewards.rlaif import label_pairs
 
@@ -57,32 +57,6 @@ def always_answering(path, answer: str):
         model.lm_head.weight.zero_()
         model.lm_head.weight[token] = 1.0
     return model, tokenizer
-
-
-def test_parse_score_and_verdict():
-    assert parse_score("Score: 7", 1, 10) == pytest.approx(6 / 9)
-    assert parse_score(" 7/10, because...", 1, 10) == pytest.approx(6 / 9)
-    assert parse_score("score = 10", 1, 10) == 1.0 and parse_score("The score is 1.", 1, 10) == 0.0
-    assert parse_score("Score: 11", 1, 10) is None and parse_score("great answer", 1, 10) is None
-    assert parse_score("Score: 2.5", 0, 5) == 0.5
-    for text, verdict in [("A", "A"), (" B\n", "B"), ("[[B]]", "B"), ("(A)", "A"), ("A. It is correct", "A"),
-                          ("Answer: B", "B"), ("The better response is A", "A"), ("Response B is better", "B"),
-                          ("Verdict: [[A]]", "A"), ("", None), ("Neither", None), ("A good question", None), ("AB", None)]:
-        assert parse_verdict(text) == verdict, text
-
-
-def test_templates_load_check_and_fill_in_one_pass(tmp_path):
-    assert load_template(None, "pointwise") == POINTWISE_TEMPLATE and load_template(None, "pairwise") == PAIRWISE_TEMPLATE
-    good = tmp_path / "pair.txt"
-    good.write_text('Compare {"json": 1}\nX: {completion_a}\nY: {completion_b}\n')
-    assert fill(load_template(str(good), "pairwise"), completion_a="{completion_b}", completion_b="b") == \
-        'Compare {"json": 1}\nX: {completion_b}\nY: b\n'  # other braces stay; inserted text is not expanded again
-    bad = tmp_path / "bad.txt"
-    bad.write_text("Rate {completion_a}")
-    with pytest.raises(ConfigError, match="lacks {completion}"):
-        load_template(str(bad), "pointwise")
-    with pytest.raises(ConfigError, match="not found"):
-        load_template(str(tmp_path / "missing.txt"), "pairwise")
 
 
 def test_logprob_pairwise_with_position_swap_equals_the_hand_forward(tiny_llama):

@@ -1,18 +1,16 @@
 """`reward_model` as a reward function: the RM's own tokenizer and template, batching, running
-normalization, clipping, the stored offset, and the registry."""
+normalization, clipping, and the registry (the offset a `posttrain rm` run stores:
+tests/e2e/test_rm_learned_reward.py)."""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from conftest import ARCHS, preference_rows, write_jsonl
+from conftest import ARCHS, conversations, hand_reward
 from posttrain.errors import ConfigError
-from posttrain.models.loading import DEFAULT_CHAT_TEMPLATE
 from posttrain.rewards import registry
 from posttrain.rewards.learned import RunningMoments, reward_model
 from tiny_tokenizers import chatml_tokenizer, save_tokenizer
@@ -37,27 +35,6 @@ def make_rm_dir(path, arch: str, seed: int = 0, head_std: float = 1.0) -> str:
 @pytest.fixture(scope="module")
 def rm_dirs(tmp_path_factory) -> dict[str, str]:
     return {arch: make_rm_dir(tmp_path_factory.mktemp(f"rm-{arch}"), arch) for arch in ARCHS}
-
-
-def conversations(n: int, seed: int = 0):
-    rows = preference_rows(n, seed=seed, conversational=True)
-    return [r["prompt"] for r in rows], [r["chosen" if i % 2 else "rejected"] for i, r in enumerate(rows)]
-
-
-def hand_reward(path: str, prompt, completion) -> float:
-    """The score head on the last hidden state of the text the RM's own template writes, by hand."""
-    tok = AutoTokenizer.from_pretrained(path)
-    if isinstance(prompt, str):  # standard rows: prompt as the tokenizer encodes it, completion, eos
-        ids = tok(prompt)["input_ids"] + tok(completion, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-    else:
-        tok.chat_template = tok.chat_template or DEFAULT_CHAT_TEMPLATE
-        ids = tok(tok.apply_chat_template(prompt + completion, tokenize=False), add_special_tokens=False)["input_ids"]
-    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    last = max(i for i, t in enumerate(ids) if t != pad)  # transformers' rule: the last token that is not padding
-    with torch.no_grad():
-        hidden = model.base_model(input_ids=torch.tensor([ids])).last_hidden_state[0, last]
-        return float(model.score(hidden)[0])
 
 
 @pytest.mark.parametrize("arch,conversational", [("llama", True), ("qwen2", True), ("gpt2", True), ("gpt2", False)])
@@ -137,22 +114,6 @@ def test_clipping_after_normalization(rm_dirs, tmp_path):
     both = reward_model(path=loud, normalize=True, clip=0.5)(prompts, completions)
     assert both == pytest.approx([min(max(r, -0.5), 0.5) for r in normed], abs=1e-6)
     assert any(abs(r) > 0.5 for r in normed)
-
-
-def test_posttrain_rm_output_with_its_offset(tiny_llama, tmp_path):
-    from posttrain.algorithms.rm import RewardConfig, run_rm
-    from posttrain.config import build_config
-
-    data = write_jsonl(tmp_path / "pairs.jsonl", preference_rows(8, conversational=True))
-    run_rm(build_config(RewardConfig, dict(model=tiny_llama, dataset=data, output_dir=str(tmp_path / "rm"), max_steps=2,
-                                           batch_size=4, learning_rate=1e-3, max_length=128, device="cpu")))
-    final = str(tmp_path / "rm" / "final")
-    offset = json.loads((tmp_path / "rm" / "final" / "config.json").read_text())["reward_offset"]
-    assert abs(offset) > 1e-6
-    prompts, completions = conversations(4, seed=8)
-    plain = [hand_reward(final, p, c) for p, c in zip(prompts, completions)]
-    assert reward_model(path=final)(prompts, completions) == pytest.approx([r + offset for r in plain], abs=1e-5)
-    assert reward_model(path=final, offset=False)(prompts, completions) == pytest.approx(plain, abs=1e-5)
 
 
 def test_registry_builds_it_and_refuses_bad_options(rm_dirs, tiny_llama):

@@ -8,8 +8,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForTokenClassification
 
-from conftest import read_metrics, write_jsonl
-from posttrain.algorithms.ppo import PPO, PPOConfig, run_ppo
+from posttrain.algorithms.ppo import PPO, PPOConfig
 from posttrain.config import build_config
 from posttrain.errors import ConfigError
 from posttrain.models.loading import load_tokenizer
@@ -18,19 +17,6 @@ from posttrain.rewards.process import (
     aggregate_scores, load_prm, split_steps, step_end_tokens, step_scores, step_spans, token_level_rewards,
 )
 from posttrain.rollout.engine import Rollouts
-
-
-@pytest.fixture(scope="module")
-def prm_dir(tiny_llama, tmp_path_factory) -> str:
-    """A random 2-label token classifier on the tiny Llama, saved as `posttrain prm` saves one."""
-    torch.manual_seed(1)
-    model = AutoModelForTokenClassification.from_pretrained(tiny_llama, num_labels=2)
-    torch.nn.init.normal_(model.score.weight, std=2.0)  # spread P(good) so positions matter
-    model.config.prm_step_separator = "\n"
-    path = tmp_path_factory.mktemp("prm")
-    model.save_pretrained(path)
-    load_tokenizer(tiny_llama).save_pretrained(path)
-    return str(path)
 
 
 def hand_scores(prm_dir, prompt: str, steps: list[str], separator: str = "\n") -> list[float]:
@@ -169,15 +155,3 @@ def test_ppo_gae_receives_step_rewards_at_the_step_end_tokens(tiny_llama, prm_di
         assert sample.advantage == pytest.approx(want, abs=1e-5)
         assert sum(sample.extra["step_rewards"]) == pytest.approx(sum(rewards) - outcome, abs=1e-5)
     assert result.per_function["process_reward"] == pytest.approx([sum(s.extra["step_rewards"]) for s in samples])
-
-
-def test_ppo_run_with_a_process_reward_model(tiny_llama, prm_dir, tmp_path):
-    prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": f"Say something {i}:"} for i in range(8)])
-    (tmp_path / "rewards.py").write_text("def zero(prompts, completions, **kw):\n    return [0.0] * len(completions)\n")
-    config = build_config(PPOConfig, {"model": tiny_llama, "dataset": prompts, "reward_funcs": [f"{tmp_path / 'rewards.py'}:zero"],
-                                      "output_dir": str(tmp_path / "run"), "device": "cpu", "process_reward_model": prm_dir,
-                                      "max_steps": 2, "prompts_per_step": 4, "max_new_tokens": 8, "max_length": 48,
-                                      "batch_size": 4, "num_iterations": 1, "num_minibatches": 1, "logging_steps": 1})
-    run_ppo(config)
-    records = read_metrics(tmp_path / "run")
-    assert len(records) == 2 and all(any("process_reward" in k for k in r) for r in records), records[0].keys()
