@@ -1,7 +1,7 @@
 """Shared fixtures: tiny random Llama / Qwen2 / GPT-2 models saved with a tiny tokenizer, so
-`model=<dir>` works in-process and through the CLI; small SFT datasets; run helpers; and, at the end,
-the fixtures and helpers that a unit test file and its end-to-end twin (tests/unit/..., tests/e2e/...)
-both use."""
+`model=<dir>` works in-process and through the CLI; small SFT datasets; run helpers; the `e2e` marker
+on every test under tests/e2e/; and, at the end, the fixtures and helpers that a unit test file and
+its end-to-end twin (tests/unit/..., tests/e2e/...) both use."""
 
 from __future__ import annotations
 
@@ -22,6 +22,16 @@ from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassificati
 from tiny_tokenizers import chatml_tokenizer, llama3_tokenizer, plain_tokenizer, save_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
+E2E_TESTS = REPO / "tests" / "e2e"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test under tests/e2e/ `e2e` (registered in pyproject.toml): `pytest -m "not e2e"` runs
+    the unit suite alone, `pytest -m e2e` the end-to-end one."""
+    for item in items:
+        if E2E_TESTS in Path(item.path).parents:
+            item.add_marker(pytest.mark.e2e)
+
 
 # Tiny models run fastest on one thread; with several, OpenMP spin-waits on a busy 2-core machine
 # make each small matmul ~1000x slower.
