@@ -1,22 +1,37 @@
 """Shared fixtures: tiny random Llama / Qwen2 / GPT-2 models saved with a tiny tokenizer, so
-`model=<dir>` works in-process and through the CLI; small SFT datasets; run helpers."""
+`model=<dir>` works in-process and through the CLI; small SFT datasets; run helpers; the `e2e` marker
+on every test under tests/e2e/; and, at the end, the fixtures and helpers that a unit test file and
+its end-to-end twin (tests/unit/..., tests/e2e/...) both use."""
 
 from __future__ import annotations
 
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, Qwen2Config
+import yaml
+from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassification, AutoModelForTokenClassification,
+                          AutoTokenizer, GPT2Config, LlamaConfig, Qwen2Config)
 
 from tiny_tokenizers import chatml_tokenizer, llama3_tokenizer, plain_tokenizer, save_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
+E2E_TESTS = REPO / "tests" / "e2e"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test under tests/e2e/ `e2e` (registered in pyproject.toml): `pytest -m "not e2e"` runs
+    the unit suite alone, `pytest -m e2e` the end-to-end one."""
+    for item in items:
+        if E2E_TESTS in Path(item.path).parents:
+            item.add_marker(pytest.mark.e2e)
+
 
 # Tiny models run fastest on one thread; with several, OpenMP spin-waits on a busy 2-core machine
 # make each small matmul ~1000x slower.
@@ -131,3 +146,213 @@ def run_cli(*args: str, env: dict | None = None, timeout: int = 300) -> subproce
     """`python -m posttrain ARGS` in a subprocess (CPU, 1 thread), capturing output."""
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
     return subprocess.run([sys.executable, "-m", "posttrain", *args], capture_output=True, text=True, env=full_env, timeout=timeout, cwd=REPO)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Shared by a unit file and its end-to-end twin: each one lives here once, and the files name it in
+# their `from conftest import ...` line (fixtures need no import).
+
+
+# tests/unit/test_api.py, tests/e2e/test_api.py: keyword arguments of a 2-step SFT run through the API
+SFT_KEYWORDS = dict(max_steps=2, batch_size=4, max_length=128, learning_rate=1e-3, logging_steps=1, lr_scheduler="constant",
+                    device="cpu")
+
+
+# tests/unit/algorithms/test_compare.py, tests/e2e/test_compare.py
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """(reference dir, perturbed-policy dir): the embedded model saved, and a copy with its first
+    MLP down-projection scaled by 1.5."""
+    from posttrain.models.loading import load_causal_lm, load_tokenizer
+
+    root = tmp_path_factory.mktemp("compare_models")
+    model, tokenizer = load_causal_lm("embedded"), load_tokenizer("embedded")
+    model.save_pretrained(root / "ref")
+    tokenizer.save_pretrained(root / "ref")
+    matrix = next(p for name, p in model.named_parameters() if p.ndim == 2 and "mlp" in name)
+    with torch.no_grad():
+        matrix.mul_(1.5)
+    model.save_pretrained(root / "policy")
+    tokenizer.save_pretrained(root / "policy")
+    return str(root / "ref"), str(root / "policy")
+
+
+# tests/unit/algorithms/test_dpo.py, tests/e2e/test_dpo.py
+def dpo_config(**values):
+    from posttrain.algorithms.dpo import DPOConfig
+    from posttrain.config import build_config
+
+    defaults = dict(max_length=128, batch_size=8, learning_rate=1e-3, logging_steps=1, lr_scheduler="constant", device="cpu")
+    return build_config(DPOConfig, {**defaults, **values})
+
+
+@pytest.fixture
+def pairs(tmp_path) -> tuple[str, str]:
+    return write_jsonl(tmp_path / "train.jsonl", preference_rows(32)), write_jsonl(tmp_path / "eval.jsonl", preference_rows(8, seed=1))
+
+
+# tests/unit/methods/test_heldout.py, tests/e2e/test_eval.py
+EVEN_LENGTH_SCORER = '''
+def even_length(prompts, completions, **columns):
+    assert "answer" in columns and len(columns["answer"]) == len(completions)
+    return [float(len(c[0]["content"]) % 2 == 0) for c in completions]
+'''
+
+
+@pytest.fixture()
+def tiny_run(tmp_path):
+    tok = chatml_tokenizer()
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(LlamaConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=256, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id))
+    model.save_pretrained(tmp_path / "model")
+    save_tokenizer(tok, tmp_path / "model")
+    rows = [{"prompt": [{"role": "user", "content": f"What is {i} + {i}?"}], "answer": str(2 * i)} for i in range(6)]
+    (tmp_path / "prompts.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    (tmp_path / "scorer.py").write_text(EVEN_LENGTH_SCORER)
+    return tmp_path, model, tok, rows
+
+
+# tests/unit/algorithms/test_kto.py, tests/e2e/test_kto.py
+def kto_config(**values):
+    from posttrain.algorithms.kto import KTOConfig
+    from posttrain.config import build_config
+
+    defaults = dict(max_length=128, batch_size=4, learning_rate=1e-3, logging_steps=1, lr_scheduler="constant", device="cpu")
+    return build_config(KTOConfig, {**defaults, **values})
+
+
+# tests/unit/rewards/test_learned.py, tests/e2e/test_rm_learned_reward.py
+def conversations(n: int, seed: int = 0):
+    rows = preference_rows(n, seed=seed, conversational=True)
+    return [r["prompt"] for r in rows], [r["chosen" if i % 2 else "rejected"] for i, r in enumerate(rows)]
+
+
+def hand_reward(path: str, prompt, completion) -> float:
+    """The score head on the last hidden state of the text the RM's own template writes, by hand."""
+    from posttrain.models.loading import DEFAULT_CHAT_TEMPLATE
+
+    tok = AutoTokenizer.from_pretrained(path)
+    if isinstance(prompt, str):  # standard rows: prompt as the tokenizer encodes it, completion, eos
+        ids = tok(prompt)["input_ids"] + tok(completion, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    else:
+        tok.chat_template = tok.chat_template or DEFAULT_CHAT_TEMPLATE
+        ids = tok(tok.apply_chat_template(prompt + completion, tokenize=False), add_special_tokens=False)["input_ids"]
+    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    last = max(i for i, t in enumerate(ids) if t != pad)  # transformers' rule: the last token that is not padding
+    with torch.no_grad():
+        hidden = model.base_model(input_ids=torch.tensor([ids])).last_hidden_state[0, last]
+        return float(model.score(hidden)[0])
+
+
+# tests/unit/test_pipeline.py, tests/e2e/test_pipeline.py
+def pipeline_file(tmp_path, model, **grpo_extra) -> str:
+    """sft on a tiny file, then grpo from `${sft.final}` with the built-in format reward."""
+    data = write_jsonl(tmp_path / "train.jsonl", sft_rows(8))
+    prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": f"What is {i} + 1?"} for i in range(8)])
+    spec = {
+        "output_dir": str(tmp_path / "run"),
+        "defaults": {"device": "cpu", "seed": 3, "logging_steps": 1, "max_length": 128},
+        "stages": [
+            {"name": "sft", "stage": "sft",
+             "config": {"model": model, "dataset": data, "max_steps": 2, "batch_size": 4, "learning_rate": 1e-3}},
+            {"name": "grpo", "stage": "grpo", "preset": "grpo",
+             "config": {"model": "${sft.final}", "dataset": prompts, "reward_funcs": ["format"], "max_steps": 2,
+                        "prompts_per_step": 2, "num_generations": 2, "max_new_tokens": 6, "batch_size": 4,
+                        "learning_rate": 1e-3, **grpo_extra}},
+        ],
+    }
+    path = tmp_path / "pipe.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return str(path)
+
+
+# tests/unit/algorithms/test_prm.py, tests/e2e/test_prm.py
+def prm_config(**values):
+    from posttrain.algorithms.prm import PRMConfig
+    from posttrain.config import build_config
+
+    defaults = dict(dataset="unused.jsonl", max_length=256, batch_size=16, logging_steps=8, device="cpu",
+                    lr_scheduler="constant")
+    return build_config(PRMConfig, {**defaults, **values})
+
+
+def think_lines(text: str) -> list[str]:
+    return text.split("<think>\n", 1)[1].split("\n</think>", 1)[0].split("\n")
+
+
+def stepwise_rows(n: int, seed: int) -> list[dict]:
+    """Worked arithmetic solutions as steps. A sloppy solution (worked_solution with slips) is bad
+    from its first wrong line on (Math-Shepherd's labels: it can no longer reach the answer), and
+    its writer hedges ("maybe") once slipped: a cue a tiny random model can learn at the step's own
+    separator; the arithmetic itself it cannot."""
+    from posttrain.tasks.arithmetic import make_problem, worked_solution
+
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        problem = make_problem(rng, rng.choice((1, 2, 3)))
+        clean = think_lines(worked_solution(problem)[0])
+        steps = think_lines(worked_solution(problem, rng, slip_prob=0.25)[0]) if rng.random() < 0.5 else clean
+        first = next((k for k, (a, b) in enumerate(zip(steps, clean)) if a != b), min(len(steps), len(clean)))
+        rows.append({"prompt": problem.question, "completions": [("maybe " if k >= first else "") + s for k, s in enumerate(steps)],
+                     "labels": [k < first for k in range(len(steps))]})
+    return rows
+
+
+# tests/unit/rewards/test_process.py, tests/e2e/test_ppo_process_reward.py
+@pytest.fixture(scope="module")
+def prm_dir(tiny_llama, tmp_path_factory) -> str:
+    """A random 2-label token classifier on the tiny Llama, saved as `posttrain prm` saves one."""
+    from posttrain.models.loading import load_tokenizer
+
+    torch.manual_seed(1)
+    model = AutoModelForTokenClassification.from_pretrained(tiny_llama, num_labels=2)
+    torch.nn.init.normal_(model.score.weight, std=2.0)  # spread P(good) so positions matter
+    model.config.prm_step_separator = "\n"
+    path = tmp_path_factory.mktemp("prm")
+    model.save_pretrained(path)
+    load_tokenizer(tiny_llama).save_pretrained(path)
+    return str(path)
+
+
+# tests/unit/methods/test_best_of_n.py, tests/e2e/test_rejection.py: the text inside <answer>...</answer>
+ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+
+
+# tests/unit/algorithms/test_rm.py, tests/e2e/test_rm.py
+def rm_config(**values):
+    from posttrain.algorithms.rm import RewardConfig
+    from posttrain.config import build_config
+
+    defaults = dict(max_length=128, batch_size=4, learning_rate=1e-3, logging_steps=1, lr_scheduler="constant", device="cpu")
+    return build_config(RewardConfig, {**defaults, **values})
+
+
+def ranking_rows(n: int) -> list[dict]:
+    rows = []
+    for i, pair in enumerate(preference_rows(n, seed=3)):
+        k = 3 + i % 2
+        completions = [pair["chosen"], pair["rejected"], " No idea.", " Maybe 7."][:k]
+        order = [(i + j) % k for j in range(k)]  # ranks rotate so the best is not always first
+        rows.append({"prompt": pair["prompt"], "completions": completions, "ranking": order})
+    return rows
+
+
+# tests/e2e/test_online_dpo.py, tests/e2e/test_rs_dpo.py, tests/e2e/test_rlaif.py: the shipped recipes, scaled down
+SMALL_PAIRS = ("prompts=256", "eval_prompts=32", "max_new_tokens=48")
+
+
+def run_recipe(name: str, tmp_path, *overrides: str) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Run the shipped recipe with `overrides`: (stage name -> its metrics, policy -> its row of the final
+    compare stage: gold reward of 2 samples per held-out film, KL to the SFT model, win rate)."""
+    from posttrain.pipeline import load_pipeline, run_pipeline
+
+    pipeline = load_pipeline(name, [f"output_dir={tmp_path / name}", "defaults.device=cpu", "sft.max_steps=5",
+                                    "sft.logging_steps=5", "compare.prompts=64", *overrides])
+    records = run_pipeline(pipeline, log=lambda *a, **k: None)
+    assert [r["status"] for r in records] == ["done"] * len(records)
+    lines = (tmp_path / name / "compare" / "final" / "evaluations.jsonl").read_text().splitlines()
+    return {r["name"]: r["metrics"] for r in records}, {row["policy"]: row for row in map(json.loads, lines)}

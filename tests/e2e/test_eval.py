@@ -1,0 +1,36 @@
+"""`posttrain eval`: the CLI writes a report with pass@k; bad input is one line and exit 2."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from posttrain.cli import main
+
+
+def test_cli_eval_writes_report_with_pass_at_k(tiny_run):
+    tmp_path = tiny_run[0]
+    out = tmp_path / "report.json"
+    rc = main(["eval", f"model={tmp_path / 'model'}", f"dataset={tmp_path / 'prompts.jsonl'}",
+               f"scorer={tmp_path / 'scorer.py'}:even_length", "num_samples=4", "temperature=1.0",
+               "max_new_tokens=8", f"output_file={out}"])
+    assert rc == 0
+    report = json.loads(out.read_text())
+    assert report["pass@1"] <= report["pass@2"] <= report["pass@4"]
+    assert report["avg@4"] == pytest.approx(report["score"])
+    assert 0 < report["mean_length"] <= 8 and len(report["samples"]) == 3
+
+
+@pytest.mark.parametrize("override,message", [
+    ("scorer=nope.py:f", "scorer file not found"),
+    ("num_samples=4", "temperature"),
+    ("bogus=1", "unknown config key 'bogus'"),
+])
+def test_cli_eval_bad_input_is_one_line_exit_2(tiny_run, override, message):
+    tmp_path = tiny_run[0]
+    args = ["eval", f"model={tmp_path / 'model'}", f"dataset={tmp_path / 'prompts.jsonl'}",
+            f"scorer={tmp_path / 'scorer.py'}:even_length", override]
+    proc = subprocess.run([sys.executable, "-m", "posttrain", *args], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
