@@ -1,12 +1,10 @@
-"""Libraries' warnings go to a log file, not the terminal of a `posttrain` command (library_warnings.py)."""
+"""A `posttrain` command run end to end: libraries' warnings go to a log file, not its terminal (library_warnings.py)."""
 
 from __future__ import annotations
 
 import transformers
 
-import posttrain.cli
 from conftest import run_cli, write_jsonl
-from posttrain.library_warnings import is_library_file
 
 # A reward function that does what libraries do mid-run (a Python warning whose source line is in the
 # library; a record on transformers' logger, which writes to stderr through its own handler), then fails.
@@ -50,10 +48,3 @@ def test_posttrain_show_warnings_keeps_them_on_the_terminal(tiny_llama, tmp_path
     assert result.returncode == 2, result.stderr
     assert "`old_name` is deprecated" in result.stderr and "Some weights were not initialized" in result.stderr
     assert ERROR in result.stderr and not log.exists()
-
-
-def test_library_files_are_told_from_ours_and_the_users(tmp_path):
-    assert is_library_file(transformers.__file__)
-    assert is_library_file("<frozen importlib._bootstrap>")
-    assert not is_library_file(posttrain.cli.__file__)  # our own warnings still show
-    assert not is_library_file(str(tmp_path / "rewards.py"))  # so do a user's reward function's
