@@ -1,9 +1,10 @@
 """Turn next-token logits into a sampled token and its log-probability.
 
 The sampling distribution is the model's softmax after temperature, then top-k, then top-p (the
-order Hugging Face `generate` and vLLM use), renormalised over the kept tokens. The log-prob we
-return for a sampled token is under exactly that distribution, which is what an RL algorithm
-needs as the behaviour policy's log-prob.
+order Hugging Face `generate` and vLLM use), renormalised over the kept tokens. `sample_next_token`
+returns a sampled token's log-prob under exactly that distribution; `policy_logprob` gives it under
+the softmax at temperature before the truncation, the policy a trainer's forward pass computes (and
+the one RL's importance ratios and KL terms must use on both sides; see `rollout/engine.py`).
 
 CPU notes (measured on a 16 x 32000 batch): `torch.multinomial` draws one exponential per vocab
 entry (~10 ms), a full-vocab float64 cumsum costs ~2.5 ms and a full-vocab `torch.sort` ~20-40 ms.
@@ -52,6 +53,15 @@ def sample_next_token(
     logprobs = probs.gather(-1, choice[:, None])[:, 0].log()
     tokens = choice if index is None else index.gather(-1, choice[:, None])[:, 0]
     return tokens, logprobs
+
+
+def policy_logprob(logits: torch.Tensor, tokens: torch.Tensor, temperature: float) -> torch.Tensor:
+    """log softmax(logits / temperature)[token] per row [B]: the token's log-prob under the policy
+    before top-k / top-p truncation (temperature 0: under the unmodified model, as for greedy)."""
+    scores = logits.float()
+    if temperature not in (0.0, 1.0):
+        scores = scores / temperature
+    return scores.gather(-1, tokens[:, None])[:, 0] - torch.logsumexp(scores, dim=-1)
 
 
 def _inverse_cdf_sample(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

@@ -25,7 +25,7 @@ import torch
 from posttrain.errors import ConfigError
 from posttrain.generation.kv_cache import make_cache
 from posttrain.generation.lean_decode import LeanDecoder
-from posttrain.generation.logits import sample_next_token
+from posttrain.generation.logits import policy_logprob, sample_next_token
 from posttrain.generation.stopping import StopStringChecker, cut_at_stop, eos_token_ids
 
 _LENGTH, _EOS, _STOP = 0, 1, 2
@@ -72,6 +72,9 @@ class GenerationOutput:
     texts: list[str]  # decoded without special tokens, cut before the first stop string
     logprobs: list[list[float]]  # per sampled token, under the sampling distribution
     finish_reasons: list[str]  # "eos" | "stop" | "length"
+    # per sampled token, under softmax(logits / temperature) before top-k / top-p: what a trainer's
+    # forward computes (the same list as `logprobs` when nothing is truncated)
+    policy_logprobs: list[list[float]]
 
     @property
     def truncated(self) -> list[bool]:
@@ -86,8 +89,9 @@ def generate(
 ) -> GenerationOutput:
     """Sample `params.n` completions for each prompt (token ids, already chat-templated).
 
-    Log-probs are under the sampling distribution (temperature, top-k, top-p applied and
-    renormalised); with `temperature=0` (greedy) they are under the unmodified model. The model's
+    `logprobs` are under the sampling distribution (temperature, top-k, top-p applied and
+    renormalised); `policy_logprobs` under the softmax at temperature before top-k / top-p; with
+    `temperature=0` (greedy) both are under the unmodified model. The model's
     train/eval mode is restored afterwards. `ignore_eos` never stops at eos (for benchmarks).
     """
     params.validate()
@@ -109,8 +113,8 @@ def _generate(model, tokenizer, prompts, params, ignore_eos) -> GenerationOutput
     num_rows = len(prompts) * n
     prompt_index = [i for i in range(len(prompts)) for _ in range(n)]
     if num_rows == 0 or max_new == 0:
-        return GenerationOutput(prompt_index, [[] for _ in prompt_index], ["" for _ in prompt_index],
-                                [[] for _ in prompt_index], ["length" for _ in prompt_index])
+        empty = [[] for _ in prompt_index]
+        return GenerationOutput(prompt_index, empty, ["" for _ in prompt_index], empty, ["length" for _ in prompt_index], empty)
     eos_ids = [] if ignore_eos else eos_token_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos_token_ids(model, tokenizer) or [0])[0]
     stops = StopStringChecker(tokenizer, list(params.stop))
@@ -140,6 +144,8 @@ def _generate(model, tokenizer, prompts, params, ignore_eos) -> GenerationOutput
 
     out_tokens = torch.full((num_rows, max_new), pad_id, dtype=torch.long, device=device)
     out_logprobs = torch.zeros((num_rows, max_new), dtype=torch.float32, device=device)
+    truncating = params.temperature > 0 and (params.top_k > 0 or params.top_p < 1.0)
+    out_policy = torch.zeros_like(out_logprobs) if truncating else out_logprobs
     lengths = torch.full((num_rows,), max_new, dtype=torch.long, device=device)
     reasons = torch.full((num_rows,), _LENGTH, dtype=torch.long, device=device)
     row_of = torch.arange(num_rows, device=device)  # output row of each batch row
@@ -152,6 +158,8 @@ def _generate(model, tokenizer, prompts, params, ignore_eos) -> GenerationOutput
         tokens, logprobs = sample_next_token(logits, params.temperature, params.top_k, params.top_p, generator)
         out_tokens[row_of, step] = tokens
         out_logprobs[row_of, step] = logprobs
+        if truncating:
+            out_policy[row_of, step] = policy_logprob(logits, tokens, params.temperature)
         live = ~done
         at_eos = torch.isin(tokens, eos) & live if len(eos_ids) else torch.zeros_like(done)
         at_stop = _stop_hits(stops, histories, row_of, tokens, live & ~at_eos) if stops else torch.zeros_like(done)
@@ -179,7 +187,7 @@ def _generate(model, tokenizer, prompts, params, ignore_eos) -> GenerationOutput
                            **step_options).logits[:, -1]
         next_position = next_position + 1
 
-    return _collect(tokenizer, params, prompt_index, out_tokens, out_logprobs, lengths, reasons)
+    return _collect(tokenizer, params, prompt_index, out_tokens, out_logprobs, out_policy, lengths, reasons)
 
 
 def _stop_hits(stops, histories, row_of, tokens, check) -> torch.Tensor:
@@ -194,16 +202,16 @@ def _stop_hits(stops, histories, row_of, tokens, check) -> torch.Tensor:
     return torch.tensor(hit, dtype=torch.bool, device=tokens.device)
 
 
-def _collect(tokenizer, params, prompt_index, out_tokens, out_logprobs, lengths, reasons) -> GenerationOutput:
+def _collect(tokenizer, params, prompt_index, out_tokens, out_logprobs, out_policy, lengths, reasons) -> GenerationOutput:
     lengths_list, reason_list = lengths.tolist(), reasons.tolist()
-    all_tokens, all_logprobs = out_tokens.tolist(), out_logprobs.tolist()
-    token_ids = [row[:length] for row, length in zip(all_tokens, lengths_list)]
-    logprobs = [row[:length] for row, length in zip(all_logprobs, lengths_list)]
+    token_ids = [row[:length] for row, length in zip(out_tokens.tolist(), lengths_list)]
+    logprobs = [row[:length] for row, length in zip(out_logprobs.tolist(), lengths_list)]
+    policy = logprobs if out_policy is out_logprobs else [row[:n] for row, n in zip(out_policy.tolist(), lengths_list)]
     texts = tokenizer.batch_decode(token_ids, skip_special_tokens=True)
     if params.stop:
         texts = [cut_at_stop(text, params.stop)[0] for text in texts]
     reasons_text = [_REASONS[r] for r in reason_list]
-    return GenerationOutput(prompt_index, token_ids, texts, logprobs, reasons_text)
+    return GenerationOutput(prompt_index, token_ids, texts, logprobs, reasons_text, policy)
 
 
 @functools.cache

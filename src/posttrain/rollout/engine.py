@@ -5,9 +5,13 @@
     rollouts.completion_ids[i], rollouts.old_logps[i], rollouts.truncated[i], rollouts.group[i]
 
 Samples are group-major: the G samples of prompt 0, then those of prompt 1, ... `group[i]` is the
-index of sample i's prompt. `old_logps` are the log-probs of the sampled tokens under the sampling
-distribution (temperature, top-k and top-p applied): the behaviour policy the importance ratios of
-PPO / GRPO divide by. A completion ends at eos (kept, and trained on: the policy learns to stop), at
+index of sample i's prompt. `old_logps` are the log-probs of the sampled tokens under the policy at
+the sampling temperature, softmax(logits / T), *before* top-k / top-p: the same distribution the
+trainer's forward computes for the new log-probs, so the importance ratios of PPO / GRPO are exactly
+1 on-policy and PPO's KL-in-reward is not biased. (Under the truncated distribution they would be
+too high for every kept token, by the log of the mass top-k / top-p kept, so on-policy ratios would
+sit below 1 and clipping would zero the gradients of negative-advantage tokens.) Truncation is
+treated as part of the sampler, as TRL and verl do. A completion ends at eos (kept, and trained on: the policy learns to stop), at
 a stop string (cut from the text, tokens kept) or at max_new_tokens (`truncated`).
 """
 
@@ -58,7 +62,7 @@ class LocalBackend:
 class Rollouts:
     prompt_ids: list[list[int]]  # per sample (the prompt repeated for each of its G samples)
     completion_ids: list[list[int]]
-    old_logps: list[list[float]]  # per completion token, under the sampling distribution
+    old_logps: list[list[float]]  # per completion token, under softmax(logits / T) before top-k / top-p
     texts: list[str]
     truncated: list[bool]  # ended at max_new_tokens
     group: list[int]  # index of the sample's prompt in the step's prompt list
@@ -87,6 +91,6 @@ def generate_rollouts(backend: RolloutBackend, prompts: list[list[int]], group_s
     out = backend.generate(prompts, params)
     seconds = time.perf_counter() - began
     return Rollouts(
-        prompt_ids=[prompts[i] for i in out.prompt_index], completion_ids=out.token_ids, old_logps=out.logprobs,
+        prompt_ids=[prompts[i] for i in out.prompt_index], completion_ids=out.token_ids, old_logps=out.policy_logprobs,
         texts=out.texts, truncated=out.truncated, group=list(out.prompt_index), group_size=group_size, seconds=seconds,
     )
