@@ -205,3 +205,18 @@ def test_online_trainers_run_under_fsdp2(tiny_llama, setup, tmp_path, stage, ext
     assert [r["step"] for r in records] == [1, 2, 3, 4]
     assert all(math.isfinite(r["loss"]) for r in records)
     assert not any("v_head" in k for k in load_file(out / "final" / "model.safetensors"))
+
+
+def test_entropy_bonus_and_the_sequence_product_ratio_through_the_trainer(tiny_llama, setup, tmp_path):
+    """entropy_coef subtracts β_H × the policy's token-mean entropy from the token_mean loss of the same
+    first step (same seed, same rollouts); ratio_level=sequence_product trains."""
+    prompts, rewards = setup
+    runs = {}
+    for name, extra in {"plain": {}, "bonus": {"entropy_coef": 0.5}}.items():
+        run_grpo(grpo_config(tiny_llama, prompts, rewards, tmp_path / name, max_steps=1, loss_type="token_mean", **extra))
+        runs[name] = read_metrics(tmp_path / name)[0]
+    plain, bonus = runs["plain"], runs["bonus"]
+    assert bonus["entropy"] == pytest.approx(plain["entropy"], rel=1e-6) and plain["entropy"] > 0
+    assert bonus["loss"] - plain["loss"] == pytest.approx(-0.5 * plain["entropy"], rel=1e-4)
+    run_grpo(grpo_config(tiny_llama, prompts, rewards, tmp_path / "product", ratio_level="sequence_product", beta=0.05))
+    assert all(math.isfinite(r["loss"]) and math.isfinite(r["grad_norm"]) for r in read_metrics(tmp_path / "product"))

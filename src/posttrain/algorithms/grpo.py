@@ -35,7 +35,7 @@ from posttrain.data.values import completion_value
 from posttrain.errors import ConfigError
 from posttrain.losses import advantages as adv
 from posttrain.losses.kl import LOSS_KL_ESTIMATORS, kl_estimate
-from posttrain.losses.policy import policy_loss, soft_overlong_penalty
+from posttrain.losses.policy import RATIO_LEVELS, policy_loss, soft_overlong_penalty
 from posttrain.models.reference import ReferencePolicy
 from posttrain.models.shared_prefix_attention import can_share_prefix
 from posttrain.online.experience import Sample, collate_samples, completion_logps
@@ -66,7 +66,8 @@ class GRPOConfig(MaskableRewardOptions, TopKSamplingOptions, TrainOptions):
     loss_type: str = option("grpo", "Aggregation: grpo (per-sequence mean, then mean), token_mean (DAPO / BNPO: one mean over all tokens), dr_grpo (constant normaliser max_new_tokens).", choices=LOSS_TYPES)
     beta: float = option(0.0, "β: weight of the KL-to-reference term in the loss (0: no reference model is loaded).")
     kl_estimator: str = option("k3", "KL estimator in the loss: k3 (exp(r) - r - 1, unbiased, >= 0) or k1 (log-ratio).", choices=LOSS_KL_ESTIMATORS)
-    ratio_level: str = option("token", "Importance ratio per token, or per sequence (GSPO: the length-normalised sequence ratio).", choices=("token", "sequence"))
+    ratio_level: str = option("token", "Importance ratio per token; per sequence, length-normalised (GSPO); or sequence_product, pi(o|q)/pi_old(o|q) (DeepSeek-R1 as seed 002 writes it).", choices=RATIO_LEVELS)
+    entropy_coef: float = option(0.0, "Entropy bonus: subtract entropy_coef x the policy's entropy per token, aggregated like the loss (seed: c_e = 0.01; GRPO+ uses 0).")
     epsilon_low: float = option(0.2, "Clip the ratio below at 1 - epsilon_low.")
     epsilon_high: float = option(0.2, "Clip the ratio above at 1 + epsilon_high (> epsilon_low: DAPO's clip-higher).")
     num_iterations: int = option(1, "μ: passes over each round's samples (old log-probs frozen).")
@@ -95,8 +96,8 @@ class GRPOConfig(MaskableRewardOptions, TopKSamplingOptions, TrainOptions):
             raise ConfigError(f"max_new_tokens ({self.max_new_tokens}) must be below max_length ({self.max_length}), which also holds the prompt")
         if not 0 <= self.epsilon_low < 1 or self.epsilon_high < 0:
             raise ConfigError("epsilon_low must be in [0, 1) and epsilon_high >= 0")
-        if self.beta < 0:
-            raise ConfigError(f"beta must be >= 0, got {self.beta}")
+        if self.beta < 0 or self.entropy_coef < 0:
+            raise ConfigError(f"beta and entropy_coef must be >= 0, got {self.beta} and {self.entropy_coef}")
         if not 0 <= self.overlong_buffer < self.max_new_tokens:
             raise ConfigError(f"overlong_buffer must be in [0, max_new_tokens), got {self.overlong_buffer}")
 
@@ -244,7 +245,7 @@ class GRPO(Algorithm):
         out = policy_loss(logps, batch["old_logps"], batch["advantages"], batch["mask"], ref_logps=batch.get("ref_logps"),
                           beta=cfg.beta, kl_estimator=cfg.kl_estimator, ratio_level=cfg.ratio_level,
                           epsilon_low=cfg.epsilon_low, epsilon_high=cfg.epsilon_high, aggregation=cfg.loss_type,
-                          max_completion_length=cfg.max_new_tokens)
+                          max_completion_length=cfg.max_new_tokens, entropy=entropy, entropy_coef=cfg.entropy_coef)
         metrics = dict(out.metrics)
         mask = batch["mask"]
         tokens = mask.sum()

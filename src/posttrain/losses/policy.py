@@ -12,6 +12,10 @@ For a sequence i with completion tokens t ∈ o_i (mask m_{i,t} = 1) and advanta
                                      (GSPO, Zheng et al. 2025; the length-normalised form of
                                      DeepSeek-R1's sequence ratio π_θ(o_i|q)/π_old(o_i|q), seed 002
                                      L377-385; TRL's importance_sampling_level="sequence")
+              ratio_level="sequence_product"  ρ_i = π_θ(o_i|q)/π_old(o_i|q) = exp( Σ_t (logp − old_logp) )
+                                     for every t of o_i: DeepSeek-R1's sequence ratio as seed 002
+                                     L377-385 writes it (eq. 1-3), and GRPO+'s ρ_i (seed 003 L2859-2985);
+                                     with aggregation "grpo" the loss is (1/G) Σ_i ℓ_i, their form
     surrogate ℓ_{i,t} = −min( r Â, clip(r, 1 − ε_low, 1 + ε_high) Â )   + β KL_{i,t}
               (PPO-clip, seed 003 L214-255; clip-higher when ε_high > ε_low, DAPO seed 003 L2748-2857,
               GRPO+ L2859-2985. With `delta`, the unclipped branch is r ← min(r, δ): INTELLECT-2's
@@ -20,6 +24,8 @@ For a sequence i with completion tokens t ∈ o_i (mask m_{i,t} = 1) and advanta
               k1 = log π_θ − log π_ref              (the form seed 000 L584-649 attributes to TRL)
               (`losses.kl`: the registry; LOSS_KL_ESTIMATORS are the ones accepted here)
               kl_importance_weight=True trains on r·KL instead (DeepSeek-V3.2; TRL 1.16's default).
+    entropy   − β_H H_{i,t}, H the policy's entropy at token t (the entropy bonus, seed 003 L1260-1268,
+              c_e = 0.01 there; GRPO+ drops it, L2874-2879): `entropy_coef` β_H, aggregated like ℓ.
 
 Aggregation (the seeds' three normalisers):
 
@@ -58,7 +64,7 @@ import torch
 from posttrain.losses.kl import LOSS_KL_ESTIMATORS, check_kl_estimator, kl_per_token
 
 AGGREGATIONS = ("grpo", "token_mean", "dr_grpo")
-RATIO_LEVELS = ("token", "sequence")
+RATIO_LEVELS = ("token", "sequence", "sequence_product")
 
 
 @dataclass
@@ -69,7 +75,12 @@ class PolicyLossOutput:
 
 
 def _check(logps, old_logps, advantages, mask, ref_logps, beta, kl_estimator, ratio_level, epsilon_low,
-           epsilon_high, aggregation, max_completion_length, delta) -> None:
+           epsilon_high, aggregation, max_completion_length, delta, entropy, entropy_coef) -> None:
+    if entropy_coef < 0:
+        raise ValueError(f"entropy_coef must be >= 0, got {entropy_coef}")
+    if entropy_coef > 0 and (entropy is None or entropy.shape != logps.shape):
+        raise ValueError(f"entropy_coef={entropy_coef} > 0 needs entropy: the policy's entropy per token, "
+                         f"{tuple(logps.shape)}, with its gradient")
     if aggregation not in AGGREGATIONS:
         raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
     if ratio_level not in RATIO_LEVELS:
@@ -102,7 +113,8 @@ def policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.
                 ref_logps: torch.Tensor | None = None, beta: float = 0.0, kl_estimator: str = "k3",
                 ratio_level: str = "token", epsilon_low: float = 0.2, epsilon_high: float = 0.2,
                 aggregation: str = "grpo", max_completion_length: int | None = None,
-                delta: float | None = None, kl_importance_weight: bool = False) -> PolicyLossOutput:
+                delta: float | None = None, kl_importance_weight: bool = False,
+                entropy: torch.Tensor | None = None, entropy_coef: float = 0.0) -> PolicyLossOutput:
     """The clipped surrogate (+ β·KL) of the module docstring, summed in `aggregation`'s units.
 
     logps: (B, T) log π_θ of the sampled completion tokens (carries the gradient); old_logps: the
@@ -115,14 +127,16 @@ def policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.
     Metrics are (numerator, denominator) pairs over completion tokens: `clip_ratio/low` (Â < 0 and
     r < 1 − ε_low), `clip_ratio/high` (Â > 0 and r > 1 + ε_high), `clip_ratio/region` (either),
     `ratio/mean`, and `kl` (the chosen estimator's token mean) when beta > 0 or ref_logps is given.
-    With ratio_level="sequence" a sequence's ratio counts once per token.
+    With ratio_level="sequence" or "sequence_product" a sequence's ratio counts once per token.
+    entropy: (B, T) the policy's entropy per token, with its gradient; entropy_coef > 0 subtracts
+    entropy_coef · H per token (the entropy bonus), aggregated like the surrogate.
 
     kl_importance_weight: train on r·KL_t instead of KL_t (DeepSeek-V3.2's unbiased KL gradient, not
     in the seeds; TRL 1.16's default `use_bias_correction_kl=True`). Same value on-policy (r = 1), a
     different gradient; the `kl` metric stays the unweighted token mean.
     """
     _check(logps, old_logps, advantages, mask, ref_logps, beta, kl_estimator, ratio_level, epsilon_low,
-           epsilon_high, aggregation, max_completion_length, delta)
+           epsilon_high, aggregation, max_completion_length, delta, entropy, entropy_coef)
     dtype = torch.promote_types(logps.dtype, torch.float32)  # bf16 log-probs: do the arithmetic in fp32
     valid = mask.bool()
     m = valid.to(dtype)
@@ -136,6 +150,8 @@ def policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.
     log_ratio = lp - clean(old_logps.detach())
     if ratio_level == "sequence":
         log_ratio = log_ratio.sum(-1, keepdim=True) / m.sum(-1, keepdim=True).clamp(min=1.0)  # (B, 1)
+    elif ratio_level == "sequence_product":
+        log_ratio = log_ratio.sum(-1, keepdim=True)  # (B, 1): log π_θ(o|q) − log π_old(o|q)
     ratio = torch.exp(log_ratio)  # (B, T), or (B, 1) at sequence level
     adv = advantages.detach()
     adv = adv.to(dtype).unsqueeze(-1) if adv.dim() == 1 else clean(adv)  # (B, 1) broadcasts over tokens
@@ -144,6 +160,8 @@ def policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.
     unclipped = ratio if delta is None else torch.clamp(ratio, max=delta)
     per_token = -torch.minimum(unclipped * adv, clipped * adv)
     per_token = per_token.expand(logps.shape)
+    if entropy_coef > 0:
+        per_token = per_token - entropy_coef * clean(entropy)
 
     kl = None
     if ref_logps is not None:

@@ -140,6 +140,46 @@ def test_sequence_ratio_clips_whole_sequence():
     assert frac(out.metrics["clip_ratio/high"]) == 1.0
 
 
+def test_sequence_product_ratio_is_the_joint_probability_ratio():
+    """Seed 002 L377-385 (DeepSeek-R1 eq. 1-3): ρ_i = π_θ(o_i|q)/π_old(o_i|q), the product of the token
+    ratios, clipped once per sequence; with aggregation "grpo" the loss is (1/G) Σ_i −min(ρ Â, clip(ρ) Â)."""
+    small = [[1.05, 1.1, 0.9], [0.95, 1.02, 9.0]]  # ρ_0 = 1.0395, ρ_1 = 0.969 (padding's 9 ignored)
+    lp = logps_for(small)
+    out = policy_loss(lp, OLD, ADV, MASK, ratio_level="sequence_product", aggregation="grpo")
+    rho0, rho1 = 1.05 * 1.1 * 0.9, 0.95 * 1.02
+    assert num(out.loss) == pytest.approx(-rho0 * 1.0 + rho1 * 0.5)
+    assert out.weight == 2.0
+    out.loss.backward()
+    # the sequence's term is −ρ Â whatever |o_i| (its |o_i| equal tokens are averaged), and
+    # ∂(−ρ Â)/∂logp_t = −Â ρ for every token t (ρ = exp Σ_t log r_t): no 1/|o_i|, unlike GSPO's ratio
+    expected = [[-rho0] * 3, [0.5 * rho1] * 2 + [0.0]]
+    torch.testing.assert_close(lp.grad, torch.tensor(expected, dtype=torch.float64))
+    # RATIOS give ρ_0 = 1.155 (inside the clip range) and ρ_1 = 1.05: the product, not the geometric mean
+    big = policy_loss(logps_for(RATIOS), OLD, ADV, MASK, ratio_level="sequence_product", aggregation="grpo")
+    assert num(big.loss) == pytest.approx(-(1.1 * 1.5 * 0.7) + 0.5 * (0.7 * 1.5))
+    clipped = policy_loss(logps_for([[1.5, 1.5, 1.0], [1.0, 1.0, 1.0]]), OLD, ADV, MASK, ratio_level="sequence_product")
+    assert num(clipped.loss) == pytest.approx(-1.2 + 0.5 * 1.0)  # ρ_0 = 2.25 capped at 1 + ε for Â > 0
+
+
+def test_entropy_bonus_is_subtracted_per_token_and_aggregated_like_the_loss():
+    """−β_H·H per token (seed 003 L1260-1268): with "grpo" aggregation the loss moves by
+    −β_H (1/G) Σ_i (1/|o_i|) Σ_t H_{i,t}; the gradient reaches the entropy; padding is ignored."""
+    lp = logps_for(RATIOS)
+    entropy = torch.tensor([[1.0, 2.0, 3.0], [0.5, 1.5, 100.0]], dtype=torch.float64, requires_grad=True)
+    base = policy_loss(lp, OLD, ADV, MASK, aggregation="grpo")
+    with_bonus = policy_loss(lp, OLD, ADV, MASK, aggregation="grpo", entropy=entropy, entropy_coef=0.1)
+    assert num(with_bonus.loss) - num(base.loss) == pytest.approx(-0.1 * ((1 + 2 + 3) / 3 + (0.5 + 1.5) / 2))
+    with_bonus.loss.backward()
+    torch.testing.assert_close(entropy.grad, torch.tensor([[-0.1 / 3] * 3, [-0.1 / 2] * 2 + [0.0]], dtype=torch.float64))
+    tok = policy_loss(lp, OLD, ADV, MASK, aggregation="token_mean", entropy=entropy, entropy_coef=0.1)
+    tok_base = policy_loss(lp, OLD, ADV, MASK, aggregation="token_mean")
+    assert mean_loss(tok) - mean_loss(tok_base) == pytest.approx(-0.1 * (1 + 2 + 3 + 0.5 + 1.5) / 5)
+    with pytest.raises(ValueError, match="needs entropy"):
+        policy_loss(lp, OLD, ADV, MASK, entropy_coef=0.1)
+    with pytest.raises(ValueError, match="entropy_coef must be >= 0"):
+        policy_loss(lp, OLD, ADV, MASK, entropy=entropy, entropy_coef=-1.0)
+
+
 def test_kl_estimators_values_and_gradients():
     lp = torch.tensor([[-1.0, -2.0]], dtype=torch.float64, requires_grad=True)
     ref = torch.tensor([[-1.0 + math.log(2.0), -2.5]], dtype=torch.float64)  # ref − logp = log 2, −0.5
