@@ -36,9 +36,10 @@ from posttrain.errors import ConfigError
 from posttrain.losses import advantages as adv
 from posttrain.losses.kl import LOSS_KL_ESTIMATORS, kl_estimate
 from posttrain.losses.policy import RATIO_LEVELS, policy_loss, soft_overlong_penalty
+from posttrain.losses.ppo import kl_penalized_rewards
 from posttrain.models.reference import ReferencePolicy
 from posttrain.models.shared_prefix_attention import can_share_prefix
-from posttrain.online.experience import Sample, collate_samples, completion_logps
+from posttrain.online.experience import Sample, collate_samples, completion_logps, completion_tensor
 from posttrain.online.source import OnlineSource
 from posttrain.options import MaskableRewardOptions, SamplingOptions, TopKSamplingOptions, TrainOptions, restate
 from posttrain.rewards import RewardFunctions
@@ -64,7 +65,7 @@ class GRPOConfig(MaskableRewardOptions, TopKSamplingOptions, TrainOptions):
     advantage: str = option("grpo", "Advantage estimator: grpo (group-normalised), rloo (leave-one-out), reinforce (mean baseline), reinforce_pp (REINFORCE++).", choices=ADVANTAGES)
     scale_rewards: str = option("group", "grpo advantages: divide by the group's std, the batch's std, or none (Dr.GRPO).", choices=("group", "batch", "none"))
     loss_type: str = option("grpo", "Aggregation: grpo (per-sequence mean, then mean), token_mean (DAPO / BNPO: one mean over all tokens), dr_grpo (constant normaliser max_new_tokens).", choices=LOSS_TYPES)
-    beta: float = option(0.0, "β: weight of the KL-to-reference term in the loss (0: no reference model is loaded).")
+    beta: float = option(0.0, "β: weight of the KL to the reference: a term of the loss, or with advantage=reinforce_pp -β·k1 in every token's reward (0: no reference model is loaded).")
     kl_estimator: str = option("k3", "KL estimator in the loss: k3 (exp(r) - r - 1, unbiased, >= 0) or k1 (log-ratio).", choices=LOSS_KL_ESTIMATORS)
     ratio_level: str = option("token", "Importance ratio per token; per sequence, length-normalised (GSPO); or sequence_product, pi(o|q)/pi_old(o|q) (DeepSeek-R1 as seed 002 writes it).", choices=RATIO_LEVELS)
     entropy_coef: float = option(0.0, "Entropy bonus: subtract entropy_coef x the policy's entropy per token, aggregated like the loss (seed: c_e = 0.01; GRPO+ uses 0).")
@@ -193,8 +194,9 @@ class GRPO(Algorithm):
                 "advantage/abs_mean": float(flat.abs().mean())}
 
     def _reinforce_pp(self, samples: list[Sample], rewards: torch.Tensor) -> None:
-        """REINFORCE++: the score at the last token (minus β·k1 per token when β > 0), returns-to-go,
-        whitened over every completion token of the round."""
+        """REINFORCE++: the score at the last token, minus β·k1 at every token when β > 0 (the KL goes
+        into the token rewards, not the loss), returns-to-go, whitened over every completion token of
+        the round."""
         longest = max(len(s.completion_ids) for s in samples)
         token_rewards = torch.zeros(len(samples), longest)
         mask = torch.zeros(len(samples), longest)
@@ -203,6 +205,10 @@ class GRPO(Algorithm):
             mask[r, :n] = 1
             if n:
                 token_rewards[r, n - 1] = rewards[r]
+        if self.config.beta > 0:
+            old = completion_tensor([s.old_logps for s in samples], longest)
+            ref = completion_tensor([s.ref_logps for s in samples], longest)
+            token_rewards = kl_penalized_rewards(rewards, old, ref, mask, kl_coef=self.config.beta) * mask
         values = adv.reinforce_plus_plus_advantages(token_rewards, mask)
         for r, s in enumerate(samples):
             s.advantage = values[r, :len(s.completion_ids)].tolist() if s.trained else [0.0] * len(s.completion_ids)
@@ -231,6 +237,12 @@ class GRPO(Algorithm):
 
     # ---------------------------------------------------------------- training
 
+    @property
+    def loss_beta(self) -> float:
+        """β of the loss's KL term: REINFORCE++ has its KL in the token rewards, so none in the loss
+        (the KL is still measured)."""
+        return 0.0 if self.config.advantage == "reinforce_pp" else self.config.beta
+
     def collate(self, samples: list[Sample]) -> dict:
         return collate_samples(samples, self.tokenizer.pad_token_id, self.packed)
 
@@ -243,7 +255,7 @@ class GRPO(Algorithm):
         cfg = self.config
         logps, entropy = completion_logps(model, batch, cfg.temperature, with_entropy=True)
         out = policy_loss(logps, batch["old_logps"], batch["advantages"], batch["mask"], ref_logps=batch.get("ref_logps"),
-                          beta=cfg.beta, kl_estimator=cfg.kl_estimator, ratio_level=cfg.ratio_level,
+                          beta=self.loss_beta, kl_estimator=cfg.kl_estimator, ratio_level=cfg.ratio_level,
                           epsilon_low=cfg.epsilon_low, epsilon_high=cfg.epsilon_high, aggregation=cfg.loss_type,
                           max_completion_length=cfg.max_new_tokens, entropy=entropy, entropy_coef=cfg.entropy_coef)
         metrics = dict(out.metrics)
