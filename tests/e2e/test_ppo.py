@@ -119,3 +119,28 @@ def test_ptx_term_is_logged_and_trains_on_the_sft_data(tiny_llama, setup, tmp_pa
     assert ptx[-1] < ptx[0]  # the next-token loss on the SFT data falls
     first = read_metrics(tmp_path / "run")[0]
     assert -10 < first["values/explained_variance"] <= 1.0
+
+
+def test_resume_with_the_kl_controller_and_ptx_ends_where_the_uninterrupted_run_ends(tiny_llama, setup, tmp_path):
+    """SIGKILL after step 3 of 6, then resume=true: the adaptive KL coefficient and the ptx data position
+    come back from the checkpoint, so the weights and the logged kl_coef equal the uninterrupted run's."""
+    from conftest import final_weights, run_cli, sft_rows
+
+    prompts, reward = setup
+    sft = write_jsonl(tmp_path / "sft.jsonl", sft_rows(8))
+    common = dict(max_steps=6, num_iterations=1, num_minibatches=2, prompts_per_step=8, save_steps=1, kl_coef=0.1,
+                  target_kl=100.0, kl_controller="double_halve", ptx_coef=1.0, ptx_dataset=sft)
+    run_ppo(ppo_config(tiny_llama, prompts, reward, tmp_path / "full", **common))
+    args = [f"{key}={value}" for key, value in {**common, "model": tiny_llama, "dataset": prompts, "reward_funcs": f"[{reward}]",
+                                                 "output_dir": tmp_path / "cut", "max_new_tokens": 12, "max_length": 64,
+                                                 "batch_size": 8, "learning_rate": 3e-3, "logging_steps": 1, "device": "cpu"}.items()]
+    result = run_cli("ppo", *args, env={"POSTTRAIN_STOP_AFTER_STEP": "3"})
+    assert result.returncode != 0  # killed after step 3, between the two minibatch steps of round 2
+    run_ppo(ppo_config(tiny_llama, prompts, reward, tmp_path / "cut", resume=True, **common))
+    full, cut = read_metrics(tmp_path / "full"), read_metrics(tmp_path / "cut")
+    assert [r.get("kl_coef") for r in cut] == [r.get("kl_coef") for r in full]
+    assert len([r for r in full if "kl_coef" in r]) == 3 and len(cut) == len(full) == 6
+    assert [r["ptx_loss"] for r in cut] == pytest.approx([r["ptx_loss"] for r in full], rel=1e-6)
+    full_weights, cut_weights = final_weights(tmp_path / "full"), final_weights(tmp_path / "cut")
+    for name in full_weights:
+        torch.testing.assert_close(full_weights[name], cut_weights[name])

@@ -224,6 +224,14 @@ class PPO(GRPO):
                 metrics["ptx_loss"] = (nll.detach() / count * tokens, tokens)
         return total, metrics
 
+    def state_dict(self) -> dict:
+        return {"kl": self.kl.state_dict(), "ptx_at": self._ptx_at}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:
+            self.kl.load_state_dict(state["kl"])
+            self._ptx_at = int(state["ptx_at"])
+
     def _ptx_loss(self, model, device) -> tuple[torch.Tensor, int]:
         """Summed next-token loss of the next ptx micro-batch (examples in a fixed cycle) and its token count."""
         from posttrain.data.collate import IGNORE_INDEX, collate_rows

@@ -66,6 +66,14 @@ class Algorithm:
         """Online algorithms: `eval_*` metrics from sampling on held-out prompts (default: none)."""
         return {}
 
+    def state_dict(self) -> dict:
+        """What the algorithm changes as it trains (a KL controller, a data position), saved in every
+        checkpoint so that a resumed run ends where the uninterrupted one ends."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
     def num_tokens(self, batch: dict[str, Any]) -> int:
         """Real (non-pad) tokens in the batch, for tokens/s."""
         return int(batch["num_tokens"]) if "num_tokens" in batch else int(batch["input_ids"].numel())
@@ -253,6 +261,7 @@ def train(config, *, build_model, tokenizer, algorithm: Algorithm, source: StepS
         state = load_checkpoint(ckpt, model, optimizer)
         scheduler.load_state_dict(state["scheduler"])
         source.load_state_dict(state["source"])
+        algorithm.load_state_dict(state.get("algorithm", {}))
         if precision.scaler and state.get("scaler"):
             precision.scaler.load_state_dict(state["scaler"])
     else:
@@ -292,7 +301,8 @@ def train(config, *, build_model, tokenizer, algorithm: Algorithm, source: StepS
             writer.log(last)
         writer.advance(step)
         if _due(step, config.save_steps) or (config.save_steps > 0 and step == total_steps):
-            trainer_state = {"scheduler": scheduler.state_dict(), "source": source.state_dict(), "window": window.state_dict(),
+            trainer_state = {"scheduler": scheduler.state_dict(), "source": source.state_dict(),
+                             "algorithm": algorithm.state_dict(), "window": window.state_dict(),
                              "num_tokens": num_tokens, "scaler": precision.scaler.state_dict() if precision.scaler else None}
             save_checkpoint(run.checkpoints, step, model, optimizer, trainer_state, config.keep_last)
         if step == stop_after:
