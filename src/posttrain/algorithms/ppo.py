@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
+import posttrain.ranks as ranks
 from posttrain.algorithms.grpo import GRPO, GRPOConfig, _load_prompts, eval_rows, kl_metrics
 from posttrain.config import option
 from posttrain.data.collate import to_device
@@ -183,10 +184,16 @@ class PPO(GRPO):
             rewards = rewards + completion_tensor([s.extra.get("step_rewards", []) for s in samples], old.shape[1]).to(device) * mask
         advantages, returns = gae(rewards, values * mask, mask, cfg.gamma, cfg.lam)
         trained = torch.tensor([s.trained for s in samples], device=device)[:, None] * mask
+        reduce = ranks.all_reduce_sum if ranks.world_size() > 1 else None  # statistics over every process's samples
         if cfg.whiten_advantages:
-            advantages = whiten(advantages, trained) if trained.sum() > 1 else advantages
-        kl = float(kl_estimate(old, ref, mask, "k1").sum(-1).mean())
-        new_coef = self.kl.update(kl, len(samples))
+            count = reduce([float(trained.sum())])[0] if reduce else float(trained.sum())
+            advantages = whiten(advantages, trained, reduce=reduce) if count > 1 else advantages
+        sequence_kl = kl_estimate(old, ref, mask, "k1").sum(-1)
+        kl, n = float(sequence_kl.mean()), len(samples)
+        if reduce:  # the mean sequence KL of the whole round, so every process's controller moves alike
+            kl_sum, count = reduce([float(sequence_kl.sum()), float(n)])
+            kl, n = kl_sum / count, int(count)
+        new_coef = self.kl.update(kl, n)
         for r, s in enumerate(samples):
             n = len(s.completion_ids)
             s.advantage = advantages[r, :n].tolist() if s.trained else [0.0] * n

@@ -64,8 +64,22 @@ def _masked_mean_std(x: torch.Tensor, valid: torch.Tensor, dim, unbiased: bool) 
     return mean, var.sqrt()
 
 
+def _batch_mean_std(x: torch.Tensor, valid: torch.Tensor, unbiased: bool, reduce=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std over every valid entry of x; with `reduce` (a sum of a list of floats over all
+    processes, `posttrain.ranks.all_reduce_sum`), over every process's entries: two processes get the
+    statistic of one process holding both batches. Two reductions (count and sum, then squared
+    deviations from the global mean), in float64."""
+    if reduce is None:
+        return _masked_mean_std(x, valid, None, unbiased)
+    count, total = reduce([float(valid.sum()), float(torch.where(valid, x.double(), 0).sum())])
+    mean = total / max(count, 1.0)
+    squares = reduce([float(torch.where(valid, (x.double() - mean) ** 2, 0).sum())])[0]
+    var = squares / max(count - 1 if unbiased else count, 1.0)
+    return x.new_tensor(mean), x.new_tensor(var ** 0.5)
+
+
 def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group", eps: float = 1e-4,
-                     unbiased: bool = True) -> torch.Tensor:
+                     unbiased: bool = True, reduce=None) -> torch.Tensor:
     """Group-relative advantages of GRPO and its variants, (N,) → (N,).
 
         Â_i = (r_i − mean_g(r)) / (std + ε)    scale="group": std over the completion's group (GRPO,
@@ -82,6 +96,9 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group
     A group whose rewards are all equal gets advantage exactly 0 (its float mean can be an ulp off
     the common value, so it is zeroed explicitly, never divided by a ~0 std): it carries no signal,
     which is what DAPO's dynamic sampling filters out (S3 L2815).
+
+    `reduce` (e.g. `posttrain.ranks.all_reduce_sum`): the batch std of scale="batch" is taken over
+    every process's rewards (groups never span processes, so the group statistics need nothing).
     """
     if scale not in GROUP_SCALES:
         raise ValueError(f"scale must be one of {GROUP_SCALES}, got {scale!r}")
@@ -91,7 +108,7 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group
     mean, std = _masked_mean_std(grouped, gvalid, 1, unbiased)
     adv = grouped - mean
     if scale == "batch":
-        _, std = _masked_mean_std(r, valid, 0, unbiased)
+        _, std = _batch_mean_std(r, valid, unbiased, reduce)
     if scale != "none":
         adv = adv / (std + eps)
     hi = torch.where(gvalid, grouped, -torch.inf).amax(1, keepdim=True)
@@ -127,13 +144,15 @@ def rloo_advantages(rewards: torch.Tensor, group_size: int, normalize: bool = Fa
     return torch.where(has_baseline, adv, 0)
 
 
-def reinforce_advantages(rewards: torch.Tensor, group_size: int | None = None, baseline: str = "mean") -> torch.Tensor:
+def reinforce_advantages(rewards: torch.Tensor, group_size: int | None = None, baseline: str = "mean",
+                         reduce=None) -> torch.Tensor:
     """REINFORCE with a baseline, (N,) → (N,) (S3 L137-170, L616-627; S1 L349-394):
 
         ∇J = E[∇ log π(a|s) (R − b)],   b = mean of the batch (or of the group, given group_size),
                                         or b = 0 (baseline="none", the plain Monte Carlo estimate)
 
-    With a group mean baseline this equals `group_advantages(..., scale="none")` (Dr.GRPO).
+    With a group mean baseline this equals `group_advantages(..., scale="none")` (Dr.GRPO). `reduce`
+    (e.g. `posttrain.ranks.all_reduce_sum`): the batch mean is over every process's rewards.
     """
     if baseline not in REINFORCE_BASELINES:
         raise ValueError(f"baseline must be one of {REINFORCE_BASELINES}, got {baseline!r}")
@@ -141,12 +160,15 @@ def reinforce_advantages(rewards: torch.Tensor, group_size: int | None = None, b
     valid = ~torch.isnan(r)
     if baseline == "none":
         return torch.where(valid, r, 0)
-    rows = r.view(-1, group_size) if group_size is not None else r.view(1, -1)
+    if group_size is None:
+        mean, _ = _batch_mean_std(r, valid, False, reduce)
+        return torch.where(valid, r - mean, 0)
+    rows = r.view(-1, group_size)
     mean, _ = _masked_mean_std(rows, valid.view(rows.shape), 1, unbiased=False)
     return torch.where(valid, (rows - mean).reshape(-1), 0)
 
 
-def whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8) -> torch.Tensor:
+def whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8, reduce=None) -> torch.Tensor:
     """Masked whitening over every valid token of the batch (S3 L1395-1399, the PPO pseudocode):
 
         μ = Σ m·x / Σ m,   σ² = Σ m·(x − μ)² / Σ m,   x̂ = (x − μ) / (σ + ε)
@@ -154,11 +176,12 @@ def whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, ep
     σ² is the population variance, as in the seed (TRL's `masked_whiten` uses Bessel's n − 1 and
     rsqrt(σ² + ε); the two differ by a factor sqrt(n/(n−1))). `shift_mean=False` rescales only,
     x̂ = (x − μ)/(σ + ε) + μ, keeping the mean (TRL's option, used for rewards). Float32 out;
-    masked positions are 0; an all-masked input gives all zeros.
+    masked positions are 0; an all-masked input gives all zeros. `reduce` (e.g.
+    `posttrain.ranks.all_reduce_sum`): μ and σ over every process's valid tokens.
     """
     _check_tokens(mask, values=values)
     x, valid = values.float(), mask.bool()
-    mean, std = _masked_mean_std(x, valid, None, unbiased=False)
+    mean, std = _batch_mean_std(x, valid, False, reduce)
     out = (x - mean) / (std + eps)
     if not shift_mean:
         out = out + mean
@@ -187,7 +210,8 @@ def discounted_returns(token_rewards: torch.Tensor, mask: torch.Tensor, gamma: f
     return _reverse_scan(mask, (zero,), lambda t, carry: (r[:, t] + gamma * carry[0],))
 
 
-def reinforce_plus_plus_advantages(token_rewards: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
+def reinforce_plus_plus_advantages(token_rewards: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0,
+                                   reduce=None) -> torch.Tensor:
     """REINFORCE++ (Hu 2025; not in the seeds): whitened returns-to-go of the per-token rewards.
 
         G_t = Σ_{k≥t} γ^{k−t} r_k,      Â_t = (G_t − μ) / (σ + ε),   μ, σ over all valid tokens of the batch
@@ -196,7 +220,7 @@ def reinforce_plus_plus_advantages(token_rewards: torch.Tensor, mask: torch.Tens
     build them with `posttrain.losses.ppo.kl_penalized_rewards`. The global (batch) whitening replaces
     a critic or a per-prompt baseline. (B, T) → (B, T), masked positions 0.
     """
-    return whiten(discounted_returns(token_rewards, mask, gamma), mask)
+    return whiten(discounted_returns(token_rewards, mask, gamma), mask, reduce=reduce)
 
 
 def gae(token_rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float,
