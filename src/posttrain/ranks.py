@@ -75,3 +75,9 @@ def shard_items(items: list, world: int | None = None, r: int | None = None) -> 
 def full_tensor(t: torch.Tensor) -> torch.Tensor:
     """A DTensor's full value (e.g. the grad norm under FSDP2); a plain tensor as is."""
     return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+
+def batch_reduce():
+    """`all_reduce_sum` when several processes share a batch, else None: a batch statistic taken
+    with it covers every process's share, and a single process keeps its own arithmetic exactly."""
+    return all_reduce_sum if world_size() > 1 else None

@@ -175,7 +175,7 @@ class GRPO(Algorithm):
             ok = present.view(-1, g).float()
             means = (groups * ok).sum(1, keepdim=True) / ok.sum(1, keepdim=True).clamp(min=1)
             rewards = torch.where(present.view(-1, g), groups, means).view(-1)
-        reduce = ranks.all_reduce_sum if ranks.world_size() > 1 else None  # batch statistics over every process
+        reduce = ranks.batch_reduce()  # batch statistics over every process
         if cfg.advantage == "grpo":
             values = adv.group_advantages(rewards, g, scale=cfg.scale_rewards, reduce=reduce)
         elif cfg.advantage == "rloo":
@@ -210,8 +210,7 @@ class GRPO(Algorithm):
             old = completion_tensor([s.old_logps for s in samples], longest)
             ref = completion_tensor([s.ref_logps for s in samples], longest)
             token_rewards = kl_penalized_rewards(rewards, old, ref, mask, kl_coef=self.config.beta) * mask
-        reduce = ranks.all_reduce_sum if ranks.world_size() > 1 else None
-        values = adv.reinforce_plus_plus_advantages(token_rewards, mask, reduce=reduce)
+        values = adv.reinforce_plus_plus_advantages(token_rewards, mask, reduce=ranks.batch_reduce())
         for r, s in enumerate(samples):
             s.advantage = values[r, :len(s.completion_ids)].tolist() if s.trained else [0.0] * len(s.completion_ids)
 

@@ -184,7 +184,7 @@ class PPO(GRPO):
             rewards = rewards + completion_tensor([s.extra.get("step_rewards", []) for s in samples], old.shape[1]).to(device) * mask
         advantages, returns = gae(rewards, values * mask, mask, cfg.gamma, cfg.lam)
         trained = torch.tensor([s.trained for s in samples], device=device)[:, None] * mask
-        reduce = ranks.all_reduce_sum if ranks.world_size() > 1 else None  # statistics over every process's samples
+        reduce = ranks.batch_reduce()  # statistics over every process's samples
         if cfg.whiten_advantages:
             count = reduce([float(trained.sum())])[0] if reduce else float(trained.sum())
             advantages = whiten(advantages, trained, reduce=reduce) if count > 1 else advantages

@@ -37,8 +37,7 @@ def sample_next_token(
     logits = logits.float()
     if temperature == 0.0:
         tokens = logits.argmax(dim=-1)
-        logprobs = logits.gather(-1, tokens[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
-        return tokens, logprobs
+        return tokens, policy_logprob(logits, tokens, 0.0)
     scores = logits if temperature == 1.0 else logits / temperature
     vocab = scores.shape[-1]
     index = None  # maps a column of `scores` back to a vocab id when top-k shrank the vocab

@@ -113,8 +113,8 @@ def _generate(model, tokenizer, prompts, params, ignore_eos) -> GenerationOutput
     num_rows = len(prompts) * n
     prompt_index = [i for i in range(len(prompts)) for _ in range(n)]
     if num_rows == 0 or max_new == 0:
-        empty = [[] for _ in prompt_index]
-        return GenerationOutput(prompt_index, empty, ["" for _ in prompt_index], empty, ["length" for _ in prompt_index], empty)
+        return GenerationOutput(prompt_index, [[] for _ in prompt_index], ["" for _ in prompt_index], [[] for _ in prompt_index],
+                                ["length" for _ in prompt_index], [[] for _ in prompt_index])
     eos_ids = [] if ignore_eos else eos_token_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos_token_ids(model, tokenizer) or [0])[0]
     stops = StopStringChecker(tokenizer, list(params.stop))
