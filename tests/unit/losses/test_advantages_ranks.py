@@ -34,7 +34,9 @@ def _worker(rank: int, port: int, queue) -> None:
     try:
         half = slice(0, 6) if rank == 0 else slice(6, 12)  # whole groups on each process
         rows = slice(0, 2) if rank == 0 else slice(2, 4)
-        queue.put((rank, statistics(REWARDS[half], TOKENS[rows], MASK[rows], ranks.all_reduce_sum)))
+        result = statistics(REWARDS[half], TOKENS[rows], MASK[rows], ranks.all_reduce_sum)
+        # plain lists: a tensor sent through a queue is shared by file descriptor, gone when this process exits
+        queue.put((rank, {name: values.tolist() for name, values in result.items()}))
     finally:
         dist.destroy_process_group()
 
@@ -57,7 +59,7 @@ def test_two_processes_take_the_statistics_of_one_with_the_whole_batch():
         assert w.exitcode == 0
     whole = statistics(REWARDS, TOKENS, MASK, None)
     for name, want in whole.items():
-        got = torch.cat([results[0][name], results[1][name]])
+        got = torch.tensor(results[0][name] + results[1][name])
         torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6, msg=name)
     # and the per-process statistics differ from the whole batch's: the test would catch a local one
     alone = statistics(REWARDS[:6], TOKENS[:2], MASK[:2], None)
