@@ -11,10 +11,10 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from conftest import read_metrics, write_jsonl
-from posttrain.algorithms.ppo import PPO, PPOConfig, run_ppo
+from posttrain.algorithms.ppo import PPOConfig, ppo_algorithm, run_ppo
 from posttrain.config import build_config
 from posttrain.models.loading import load_tokenizer
-from posttrain.online.experience import Sample
+from posttrain.online.experience import Sample, policy_outputs
 
 REWARDS = '''
 def letter_a(prompts, completions, **columns):
@@ -33,28 +33,36 @@ def ppo_config(model, prompts, reward, out, **values) -> PPOConfig:
     defaults = dict(model=model, dataset=prompts, reward_funcs=[reward], output_dir=str(out), max_steps=8,
                     prompts_per_step=16, max_new_tokens=12, max_length=64, batch_size=8, learning_rate=3e-3,
                     logging_steps=1, device="cpu")
+    if "reward_model" in values:  # the reward model scores: reward_funcs would never be read
+        defaults.pop("reward_funcs")
     return build_config(PPOConfig, {**defaults, **values})
 
 
-def test_values_come_from_the_final_hidden_state(tiny_llama, setup, tmp_path):
+@pytest.mark.parametrize("critic", ["value_head", "model"])
+def test_values_come_from_the_final_hidden_state(tiny_llama, setup, tmp_path, critic):
+    """V(s_t) is the head on the hidden state that predicts completion token t: the actor's own
+    (value_head) or the separate critic trunk's (model); the log-probs come from the same forward."""
     prompts, reward = setup
     model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
     tokenizer = load_tokenizer(tiny_llama)
-    algorithm = PPO(ppo_config(tiny_llama, prompts, reward, tmp_path), tokenizer, rewards=None)
+    algorithm = ppo_algorithm(ppo_config(tiny_llama, prompts, reward, tmp_path, critic=critic), tokenizer, rewards=None)
     algorithm.setup(model)
-    torch.nn.init.normal_(algorithm.value_head.weight)
+    torch.nn.init.normal_(model.v_head.weight)
+    if critic == "model":  # a trunk of its own: make it differ from the actor's
+        torch.nn.init.normal_(model.critic_trunk.layers[0].mlp.down_proj.weight)
     samples = [Sample([1, 5, 9], [7, 8, 2], [0.0] * 3, 0), Sample([3], [4, 6, 6, 2], [0.0] * 4, 1)]
     batch = algorithm.collate(samples)
     with torch.no_grad():
-        logps, values, _ = algorithm._outputs(model, batch, with_entropy=False)
+        out = policy_outputs(model, batch, critic=algorithm.critic)
         for r, s in enumerate(samples):
             ids = torch.tensor([s.prompt_ids + s.completion_ids])
-            out = model(input_ids=ids, output_hidden_states=True)
-            hidden = out.hidden_states[-1][0, len(s.prompt_ids) - 1:-1]  # the states that predict each completion token
-            want = algorithm.value_head(hidden)[:, 0]
-            torch.testing.assert_close(values[r, :len(s.completion_ids)], want, atol=1e-5, rtol=1e-5)
-            lp = torch.log_softmax(out.logits[0, len(s.prompt_ids) - 1:-1], -1).gather(-1, torch.tensor(s.completion_ids)[:, None])[:, 0]
-            torch.testing.assert_close(logps[r, :len(s.completion_ids)], lp, atol=1e-5, rtol=1e-5)
+            full = model(input_ids=ids, output_hidden_states=True)
+            trunk = full.hidden_states[-1] if critic == "value_head" else model.critic_trunk(input_ids=ids).last_hidden_state
+            hidden = trunk[0, len(s.prompt_ids) - 1:-1]  # the states that predict each completion token
+            want = model.v_head(hidden)[:, 0]
+            torch.testing.assert_close(out.values[r, :len(s.completion_ids)], want, atol=1e-5, rtol=1e-5)
+            lp = torch.log_softmax(full.logits[0, len(s.prompt_ids) - 1:-1], -1).gather(-1, torch.tensor(s.completion_ids)[:, None])[:, 0]
+            torch.testing.assert_close(out.logps[r, :len(s.completion_ids)], lp, atol=1e-5, rtol=1e-5)
 
 
 def test_run_logs_ppo_metrics_and_saves_the_actor_alone(tiny_llama, setup, tmp_path):
@@ -91,9 +99,9 @@ def test_reward_model_scores_and_warm_starts_the_critic(tiny_llama, setup, tmp_p
     tokenizer.save_pretrained(tmp_path / "rm")
     config = ppo_config(tiny_llama, prompts, reward, tmp_path / "run", reward_model=str(tmp_path / "rm"), max_steps=2)
     model = AutoModelForCausalLM.from_pretrained(tiny_llama)
-    algorithm = PPO(config, tokenizer, rewards=None)
+    algorithm = ppo_algorithm(config, tokenizer, rewards=None)
     algorithm.setup(model)
-    torch.testing.assert_close(algorithm.value_head.weight, score_head(rm).weight)
+    torch.testing.assert_close(model.v_head.weight, score_head(rm).weight)
     run_ppo(config)
     first = read_metrics(tmp_path / "run")[0]
     assert "reward/reward_model/mean" in first and first["reward/std"] > 0

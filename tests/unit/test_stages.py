@@ -24,7 +24,7 @@ from posttrain.stages import KINDS, STAGES, get_stage, preset_values, stage_name
 SRC = Path(posttrain.__file__).parent
 SURFACES = ("posttrain.cli", "posttrain.api", "posttrain.pipeline", "posttrain.report")
 VALID_STAGES = "sft, eval, rm, prm, dpo, kto, grpo, rloo, ppo, rejection, pairs, compare, constitution, quickstart"
-GRPO_PRESETS = "grpo, dapo, dr_grpo, gspo, grpo_plus, rloo, reinforce, reinforce_pp"
+GRPO_PRESETS = "grpo, dapo, dr_grpo, gspo, grpo_plus, rloo, reinforce, reinforce_pp, remax"
 
 
 @pytest.mark.parametrize("name", list(STAGES))

@@ -1,9 +1,10 @@
-"""Where the micro-batches of each optimizer step come from: the `StepSource` protocol the training
-loop reads, and `OfflineSource`, which walks a fixed dataset in a seeded order.
+"""The two protocols the training loop reads: `Algorithm` (how a micro-batch becomes a loss) and
+`StepSource` (where the micro-batches of each optimizer step come from), and `OfflineSource`, which
+walks a fixed dataset in a seeded order.
 
-Online algorithms plug in their own source (`online.source.OnlineSource`: rollout -> reward ->
-advantages). The protocol lives in the data layer so that the online layer, below the loop, can
-implement it.
+Online algorithms plug in their own source and algorithm (`online.source.OnlineSource`: rollout ->
+reward -> advantages; `online.algorithm.OnlineRL`). The protocols live in the data layer so that the
+online layer, below the loop, can implement them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,41 @@ import torch
 
 import posttrain.ranks as ranks
 from posttrain.errors import DataError
+
+
+class Algorithm:
+    """What an algorithm gives the loop. Metrics returned by `loss` are sums over the micro-batch
+    (divided by the step's total weight when logged), or `(numerator, denominator)` pairs."""
+
+    def setup(self, model) -> None:
+        """Called once with the prepared (LoRA-wrapped, not yet sharded) policy, e.g. to make a reference model."""
+
+    def collate(self, items: list) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def loss(self, model, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The summed loss of the micro-batch (forward with `use_cache=False`) and metric sums."""
+        raise NotImplementedError
+
+    def batch_weight(self, batch: dict[str, Any]) -> float:
+        """Called on the CPU batch before it moves to the device."""
+        raise NotImplementedError
+
+    def evaluate_by_generation(self, model) -> dict[str, float]:
+        """Online algorithms: `eval_*` metrics from sampling on held-out prompts (default: none)."""
+        return {}
+
+    def state_dict(self) -> dict:
+        """What the algorithm changes as it trains (a KL controller, a data position), saved in every
+        checkpoint so that a resumed run ends where the uninterrupted one ends."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def num_tokens(self, batch: dict[str, Any]) -> int:
+        """Real (non-pad) tokens in the batch, for tokens/s."""
+        return int(batch["num_tokens"]) if "num_tokens" in batch else int(batch["input_ids"].numel())
 
 
 class StepSource:

@@ -75,7 +75,9 @@ class PolicyLossOutput:
 
 
 def _check(logps, old_logps, advantages, mask, ref_logps, beta, kl_estimator, ratio_level, epsilon_low,
-           epsilon_high, aggregation, max_completion_length, delta, entropy, entropy_coef) -> None:
+           epsilon_high, aggregation, max_completion_length, delta, entropy, entropy_coef, tis_weights) -> None:
+    if tis_weights is not None and tis_weights.shape != logps.shape:
+        raise ValueError(f"tis_weights must be {tuple(logps.shape)}, got {tuple(tis_weights.shape)}")
     if entropy_coef < 0:
         raise ValueError(f"entropy_coef must be >= 0, got {entropy_coef}")
     if entropy_coef > 0 and (entropy is None or entropy.shape != logps.shape):
@@ -114,7 +116,8 @@ def policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.
                 ratio_level: str = "token", epsilon_low: float = 0.2, epsilon_high: float = 0.2,
                 aggregation: str = "grpo", max_completion_length: int | None = None,
                 delta: float | None = None, kl_importance_weight: bool = False,
-                entropy: torch.Tensor | None = None, entropy_coef: float = 0.0) -> PolicyLossOutput:
+                entropy: torch.Tensor | None = None, entropy_coef: float = 0.0,
+                tis_weights: torch.Tensor | None = None) -> PolicyLossOutput:
     """The clipped surrogate (+ β·KL) of the module docstring, summed in `aggregation`'s units.
 
     logps: (B, T) log π_θ of the sampled completion tokens (carries the gradient); old_logps: the
@@ -131,12 +134,17 @@ def policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.
     entropy: (B, T) the policy's entropy per token, with its gradient; entropy_coef > 0 subtracts
     entropy_coef · H per token (the entropy bonus), aggregated like the surrogate.
 
+    tis_weights: (B, T) truncated importance-sampling weights w_t = min(π_old/π_rollout, C) (Yao et
+    al. 2025, not in the seeds): when a rollout engine's log-probs differ from the trainer's, old_logps
+    are the trainer's and each token's surrogate is multiplied by w_t (no gradient), so the update
+    stays an unbiased-up-to-truncation estimate for the distribution the engine actually sampled.
+
     kl_importance_weight: train on r·KL_t instead of KL_t (DeepSeek-V3.2's unbiased KL gradient, not
     in the seeds; TRL 1.16's default `use_bias_correction_kl=True`). Same value on-policy (r = 1), a
     different gradient; the `kl` metric stays the unweighted token mean.
     """
     _check(logps, old_logps, advantages, mask, ref_logps, beta, kl_estimator, ratio_level, epsilon_low,
-           epsilon_high, aggregation, max_completion_length, delta, entropy, entropy_coef)
+           epsilon_high, aggregation, max_completion_length, delta, entropy, entropy_coef, tis_weights)
     dtype = torch.promote_types(logps.dtype, torch.float32)  # bf16 log-probs: do the arithmetic in fp32
     valid = mask.bool()
     m = valid.to(dtype)
@@ -160,6 +168,8 @@ def policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.
     unclipped = ratio if delta is None else torch.clamp(ratio, max=delta)
     per_token = -torch.minimum(unclipped * adv, clipped * adv)
     per_token = per_token.expand(logps.shape)
+    if tis_weights is not None:
+        per_token = per_token * clean(tis_weights.detach())
     if entropy_coef > 0:
         per_token = per_token - entropy_coef * clean(entropy)
 

@@ -4,7 +4,8 @@ One `Sample` per completion. A micro-batch (`collate_samples`) is right padded [
 rows plus per-completion-token tensors aligned on the completion (B x T, T = longest completion):
 `old_logps`, `ref_logps` (when a reference is used), `mask` (1 on completion tokens the loss
 counts; all 0 for a sample masked out: no reward, or truncated under mask_truncated) and per-
-sequence `advantages` (B) or per-token ones (B x T).
+sequence `advantages` (B) or per-token ones (B x T); with a critic `returns` and `old_values`, with
+truncated importance sampling `tis_weights` (B x T).
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from posttrain.data.shared_prefix import pack_groups
 from posttrain.losses.ppo import entropy_of_log_probs
 from posttrain.models.logprobs import target_logprobs
 from posttrain.models.shared_prefix_attention import shared_prefix_attention
+
+
+TOKEN_EXTRAS = ("returns", "old_values", "tis_weights")  # per-token Sample.extra entries a micro-batch carries
 
 
 @dataclass
@@ -53,6 +57,9 @@ def collate_samples(samples: list[Sample], pad_token_id: int, packed: bool = Fal
     }
     if all(s.ref_logps is not None for s in samples):
         batch["ref_logps"] = completion_tensor([s.ref_logps for s in samples], longest)
+    for key in TOKEN_EXTRAS:  # a critic's targets, importance weights: only once a round's experience is made
+        if all(key in s.extra for s in samples):
+            batch[key] = completion_tensor([s.extra[key] for s in samples], longest)
     if isinstance(samples[0].advantage, list):
         batch["advantages"] = completion_tensor([s.advantage for s in samples], longest)
     else:
@@ -96,15 +103,42 @@ def _packed_layout(samples: list[Sample], rows: list[list[int]], pad_token_id: i
 def completion_logps(model, batch: dict, temperature: float = 1.0, with_entropy: bool = False):
     """Per-completion-token log-probs (B x T, 0 off the completion) of the policy at `temperature`
     (logits / T, the distribution the sampler drew from), and optionally the entropy of each token's
-    distribution. The head runs only where a completion token is predicted."""
+    distribution (else None)."""
+    out = policy_outputs(model, batch, temperature, with_entropy)
+    return out.logps, out.entropy
+
+
+@dataclass
+class PolicyOutputs:
+    logps: torch.Tensor  # (B, T) log π_θ of the completion tokens, with gradient
+    entropy: torch.Tensor | None  # (B, T) the entropy of each token's distribution
+    values: torch.Tensor | None  # (B, T) the critic's V(s_t)
+
+
+def policy_outputs(model, batch: dict, temperature: float = 1.0, with_entropy: bool = False, critic=None,
+                   entropy_grad: bool = False) -> PolicyOutputs:
+    """Log-probs, entropy and (with a `critic`, online.critic.Critic) values at the completion tokens
+    from one forward of the policy; the output head runs only where a completion token is predicted,
+    and a value head on the shared trunk reads those same hidden states. Padded or packed layout alike.
+    The entropy carries its gradient only with `entropy_grad` (an entropy bonus trains on it; a
+    logged entropy need not keep the N x vocab graph)."""
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids", "prefix_groups") if k in batch}
-    with shared_prefix_attention(model) if "prefix_groups" in batch else contextlib.nullcontext():
-        token_logps, log_probs = target_logprobs(model, batch["targets"], temperature, **inputs)
+    captured = {}
+    handle = None
+    if critic is not None:  # the hidden states the head reads, for a value head on the same trunk
+        head = model.get_output_embeddings()
+        handle = head.register_forward_hook(lambda _module, args, _output: captured.update(hidden=args[0]))
+    try:
+        with shared_prefix_attention(model) if "prefix_groups" in batch else contextlib.nullcontext():
+            token_logps, log_probs = target_logprobs(model, batch["targets"], temperature, **inputs)
+    finally:
+        if handle is not None:
+            handle.remove()
     where = batch["completion_mask"]
-    logps = torch.zeros(where.shape, dtype=torch.float32, device=token_logps.device).masked_scatter(where, token_logps)
-    if not with_entropy:
-        return logps, None
-    with torch.no_grad():
-        token_entropy = entropy_of_log_probs(log_probs)
-        entropy = torch.zeros(where.shape, dtype=torch.float32, device=token_logps.device).masked_scatter(where, token_entropy)
-    return logps, entropy
+    scatter = lambda v: torch.zeros(where.shape, dtype=torch.float32, device=v.device).masked_scatter(where, v)  # noqa: E731
+    values = scatter(critic.values(model, batch, captured["hidden"])) if critic is not None else None
+    entropy = None
+    if with_entropy:
+        with contextlib.nullcontext() if entropy_grad else torch.no_grad():
+            entropy = scatter(entropy_of_log_probs(log_probs))
+    return PolicyOutputs(scatter(token_logps), entropy, values)

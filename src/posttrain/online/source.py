@@ -1,4 +1,4 @@
-"""The experience maker of online RL: rollout -> reward -> advantages -> the optimizer steps that use them.
+"""The online step source: generation rounds of experience (online.maker) -> the optimizer steps that use them.
 
 Each generation round takes the next `prompts_per_step` prompts (a seeded order, reshuffled each
 epoch; each process takes its share), samples `num_generations` completions of each with the
@@ -9,6 +9,8 @@ plan is served one optimizer step per `next_step`; the old log-probs stay frozen
 Dynamic sampling (DAPO) drops groups whose rewards are all equal (they carry no signal) and
 samples more prompts until the round is full, at most `max_sampling_rounds` times; if the cap is
 hit, the round is completed with dropped groups (zero advantage), so every step has the same shape.
+Under torchrun the decisions are global: every process asks for as many prompts as the emptiest one
+needs (so the shared prompt order stays in step), and the logged numbers cover every process.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from posttrain.data.steps import StepSource
 from posttrain.data.tokenize import tokenize_prompt
 from posttrain.generation import SamplingParams
 from posttrain.online.experience import Sample
-from posttrain.rollout import generate_rollouts
 
 
 class OnlineSource(StepSource):
@@ -86,41 +87,41 @@ class OnlineSource(StepSource):
         return self._prompt_cache[index]
 
     def _make_experience(self) -> dict[str, float]:
-        cfg, algo = self.config, self.algorithm
+        cfg, maker = self.config, self.algorithm.experience
         began = time.perf_counter()
-        algo.backend.sync_weights()  # an engine with its own copy of the weights samples from the current policy
+        maker.backend.sync_weights()  # an engine with its own copy of the weights samples from the current policy
         stats = {"prompts_too_long": 0, "dropped_groups": 0, "sampling_rounds": 0}
         kept: list[list[Sample]] = []
         spare: list[list[Sample]] = []
         rollout_seconds, reward_seconds, completion_tokens = 0.0, 0.0, 0
         reward_log: dict[str, list[float]] = {}
-        truncated = empty = 0
-        all_lengths: list[int] = []
-        while len(kept) < cfg.prompts_per_step and stats["sampling_rounds"] < cfg.max_sampling_rounds:
+        seen: list[Sample] = []
+        while stats["sampling_rounds"] < cfg.max_sampling_rounds:
+            # every process asks for the same number of prompts, so the global order stays in step:
+            # the round goes on while any process still lacks groups (a decision over all processes)
+            want = int(max(ranks.all_gather_object(cfg.prompts_per_step - len(kept))))
+            if want <= 0:
+                break
             stats["sampling_rounds"] += 1
-            want = cfg.prompts_per_step - len(kept)
             indices = []
             for i in self._next_prompts(want):
                 if self._prompt_ids(i) is None:
                     stats["prompts_too_long"] += 1
                 else:
                     indices.append(i)
-            if not indices:
-                continue
-            params = SamplingParams(**cfg.sampling_kwargs(seed=cfg.seed * 1_000_003 + self.round))
+            seed = cfg.seed * 1_000_003 + self.round
             self.round += 1
-            rollouts = generate_rollouts(algo.backend, [self._prompt_ids(i) for i in indices], cfg.num_generations, params)
-            rollout_seconds += rollouts.seconds
-            completion_tokens += rollouts.num_completion_tokens
-            t0 = time.perf_counter()
-            groups, result = algo.score(rollouts, [self.rows[i] for i in indices])
-            reward_seconds += time.perf_counter() - t0
-            for name, values in result.per_function.items():
+            if not indices or len(kept) >= cfg.prompts_per_step:
+                continue
+            params = SamplingParams(**cfg.sampling_kwargs(seed=seed))
+            scored = maker.sample([self._prompt_ids(i) for i in indices], [self.rows[i] for i in indices], params)
+            rollout_seconds += scored.rollout_seconds
+            reward_seconds += scored.reward_seconds
+            completion_tokens += scored.completion_tokens
+            for name, values in scored.rewards.per_function.items():
                 reward_log.setdefault(name, []).extend(v for v in values if v is not None)
-            for group in groups:
-                all_lengths += [len(s.completion_ids) for s in group]
-                truncated += sum(s.truncated for s in group)
-                empty += sum(not s.extra.get("text", "").strip() for s in group)
+            for group in scored.groups:
+                seen += group
                 usable = [s.reward for s in group if s.reward is not None]
                 if cfg.dynamic_sampling and (len(usable) < 2 or max(usable) - min(usable) < 1e-12):
                     stats["dropped_groups"] += 1
@@ -133,28 +134,33 @@ class OnlineSource(StepSource):
             filled += 1
         samples = [s for group in kept[:cfg.prompts_per_step] for s in group]
         t0 = time.perf_counter()
-        algo.add_reference_logps(samples)  # first: PPO's token rewards carry the KL to the reference
-        reference_seconds = time.perf_counter() - t0
-        adv_stats = algo.assign_advantages(samples)
+        adv_stats = maker.finish(samples)
+        finish_seconds = time.perf_counter() - t0
         self.samples = samples
         self.plan = self._plan(len(samples))
-        rewards = [s.reward for s in samples if s.reward is not None]
-        zero_std = sum(1 for g in kept if _all_equal([s.reward for s in g if s.reward is not None]))
+        # logged numbers cover every process's samples, as one process with the whole round would log them
+        rewards = gathered([s.reward for s in samples if s.reward is not None])
+        lengths = gathered([len(s.completion_ids) for s in seen])
+        flat_groups = gathered([float(_all_equal([s.reward for s in g if s.reward is not None])) for g in kept])
+        counts = ranks.all_reduce_sum([sum(s.truncated for s in seen), sum(not s.extra.get("text", "").strip() for s in seen),
+                                       stats["dropped_groups"], filled, sum(not s.trained for s in samples),
+                                       stats["prompts_too_long"]])
+        truncated, empty, dropped, filled, masked, too_long = counts
         metrics = {
             "reward/mean": _mean(rewards), "reward/std": _std(rewards),
-            "completion/mean_length": _mean(all_lengths), "completion/max_length": float(max(all_lengths, default=0)),
-            "completion/truncation_rate": truncated / max(1, len(all_lengths)),
-            "completion/empty": float(empty),
-            "groups/zero_std_fraction": zero_std / max(1, len(kept)),
-            "groups/dropped": float(stats["dropped_groups"]), "groups/filled_after_cap": float(filled),
-            "samples/masked": float(sum(not s.trained for s in samples)),
-            "prompts/too_long": float(stats["prompts_too_long"]), "sampling_rounds": float(stats["sampling_rounds"]),
+            "completion/mean_length": _mean(lengths), "completion/max_length": float(max(lengths, default=0)),
+            "completion/truncation_rate": truncated / max(1, len(lengths)),
+            "completion/empty": empty,
+            "groups/zero_std_fraction": _mean(flat_groups),
+            "groups/dropped": dropped, "groups/filled_after_cap": filled,
+            "samples/masked": masked, "prompts/too_long": too_long, "sampling_rounds": float(stats["sampling_rounds"]),
             "time/rollout_seconds": rollout_seconds, "time/reward_seconds": reward_seconds,
-            "time/reference_seconds": reference_seconds, "time/experience_seconds": time.perf_counter() - began,
+            "time/advantage_seconds": finish_seconds, "time/experience_seconds": time.perf_counter() - began,
             "rollout/tokens_per_second": completion_tokens / max(rollout_seconds, 1e-9),
             **adv_stats,
         }
         for name, values in reward_log.items():
+            values = gathered(values)
             metrics[f"reward/{name}/mean"], metrics[f"reward/{name}/std"] = _mean(values), _std(values)
         return metrics
 
@@ -170,6 +176,11 @@ class OnlineSource(StepSource):
                 part = order[m * per_step:(m + 1) * per_step]
                 plan.append([part[k:k + cfg.batch_size] for k in range(0, len(part), cfg.batch_size)])
         return plan
+
+
+def gathered(values: list) -> list:
+    """Every process's values, concatenated in rank order (this process's alone in one process)."""
+    return [v for part in ranks.all_gather_object(values) for v in part] if ranks.world_size() > 1 else list(values)
 
 
 def _mean(xs) -> float:

@@ -31,7 +31,7 @@ import transformers
 
 import posttrain.ranks as ranks
 from posttrain.data.collate import to_device
-from posttrain.data.steps import OfflineSource, StepSource
+from posttrain.data.steps import Algorithm, OfflineSource, StepSource  # noqa: F401  (Algorithm: re-exported for the stages)
 from posttrain.errors import DataError
 from posttrain.models.loading import apply_lora, save_model
 from posttrain.train import distributed
@@ -42,41 +42,6 @@ from posttrain.train.scaffold import load_model_for
 from posttrain.train.schedule import build_scheduler
 
 STOP_ENV = "POSTTRAIN_STOP_AFTER_STEP"  # tests: kill the process (SIGKILL) right after this step
-
-
-class Algorithm:
-    """What an algorithm gives the loop. Metrics returned by `loss` are sums over the micro-batch
-    (divided by the step's total weight when logged), or `(numerator, denominator)` pairs."""
-
-    def setup(self, model) -> None:
-        """Called once with the prepared (LoRA-wrapped, not yet sharded) policy, e.g. to make a reference model."""
-
-    def collate(self, items: list) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def loss(self, model, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
-        """The summed loss of the micro-batch (forward with `use_cache=False`) and metric sums."""
-        raise NotImplementedError
-
-    def batch_weight(self, batch: dict[str, Any]) -> float:
-        """Called on the CPU batch before it moves to the device."""
-        raise NotImplementedError
-
-    def evaluate_by_generation(self, model) -> dict[str, float]:
-        """Online algorithms: `eval_*` metrics from sampling on held-out prompts (default: none)."""
-        return {}
-
-    def state_dict(self) -> dict:
-        """What the algorithm changes as it trains (a KL controller, a data position), saved in every
-        checkpoint so that a resumed run ends where the uninterrupted one ends."""
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
-
-    def num_tokens(self, batch: dict[str, Any]) -> int:
-        """Real (non-pad) tokens in the batch, for tokens/s."""
-        return int(batch["num_tokens"]) if "num_tokens" in batch else int(batch["input_ids"].numel())
 
 
 def eval_batches(items: list, collate, batch_size: int) -> list[dict[str, Any]]:

@@ -1,5 +1,6 @@
-"""The GRPO algorithm's REINFORCE++ advantages on hand-computed numbers: with β > 0 the KL to the
-reference goes into the token rewards (−β·k1 at every token, the score at the last), not the loss."""
+"""GRPO's composition on hand-computed numbers: REINFORCE++ with β > 0 puts the KL to the reference
+into the token rewards (−β·k1 at every token, the score at the last), not into the loss; options the
+composition never reads are refused."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import math
 
 import pytest
 
-from posttrain.algorithms.grpo import GRPO, GRPOConfig
+from posttrain.algorithms.grpo import GRPOConfig, grpo_algorithm
 from posttrain.config import build_config
+from posttrain.errors import ConfigError
 from posttrain.online.experience import Sample
+from posttrain.online.maker import RolloutExperience
 
 
 def samples_with_logps() -> list[Sample]:
@@ -18,10 +21,15 @@ def samples_with_logps() -> list[Sample]:
             Sample([1], [7], [-0.5], 0, reward=0.0, ref_logps=[-1.1])]
 
 
+def experience_of(config) -> RolloutExperience:
+    algorithm = grpo_algorithm(config, tokenizer=None, rewards=None)
+    return RolloutExperience(config, None, None, algorithm.estimator, backend=None, policy=None, reward_kl=algorithm.reward_kl)
+
+
 def reinforce_pp(beta: float) -> list[list[float]]:
     config = build_config(GRPOConfig, {"advantage": "reinforce_pp", "beta": beta, "num_generations": 2})
-    algorithm, samples = GRPO(config, tokenizer=None, rewards=None), samples_with_logps()
-    algorithm.assign_advantages(samples)
+    samples = samples_with_logps()
+    experience_of(config).finish(samples)
     return [s.advantage for s in samples]
 
 
@@ -46,6 +54,25 @@ def test_without_beta_only_the_score_counts():
 
 def test_the_loss_has_no_kl_term_under_reinforce_pp():
     config = build_config(GRPOConfig, {"advantage": "reinforce_pp", "beta": 0.5, "num_generations": 2})
-    assert GRPO(config, tokenizer=None, rewards=None).loss_beta == 0.0
+    assert config.loss_beta == 0.0 and grpo_algorithm(config, None, None).reward_kl.value == 0.5
     grpo = build_config(GRPOConfig, {"advantage": "grpo", "beta": 0.5})
-    assert GRPO(grpo, tokenizer=None, rewards=None).loss_beta == 0.5
+    assert grpo.loss_beta == 0.5 and grpo_algorithm(grpo, None, None).reward_kl is None
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"advantage": "rloo", "scale_rewards": "batch"}, "'scale_rewards' is set ('batch') but this run never reads it: it applies only with advantage=grpo"),
+    ({"scale_rewards": "none", "population_std": True}, "'population_std'"),
+    ({"beta": 0.0, "kl_estimator": "k1"}, "'kl_estimator' is set ('k1') but this run never reads it: it applies only with a KL term in the loss"),
+    ({"advantage": "reinforce_pp", "beta": 0.1, "kl_estimator": "k1"}, "'kl_estimator'"),
+    ({"overlong_penalty": 0.5}, "'overlong_penalty'"),
+    ({"num_generations": 1}, "advantage=grpo compares samples of the same prompt: num_generations must be >= 2"),
+])
+def test_options_the_composition_never_reads_are_refused(values, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        build_config(GRPOConfig, values)
+
+
+def test_options_it_reads_are_accepted():
+    build_config(GRPOConfig, {"scale_rewards": "batch", "population_std": True, "beta": 0.1, "kl_estimator": "k1",
+                              "overlong_buffer": 4, "overlong_penalty": 0.5, "dynamic_sampling": True, "max_sampling_rounds": 5})
+    build_config(GRPOConfig, {"advantage": "remax", "num_generations": 1})

@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForTokenClassification
 
-from posttrain.algorithms.ppo import PPO, PPOConfig
+from posttrain.algorithms.ppo import PPOConfig, ppo_algorithm
 from posttrain.config import build_config
 from posttrain.errors import ConfigError
 from posttrain.models.loading import load_tokenizer
@@ -115,10 +115,9 @@ def ppo_with_prm(tiny_llama, prm_dir, tmp_path, **values):
                                       "max_new_tokens": 16, "max_length": 64, **values})
     tok = load_tokenizer(tiny_llama)
     outcome = RewardFunctions({"outcome": lambda prompts, completions, **_: [1.0, -1.0]})
-    algorithm = PPO(config, tok, outcome)
     from posttrain.rewards.process import ProcessRewardModel
 
-    algorithm.process_rewards = ProcessRewardModel(prm_dir, device="cpu")
+    algorithm = ppo_algorithm(config, tok, outcome, process_rewards=ProcessRewardModel(prm_dir, device="cpu"))
     algorithm.setup(AutoModelForCausalLM.from_pretrained(tiny_llama))  # value head starts at 0: V = 0
     return algorithm, tok
 
@@ -132,10 +131,9 @@ def test_ppo_gae_receives_step_rewards_at_the_step_end_tokens(tiny_llama, prm_di
     completion_ids = [tok.encode(t, add_special_tokens=False) + [tok.eos_token_id] for t in texts]
     rollouts = Rollouts([tok(prompt)["input_ids"]] * 2, completion_ids, [[0.0] * len(c) for c in completion_ids], texts,
                         [False, False], [0, 0], 2)
-    groups, result = algorithm.score(rollouts, [{"prompt": prompt}])
+    groups, result = algorithm.experience.score(rollouts, [{"prompt": prompt}])
     samples = [s for g in groups for s in g]
-    algorithm.add_reference_logps(samples)
-    algorithm.assign_advantages(samples)
+    algorithm.experience.finish(samples)
 
     first = len(tok.encode("2+2=4\n", add_special_tokens=False)) - 1  # the "\n" that ends step 1
     steps = [(hand_scores(prm_dir, prompt, ["2+2=4", "so 4"]), [first, len(completion_ids[0]) - 2]),

@@ -1,0 +1,159 @@
+"""The one online-RL algorithm, composed rather than inherited: GRPO, RLOO, REINFORCE(++), ReMax and
+PPO are the same object with different parts.
+
+    experience  online.maker.RolloutExperience: rollout backend + reward functions + an advantage
+                estimator (online.estimators) + a reference / a critic / a KL in the reward as asked
+    loss        the clipped surrogate (losses.policy) with the stage's PolicyLossOptions, plus with a
+                critic c_v × its (clipped) value loss, plus with ptx γ × the SFT loss of ptx data
+    state       what changes as it trains (the KL controller, the ptx position), in every checkpoint
+
+`OnlineParts` says which parts a stage wants; `OnlineRL.setup` builds them around the prepared policy.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+import posttrain.ranks as ranks
+from posttrain.data.steps import Algorithm
+from posttrain.losses.kl import kl_estimate
+from posttrain.losses.policy import policy_loss
+from posttrain.losses.ppo import AdaptiveKLController, FixedKLController, explained_variance, value_loss
+from posttrain.models.reference import ReferencePolicy
+from posttrain.models.shared_prefix_attention import can_share_prefix
+from posttrain.online.critic import Critic
+from posttrain.online.estimators import ESTIMATORS
+from posttrain.online.experience import Sample, collate_samples, policy_outputs
+from posttrain.online.maker import RolloutExperience
+from posttrain.online.ptx import PtxTerm
+from posttrain.rewards import RewardFunctions
+from posttrain.rollout import LocalBackend
+
+
+@dataclass
+class OnlineParts:
+    """The optional parts of a composition (the options groups of its stage say which)."""
+    critic: Critic | None = None
+    reward_kl: str | None = None  # the option holding β of a KL penalty in the reward: "kl_coef" (PPO), "beta" (REINFORCE++)
+    ptx_rows: list = field(default_factory=list)  # PPO-ptx: micro-batches of input-output data
+    process_rewards: object = None  # rewards.process.ProcessRewardModel
+
+
+class OnlineRL(Algorithm):
+    def __init__(self, config, tokenizer, rewards: RewardFunctions, parts: OnlineParts | None = None):
+        self.config, self.tokenizer, self.rewards = config, tokenizer, rewards
+        self.parts = parts or OnlineParts()
+        self.estimator = ESTIMATORS[config.advantage]
+        self.critic = self.parts.critic
+        self.ptx = PtxTerm(self.parts.ptx_rows, config.ptx_coef, config.batch_size, tokenizer.pad_token_id) \
+            if self.parts.ptx_rows else None
+        self.reward_kl = self._reward_kl()
+        self.experience: RolloutExperience | None = None
+        self.policy = None
+        self.packed = False
+        self.eval_rows: list[dict] = []
+
+    def _reward_kl(self):
+        name = self.parts.reward_kl
+        if name is None:
+            return None
+        cfg = self.config
+        coef = getattr(cfg, name)
+        if getattr(cfg, "target_kl", 0) > 0:
+            return AdaptiveKLController(coef, cfg.target_kl, cfg.kl_horizon, mode=cfg.kl_controller)
+        return FixedKLController(coef)
+
+    def setup(self, model) -> None:
+        cfg = self.config
+        self.policy = model
+        replica = None
+        if ranks.world_size() > 1:  # the policy will be sharded: sample from a full copy per process
+            replica = copy.deepcopy(model).eval()
+            replica.requires_grad_(False)
+        if self.critic is not None:
+            self.critic.attach(model)
+            self.critic.trainable(model)
+        self.packed = cfg.packing and can_share_prefix(model)
+        needs_reference = cfg.loss_beta > 0 or (self.reward_kl is not None and self.reward_kl.value > 0)
+        self.experience = RolloutExperience(
+            cfg, self.tokenizer, self.rewards, self.estimator, backend=LocalBackend(model, self.tokenizer, replica),
+            policy=model, reference=ReferencePolicy(model) if needs_reference else None, critic=self.critic,
+            reward_kl=self.reward_kl, kl_placement=getattr(cfg, "kl_placement", "every_token"),
+            process_rewards=self.parts.process_rewards, packed=self.packed)
+
+    def evaluate_by_generation(self, model) -> dict[str, float]:
+        """Greedy completions of the held-out prompts (`eval_dataset`), scored by the reward functions."""
+        if not self.eval_rows:
+            return {}
+        from posttrain.methods.heldout import evaluate
+
+        report = evaluate(model, self.tokenizer, self.eval_rows, self.rewards.functions, temperature=0.0,
+                          max_new_tokens=self.config.max_new_tokens, seed=self.config.seed, show_samples=0)
+        return {f"eval_{name}": report[name] for name in self.rewards.functions} | {"eval_mean_length": report["mean_length"]}
+
+    # ---------------------------------------------------------------------------- training
+
+    def collate(self, samples: list[Sample]) -> dict:
+        return collate_samples(samples, self.tokenizer.pad_token_id, self.packed)
+
+    def batch_weight(self, batch: dict) -> float:
+        if self.config.loss_type == "token_mean":
+            return float(batch["mask"].sum())
+        return float(batch["num_sequences"])
+
+    def loss(self, model, batch: dict) -> tuple[torch.Tensor, dict]:
+        cfg = self.config
+        out = policy_outputs(model, batch, cfg.temperature, with_entropy=True, critic=self.critic,
+                             entropy_grad=cfg.entropy_coef > 0)
+        mask = batch["mask"]
+        result = policy_loss(out.logps, batch["old_logps"], batch["advantages"], mask, ref_logps=batch.get("ref_logps"),
+                             beta=cfg.loss_beta, kl_estimator=cfg.kl_estimator, ratio_level=cfg.ratio_level,
+                             epsilon_low=cfg.epsilon_low, epsilon_high=cfg.epsilon_high, aggregation=cfg.loss_type,
+                             max_completion_length=cfg.max_new_tokens, entropy=out.entropy, entropy_coef=cfg.entropy_coef,
+                             tis_weights=batch.get("tis_weights"))
+        total, metrics = result.loss, dict(result.metrics)
+        tokens = mask.sum()
+        per_token = self.batch_weight(batch) / tokens.clamp(min=1)  # a token sum in the loss's units
+        with torch.no_grad():
+            metrics["entropy"] = ((out.entropy * mask).sum(), tokens)
+            if "ref_logps" in batch:
+                for name in ("k1", "k3"):
+                    metrics[f"kl/{name}"] = (kl_estimate(out.logps.detach(), batch["ref_logps"], mask, name).sum(), tokens)
+        if self.critic is not None:
+            total = total + self._value_term(out.values, batch, mask, metrics) * per_token
+        if self.ptx is not None:
+            total = total + self.ptx.loss(model, out.logps.device, metrics, tokens) * self.batch_weight(batch)
+        return total, metrics
+
+    def _value_term(self, values, batch, mask, metrics) -> torch.Tensor:
+        """c_v × the (clipped) value loss, a token sum; its metrics into `metrics`."""
+        cfg = self.config
+        v_loss, clipped = value_loss(values, batch["old_values"], batch["returns"], mask,
+                                     cfg.cliprange_value if cfg.cliprange_value > 0 else None)
+        tokens = mask.sum()
+        with torch.no_grad():
+            residual = (batch["returns"] - values) * mask
+            metrics.update({"value_loss": (v_loss.detach(), tokens), "value_clip_fraction": (clipped, tokens),
+                            "values/squared_error": ((residual ** 2).sum(), tokens)})
+            variance = explained_variance(values, batch["returns"], mask)
+            if math.isfinite(variance):
+                metrics["values/explained_variance"] = (variance * tokens, tokens)
+        return cfg.vf_coef * v_loss
+
+    def state_dict(self) -> dict:
+        state = {}
+        if self.reward_kl is not None:
+            state["kl"] = self.reward_kl.state_dict()
+        if self.ptx is not None:
+            state["ptx_at"] = self.ptx.position
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        if "kl" in state and self.reward_kl is not None:
+            self.reward_kl.load_state_dict(state["kl"])
+        if "ptx_at" in state and self.ptx is not None:
+            self.ptx.position = int(state["ptx_at"])

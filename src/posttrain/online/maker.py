@@ -1,0 +1,237 @@
+"""The experience maker: prompts -> rollouts -> rewards -> reference / old log-probs -> advantages.
+
+`ExperienceMaker` is the protocol the online source drives (one `sample` per generation call, so
+dynamic sampling can ask for more; one `finish` per round); `RolloutExperience` is the one
+implementation, composed of a rollout backend (`rollout.RolloutBackend`: generate + weight sync), the
+reward functions, an advantage estimator (`online.estimators`), and, as the stage asks, a reference
+policy, a critic, a KL penalty in the reward and a process reward model.
+
+What `finish` writes on each Sample: `advantage` (a float, or a list per token), `ref_logps`; in
+`extra`: `returns` and `old_values` (with a critic), `tis_weights` and `rollout_logps` (with
+truncated importance sampling: `old_logps` are then the trainer's own).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+import posttrain.ranks as ranks
+from posttrain.data.collate import to_device
+from posttrain.data.values import completion_value
+from posttrain.generation import SamplingParams
+from posttrain.losses.advantages import whiten
+from posttrain.losses.kl import kl_estimate
+from posttrain.losses.policy import soft_overlong_penalty
+from posttrain.losses.ppo import kl_penalized_rewards
+from posttrain.online.estimators import EstimatorContext, Estimator
+from posttrain.online.experience import Sample, collate_samples, completion_tensor, policy_outputs
+from posttrain.rewards import RewardFunctions
+from posttrain.rollout import RolloutBackend, generate_rollouts
+
+
+@dataclass
+class Scored:
+    groups: list[list[Sample]]  # one list per prompt, its completions
+    rewards: object  # rewards.RewardResult: per-function values, for logging
+    rollout_seconds: float
+    reward_seconds: float
+    completion_tokens: int
+
+
+class ExperienceMaker(Protocol):
+    backend: RolloutBackend
+
+    def sample(self, prompts: list[list[int]], rows: list[dict], params: SamplingParams) -> Scored:
+        """Rollouts of `prompts` (token ids; `rows` their dataset rows), scored."""
+
+    def finish(self, samples: list[Sample]) -> dict[str, float]:
+        """Reference / old log-probs, values and advantages of a round's samples (group-major), in place;
+        returns metrics."""
+
+
+class RolloutExperience:
+    def __init__(self, config, tokenizer, rewards: RewardFunctions, estimator: Estimator, *, backend: RolloutBackend,
+                 policy, reference=None, critic=None, reward_kl=None, kl_placement: str = "every_token",
+                 process_rewards=None, packed: bool = False):
+        self.config, self.tokenizer, self.rewards, self.estimator = config, tokenizer, rewards, estimator
+        self.backend, self.policy, self.reference, self.critic = backend, policy, reference, critic
+        self.reward_kl, self.kl_placement, self.process_rewards = reward_kl, kl_placement, process_rewards
+        self.packed = packed  # the shared-prompt layout for the extra forwards too
+        self._groups = 0  # group ids run on over the round, so groups of different calls never share one
+
+    # ------------------------------------------------------------------------------ sample
+
+    def sample(self, prompts, rows, params):
+        cfg = self.config
+        rollouts = generate_rollouts(self.backend, prompts, cfg.num_generations, params)
+        greedy = None
+        if self.estimator.greedy_baseline:  # ReMax: each prompt's greedy completion, scored as its baseline
+            greedy = generate_rollouts(self.backend, prompts, 1, SamplingParams(**{**params.__dict__, "temperature": 0.0}))
+        t0 = time.perf_counter()
+        groups, result = self.score(rollouts, rows, greedy)
+        return Scored(groups, result, rollouts.seconds + (greedy.seconds if greedy else 0.0), time.perf_counter() - t0,
+                      rollouts.num_completion_tokens)
+
+    def score(self, rollouts, rows: list[dict], greedy=None) -> tuple[list[list[Sample]], object]:
+        """Samples grouped by prompt with their rewards (and step rewards), and the reward result;
+        `greedy` rollouts (one per prompt) give each sample `extra["baseline"]`."""
+        cfg = self.config
+        total, result = self._score(rollouts, rows)
+        baseline = self._score(greedy, rows)[0] if greedy is not None else None
+        groups: dict[int, list[Sample]] = {}
+        for i in range(len(rollouts)):
+            g = rollouts.group[i]
+            trained = total[i] is not None and not (cfg.mask_truncated and rollouts.truncated[i])
+            extra = {"text": rollouts.texts[i]}
+            if baseline is not None:
+                extra["baseline"] = baseline[g]
+            groups.setdefault(g, []).append(Sample(
+                rollouts.prompt_ids[i], rollouts.completion_ids[i], rollouts.old_logps[i], self._groups + g,
+                reward=total[i], trained=trained, truncated=rollouts.truncated[i], extra=extra))
+        if self.process_rewards is not None:
+            samples = [s for group in groups.values() for s in group]
+            self._add_step_rewards(samples, [rows[s.group - self._groups]["prompt"] for s in samples], result)
+        self._groups += len(rows)
+        return list(groups.values()), result
+
+    def _score(self, rollouts, rows: list[dict]) -> tuple[list[float | None], object]:
+        """The reward of each rollout (None: masked), with DAPO's soft overlong punishment."""
+        cfg = self.config
+        conversational = isinstance(rows[0]["prompt"], list)
+        prompts = [rows[g]["prompt"] for g in rollouts.group]
+        completions = [completion_value(t, conversational) for t in rollouts.texts]
+        columns = {k: [rows[g][k] for g in rollouts.group] for k in rows[0] if k not in ("prompt", "completion")}
+        result = self.rewards(prompts, completions, columns, completion_ids=rollouts.completion_ids)
+        total = list(result.total)
+        if cfg.overlong_buffer:
+            lengths = torch.tensor([len(c) for c in rollouts.completion_ids])
+            penalty = soft_overlong_penalty(lengths, cfg.max_new_tokens, cfg.overlong_buffer) * cfg.overlong_penalty
+            total = [None if r is None else r + float(p) for r, p in zip(total, penalty)]
+        return total, result
+
+    def _add_step_rewards(self, samples: list[Sample], prompts: list, result) -> None:
+        """A process reward model's step rewards per completion token (`extra["step_rewards"]`)."""
+        cfg = self.config
+        token_rewards = self.process_rewards.token_rewards(prompts, [s.extra["text"] for s in samples],
+                                                           [s.completion_ids for s in samples], self.tokenizer, cfg.process_reward_mode)
+        for s, values in zip(samples, token_rewards):
+            s.extra["step_rewards"] = [cfg.process_reward_coef * v for v in values]
+        result.per_function["process_reward"] = [sum(s.extra["step_rewards"]) for s in samples]
+
+    # ------------------------------------------------------------------------------ finish
+
+    @torch.no_grad()
+    def finish(self, samples):
+        cfg, metrics = self.config, {}
+        if cfg.tis_cap > 0:
+            metrics.update(self._recompute_old_logps(samples))
+        if self.reference is not None:
+            t0 = time.perf_counter()
+            self._add_reference_logps(samples)
+            metrics["time/reference_seconds"] = time.perf_counter() - t0
+        longest = max(max(len(s.completion_ids) for s in samples), 1)
+        completion = completion_tensor([[1.0] * len(s.completion_ids) for s in samples], longest)
+        trained = completion * torch.tensor([float(s.trained) for s in samples])[:, None]
+        rewards = torch.tensor([float("nan") if s.reward is None else s.reward for s in samples])
+        old = completion_tensor([s.old_logps for s in samples], longest)
+        with_ref = all(s.ref_logps is not None for s in samples)
+        ref = completion_tensor([s.ref_logps for s in samples], longest) if with_ref else old
+        token_rewards = self._token_rewards(samples, torch.nan_to_num(rewards), old, ref, completion)
+        values = None
+        if self.critic is not None:
+            values = self._forward(samples, "values", longest) * completion
+        reduce = ranks.batch_reduce()  # batch statistics over every process's samples
+        baseline = torch.tensor([s.extra["baseline"] if s.extra["baseline"] is not None else float("nan") for s in samples]) \
+            if self.estimator.greedy_baseline else None
+        ctx = EstimatorContext(cfg, reduce, baseline)
+        advantages, returns = self.estimator.compute(rewards, token_rewards, trained, values, cfg.num_generations, ctx)
+        if getattr(cfg, "whiten_advantages", False):
+            if advantages.dim() == 1:
+                advantages = advantages[:, None] * trained
+            count = reduce([float(trained.sum())])[0] if reduce else float(trained.sum())
+            advantages = whiten(advantages, trained, reduce=reduce) if count > 1 else advantages
+        if self.reward_kl is not None:
+            metrics.update(self._update_kl_coef(old, ref, completion, len(samples), reduce))
+        for r, s in enumerate(samples):
+            n = len(s.completion_ids)
+            if advantages.dim() == 1:
+                s.advantage = float(advantages[r]) if s.trained else 0.0
+            else:
+                s.advantage = advantages[r, :n].tolist() if s.trained else [0.0] * n
+            if values is not None:
+                s.extra["returns"], s.extra["old_values"] = returns[r, :n].tolist(), values[r, :n].tolist()
+        flat = advantages[trained.bool()] if advantages.dim() == 2 else advantages[torch.tensor([s.trained for s in samples])]
+        metrics |= {"advantage/mean": float(flat.mean()) if flat.numel() else 0.0,
+                    "advantage/std": float(flat.std()) if flat.numel() > 1 else 0.0,
+                    "advantage/abs_mean": float(flat.abs().mean()) if flat.numel() else 0.0}
+        if values is not None:
+            valid = completion.bool()
+            metrics |= {"values/mean": float(values[valid].mean()), "returns/mean": float(returns[valid].mean())}
+        return metrics
+
+    def _token_rewards(self, samples, scores, old, ref, completion) -> torch.Tensor:
+        """The reward at each completion token: the score at the last one, −β·k1 per token when the KL
+        is in the reward (or its sum at the last, kl_placement=last), and step rewards."""
+        coef = self.reward_kl.value if self.reward_kl is not None else 0.0
+        rewards = kl_penalized_rewards(scores, old, ref, completion, coef, placement=self.kl_placement) * completion
+        if any("step_rewards" in s.extra for s in samples):  # process rewards at the step-end tokens
+            rewards = rewards + completion_tensor([s.extra.get("step_rewards", []) for s in samples], old.shape[1]) * completion
+        return rewards
+
+    def _update_kl_coef(self, old, ref, completion, count: int, reduce) -> dict[str, float]:
+        """The KL controller's step on the round's mean sequence KL (k1), over every process, so the
+        coefficient moves alike everywhere."""
+        sequence_kl = kl_estimate(old, ref, completion, "k1").sum(-1)
+        kl = float(sequence_kl.mean())
+        if reduce:
+            kl_sum, total = reduce([float(sequence_kl.sum()), float(count)])
+            kl, count = kl_sum / total, int(total)
+        return {"kl_coef": float(self.reward_kl.update(kl, count)), "kl/sequence_k1": kl}
+
+    def _forward(self, samples: list[Sample], what: str, longest: int, model=None) -> torch.Tensor:
+        """Log-probs or values of every sample, (N, longest), in micro-batches of batch_size, in eval mode."""
+        model = model or self.policy
+        device = next(self.policy.parameters()).device
+        out = torch.zeros(len(samples), longest)
+        was_training = self.policy.training
+        self.policy.eval()
+        try:
+            for start in range(0, len(samples), self.config.batch_size):
+                chunk = samples[start:start + self.config.batch_size]
+                batch = to_device(collate_samples(chunk, self.tokenizer.pad_token_id, packed=self.packed), device)
+                result = policy_outputs(model, batch, self.config.temperature, critic=self.critic if what == "values" else None)
+                values = result.values if what == "values" else result.logps
+                out[start:start + len(chunk), :values.shape[1]] = values.float().cpu()
+        finally:
+            self.policy.train(was_training)
+        return out
+
+    def _add_reference_logps(self, samples: list[Sample]) -> None:
+        device = next(self.policy.parameters()).device
+        longest = max(max(len(s.completion_ids) for s in samples), 1)
+        with self.reference.scoring(self.policy, device) as reference:
+            logps = self._forward(samples, "logps", longest, model=reference)
+        for s, row in zip(samples, logps):
+            s.ref_logps = row[:len(s.completion_ids)].tolist()
+
+    def _recompute_old_logps(self, samples: list[Sample]) -> dict[str, float]:
+        """Truncated importance sampling: the old log-probs become the trainer's own forward's, and each
+        token gets the weight min(π_trainer / π_rollout, tis_cap) against the backend that sampled it."""
+        longest = max(max(len(s.completion_ids) for s in samples), 1)
+        trainer = self._forward(samples, "logps", longest)
+        rollout = completion_tensor([s.old_logps for s in samples], longest)
+        mask = completion_tensor([[1.0] * len(s.completion_ids) for s in samples], longest)
+        weights = torch.exp(trainer - rollout).clamp(max=self.config.tis_cap) * mask
+        for r, s in enumerate(samples):
+            n = len(s.completion_ids)
+            s.extra["rollout_logps"], s.old_logps = s.old_logps, trainer[r, :n].tolist()
+            s.extra["tis_weights"] = weights[r, :n].tolist()
+        tokens = max(float(mask.sum()), 1.0)
+        capped = float(((torch.exp(trainer - rollout) > self.config.tis_cap) & mask.bool()).sum())
+        return {"mismatch/kl": float(kl_estimate(rollout, trainer, mask, "k1").sum()) / tokens,
+                "mismatch/k3": float(kl_estimate(rollout, trainer, mask, "k3").sum()) / tokens,
+                "mismatch/tis_capped_fraction": capped / tokens}

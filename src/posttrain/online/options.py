@@ -1,0 +1,181 @@
+"""The option groups an online-RL stage is composed of. A stage's config inherits the groups it reads
+(GRPO: rollout + policy loss; PPO: those + critic + KL in the reward + ptx + process rewards), so a
+key it would ignore is an unknown key; an option read only under a condition (scale_rewards only
+with advantage=grpo) is refused by `reject_unread` when set while the condition is off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from posttrain.config import option
+from posttrain.errors import ConfigError
+from posttrain.losses.kl import LOSS_KL_ESTIMATORS
+from posttrain.losses.policy import AGGREGATIONS, RATIO_LEVELS
+from posttrain.losses.ppo import KL_CONTROL_MODES, KL_PLACEMENTS
+from posttrain.online.critic import CRITICS
+from posttrain.options import MaskableRewardOptions, SamplingOptions, TopKSamplingOptions, TrainOptions, restate
+
+
+@dataclass
+class RolloutOptions(MaskableRewardOptions, TopKSamplingOptions, TrainOptions):
+    learning_rate: float = option(1e-6, "Peak learning rate (AdamW).")
+    max_steps: int = option(100, "Optimizer steps (each generation round gives num_iterations x num_minibatches of them).")
+    batch_size: int = option(16, "Samples (completions) per micro-batch; an optimizer step's samples are split into micro-batches of this size.")
+    prompts_per_step: int = option(8, "Prompts per generation round (each process).")
+    num_generations: int = option(8, "G: completions sampled per prompt.")
+    max_new_tokens: int = restate(SamplingOptions, "max_new_tokens", "Longest completion in tokens (prompt + completion must fit max_length; longer prompts are skipped and counted).")
+    temperature: float = restate(SamplingOptions, "temperature", "Sampling temperature (the policy's log-probs use the same logits / T).")
+    stop: list[str] = option([], "Stop strings: a completion ends at the first one.")
+    num_iterations: int = option(1, "μ: passes over each round's samples (old log-probs frozen).")
+    num_minibatches: int = option(1, "Optimizer steps per pass over a round's samples.")
+    mask_truncated: bool = option(False, "Leave completions that hit max_new_tokens out of the loss (overlong filtering).")
+    overlong_buffer: int = option(0, "DAPO soft overlong punishment: completions longer than max_new_tokens - overlong_buffer lose up to overlong_penalty (0: off).")
+    overlong_penalty: float = option(1.0, "Largest soft overlong punishment (reached at max_new_tokens).")
+    dynamic_sampling: bool = option(False, "Drop groups whose rewards are all equal and sample more prompts to fill the round (DAPO).")
+    max_sampling_rounds: int = option(3, "Cap on generation calls per round, when dynamic_sampling drops groups or prompts are skipped as too long.")
+    packing: bool = option(True, "Train on micro-batches laid out as each prompt once, then its completions, with no padding (sdpa / eager models; others pad).")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.max_steps < 1:
+            raise ConfigError("online training needs max_steps >= 1 (there are no epochs of a fixed data set)")
+        for key in ("prompts_per_step", "num_generations", "num_iterations", "num_minibatches", "max_new_tokens", "max_sampling_rounds"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"config key '{key}' must be >= 1, got {getattr(self, key)}")
+        samples = self.prompts_per_step * self.num_generations
+        if self.num_minibatches > samples:
+            raise ConfigError(f"num_minibatches={self.num_minibatches} but a round has only {samples} samples "
+                              f"(prompts_per_step x num_generations); lower num_minibatches")
+        if self.max_new_tokens >= self.max_length:
+            raise ConfigError(f"max_new_tokens ({self.max_new_tokens}) must be below max_length ({self.max_length}), which also holds the prompt")
+        if not 0 <= self.overlong_buffer < self.max_new_tokens:
+            raise ConfigError(f"overlong_buffer must be in [0, max_new_tokens), got {self.overlong_buffer}")
+
+    def unread(self) -> dict[str, str]:
+        """Options this config will not read as set: key -> the condition under which it is read."""
+        out = {}
+        if not self.overlong_buffer:
+            out["overlong_penalty"] = "with overlong_buffer > 0"
+        return out
+
+
+@dataclass
+class PolicyLossOptions:
+    loss_type: str = option("grpo", "Aggregation: grpo (per-sequence mean, then mean), token_mean (DAPO / BNPO: one mean over all tokens), dr_grpo (constant normaliser max_new_tokens).", choices=AGGREGATIONS)
+    beta: float = option(0.0, "β: weight of the KL to the reference in the loss (0: no KL term; no reference model is loaded unless another option needs one).")
+    kl_estimator: str = option("k3", "KL estimator in the loss: k3 (exp(r) - r - 1, unbiased, >= 0) or k1 (log-ratio).", choices=LOSS_KL_ESTIMATORS)
+    ratio_level: str = option("token", "Importance ratio per token; per sequence, length-normalised (GSPO); or sequence_product, pi(o|q)/pi_old(o|q) (DeepSeek-R1 as seed 002 writes it).", choices=RATIO_LEVELS)
+    entropy_coef: float = option(0.0, "Entropy bonus: subtract entropy_coef x the policy's entropy per token, aggregated like the loss (seed: c_e = 0.01; GRPO+ uses 0).")
+    epsilon_low: float = option(0.2, "Clip the ratio below at 1 - epsilon_low.")
+    epsilon_high: float = option(0.2, "Clip the ratio above at 1 + epsilon_high (> epsilon_low: DAPO's clip-higher).")
+    tis_cap: float = option(0.0, "Truncated importance sampling: the trainer recomputes the old log-probs with its own forward and weights each token's loss by min(pi_trainer / pi_rollout, tis_cap), for rollout backends whose log-probs differ from the trainer's (vLLM); mismatch/kl is logged. 0: off (the rollout's log-probs are the old ones).")
+
+    def validate(self) -> None:
+        super().validate()
+        if not 0 <= self.epsilon_low < 1 or self.epsilon_high < 0:
+            raise ConfigError("epsilon_low must be in [0, 1) and epsilon_high >= 0")
+        if self.beta < 0 or self.entropy_coef < 0:
+            raise ConfigError(f"beta and entropy_coef must be >= 0, got {self.beta} and {self.entropy_coef}")
+        if self.tis_cap and self.tis_cap < 1:
+            raise ConfigError(f"tis_cap must be 0 (off) or >= 1 (the largest importance weight), got {self.tis_cap}")
+
+    def unread(self) -> dict[str, str]:
+        out = super().unread()
+        if self.loss_beta == 0:
+            out["kl_estimator"] = "with a KL term in the loss (beta > 0)"
+        return out
+
+    @property
+    def loss_beta(self) -> float:
+        """β of the loss's KL term (an estimator with its KL in the token rewards has none there)."""
+        return self.beta
+
+
+@dataclass
+class CriticOptions:
+    critic: str = option("value_head", "The critic: value_head (one linear layer on the actor's trunk, one forward) or model (a separate trunk: the reward model's when given, else a copy of the actor's).", choices=CRITICS)
+    vf_coef: float = option(0.1, "Weight of the value loss (seed: c_v = 0.5).")
+    cliprange_value: float = option(0.2, "Clip the value update around the old values (0: no clipping).")
+    gamma: float = option(1.0, "Discount γ of the returns (and of GAE).")
+    lam: float = option(0.95, "GAE λ (seed: 0.95); λ = 1 with γ = 1 is A = R − V.")
+    whiten_advantages: bool = option(True, "Whiten the advantages over each round's completion tokens (every process's).")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.vf_coef < 0 or not 0 <= self.gamma <= 1 or not 0 <= self.lam <= 1:
+            raise ConfigError(f"vf_coef must be >= 0 and gamma, lam in [0, 1]; got {self.vf_coef}, {self.gamma}, {self.lam}")
+
+    def unread(self) -> dict[str, str]:
+        out = super().unread()
+        if getattr(self, "advantage", "gae") != "gae":
+            out["lam"] = "with advantage=gae"
+        return out
+
+
+@dataclass
+class RewardKLOptions:
+    kl_coef: float = option(0.05, "β of the KL penalty in the reward (seed: 0.01-0.02; 0.02 in its pseudocode).")
+    kl_placement: str = option("every_token", "Where the KL penalty goes: every_token, or summed into the last token.", choices=KL_PLACEMENTS)
+    target_kl: float = option(0.0, "Adaptive KL controller target (0: β stays fixed).")
+    kl_horizon: int = option(10000, "Horizon of the proportional adaptive KL controller.")
+    kl_controller: str = option("proportional", "Adaptive rule: proportional (Ziegler et al.) or double_halve (the seed's PPO-penalty rule).", choices=KL_CONTROL_MODES)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.kl_coef < 0 or self.target_kl < 0:
+            raise ConfigError(f"kl_coef and target_kl must be >= 0, got {self.kl_coef} and {self.target_kl}")
+
+    def unread(self) -> dict[str, str]:
+        out = super().unread()
+        if not self.target_kl:
+            out["kl_controller"] = out["kl_horizon"] = "with an adaptive KL controller (target_kl > 0)"
+        elif self.kl_controller != "proportional":
+            out["kl_horizon"] = "with kl_controller=proportional"
+        return out
+
+
+@dataclass
+class PtxOptions:
+    ptx_coef: float = option(0.0, "γ of PPO-ptx: weight of the pretraining (SFT) loss on ptx_dataset, added to every micro-batch (InstructGPT: 27.8).")
+    ptx_dataset: str | None = option(None, "Input-output data for the ptx term (prompt/completion, messages or text), e.g. the SFT data.")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.ptx_coef < 0:
+            raise ConfigError(f"ptx_coef must be >= 0, got {self.ptx_coef}")
+        if self.ptx_coef > 0 and not self.ptx_dataset:
+            raise ConfigError("ptx_coef > 0 needs ptx_dataset=FILE (or task:NAME) with input-output data")
+
+    def unread(self) -> dict[str, str]:
+        out = super().unread()
+        if not self.ptx_coef:
+            out["ptx_dataset"] = "with ptx_coef > 0"
+        return out
+
+
+@dataclass
+class ProcessRewardOptions:
+    process_reward_model: str | None = option(None, "A process reward model from `posttrain prm` (final/ directory): its step scores are added at the tokens that end each step.")
+    process_reward_coef: float = option(1.0, "Weight of the process (step) rewards.")
+    process_reward_mode: str = option("score", "Step reward: the PRM's P(good step) (score) or its change since the previous step (diff; the step rewards then sum to the last step's score).", choices=("score", "diff"))
+    step_separator: str | None = option(None, "Where completions split into steps for the process reward model (default: the separator the PRM was trained with).")
+
+    def unread(self) -> dict[str, str]:
+        out = super().unread()
+        if not self.process_reward_model:
+            for key in ("process_reward_coef", "process_reward_mode", "step_separator"):
+                out[key] = "with a process_reward_model"
+        return out
+
+
+def reject_unread(config) -> None:
+    """A one-line ConfigError for the first option set away from its default that this run would
+    never read (config.unread(): key -> when it is read)."""
+    defaults = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+                for f in dataclasses.fields(config)}
+    for key, when in config.unread().items():
+        if getattr(config, key) != defaults[key]:
+            raise ConfigError(f"config key '{key}' is set ({getattr(config, key)!r}) but this run never reads it: "
+                              f"it applies only {when}; remove it or change that setting")
