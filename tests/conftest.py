@@ -132,9 +132,9 @@ def read_metrics(run_dir) -> list[dict]:
 
 
 def without_timing(records: list[dict]) -> list[dict]:
-    from posttrain.train.metrics import TIMING_KEYS
+    from posttrain.train.metrics import is_timing
 
-    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in records]
+    return [{k: v for k, v in r.items() if not is_timing(k)} for r in records]
 
 
 def final_weights(run_dir) -> dict[str, torch.Tensor]:

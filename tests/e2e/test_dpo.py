@@ -1,5 +1,5 @@
-"""DPO training: the three reference sources, accumulation, learning, presets through the CLI, and bad
-preference data."""
+"""DPO training: the three reference sources, accumulation, exact resume after a kill, learning, presets
+through the CLI, and bad preference data."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from conftest import dpo_config, final_weights, preference_rows, read_metrics, run_cli, write_jsonl
+from conftest import dpo_config, final_weights, preference_rows, read_metrics, run_cli, without_timing, write_jsonl
 from posttrain.algorithms.dpo import DPO, load_examples, model_inputs, run_dpo
 from posttrain.models.loading import load_tokenizer
 from posttrain.models.logprobs import sequence_logprobs
+from posttrain.train.loop import STOP_ENV
 
 
 def test_precomputed_reference_and_padding_equal_the_default_and_are_cached(tiny_llama, pairs, tmp_path):
@@ -88,6 +89,34 @@ def test_gradient_accumulation_equals_the_large_batch(tiny_llama, pairs, tmp_pat
     for name in big:
         torch.testing.assert_close(big[name], acc[name], atol=2e-6, rtol=1e-5)
 
+
+
+@pytest.mark.parametrize("extra", [["ref_model=copy"], ["ref_model=precompute", "lora=true", "lora_r=4", "lora_dropout=0.2"]],
+                         ids=["copy", "precompute-lora-dropout"])
+def test_killed_and_resumed_run_matches_uninterrupted(tiny_llama, pairs, tmp_path, extra):
+    """SIGKILL after step 10 of 12 (checkpoint step-8, an epoch boundary: 32 pairs / 4 a step), resume=true:
+    the same weights (torch.equal) and metrics lines as the run never killed, with a reference (β > 0),
+    accumulation (2 micro-batches a step), a logging window open across the checkpoint and eval steps."""
+    train_file, eval_file = pairs
+    args = [f"model={tiny_llama}", f"dataset={train_file}", f"eval_dataset={eval_file}", "device=cpu", "max_length=128",
+            "batch_size=2", "gradient_accumulation_steps=2", "max_steps=12", "learning_rate=1e-3", "warmup_steps=2",
+            "logging_steps=3", "eval_steps=4", "save_steps=4", "keep_last=1", *extra]
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    done = run_cli("dpo", *args, f"output_dir={whole}")
+    assert done.returncode == 0, done.stderr
+
+    killed = run_cli("dpo", *args, f"output_dir={broken}", env={STOP_ENV: "10"})
+    assert killed.returncode == -9
+    assert sorted(p.name for p in (broken / "checkpoints").iterdir()) == ["step-8"]
+    assert read_metrics(broken)[-1]["step"] == 9
+
+    resumed = run_cli("dpo", *args, f"output_dir={broken}", "resume=true")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming at step 8" in resumed.stdout
+    assert [r["step"] for r in read_metrics(broken)] == [3, 4, 6, 8, 9, 12]
+    assert without_timing(read_metrics(broken)) == without_timing(read_metrics(whole))
+    a, b = final_weights(whole), final_weights(broken)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 def test_dpo_learns_the_preference(tiny_llama, pairs, tmp_path):
     """The implicit reward margin on the training pairs grows from 0 and ranks most pairs right."""

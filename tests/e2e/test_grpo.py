@@ -8,10 +8,11 @@ import math
 import pytest
 import torch
 
-from conftest import final_weights, read_metrics, run_cli, write_jsonl
+from conftest import final_weights, read_metrics, run_cli, without_timing, write_jsonl
 from posttrain.algorithms.grpo import GRPOConfig, run_grpo
 from posttrain.config import build_config
 from posttrain.errors import UserError
+from posttrain.train.loop import STOP_ENV
 
 REWARDS = '''
 def letter_a(prompts, completions, **columns):
@@ -29,6 +30,10 @@ def not_finite(prompts, completions, **columns):
 
 def too_few(prompts, completions, **columns):
     return [0.0]
+
+def letter_a_on_odd_prompts(prompts, completions, **columns):
+    """letter_a on "Say something 1:", 3, 5, ...; a flat 0 on the even ones (groups dynamic sampling drops)."""
+    return [c.count("a") / max(1, len(c)) if int(p.rstrip(":").split()[-1]) % 2 else 0.0 for p, c in zip(prompts, completions)]
 '''
 
 
@@ -124,19 +129,35 @@ def test_impossible_settings_are_clear_errors(tiny_llama, setup, tmp_path):
         grpo_config(tiny_llama, prompts, rewards, tmp_path, max_new_tokens=64)
 
 
-def test_resume_ends_where_the_uninterrupted_run_ends(tiny_llama, setup, tmp_path):
+@pytest.mark.parametrize("extra", [{}, {"dynamic_sampling": True, "beta": 0.04, "num_minibatches": 2, "batch_size": 4,
+                                       "reward_funcs": "letter_a_on_odd_prompts"}], ids=["grpo", "dynamic-sampling-beta"])
+def test_resume_ends_where_the_uninterrupted_run_ends(tiny_llama, setup, tmp_path, extra):
+    """SIGKILL after step 4 of 6 with checkpoints every 3 steps: the run resumes from step-3, in the middle of
+    a round (μ = 2 passes over the round's samples), so the round's samples and the plan of its remaining
+    optimizer steps come from the checkpoint; the next round samples from the restored prompt cursor and
+    round counter. Weights are torch.equal and the metrics lines equal (timings aside) to the run never
+    killed. The second case drops flat groups (dynamic sampling moves the cursor by a varying amount),
+    scores a reference (β > 0) and shuffles the samples into 2 minibatches of 2 micro-batches each."""
     prompts, rewards = setup
-    common = dict(max_steps=4, num_iterations=2, save_steps=1)
-    run_grpo(grpo_config(tiny_llama, prompts, rewards, tmp_path / "full", **common))
-    result = run_cli("grpo", f"model={tiny_llama}", f"dataset={prompts}", f"reward_funcs=[{rewards}:letter_a]",
-                     f"output_dir={tmp_path / 'cut'}", "max_steps=4", "num_iterations=2", "save_steps=1",
-                     "prompts_per_step=4", "num_generations=4", "max_new_tokens=12", "max_length=64", "batch_size=8",
-                     "learning_rate=1e-3", "logging_steps=1", "device=cpu", env={"POSTTRAIN_STOP_AFTER_STEP": "3"})
-    assert result.returncode != 0  # killed after step 3, in the middle of a round's second pass
-    run_grpo(grpo_config(tiny_llama, prompts, rewards, tmp_path / "cut", resume=True, **common))
-    full, cut = final_weights(tmp_path / "full"), final_weights(tmp_path / "cut")
-    for name in full:
-        torch.testing.assert_close(full[name], cut[name])
+    values = {"max_steps": 6, "num_iterations": 2, "save_steps": 3, "logging_steps": 2, **extra}
+    values["reward_funcs"] = [f"{rewards}:{values.get('reward_funcs', 'letter_a')}"]
+    run_grpo(grpo_config(tiny_llama, prompts, rewards, tmp_path / "full", **values))
+    cli = {"model": tiny_llama, "dataset": prompts, "output_dir": tmp_path / "cut", "prompts_per_step": 4, "num_generations": 4,
+           "max_new_tokens": 12, "max_length": 64, "batch_size": 8, "learning_rate": 1e-3, "device": "cpu",
+           **values, "reward_funcs": f"[{values['reward_funcs'][0]}]"}
+    args = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in cli.items()]
+    result = run_cli("grpo", *args, env={STOP_ENV: "4"})
+    assert result.returncode == -9, result.stderr
+    assert sorted(p.name for p in (tmp_path / "cut" / "checkpoints").iterdir()) == ["step-3"]
+    run_grpo(grpo_config(tiny_llama, prompts, rewards, tmp_path / "cut", resume=True, **values))
+    full, cut = read_metrics(tmp_path / "full"), read_metrics(tmp_path / "cut")
+    assert [r["step"] for r in cut] == [2, 4, 6]
+    assert without_timing(cut) == without_timing(full)
+    if extra:
+        assert sum(r.get("groups/dropped", 0) for r in full) > 0 and full[-1]["kl/k3"] > 0
+    full_weights, cut_weights = final_weights(tmp_path / "full"), final_weights(tmp_path / "cut")
+    assert full_weights.keys() == cut_weights.keys()
+    assert all(torch.equal(full_weights[k], cut_weights[k]) for k in full_weights)
 
 
 def test_rloo_cli_learns_a_simple_reward(tiny_llama, setup, tmp_path):

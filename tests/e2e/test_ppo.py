@@ -131,8 +131,9 @@ def test_ptx_term_is_logged_and_trains_on_the_sft_data(tiny_llama, setup, tmp_pa
 
 def test_resume_with_the_kl_controller_and_ptx_ends_where_the_uninterrupted_run_ends(tiny_llama, setup, tmp_path):
     """SIGKILL after step 3 of 6, then resume=true: the adaptive KL coefficient and the ptx data position
-    come back from the checkpoint, so the weights and the logged kl_coef equal the uninterrupted run's."""
-    from conftest import final_weights, run_cli, sft_rows
+    come back from the checkpoint, so the weights (torch.equal) and every logged number but timings equal the
+    uninterrupted run's."""
+    from conftest import final_weights, run_cli, sft_rows, without_timing
 
     prompts, reward = setup
     sft = write_jsonl(tmp_path / "sft.jsonl", sft_rows(8))
@@ -146,9 +147,8 @@ def test_resume_with_the_kl_controller_and_ptx_ends_where_the_uninterrupted_run_
     assert result.returncode != 0  # killed after step 3, between the two minibatch steps of round 2
     run_ppo(ppo_config(tiny_llama, prompts, reward, tmp_path / "cut", resume=True, **common))
     full, cut = read_metrics(tmp_path / "full"), read_metrics(tmp_path / "cut")
-    assert [r.get("kl_coef") for r in cut] == [r.get("kl_coef") for r in full]
     assert len([r for r in full if "kl_coef" in r]) == 3 and len(cut) == len(full) == 6
-    assert [r["ptx_loss"] for r in cut] == pytest.approx([r["ptx_loss"] for r in full], rel=1e-6)
+    assert without_timing(cut) == without_timing(full)  # kl_coef and ptx_loss among them
     full_weights, cut_weights = final_weights(tmp_path / "full"), final_weights(tmp_path / "cut")
-    for name in full_weights:
-        torch.testing.assert_close(full_weights[name], cut_weights[name])
+    assert full_weights.keys() == cut_weights.keys()
+    assert all(torch.equal(full_weights[k], cut_weights[k]) for k in full_weights)

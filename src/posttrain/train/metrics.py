@@ -11,8 +11,14 @@ import math
 import sys
 from pathlib import Path
 
-# Metrics that depend on wall-clock time: the only ones that differ between two identical runs.
+# Metrics that depend on wall-clock time: the only ones that differ between two identical runs (or a
+# run and its killed-and-resumed twin): throughputs (`tokens_per_second`, `rollout/tokens_per_second`)
+# and the online algorithms' `time/*` seconds.
 TIMING_KEYS = ("tokens_per_second",)
+
+
+def is_timing(key: str) -> bool:
+    return key in TIMING_KEYS or key.endswith("/tokens_per_second") or key.startswith("time/")
 
 
 def truncate_metrics(path: str | Path, last_step: int) -> None:
