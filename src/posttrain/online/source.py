@@ -22,7 +22,7 @@ import torch
 import posttrain.ranks as ranks
 from posttrain.data.steps import StepSource
 from posttrain.data.tokenize import tokenize_prompt
-from posttrain.generation import SamplingParams
+from posttrain.generation import SamplingParams, prompt_seeds
 from posttrain.online.experience import Sample
 from posttrain.rollout import generate_rollouts
 
@@ -107,7 +107,8 @@ class OnlineSource(StepSource):
                     indices.append(i)
             if not indices:
                 continue
-            params = SamplingParams(**cfg.sampling_kwargs(seed=cfg.seed * 1_000_003 + self.round))
+            # seeded by the round and each prompt's row, never its rank or batch-mates: N processes draw what one draws
+            params = SamplingParams(**cfg.sampling_kwargs(seeds=prompt_seeds(cfg.seed * 1_000_003 + self.round, indices)))
             self.round += 1
             rollouts = generate_rollouts(algo.backend, [self._prompt_ids(i) for i in indices], cfg.num_generations, params)
             rollout_seconds += rollouts.seconds
