@@ -1,5 +1,5 @@
 """Rollout: batched sampling with a KV cache that returns the sampled tokens' log-probs."""
 
-from posttrain.generation.sampler import GenerationOutput, SamplingParams, generate
+from posttrain.generation.sampler import GenerationOutput, SamplingParams, generate, prompt_seeds
 
-__all__ = ["GenerationOutput", "SamplingParams", "generate"]
+__all__ = ["GenerationOutput", "SamplingParams", "generate", "prompt_seeds"]

@@ -27,9 +27,13 @@ def sample_next_token(
     temperature: float,
     top_k: int,
     top_p: float,
-    generator: torch.Generator | None,
+    generator: torch.Generator | None = None,
+    uniform: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample one token per row of `logits` [B, V]; return (tokens [B] long, logprobs [B] float32).
+
+    `uniform` [B] (in [0, 1)) gives each row's draw, for a caller that keeps its own random streams
+    per row; else one is drawn per row from `generator`.
 
     `temperature == 0` is greedy decoding: the argmax, with its log-prob under the unmodified model
     distribution (the greedy "distribution" is a point mass, whose log-prob 0 says nothing).
@@ -48,7 +52,7 @@ def sample_next_token(
     elif top_p < 1.0:
         scores = filter_top_p(scores, top_p)
     probs = torch.softmax(scores, dim=-1)
-    choice = _inverse_cdf_sample(probs, generator)
+    choice = _inverse_cdf_sample(probs, generator, uniform)
     logprobs = probs.gather(-1, choice[:, None])[:, 0].log()
     tokens = choice if index is None else index.gather(-1, choice[:, None])[:, 0]
     return tokens, logprobs
@@ -63,7 +67,7 @@ def policy_logprob(logits: torch.Tensor, tokens: torch.Tensor, temperature: floa
     return scores.gather(-1, tokens[:, None])[:, 0] - torch.logsumexp(scores, dim=-1)
 
 
-def _inverse_cdf_sample(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def _inverse_cdf_sample(probs: torch.Tensor, generator: torch.Generator | None, uniform: torch.Tensor | None = None) -> torch.Tensor:
     """One categorical draw per row of `probs` [B, V] by inverting its CDF with one uniform per row.
 
     Two levels, so no full-vocab float64 cumsum is needed: pick a block of `_BLOCK` tokens by the
@@ -72,7 +76,10 @@ def _inverse_cdf_sample(probs: torch.Tensor, generator: torch.Generator | None) 
     """
     batch, vocab = probs.shape
     wide = torch.float32 if probs.device.type == "mps" else torch.float64  # MPS has no float64
-    u = torch.rand((batch, 1), generator=generator, dtype=wide, device=probs.device)
+    if uniform is not None:
+        u = uniform.to(device=probs.device, dtype=wide).view(batch, 1)
+    else:
+        u = torch.rand((batch, 1), generator=generator, dtype=wide, device=probs.device)
     if vocab <= 2 * _BLOCK:
         cdf = torch.cumsum(probs, dim=-1, dtype=wide)
         return _search(cdf, u * cdf[:, -1:])

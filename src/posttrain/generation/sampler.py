@@ -12,6 +12,11 @@ records the token and its log-prob into preallocated buffers. A row finishes at 
 stop string (see `stopping` for the text convention) or at `max_new_tokens`; when a quarter of the
 batch has finished, the finished rows are dropped from the batch and the KV cache. The loop ends
 when every row has finished.
+
+Randomness is per prompt: prompt i's n samples draw their uniforms (one per sample and step, made
+before decoding) from a generator of its own, seeded by `seeds[i]` (or by `seed` and i). So a
+prompt's completions do not depend on its batch-mates, on the order rows finish in, or on the
+device, and N processes that each sample their share of the prompts draw what one process draws.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ class SamplingParams:
     n: int = 1  # samples per prompt
     stop: list[str] = field(default_factory=list)  # text is cut before the first stop string
     seed: int | None = None  # None draws a seed from torch's global generator
+    # one per prompt (instead of `seed`): prompt i's samples depend on seeds[i] alone, whatever its batch
+    seeds: list[int] | None = None
 
     def validate(self) -> None:
         problems = []
@@ -57,6 +64,8 @@ class SamplingParams:
             problems.append(f"top_k must be >= 0 (0 = off), got {self.top_k}")
         if self.n < 1:
             problems.append(f"n must be >= 1, got {self.n}")
+        if self.seed is not None and self.seeds is not None:
+            problems.append("give seed or seeds (one per prompt), not both")
         if isinstance(self.stop, str):
             problems.append(f"stop must be a list of strings, got the string {self.stop!r}: write [{self.stop!r}]")
         if problems:
@@ -98,6 +107,8 @@ def generate(
     prompts = [list(map(int, prompt)) for prompt in prompts]
     if any(len(prompt) == 0 for prompt in prompts):
         raise ConfigError("sampling: every prompt needs at least one token (prepend a bos token)")
+    if params.seeds is not None and len(params.seeds) != len(prompts):
+        raise ConfigError(f"sampling: {len(params.seeds)} seeds for {len(prompts)} prompts; give one seed per prompt")
     was_training = model.training
     model.eval()
     try:
@@ -118,8 +129,7 @@ def _generate(model, tokenizer, prompts, params, ignore_eos) -> GenerationOutput
     eos_ids = [] if ignore_eos else eos_token_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos_token_ids(model, tokenizer) or [0])[0]
     stops = StopStringChecker(tokenizer, list(params.stop))
-    seed = params.seed if params.seed is not None else int(torch.randint(2**62, (1,)).item())
-    generator = torch.Generator(device=device).manual_seed(seed)
+    uniforms = _uniforms(params, len(prompts), device) if params.temperature > 0 else None
 
     # Left-pad the prompts; `mask` covers the prompt and every position we may generate.
     width = max(len(prompt) for prompt in prompts)
@@ -155,7 +165,8 @@ def _generate(model, tokenizer, prompts, params, ignore_eos) -> GenerationOutput
     check_every = 1 if (device.type == "cpu" or stops) else 8  # host syncs are cheap on CPU
 
     for step in range(max_new):
-        tokens, logprobs = sample_next_token(logits, params.temperature, params.top_k, params.top_p, generator)
+        uniform = None if uniforms is None else uniforms[row_of, step]
+        tokens, logprobs = sample_next_token(logits, params.temperature, params.top_k, params.top_p, uniform=uniform)
         out_tokens[row_of, step] = tokens
         out_logprobs[row_of, step] = logprobs
         if truncating:
@@ -188,6 +199,35 @@ def _generate(model, tokenizer, prompts, params, ignore_eos) -> GenerationOutput
         next_position = next_position + 1
 
     return _collect(tokenizer, params, prompt_index, out_tokens, out_logprobs, out_policy, lengths, reasons)
+
+
+def prompt_seeds(seed: int, keys) -> list[int]:
+    """One seed per key (e.g. a prompt's index in the data), mixed with `seed` (splitmix64), so
+    nearby seeds and keys give unrelated streams."""
+    return [_splitmix64((_splitmix64(int(seed)) + int(key)) & _MASK64) for key in keys]
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(x: int) -> int:
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def _uniforms(params: SamplingParams, num_prompts: int, device) -> torch.Tensor:
+    """[prompts x n, max_new_tokens]: row i*n + j (prompt i's sample j) uses column t at step t. Drawn
+    on the CPU in float64, prompt by prompt from its own generator (same numbers on every device)."""
+    seeds = params.seeds
+    if seeds is None:
+        base = params.seed if params.seed is not None else int(torch.randint(2**62, (1,)).item())
+        seeds = prompt_seeds(base, range(num_prompts))
+    shape = (params.n, params.max_new_tokens)
+    table = torch.cat([torch.rand(shape, generator=torch.Generator().manual_seed(int(s) & _MASK64), dtype=torch.float64)
+                       for s in seeds])
+    return table.to(device=device, dtype=torch.float32 if device.type == "mps" else torch.float64)  # MPS has no float64
 
 
 def _stop_hits(stops, histories, row_of, tokens, check) -> torch.Tensor:

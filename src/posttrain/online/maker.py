@@ -164,13 +164,12 @@ class RolloutExperience:
                 s.advantage = advantages[r, :n].tolist() if s.trained else [0.0] * n
             if values is not None:
                 s.extra["returns"], s.extra["old_values"] = returns[r, :n].tolist(), values[r, :n].tolist()
-        flat = advantages[trained.bool()] if advantages.dim() == 2 else advantages[torch.tensor([s.trained for s in samples])]
-        metrics |= {"advantage/mean": float(flat.mean()) if flat.numel() else 0.0,
-                    "advantage/std": float(flat.std()) if flat.numel() > 1 else 0.0,
-                    "advantage/abs_mean": float(flat.abs().mean()) if flat.numel() else 0.0}
+        flat = advantages[trained.bool()] if advantages.dim() == 2 else advantages[torch.tensor([s.trained for s in samples], dtype=torch.bool)]
+        metrics |= _moments("advantage", flat, reduce)
         if values is not None:
             valid = completion.bool()
-            metrics |= {"values/mean": float(values[valid].mean()), "returns/mean": float(returns[valid].mean())}
+            metrics["values/mean"] = _moments("values", values[valid], reduce)["values/mean"]
+            metrics["returns/mean"] = _moments("returns", returns[valid], reduce)["returns/mean"]
         return metrics
 
     def _token_rewards(self, samples, scores, old, ref, completion) -> torch.Tensor:
@@ -235,3 +234,14 @@ class RolloutExperience:
         return {"mismatch/kl": float(kl_estimate(rollout, trainer, mask, "k1").sum()) / tokens,
                 "mismatch/k3": float(kl_estimate(rollout, trainer, mask, "k3").sum()) / tokens,
                 "mismatch/tis_capped_fraction": capped / tokens}
+
+
+def _moments(name: str, x: torch.Tensor, reduce) -> dict[str, float]:
+    """Mean, sample std and mean absolute value of x over every process's entries (for logging)."""
+    x = x.double().flatten()
+    count, total, squares, absolute = [float(x.numel()), float(x.sum()), float((x * x).sum()), float(x.abs().sum())]
+    if reduce:
+        count, total, squares, absolute = reduce([count, total, squares, absolute])
+    mean = total / count if count else 0.0
+    var = (squares - count * mean * mean) / (count - 1) if count > 1 else 0.0
+    return {f"{name}/mean": mean, f"{name}/std": max(var, 0.0) ** 0.5, f"{name}/abs_mean": absolute / count if count else 0.0}

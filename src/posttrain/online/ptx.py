@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+import posttrain.ranks as ranks
 from posttrain.data.collate import IGNORE_INDEX, collate_rows
 from posttrain.losses.sft import sft_loss
 from posttrain.models.logprobs import logits_at
@@ -19,8 +20,9 @@ class PtxTerm:
     def loss(self, model, device, metrics: dict, tokens: torch.Tensor) -> torch.Tensor:
         """γ × the mean next-token loss of the next micro-batch of ptx data (`ptx_loss` into metrics,
         weighted by the policy micro-batch's `tokens`)."""
-        rows = [self.rows[(self.position + k) % len(self.rows)] for k in range(self.batch_size)]
-        self.position += self.batch_size
+        world, rank = ranks.world_size(), ranks.rank()  # processes read interleaved examples, never the same ones
+        rows = [self.rows[(self.position + rank + world * k) % len(self.rows)] for k in range(self.batch_size)]
+        self.position += self.batch_size * world
         batch = collate_rows(rows, self.pad_token_id)
         labels = batch["labels"].to(device)
         select = labels != IGNORE_INDEX

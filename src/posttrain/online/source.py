@@ -24,7 +24,7 @@ import torch
 import posttrain.ranks as ranks
 from posttrain.data.steps import StepSource
 from posttrain.data.tokenize import tokenize_prompt
-from posttrain.generation import SamplingParams
+from posttrain.generation import SamplingParams, prompt_seeds
 from posttrain.online.experience import Sample
 
 
@@ -113,7 +113,8 @@ class OnlineSource(StepSource):
             self.round += 1
             if not indices or len(kept) >= cfg.prompts_per_step:
                 continue
-            params = SamplingParams(**cfg.sampling_kwargs(seed=seed))
+            # seeded by the round and each prompt's row, never its rank or batch-mates: N processes draw what one draws
+            params = SamplingParams(**cfg.sampling_kwargs(seeds=prompt_seeds(seed, indices)))
             scored = maker.sample([self._prompt_ids(i) for i in indices], [self.rows[i] for i in indices], params)
             rollout_seconds += scored.rollout_seconds
             reward_seconds += scored.reward_seconds
@@ -165,16 +166,19 @@ class OnlineSource(StepSource):
         return metrics
 
     def _plan(self, count: int) -> list[list[list[int]]]:
-        """μ passes; each shuffled and cut into num_minibatches optimizer steps of micro-batches."""
+        """μ passes, each over num_minibatches optimizer steps of micro-batches. A minibatch is a fixed
+        contiguous part of this process's samples (its share of a contiguous run of the shuffled global
+        prompt order), and each pass visits the minibatches in a seeded order every process shares, so N
+        processes take exactly the steps of one process holding the whole round."""
         cfg = self.config
         plan = []
         g = torch.Generator().manual_seed(cfg.seed * 7919 + self.round)
         per_step = math.ceil(count / cfg.num_minibatches)
+        parts = [list(range(m * per_step, min(count, (m + 1) * per_step))) for m in range(cfg.num_minibatches)]
         for _ in range(cfg.num_iterations):
-            order = torch.randperm(count, generator=g).tolist() if cfg.num_minibatches > 1 else list(range(count))
-            for m in range(cfg.num_minibatches):
-                part = order[m * per_step:(m + 1) * per_step]
-                plan.append([part[k:k + cfg.batch_size] for k in range(0, len(part), cfg.batch_size)])
+            order = torch.randperm(cfg.num_minibatches, generator=g).tolist() if cfg.num_minibatches > 1 else [0]
+            for m in order:
+                plan.append([parts[m][k:k + cfg.batch_size] for k in range(0, len(parts[m]), cfg.batch_size)])
         return plan
 
 

@@ -129,14 +129,21 @@ def _add_metrics(sums: dict, metrics: dict) -> None:
 
 
 def _reduce(loss_sum: float, weight: float, tokens: float, sums: dict) -> tuple[dict, float]:
-    """All-reduce a step's (or an eval pass's) sums; returns (means, total tokens)."""
-    keys = sorted(sums)
+    """All-reduce a step's (or an eval pass's) sums; returns (means, total tokens). Every rank reduces
+    the union of the ranks' metric names: a metric one rank did not log (PPO's explained variance is
+    left out where it is undefined) counts as (0, 0) there, instead of a mismatched all-reduce."""
+    by_weight = {k: sums[k][1] is None for k in sums}  # metric -> divided by the step's weight
+    for names in ranks.all_gather_object(by_weight) if ranks.world_size() > 1 else []:
+        for k, flag in names.items():
+            by_weight.setdefault(k, flag)
+    keys = sorted(by_weight)
+    sums = {k: sums.get(k, (0.0, None if by_weight[k] else 0.0)) for k in keys}
     flat = [loss_sum, weight, tokens] + [x for k in keys for x in (sums[k][0], sums[k][1] or 0.0)]
     flat = ranks.all_reduce_sum(flat)
     loss_sum, weight, tokens = flat[:3]
     out = {"loss": loss_sum / weight if weight > 0 else 0.0}
     for i, k in enumerate(keys):
-        num, den = flat[3 + 2 * i], (flat[4 + 2 * i] if sums[k][1] is not None else weight)
+        num, den = flat[3 + 2 * i], (flat[4 + 2 * i] if not by_weight[k] else weight)
         out[k] = num / den if den > 0 else 0.0
     return out, tokens
 

@@ -120,6 +120,38 @@ def test_seed_gives_identical_samples_and_other_seeds_differ(llama):
     assert generate(model, tokenizer, prompts, SamplingParams(max_new_tokens=16)).token_ids == unseeded.token_ids
 
 
+def test_a_prompts_samples_do_not_depend_on_its_batch_mates(llama, monkeypatch):
+    """With one seed per prompt, a prompt's n completions are the same alone, in a batch, or with other
+    batch-mates at another position (rows finishing at other steps, other left padding): what lets N
+    processes that each sample their share of the prompts draw what one process draws."""
+    model, tokenizer = llama
+    monkeypatch.setattr(model.generation_config, "eos_token_id", list(range(10, 60)))  # rows end at different steps
+    prompts, seeds = encode(tokenizer), [11, 22, 33, 44]
+
+    def params(seeds):
+        return SamplingParams(max_new_tokens=16, n=3, temperature=1.2, top_k=40, seeds=seeds)
+
+    together = generate(model, tokenizer, prompts, params(seeds))
+    per_prompt = [together.token_ids[3 * i:3 * i + 3] for i in range(4)]
+    assert len({tuple(t) for t in together.token_ids}) > 8 and len({len(t) for t in together.token_ids}) > 1
+    for i in range(4):
+        alone = generate(model, tokenizer, [prompts[i]], params([seeds[i]]))
+        assert alone.token_ids == per_prompt[i], i
+        for got, want in zip(alone.logprobs, together.logprobs[3 * i:3 * i + 3]):  # padding moves them by ulps
+            torch.testing.assert_close(torch.tensor(got), torch.tensor(want), atol=1e-5, rtol=0)
+    swapped = generate(model, tokenizer, [prompts[3], prompts[1]], params([seeds[3], seeds[1]]))
+    assert swapped.token_ids == per_prompt[3] + per_prompt[1]
+    other = generate(model, tokenizer, [prompts[1]], params([99]))
+    assert other.token_ids != per_prompt[1]
+    # one `seed`: prompt i draws from a seed made of `seed` and i, so its samples don't depend on later prompts
+    first = generate(model, tokenizer, prompts[:2], SamplingParams(max_new_tokens=16, n=3, seed=5))
+    assert generate(model, tokenizer, prompts[:3], SamplingParams(max_new_tokens=16, n=3, seed=5)).token_ids[:6] == first.token_ids
+    with pytest.raises(ConfigError, match="one seed per prompt"):
+        generate(model, tokenizer, prompts, params(seeds[:3]))
+    with pytest.raises(ConfigError, match="not both"):
+        generate(model, tokenizer, prompts, SamplingParams(seed=1, seeds=seeds))
+
+
 def test_n_samples_are_prompt_major(llama):
     model, tokenizer = llama
     prompts = encode(tokenizer)[:3]
