@@ -172,7 +172,7 @@ def test_rloo_cli_learns_a_simple_reward(tiny_llama, setup, tmp_path):
     assert sum(curve[-2:]) / 2 > 1.6 * curve[0], curve  # the share of 'a' grows (about doubles in 30 steps)
 
 
-@pytest.mark.parametrize("preset", ["grpo", "dapo", "dr_grpo", "gspo", "grpo_plus", "rloo", "reinforce", "reinforce_pp"])
+@pytest.mark.parametrize("preset", ["grpo", "dapo", "dr_grpo", "gspo", "grpo_plus", "rloo", "reinforce", "reinforce_pp", "remax"])
 def test_every_preset_trains(tiny_llama, setup, tmp_path, preset):
     from posttrain.algorithms.grpo import PRESETS
 
@@ -241,3 +241,35 @@ def test_entropy_bonus_and_the_sequence_product_ratio_through_the_trainer(tiny_l
     assert bonus["loss"] - plain["loss"] == pytest.approx(-0.5 * plain["entropy"], rel=1e-4)
     run_grpo(grpo_config(tiny_llama, prompts, rewards, tmp_path / "product", ratio_level="sequence_product", beta=0.05))
     assert all(math.isfinite(r["loss"]) and math.isfinite(r["grad_norm"]) for r in read_metrics(tmp_path / "product"))
+
+
+def test_the_entropy_bonus_reaches_the_gradient(tiny_llama, setup, tmp_path):
+    """With entropy_coef > 0 the entropy is trained on, not only logged: the first step's gradient changes."""
+    prompts, rewards = setup
+    norms = {}
+    for name, coef in {"plain": 0.0, "bonus": 5.0}.items():
+        run_grpo(grpo_config(tiny_llama, prompts, rewards, tmp_path / name, max_steps=1, loss_type="token_mean", entropy_coef=coef))
+        norms[name] = read_metrics(tmp_path / name)[0]["grad_norm"]
+    assert norms["bonus"] != pytest.approx(norms["plain"], rel=1e-3)
+
+
+def test_truncated_importance_sampling_logs_the_rollout_trainer_mismatch(tiny_llama, setup, tmp_path):
+    """tis_cap > 0: the trainer recomputes the old log-probs; against the local sampler (the same
+    weights, a KV-cached forward) the mismatch is float noise, the weights are ~1 and training goes on."""
+    prompts, rewards = setup
+    run_grpo(grpo_config(tiny_llama, prompts, rewards, tmp_path / "run", max_steps=2, tis_cap=2.0))
+    records = read_metrics(tmp_path / "run")
+    first = records[0]
+    assert abs(first["mismatch/kl"]) < 1e-4 and first["mismatch/k3"] < 1e-6 and first["mismatch/tis_capped_fraction"] == 0
+    assert first["ratio/mean"] == pytest.approx(1.0, abs=1e-4)
+    assert all(math.isfinite(r["loss"]) for r in records)
+
+
+def test_remax_baseline_is_the_greedy_completions_reward(tiny_llama, setup, tmp_path):
+    """ReMax: one greedy rollout per prompt is scored and subtracted; with G = 1 the advantages are not
+    identically 0 (GRPO's would be) and the policy trains."""
+    prompts, rewards = setup
+    run_grpo(grpo_config(tiny_llama, prompts, rewards, tmp_path / "run", max_steps=2, advantage="remax", num_generations=1,
+                         temperature=1.5))
+    records = read_metrics(tmp_path / "run")
+    assert records[0]["advantage/abs_mean"] > 0 and all(math.isfinite(r["grad_norm"]) for r in records)

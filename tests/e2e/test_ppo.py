@@ -13,6 +13,7 @@ from transformers import AutoModelForCausalLM
 from conftest import read_metrics, write_jsonl
 from posttrain.algorithms.ppo import PPOConfig, ppo_algorithm, run_ppo
 from posttrain.config import build_config
+from posttrain.errors import ConfigError
 from posttrain.models.loading import load_tokenizer
 from posttrain.online.experience import Sample, policy_outputs
 
@@ -152,3 +153,33 @@ def test_resume_with_the_kl_controller_and_ptx_ends_where_the_uninterrupted_run_
     full_weights, cut_weights = final_weights(tmp_path / "full"), final_weights(tmp_path / "cut")
     assert full_weights.keys() == cut_weights.keys()
     assert all(torch.equal(full_weights[k], cut_weights[k]) for k in full_weights)
+
+
+@pytest.mark.parametrize("values", [{"critic": "model"}, {"advantage": "reinforce", "whiten_advantages": False},
+                                    {"ratio_level": "sequence", "beta": 0.05, "kl_estimator": "k1", "packing": True}],
+                         ids=["separate-critic", "reinforce-critic-baseline", "loss-options"])
+def test_ppo_compositions_train(tiny_llama, setup, tmp_path, values):
+    """PPO's parts compose: a separate critic trunk (trained, left out of final/), REINFORCE with the critic
+    as its baseline, and the policy-loss options GRPO has (they are read: a KL term appears in the loss)."""
+    prompts, reward = setup
+    run_ppo(ppo_config(tiny_llama, prompts, reward, tmp_path / "run", max_steps=4, **values))
+    records = read_metrics(tmp_path / "run")
+    assert all(math.isfinite(r["loss"]) and math.isfinite(r["value_loss"]) for r in records)
+    saved = load_file(tmp_path / "run" / "final" / "model.safetensors")
+    assert not any("v_head" in k or "critic_trunk" in k for k in saved)
+    if "beta" in values:
+        assert "kl" in records[-1]  # the loss's KL term (k1) beside kl/k1, kl/k3
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"scale_rewards": "batch"}, "unknown config key 'scale_rewards'"),
+    ({"advantage": "grpo"}, "config key 'advantage' got 'grpo'; expected one of reinforce, gae"),
+    ({"advantage": "reinforce", "lam": 0.9}, "'lam' is set (0.9) but this run never reads it: it applies only with advantage=gae"),
+    ({"kl_controller": "double_halve"}, "'kl_controller' is set ('double_halve') but this run never reads it: it applies only with an adaptive KL controller"),
+    ({"ptx_dataset": "x.jsonl"}, "'ptx_dataset'"),
+    ({"process_reward_mode": "diff"}, "'process_reward_mode'"),
+    ({"kl_estimator": "k1"}, "'kl_estimator'"),
+])
+def test_ppo_refuses_options_it_never_reads(values, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        build_config(PPOConfig, values)

@@ -34,12 +34,10 @@ from dataclasses import dataclass
 
 from posttrain.algorithms.grpo import load_prompts, train_online
 from posttrain.config import option
-from posttrain.errors import ConfigError
 from posttrain.online.algorithm import OnlineParts, OnlineRL
 from posttrain.online.critic import Critic
 from posttrain.online.estimators import ESTIMATORS
-from posttrain.online.options import (CriticOptions, PolicyLossOptions, ProcessRewardOptions, PtxOptions, RewardKLOptions,
-                                      RolloutOptions, reject_unread)
+from posttrain.online.options import CriticOptions, PolicyLossOptions, ProcessRewardOptions, PtxOptions, RewardKLOptions, RolloutOptions, reject_unread
 from posttrain.options import restate
 from posttrain.rewards import RewardFunctions
 from posttrain.train.scaffold import load_model_for

@@ -21,7 +21,6 @@ from posttrain.losses.ppo import entropy_of_log_probs
 from posttrain.models.logprobs import target_logprobs
 from posttrain.models.shared_prefix_attention import shared_prefix_attention
 
-
 TOKEN_EXTRAS = ("returns", "old_values", "tis_weights")  # per-token Sample.extra entries a micro-batch carries
 
 

@@ -27,7 +27,7 @@ from posttrain.losses.advantages import whiten
 from posttrain.losses.kl import kl_estimate
 from posttrain.losses.policy import soft_overlong_penalty
 from posttrain.losses.ppo import kl_penalized_rewards
-from posttrain.online.estimators import EstimatorContext, Estimator
+from posttrain.online.estimators import Estimator, EstimatorContext
 from posttrain.online.experience import Sample, collate_samples, completion_tensor, policy_outputs
 from posttrain.rewards import RewardFunctions
 from posttrain.rollout import RolloutBackend, generate_rollouts

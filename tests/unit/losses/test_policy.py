@@ -342,3 +342,18 @@ def test_soft_overlong_penalty():
     assert soft_overlong_penalty(torch.tensor([3, 4, 5]), 4, 4).tolist() == pytest.approx([-0.75, -1.0, -1.0])
     with pytest.raises(ValueError, match="cache"):
         soft_overlong_penalty(lengths, 100, 0)
+
+
+def test_tis_weights_scale_each_tokens_surrogate():
+    """Truncated importance sampling: each token's clipped surrogate times its (capped, detached) weight."""
+    weights = torch.tensor([[0.5, 1.0, 2.0], [1.0, 0.25, 7.0]], dtype=torch.float64)  # 7.0 sits on padding
+    logps = logps_for(RATIOS)
+    out = policy_loss(logps, OLD, ADV, MASK, aggregation="token_mean", tis_weights=weights)
+    want = 0.5 * -1.1 + 1.0 * -1.2 + 2.0 * -0.7 + 1.0 * 0.4 + 0.25 * 0.75
+    assert num(out.loss) == pytest.approx(want) and out.weight == 5
+    out.loss.backward()
+    plain = logps_for(RATIOS)
+    policy_loss(plain, OLD, ADV, MASK, aggregation="token_mean").loss.backward()
+    torch.testing.assert_close(logps.grad, plain.grad * weights * MASK)  # the weight scales the gradient too
+    with pytest.raises(ValueError, match="tis_weights must be"):
+        policy_loss(logps_for(RATIOS), OLD, ADV, MASK, tis_weights=weights[:, :2])
