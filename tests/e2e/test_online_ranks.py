@@ -29,10 +29,10 @@ CASES = {
     "rloo": ("rloo", ["num_generations=4"]),
     # num_minibatches=1: num_iterations=2 still takes two optimizer steps per round on frozen old log-probs and values
     "ppo": ("ppo", ["num_minibatches=1", "num_iterations=2", "kl_coef=0.05"]),
+    # PPO's defaults (num_minibatches=2, num_iterations=4): each process cuts its samples into contiguous
+    # minibatches and every process visits them in the same seeded order (OnlineSource._plan)
+    "ppo_minibatches": ("ppo", ["kl_coef=0.05"]),
 }
-# PPO's defaults (num_minibatches=2, num_iterations=4): each process cuts its samples into contiguous
-# minibatches and every process visits them in the same seeded order (OnlineSource._plan).
-CASES["ppo_minibatches"] = ("ppo", ["kl_coef=0.05"])
 
 
 @pytest.fixture

@@ -4,12 +4,9 @@ GRPO's batch std, REINFORCE's batch mean, and the whitening of REINFORCE++ and P
 
 from __future__ import annotations
 
-import socket
-
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
+from gloo_processes import run_in_two_processes
 from posttrain.losses import advantages as adv
 
 REWARDS = torch.tensor([0.1, 0.9, 0.4, 0.4, 2.0, -1.0, 0.3, float("nan"), 0.5, 0.7, 1.5, -0.2])  # 6 groups of 2
@@ -27,36 +24,17 @@ def statistics(rewards, tokens, mask, reduce):
     }
 
 
-def _worker(rank: int, port: int, queue) -> None:
+def _half_batch_statistics(rank: int) -> dict:
     import posttrain.ranks as ranks
 
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-    try:
-        half = slice(0, 6) if rank == 0 else slice(6, 12)  # whole groups on each process
-        rows = slice(0, 2) if rank == 0 else slice(2, 4)
-        result = statistics(REWARDS[half], TOKENS[rows], MASK[rows], ranks.all_reduce_sum)
-        # plain lists: a tensor sent through a queue is shared by file descriptor, gone when this process exits
-        queue.put((rank, {name: values.tolist() for name, values in result.items()}))
-    finally:
-        dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    half = slice(0, 6) if rank == 0 else slice(6, 12)  # whole groups on each process
+    rows = slice(0, 2) if rank == 0 else slice(2, 4)
+    result = statistics(REWARDS[half], TOKENS[rows], MASK[rows], ranks.all_reduce_sum)
+    return {name: values.tolist() for name, values in result.items()}
 
 
 def test_two_processes_take_the_statistics_of_one_with_the_whole_batch():
-    context = mp.get_context("spawn")
-    queue, port = context.Queue(), free_port()
-    workers = [context.Process(target=_worker, args=(rank, port, queue)) for rank in range(2)]
-    for w in workers:
-        w.start()
-    results = dict(queue.get(timeout=120) for _ in workers)
-    for w in workers:
-        w.join(timeout=60)
-        assert w.exitcode == 0
+    results = run_in_two_processes(_half_batch_statistics)
     whole = statistics(REWARDS, TOKENS, MASK, None)
     for name, want in whole.items():
         got = torch.tensor(results[0][name] + results[1][name])

@@ -5,13 +5,9 @@ gloo aborted both processes."""
 
 from __future__ import annotations
 
-import socket
-from queue import Empty
-
 import pytest
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
+from gloo_processes import run_in_two_processes
 from posttrain.train.loop import _reduce
 
 # (loss sum, weight, tokens, metric sums): a metric is (sum, denominator), or (sum, None) for sum / weight
@@ -21,36 +17,12 @@ SHARES = [
 ]
 
 
-def _worker(rank: int, port: int, queue) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-    try:
-        queue.put((rank, _reduce(*SHARES[rank])))
-    finally:
-        dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _reduce_share(rank: int):
+    return _reduce(*SHARES[rank])
 
 
 def test_ranks_with_different_metric_names_reduce_their_union():
-    context = mp.get_context("spawn")
-    queue, port = context.Queue(), free_port()
-    workers = [context.Process(target=_worker, args=(rank, port, queue)) for rank in range(2)]
-    for w in workers:
-        w.start()
-    results = {}
-    while len(results) < len(workers):  # fail at once when a worker dies (gloo aborts on mismatched lengths)
-        try:
-            rank, result = queue.get(timeout=2)
-            results[rank] = result
-        except Empty:
-            assert all(w.is_alive() or w.exitcode == 0 for w in workers), [w.exitcode for w in workers]
-    for w in workers:
-        w.join(timeout=60)
-        assert w.exitcode == 0
+    results = run_in_two_processes(_reduce_share)
     means = {"loss": 4.0 / 6.0, "entropy": 3.0 / 6.0, "values/explained_variance": 0.5 / 2.0, "clip": 1.0 / 6.0, "kl": 3.0 / 6.0}
     for rank in range(2):
         got, tokens = results[rank]
