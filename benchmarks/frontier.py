@@ -2,7 +2,7 @@
 coefficient, best-of-n over n, all from one SFT model, scored on the same held-out prompts by the
 gold sentiment reward, with KL(π‖π_SFT) summed over each completion.
 
-    python benchmarks/frontier.py --from runs/main          # reuses main's sft / pairs / rm stages
+    python benchmarks/frontier.py --from runs/pipeline-main          # reuses main's sft / pairs / rm stages
 
 It needs the SFT model, the preference pairs and the reward model of a `posttrain pipeline main`
 run (`--from`). Each DPO and PPO point is its own training run under OUT (default FROM/frontier);
@@ -48,7 +48,7 @@ import torch
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--from", dest="source", default="runs/main", help="a finished `posttrain pipeline main` run")
+    p.add_argument("--from", dest="source", default="runs/pipeline-main", help="a finished `posttrain pipeline main` run")
     p.add_argument("--out", default=None)
     p.add_argument("--dpo-betas", default="0.03,0.1,0.3,1.0")
     p.add_argument("--ppo-kl-coefs", default="0.2,0.05,0.01")

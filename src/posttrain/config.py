@@ -17,6 +17,7 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 
 from posttrain.errors import ConfigError
+from posttrain.smoke import cap_values
 
 
 def option(default: Any, help: str, choices: tuple | None = None):
@@ -112,9 +113,16 @@ def _unknown_key_error(key: str, cls) -> ConfigError:
     return ConfigError(f"unknown config key '{key}'{hint}; valid keys: {', '.join(valid)}")
 
 
+def _defaults(cls) -> dict[str, Any]:
+    return {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            for f in dataclasses.fields(cls)}
+
+
 def build_config(cls, values: dict[str, Any]):
-    """Instantiate `cls` from a dict, checking every key and type; runs the class's `validate()`."""
+    """Instantiate `cls` from a dict, checking every key and type; runs the class's `validate()`.
+    Under POSTTRAIN_SMOKE=1 the options that drive a run's cost are capped first (posttrain.smoke)."""
     types_by_name = field_types(cls)
+    values = cap_values(values, _defaults(cls), cls.__name__)
     kwargs = {}
     for key, value in values.items():
         if key not in types_by_name:
@@ -179,8 +187,9 @@ def to_yaml(cfg) -> str:
 def format_help(cls) -> str:
     """One block per option: name, type, default and meaning."""
     lines = []
+    defaults = _defaults(cls)
     for f in dataclasses.fields(cls):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        default = defaults[f.name]
         tp = _type_name(field_types(cls)[f.name])
         choices = f.metadata.get("choices")
         tp = " | ".join(map(str, choices)) if choices else tp

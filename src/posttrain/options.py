@@ -37,18 +37,27 @@ class ModelOptions:
     chat_template: str | None = option(None, "Path to a Jinja chat template that replaces the tokenizer's (a default ChatML-style one is used when the tokenizer has none).")
     trust_remote_code: bool = option(False, "Allow model code from the hub (only for models you trust).")
     device: str = option("auto", "Device: auto (cuda if available, else cpu), cpu, cuda, cuda:N.")
+    seed: int = option(0, "Random seed (data order, init, sampling).")
+
+
+@dataclass
+class LoraOptions(ModelOptions):
     lora: bool = option(False, "Train LoRA adapters (peft) instead of all weights.")
     lora_r: int = option(16, "LoRA rank.")
     lora_alpha: int = option(32, "LoRA scaling alpha.")
     lora_dropout: float = option(0.0, "LoRA dropout.")
     lora_target_modules: list[str] = option(["all-linear"], "Modules that get LoRA adapters, e.g. [q_proj, v_proj]; 'all-linear' targets every linear layer but the output head.")
     merge_lora: bool = option(True, "On save, merge LoRA weights into the base so final/ is a plain transformers model.")
-    seed: int = option(0, "Random seed (data order, init, sampling).")
+
+
+def output_dir_option(stage: str, holds: str = "config.yaml, metrics.jsonl, checkpoints/step-N/, final/"):
+    """`output_dir` defaulting to runs/STAGE, so two stages' defaults never share a directory."""
+    return option(f"runs/{stage}", f"Run directory: {holds}.")
 
 
 @dataclass
-class TrainOptions(ModelOptions):
-    output_dir: str = option("runs/posttrain", "Run directory: config.yaml, metrics.jsonl, checkpoints/step-N/, final/.")
+class TrainOptions(LoraOptions):
+    output_dir: str = output_dir_option("STAGE")  # every stage's config restates it with its own name
     dataset: str = option("task:arithmetic", "Training data: a .jsonl/.json/.parquet/.csv file, a save_to_disk directory, a hub name, or task:NAME[:split].")
     dataset_split: str | None = option(None, "Split to read from a DatasetDict directory or hub dataset (default: train).")
     eval_dataset: str | None = option(None, "Held-out data in the same forms (default for task:NAME is task:NAME:test; none otherwise).")

@@ -1,6 +1,6 @@
 """`posttrain pipeline FILE.yaml|RECIPE [key=value ...]`: run stages in order in one run directory.
 
-A pipeline file has `output_dir`, optional `vars` (name: default; null = must be given as
+A pipeline file has an optional `output_dir` (default: runs/pipeline-NAME), optional `vars` (name: default; null = must be given as
 name=VALUE), optional `defaults` (keys shared by every stage that has them: model, device, seed)
 and `stages`, an ordered list of `{name, stage, preset, config}`. A string value may refer to
 `${output_dir}`, `${VAR}`, or an earlier stage's `${NAME.final}` / `${NAME.output_dir}`. Every
@@ -139,7 +139,7 @@ def load_pipeline(source: str, overrides: list[str] | None = None) -> Pipeline:
     names = [s.get("name", s.get("stage")) if isinstance(s, dict) else None for s in raw_stages]
     declared_vars = dict(data.get("vars") or {})
     top, given_vars, cli_defaults, per_stage = _split_overrides(overrides or [], [n for n in names if n], list(declared_vars))
-    output_dir = str(top.get("output_dir", data.get("output_dir") or f"runs/{path.stem}"))
+    output_dir = str(top.get("output_dir", data.get("output_dir") or f"runs/pipeline-{path.stem}"))
     force = bool(build_config(_Force, {"force": top.get("force", data.get("force", False))}).force)
     variables = {**declared_vars, **given_vars}
     missing = [k for k, v in variables.items() if v is None]
@@ -296,7 +296,7 @@ def run_pipeline(pipeline: Pipeline, log=print) -> list[dict]:
 
 def usage() -> str:
     lines = ["usage: posttrain pipeline FILE.yaml|RECIPE [key=value ...]", "",
-             "Runs stages in order in one run directory; a finished stage is skipped on re-run.",
+             "Runs stages in order in one run directory (default: runs/pipeline-NAME); a finished stage is skipped on re-run.",
              "Overrides: output_dir=DIR, force=true, VAR=VALUE, defaults.KEY=VALUE, STAGE.KEY=VALUE.", "",
              "recipes:"]
     lines += [f"  {name:<12} {desc}" for name, desc in recipes().items()]

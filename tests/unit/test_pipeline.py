@@ -48,16 +48,16 @@ def test_shipped_recipes_validate(tmp_path):
     assert rm.dataset == f"{out}/pairs/final/pairs.jsonl"
     assert ppo.reward_model == f"{out}/rm/final" and ppo.kl_coef == 0.02  # the instructgpt preset
     dpo = load_pipeline("dpo")
-    assert [s.stage for s in dpo.stages] == ["sft", "pairs", "dpo", "compare"] and dpo.stages[2].config.model == "runs/dpo/sft/final"
+    assert [s.stage for s in dpo.stages] == ["sft", "pairs", "dpo", "compare"] and dpo.stages[2].config.model == "runs/pipeline-dpo/sft/final"
     rs = load_pipeline("rs_dpo").stages[1].config
     assert (rs.selection, rs.labels, rs.num_samples) == ("max_gap", "hard", 4)
     online = load_pipeline("online_dpo").stages
     assert [s.stage for s in online] == ["sft", "pairs", "dpo", "pairs", "dpo", "compare"]
-    assert online[5].config.policies == ["dpo_round1=runs/online_dpo/dpo1/final", "dpo_round2=runs/online_dpo/dpo2/final"]
+    assert online[5].config.policies == ["dpo_round1=runs/pipeline-online_dpo/dpo1/final", "dpo_round2=runs/pipeline-online_dpo/dpo2/final"]
     assert online[4].config.ref_model_path is None  # the reference is refreshed: round 2's starts as the round-1 policy
     fixed = load_pipeline("online_dpo", ["dpo2.ref_model_path=${sft.final}"]).stages[4].config
-    assert fixed.ref_model_path == "runs/online_dpo/sft/final"
-    assert online[3].config.model == online[4].config.model == "runs/online_dpo/dpo1/final"
+    assert fixed.ref_model_path == "runs/pipeline-online_dpo/sft/final"
+    assert online[3].config.model == online[4].config.model == "runs/pipeline-online_dpo/dpo1/final"
     rlaif = load_pipeline("rlaif", ["judge_model=J"]).stages[1].config
     assert rlaif.labels == "judge" and rlaif.judge == "pairwise_judge:model=J:method=logprob"
     assert load_pipeline("rlaif").stages[1].config.judge == "pairwise_judge:model=embedded-judge:method=logprob"

@@ -38,7 +38,7 @@ from posttrain.models.loading import resolve_device
 from posttrain.models.logprobs import sequence_logprobs
 from posttrain.models.reference import CACHE_NAME, ReferencePolicy, cache_key, load_reference, precompute
 from posttrain.models.shared_prefix_attention import use_shared_prefix_attention
-from posttrain.options import TrainOptions
+from posttrain.options import TrainOptions, output_dir_option
 from posttrain.tasks.sources import load_rows
 from posttrain.train.loop import Algorithm, train_offline
 from posttrain.train.scaffold import start_run
@@ -46,6 +46,7 @@ from posttrain.train.scaffold import start_run
 
 @dataclass
 class DPOConfig(TrainOptions):
+    output_dir: str = output_dir_option("dpo")
     learning_rate: float = option(5e-7, "Peak learning rate (AdamW); DPO wants a small one (TRL: 1e-6).")
     beta: float = option(0.1, "β: the KL strength; larger keeps the policy closer to the reference (SimPO: the reward scale, 2-2.5).")
     loss_type: list[str] = option(["sigmoid"], f"Loss(es) to sum, weighted by loss_weights: {', '.join(LOSSES)}.")

@@ -35,7 +35,7 @@ from posttrain.online.algorithm import OnlineParts, OnlineRL
 from posttrain.online.estimators import ESTIMATORS
 from posttrain.online.options import PolicyLossOptions, RolloutOptions, reject_unread
 from posttrain.online.source import OnlineSource
-from posttrain.options import restate
+from posttrain.options import output_dir_option, restate
 from posttrain.rewards import RewardFunctions
 from posttrain.train import distributed
 from posttrain.train.loop import train
@@ -46,6 +46,7 @@ ADVANTAGES = tuple(name for name, e in ESTIMATORS.items() if e.critic != "requir
 
 @dataclass
 class GRPOConfig(PolicyLossOptions, RolloutOptions):
+    output_dir: str = output_dir_option("grpo")
     advantage: str = option("grpo", "Advantage estimator: grpo (group-normalised), rloo (leave-one-out), reinforce (mean baseline), reinforce_pp (REINFORCE++, beta goes into the token rewards), remax (the greedy completion's reward as the baseline).", choices=ADVANTAGES)
     scale_rewards: str = option("group", "grpo advantages: divide by the group's std, the batch's std, or none (Dr.GRPO).", choices=("group", "batch", "none"))
     beta: float = restate(PolicyLossOptions, "beta", "β: weight of the KL to the reference: a term of the loss, or with advantage=reinforce_pp -β·k1 in every token's reward (0: no reference model is loaded).")
@@ -135,6 +136,7 @@ def run_grpo(config: GRPOConfig) -> dict:
 
 @dataclass
 class RLOOConfig(GRPOConfig):
+    output_dir: str = output_dir_option("rloo")
     advantage: str = option("rloo", "Advantage estimator: rloo (leave-one-out), grpo, reinforce, reinforce_pp, remax.", choices=ADVANTAGES)
     loss_type: str = option("token_mean", "Aggregation: token_mean, grpo, dr_grpo.", choices=("grpo", "token_mean", "dr_grpo"))
 

@@ -27,7 +27,7 @@ from posttrain.errors import ConfigError
 from posttrain.losses.kto import LOSS_TYPES, RECOMMENDED_BALANCE, balance_ratio, kto_loss, kto_reference_point
 from posttrain.models.logprobs import sequence_logprobs
 from posttrain.models.reference import CACHE_NAME, ReferencePolicy, cache_key, precompute
-from posttrain.options import TrainOptions
+from posttrain.options import TrainOptions, output_dir_option
 from posttrain.tasks.sources import default_eval_source, load_rows
 from posttrain.train import distributed
 from posttrain.train.loop import Algorithm, train_offline
@@ -39,6 +39,7 @@ _CACHE_FIELDS = ("prompt_ids", "completion_ids", "completion_mask", "kl_completi
 
 @dataclass
 class KTOConfig(TrainOptions):
+    output_dir: str = output_dir_option("kto")
     beta: float = option(0.1, "β, the risk-aversion of the value function: larger keeps the policy closer to the reference.")
     desirable_weight: float = option(1.0, "λ_D, weight of desirable examples; aim for λ_D·n_D / (λ_U·n_U) in [1, 4/3] (KTO paper).")
     undesirable_weight: float = option(1.0, "λ_U, weight of undesirable examples.")

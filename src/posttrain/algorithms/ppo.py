@@ -38,7 +38,7 @@ from posttrain.online.algorithm import OnlineParts, OnlineRL
 from posttrain.online.critic import Critic
 from posttrain.online.estimators import ESTIMATORS
 from posttrain.online.options import CriticOptions, PolicyLossOptions, ProcessRewardOptions, PtxOptions, RewardKLOptions, RolloutOptions, reject_unread
-from posttrain.options import restate
+from posttrain.options import output_dir_option, restate
 from posttrain.rewards import RewardFunctions
 from posttrain.train.scaffold import load_model_for
 
@@ -47,6 +47,7 @@ ADVANTAGES = tuple(name for name, e in ESTIMATORS.items() if e.critic != "none")
 
 @dataclass
 class PPOConfig(CriticOptions, RewardKLOptions, PtxOptions, ProcessRewardOptions, PolicyLossOptions, RolloutOptions):
+    output_dir: str = output_dir_option("ppo")
     advantage: str = option("gae", "Advantages from the critic: gae (GAE(gamma, lam)) or reinforce (the return-to-go minus V per token).", choices=ADVANTAGES)
     num_generations: int = restate(RolloutOptions, "num_generations", "Completions sampled per prompt.", default=1)
     loss_type: str = restate(PolicyLossOptions, "loss_type", "Aggregation of the surrogate: token_mean (one mean over all tokens), grpo, dr_grpo.", default="token_mean")

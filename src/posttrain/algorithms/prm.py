@@ -32,7 +32,7 @@ import torch
 from posttrain.config import option
 from posttrain.data.steps import OfflineSource
 from posttrain.errors import ConfigError, UserError, data_error
-from posttrain.options import TrainOptions
+from posttrain.options import TrainOptions, output_dir_option
 from posttrain.rewards.process import SEPARATOR_KEY, separator_ids, stepwise_tokens
 from posttrain.tasks.sources import load_rows
 from posttrain.train import distributed
@@ -45,6 +45,7 @@ LABELS = {0: "bad", 1: "good"}
 
 @dataclass
 class PRMConfig(TrainOptions):
+    output_dir: str = output_dir_option("prm")
     dataset: str = option("", "Training data in TRL's stepwise format: prompt, completions (list of step strings), labels (one bool per step), as a .jsonl/.json/.parquet/.csv file, a save_to_disk directory or a hub name.")
     learning_rate: float = option(1e-4, "Peak learning rate (AdamW).")
     step_separator: str = option("\n", "Text appended to every step; the step's label sits on its last token (stored in final/config.json for scoring).")

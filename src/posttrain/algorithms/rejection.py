@@ -37,13 +37,14 @@ from posttrain.config import build_config, option
 from posttrain.data.sources import draw_rows, write_jsonl
 from posttrain.errors import ConfigError, UserError
 from posttrain.methods.best_of_n import RULES, completion_value, mean_reward, sample_and_score, select_best
-from posttrain.options import GenerationBatchOptions, MaskableRewardOptions, RewardOptions, SamplingOptions, TopKSamplingOptions, TopPSamplingOptions, TrainOptions, restate
+from posttrain.options import GenerationBatchOptions, MaskableRewardOptions, RewardOptions, SamplingOptions, TopKSamplingOptions, TopPSamplingOptions, TrainOptions, output_dir_option, restate
 from posttrain.train.rundir import atomic_dir, write_config
 from posttrain.train.scaffold import load_model_for, load_prompt_rows, start_run
 
 
 @dataclass
 class RejectionConfig(MaskableRewardOptions, GenerationBatchOptions, TopKSamplingOptions, TrainOptions):
+    output_dir: str = output_dir_option("rejection", "config.yaml, iterations.jsonl, iter-K/ (each round's samples and SFT run), final/")
     iterations: int = option(2, "Sample -> filter -> fine-tune rounds.")
     num_samples: int = option(4, "n: completions sampled per prompt.")
     prompts_per_iteration: int = option(64, "Prompts drawn (without replacement, fresh each iteration) from the dataset; 0 uses every prompt.")

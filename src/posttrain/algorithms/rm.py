@@ -55,7 +55,7 @@ from posttrain.models.reward_model import (
     sequence_rewards,
 )
 from posttrain.models.shared_prefix_attention import use_shared_prefix_attention
-from posttrain.options import TrainOptions
+from posttrain.options import TrainOptions, output_dir_option
 from posttrain.tasks.sources import load_rows
 from posttrain.train import distributed
 from posttrain.train.loop import Algorithm, train
@@ -64,6 +64,7 @@ from posttrain.train.scaffold import start_run
 
 @dataclass
 class RewardConfig(TrainOptions):
+    output_dir: str = output_dir_option("rm")
     dataset: str = option("", "Training data: preference pairs (prompt, chosen, rejected[, label, margin]) or K-wise rankings (prompt, completions, ranking), as a .jsonl/.json/.parquet/.csv file, a save_to_disk directory or a hub name.")
     pooling: str = option("last", "Where the score is read: 'last' non-pad token (what transformers' sequence classifiers do) or 'mean' over the sequence's tokens.", choices=POOLINGS)
     center_rewards_coefficient: float = option(0.0, "Add coef * mean((r_chosen + r_rejected)^2) to the loss (TRL's reward centering); 0 disables.")

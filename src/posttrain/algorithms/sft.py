@@ -25,7 +25,7 @@ from posttrain.errors import UserError
 from posttrain.losses.sft import count_tokens, sft_loss
 from posttrain.models.logprobs import logits_at
 from posttrain.models.packed_attention import use_packed_attention
-from posttrain.options import TrainOptions
+from posttrain.options import TrainOptions, output_dir_option
 from posttrain.tasks.sources import default_eval_source, load_rows
 from posttrain.train.loop import Algorithm, train_offline
 from posttrain.train.scaffold import start_run
@@ -33,6 +33,7 @@ from posttrain.train.scaffold import start_run
 
 @dataclass
 class SFTConfig(TrainOptions):
+    output_dir: str = output_dir_option("sft")
     completion_only_loss: bool = option(True, "Loss on completion / assistant tokens only; false trains on every token (prompt included).")
     packing: bool = option(False, "Pack several examples into each row of up to max_length tokens (no padding inside a row; attention never crosses examples).")
 

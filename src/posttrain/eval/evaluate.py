@@ -9,6 +9,7 @@ over all k samples) and unbiased pass@j for j = 1, 2, 4, ..., k.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,7 @@ class EvalConfig(TopKSamplingOptions, ModelOptions):
     max_new_tokens: int = restate(SamplingOptions, "max_new_tokens", "Longest completion in tokens (0: the task's default, else 256).", default=0)
     batch_size: int = option(64, "Prompts per generation batch.")
     success_threshold: float = option(0.5, "A sample counts as correct for pass@k when its score is >= this.")
-    output_file: str | None = option(None, "Where to write the JSON report (default: eval.json next to the model, or ./eval.json).")
+    output_file: str | None = option(None, "Where to write the JSON report (default: runs/eval/MODEL__DATASET[__kK-tT].json, named after what was measured so evaluations never overwrite one another).")
     show_samples: int = option(3, "Sample outputs printed to the console and kept in the report.")
 
     def validate(self) -> None:
@@ -54,6 +55,19 @@ def _default_max_new_tokens(cfg: EvalConfig) -> int:
     return 256
 
 
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", text).strip("_") or "x"
+
+
+def default_output_file(cfg: EvalConfig) -> str:
+    """runs/eval/MODEL__DATASET[__kK-tT].json: one file per thing measured, outside the model's own
+    directory; sampled evaluations (k > 1) name their k and temperature."""
+    name = f"{_slug(cfg.model)}__{_slug(cfg.dataset)}"
+    if cfg.num_samples > 1:
+        name += f"__k{cfg.num_samples}-t{cfg.temperature:g}"
+    return f"runs/eval/{name}.json"
+
+
 def run_eval(cfg: EvalConfig) -> dict:
     from posttrain.methods.scoring import resolve_scorers
     from posttrain.tasks.sources import load_rows
@@ -71,8 +85,7 @@ def run_eval(cfg: EvalConfig) -> dict:
                       batch_size=cfg.batch_size, success_threshold=cfg.success_threshold, seed=cfg.seed,
                       show_samples=cfg.show_samples)
     report = {"model": cfg.model, "dataset": cfg.dataset, **report}
-    out_path = Path(cfg.output_file) if cfg.output_file else (
-        Path(cfg.model) / "eval.json" if Path(cfg.model).is_dir() else Path("eval.json"))
+    out_path = Path(cfg.output_file or default_output_file(cfg))
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(report, indent=2, ensure_ascii=False))
     print(f"eval {cfg.model} on {cfg.dataset}:\n{format_report(report)}\nwrote {out_path}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from posttrain.data.readers import read_records
 from posttrain.errors import DataError
+from posttrain.smoke import cap_rows
 from posttrain.tasks import get_task
 
 TASK_PREFIX = "task:"
@@ -36,8 +37,8 @@ def parse_task_source(source: str, default_split: str = "train") -> tuple[str, s
 def load_rows(source: str, split: str | None = None) -> list[dict]:
     if is_task_source(source):
         name, task_split, limit = parse_task_source(source, split or "train")
-        return get_task(name).rows(task_split, limit)
-    return read_records(source, split)
+        return cap_rows(get_task(name).rows(task_split, limit), source)
+    return cap_rows(read_records(source, split), source)
 
 
 def default_eval_source(train_source: str) -> str | None:
