@@ -22,7 +22,15 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
   else
     echo "install.sh: no GPU; installing the CPU build torch==$TORCH_TESTED"
     pins=""; if [ "$UNPINNED" = 0 ]; then pins="-c constraints.txt"; fi  # torch's dependencies as tested
-    "$PY" -m pip install $pins "torch==$TORCH_TESTED"
+    # PyPI's Linux torch wheel bundles CUDA (GBs); PyTorch's own CPU index has the CPU build. Where that
+    # index cannot be reached (a mirror, a wheelhouse), the configured indexes must provide the CPU build.
+    index="${POSTTRAIN_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}"
+    if "$PY" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + '/torch/', timeout=5)" "$index" >/dev/null 2>&1; then
+      "$PY" -m pip install $pins --extra-index-url "$index" "torch==$TORCH_TESTED+cpu"
+    else
+      echo "install.sh: $index unreachable; taking torch==$TORCH_TESTED from the configured package indexes"
+      "$PY" -m pip install $pins "torch==$TORCH_TESTED"
+    fi
   fi
 fi
 

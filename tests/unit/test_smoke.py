@@ -27,13 +27,13 @@ def test_caps_given_and_default_values_and_prints_them(monkeypatch, capsys):
     epochs = load_config(SFTConfig)  # max_steps 0 = "from num_epochs": capped too
     assert epochs.max_steps == 2
     grpo = load_config(GRPOConfig, overrides=["num_generations=8", "max_new_tokens=160"])
-    assert (grpo.num_generations, grpo.max_new_tokens) == (4, 24)
+    assert (grpo.num_generations, grpo.max_new_tokens) == (4, 96)
     small = load_config(GRPOConfig, overrides=["num_generations=2", "max_new_tokens=8"])
     assert (small.num_generations, small.max_new_tokens) == (2, 8)  # already below the caps
     compare = load_config(CompareConfig, overrides=["best_of_n=[4,16]", "prompts=100"])
     assert (compare.best_of_n, compare.prompts) == ([4], 8)
     evaluation = load_config(EvalConfig)
-    assert (evaluation.limit, evaluation.max_new_tokens) == (8, 24)  # 0 = all / the task's default
+    assert (evaluation.limit, evaluation.max_new_tokens) == (8, 96)  # 0 = all / the task's default
 
 
 @pytest.mark.parametrize("source", ["task:arithmetic", "task:sentiment:test"])

@@ -152,3 +152,39 @@ def test_reading_the_table_imports_no_stage_module():
             "m.startswith(('posttrain.algorithms', 'posttrain.eval', 'posttrain.quickstart'))]; assert not loaded, loaded")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_default_run_directories_never_collide():
+    """Each stage with a run directory defaults to runs/<stage>; pipelines to runs/pipeline-<name>, so
+    neither a stage run after another nor a recipe lands in a directory another default uses."""
+    from posttrain.pipeline import recipes
+
+    defaults = {}
+    for name, spec in STAGES.items():
+        fields = {f.name: f for f in dataclasses.fields(spec.config_class)}
+        if "output_dir" in fields:
+            defaults[name] = fields["output_dir"].default
+    assert defaults == {name: f"runs/{name}" for name in defaults}
+    assert set(defaults) >= {"sft", "rm", "prm", "dpo", "kto", "grpo", "rloo", "ppo", "rejection", "pairs", "compare", "constitution"}
+    pipelines = {name: str(load_pipeline(name).output_dir) for name in recipes()}
+    assert pipelines == {name: f"runs/pipeline-{name}" for name in recipes()}
+    assert not set(pipelines.values()) & set(defaults.values())
+
+
+def test_eval_reports_are_named_after_what_they_measure():
+    """The README's three evaluations of one model write three files under runs/eval, none in the model."""
+    from posttrain.eval.evaluate import EvalConfig, default_output_file
+
+    greedy = default_output_file(build_config(EvalConfig, {"model": "runs/sft/final", "dataset": "task:arithmetic:test"}))
+    sampled = default_output_file(build_config(EvalConfig, {"model": "runs/sft/final", "dataset": "task:arithmetic:test",
+                                                            "num_samples": 8, "temperature": 1.0}))
+    prompts = default_output_file(build_config(EvalConfig, {"model": "runs/sft/final", "dataset": "examples/prompts.jsonl"}))
+    assert greedy == "runs/eval/runs_sft_final__task_arithmetic_test.json"
+    assert sampled == "runs/eval/runs_sft_final__task_arithmetic_test__k8-t1.json"
+    assert prompts == "runs/eval/runs_sft_final__examples_prompts.jsonl.json"
+
+
+def test_eval_and_pairs_list_no_lora_options():
+    """Stages that train nothing do not offer the LoRA options they would ignore."""
+    for name in ("eval", "pairs", "compare"):
+        assert not {f.name for f in dataclasses.fields(get_stage(name).config_class)} & {"lora", "lora_r", "merge_lora"}
