@@ -75,6 +75,32 @@ def test_from_base_fine_tunes_the_base_model_every_iteration(tmp_path):
     assert all(r["kept"] == 6 and "eval_accuracy_before" not in r for r in records)  # best, no min_reward: one per prompt
 
 
+def test_rest_em_preset_keeps_only_answers_the_tasks_accuracy_scorer_finds_correct(tmp_path):
+    from posttrain.tasks import get_task
+
+    out = tmp_path / "run"
+    proc = run_cli("rejection", "--preset", "rest_em", "model=embedded", "dataset=task:arithmetic", f"output_dir={out}",
+                   "iterations=1", "prompts_per_iteration=8", "num_samples=4", "max_new_tokens=128", "max_steps=1",
+                   "batch_size=4", "eval_greedy=false", "device=cpu")
+    assert proc.returncode == 0, proc.stderr
+    kept = _read_jsonl(out / "iter-1" / "samples.jsonl")
+    record = _read_jsonl(out / "iterations.jsonl")[0]
+    assert 0 < len(kept) == record["kept"] < record["samples"] == 32  # measured: 6 of 32 kept
+    answers = [str(_evaluate(row["prompt"][0]["content"].removeprefix("What is ").removesuffix("?"))) for row in kept]
+    accuracy = get_task("arithmetic").scorers["accuracy"]
+    assert accuracy([r["prompt"] for r in kept], [r["completion"] for r in kept], answer=answers) == [1.0] * len(kept)
+    assert "weighted sum" not in proc.stdout  # one 0/1 reward: no note about summed rewards
+
+
+def test_threshold_with_the_summed_task_reward_says_what_it_compares(tmp_path):
+    proc = run_cli("rejection", "model=embedded", "dataset=task:arithmetic", f"output_dir={tmp_path / 'run'}",
+                   "selection=threshold", "iterations=1", "prompts_per_iteration=2", "num_samples=2",
+                   "max_new_tokens=128", "max_steps=1", "batch_size=2", "eval_greedy=false", "device=cpu")
+    assert proc.returncode == 0, proc.stderr
+    note = next(line for line in proc.stdout.splitlines() if "weighted sum" in line)
+    assert "threshold=1" in note and "accuracy + format" in note and "reward_funcs=[task::accuracy]" in note
+
+
 @pytest.mark.parametrize("arg, fragment", [("selection=worst", "selection"), ("num_samples=0", "num_samples")])
 def test_bad_option_is_one_line_exit_2(tmp_path, arg, fragment):
     proc = run_cli("rejection", f"output_dir={tmp_path / 'run'}", arg)
