@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from conftest import ANSWER_TAG as ANSWER, run_cli
+from conftest import ANSWER_TAG as ANSWER, arithmetic_prompts_file, run_cli, warning_lines
 from posttrain.config import build_config
 
 
@@ -99,6 +99,17 @@ def test_threshold_with_the_summed_task_reward_says_what_it_compares(tmp_path):
     assert proc.returncode == 0, proc.stderr
     note = next(line for line in proc.stdout.splitlines() if "weighted sum" in line)
     assert "threshold=1" in note and "accuracy + format" in note and "reward_funcs=[task::accuracy]" in note
+
+
+def test_plain_string_prompts_warn_before_nothing_is_kept(tmp_path):
+    prompts = arithmetic_prompts_file(tmp_path / "prompts.jsonl", as_messages=False)
+    proc = run_cli("rejection", "model=embedded", f"dataset={prompts}", "reward_funcs=[task:arithmetic:accuracy]",
+                   "selection=threshold", f"output_dir={tmp_path / 'run'}", "iterations=1", "prompts_per_iteration=0",
+                   "num_samples=2", "generation_batch_size=2", "max_new_tokens=64", "device=cpu")
+    assert proc.returncode == 2, proc.stderr
+    warning, error = proc.stderr.strip().splitlines()[-2:]
+    assert warning_lines(proc.stderr) == [warning] and "of 4 completions are empty" in warning  # 2 prompts x 2 samples a batch
+    assert error.startswith("posttrain: error: iteration 1 kept none of 8 samples"), proc.stderr
 
 
 @pytest.mark.parametrize("arg, fragment", [("selection=worst", "selection"), ("num_samples=0", "num_samples")])
