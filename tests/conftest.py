@@ -356,3 +356,20 @@ def run_recipe(name: str, tmp_path, *overrides: str) -> tuple[dict[str, dict], d
     assert [r["status"] for r in records] == ["done"] * len(records)
     lines = (tmp_path / name / "compare" / "final" / "evaluations.jsonl").read_text().splitlines()
     return {r["name"]: r["metrics"] for r in records}, {row["policy"]: row for row in map(json.loads, lines)}
+
+
+# tests/e2e/test_eval.py, tests/e2e/test_grpo.py, tests/e2e/test_rejection.py: arithmetic prompts for the
+# embedded chat model as plain strings (it answers them with nothing) or as message lists
+PLAIN_PROMPT_WARNING = "posttrain: warning: "
+
+
+def arithmetic_prompts_file(path, as_messages: bool, n: int = 4) -> str:
+    from posttrain.tasks import get_task
+
+    rows = get_task("arithmetic").rows("test", n)
+    return write_jsonl(path, [{"prompt": row["prompt"] if as_messages else row["prompt"][0]["content"],
+                               "answer": row["answer"]} for row in rows])
+
+
+def warning_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith(PLAIN_PROMPT_WARNING)]

@@ -6,7 +6,8 @@ and `stages`, an ordered list of `{name, stage, preset, config}`. A string value
 `${output_dir}`, `${VAR}`, or an earlier stage's `${NAME.final}` / `${NAME.output_dir}`. Every
 stage's config is built (and so checked) before the first stage runs. A stage that finished writes
 `<its dir>/DONE` with the hash of its resolved config (and of the stages it refers to); a re-run
-skips it, refuses to redo it with a changed config unless force=true, and resumes one that crashed.
+skips it, refuses to redo it with a changed config unless force=true, and resumes one that crashed
+(with the settings it began with: a crashed stage whose options changed also needs force=true).
 """
 
 from __future__ import annotations
@@ -217,7 +218,7 @@ def _read_done(stage: Stage) -> dict | None:
 
 def _status(stage: Stage, force: bool) -> str:
     """skip (finished, same config), rerun (changed config and force=true), resume (crashed) or run."""
-    from posttrain.train.rundir import RESUMABLE_CHANGES, RunDir
+    from posttrain.train.rundir import RunDir, changed_settings
 
     done = _read_done(stage)
     trains = hasattr(stage.config, "output_dir")
@@ -231,12 +232,14 @@ def _status(stage: Stage, force: bool) -> str:
     run = RunDir(stage.dir)
     if not trains or not run.holds_run():
         return "run"
-    if force and run.config.is_file():  # a crashed run: resume it, unless force=true and its settings changed
-        old = yaml.safe_load(run.config.read_text(encoding="utf-8")) or {}
-        new = to_dict(stage.config)
-        if any(old.get(k) != new.get(k) for k in set(old) | set(new) if k not in RESUMABLE_CHANGES):
-            return "rerun"
-    return "resume"
+    # A crashed run is resumed with the settings it began with: other settings need force=true (a fresh run).
+    changed = changed_settings(run, stage.config)
+    if changed and not force and hasattr(stage.config, "resume"):
+        several = len(changed) > 1
+        raise ConfigError(f"stage {stage.name}: {', '.join(changed)} {'differ' if several else 'differs'} from the unfinished "
+                          f"run in {stage.dir}, which a re-run resumes; pass force=true to redo the stage from the start, "
+                          f"or restore the old value{'s' if several else ''} (see {run.config}) to resume it")
+    return "rerun" if changed else "resume"
 
 
 def _write_records(pipeline: Pipeline, records: list[dict]) -> None:

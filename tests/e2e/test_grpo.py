@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from conftest import final_weights, read_metrics, run_cli, without_timing, write_jsonl
+from conftest import arithmetic_prompts_file, final_weights, read_metrics, run_cli, warning_lines, without_timing, write_jsonl
 from posttrain.algorithms.grpo import GRPOConfig, run_grpo
 from posttrain.config import build_config
 from posttrain.errors import UserError
@@ -273,3 +273,15 @@ def test_remax_baseline_is_the_greedy_completions_reward(tiny_llama, setup, tmp_
                          temperature=1.5))
     records = read_metrics(tmp_path / "run")
     assert records[0]["advantage/abs_mean"] > 0 and all(math.isfinite(r["grad_norm"]) for r in records)
+
+
+def test_plain_string_prompts_to_a_chat_model_warn_once(tmp_path):
+    """The embedded chat model answers plain-string questions with nothing: one warning over two rounds."""
+    prompts = arithmetic_prompts_file(tmp_path / "prompts.jsonl", as_messages=False)
+    result = run_cli("grpo", "model=embedded", f"dataset={prompts}", "reward_funcs=[task:arithmetic:accuracy]",
+                     f"output_dir={tmp_path / 'run'}", "max_steps=2", "prompts_per_step=2", "num_generations=2",
+                     "max_new_tokens=16", "batch_size=4", "device=cpu")
+    assert result.returncode == 0, result.stderr
+    warnings = warning_lines(result.stderr)
+    assert len(warnings) == 1 and "plain strings" in warnings[0] and "message list" in warnings[0], result.stderr
+    assert all(r["completion/mean_length"] == 1.0 for r in read_metrics(tmp_path / "run") if "completion/mean_length" in r)

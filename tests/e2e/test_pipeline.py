@@ -9,7 +9,7 @@ import shutil
 import pytest
 import yaml
 
-from conftest import final_weights, pipeline_file as _pipeline_file, read_metrics, run_cli
+from conftest import final_weights, pipeline_file as _pipeline_file, read_metrics, run_cli, sft_rows, write_jsonl
 from posttrain.errors import ConfigError
 from posttrain.pipeline import load_pipeline, run_pipeline
 
@@ -65,6 +65,31 @@ def test_crashed_stage_is_resumed(tmp_path, tiny_llama, capsys):
     assert [r["status"] for r in _records(run)] == ["skipped", "done"]
     assert "[2/2] grpo (grpo): resuming" in capsys.readouterr().out
     assert (run / "grpo" / "final" / "config.json").exists()
+
+
+def test_crashed_stage_with_a_changed_option_needs_force(tmp_path, tiny_llama):
+    spec = {"output_dir": str(tmp_path / "run"), "stages": [{"name": "sft", "stage": "sft", "config": {
+        "model": tiny_llama, "dataset": write_jsonl(tmp_path / "train.jsonl", sft_rows(8)), "max_steps": 4, "save_steps": 2,
+        "batch_size": 2, "max_length": 128, "learning_rate": 1e-3, "logging_steps": 1, "device": "cpu"}}]}
+    path = tmp_path / "pipe.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    run = tmp_path / "run"
+    run_pipeline(load_pipeline(str(path)))
+    shutil.rmtree(run / "sft" / "final")  # what a crash after the last checkpoint leaves
+    (run / "sft" / "DONE").unlink()
+    assert (run / "sft" / "checkpoints").is_dir()
+
+    proc = run_cli("pipeline", str(path), "sft.batch_size=4")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("posttrain: error: stage sft: batch_size differ"), proc.stderr
+    assert "force=true" in lines[0] and "restore the old value" in lines[0], lines[0]
+    assert not (run / "sft" / "final").exists()  # refused before any work
+
+    run_pipeline(load_pipeline(str(path), ["sft.batch_size=4", "force=true"]))  # redone from the start
+    assert [r["status"] for r in _records(run)] == ["done"] and (run / "sft" / "final" / "config.json").exists()
+    assert yaml.safe_load((run / "sft" / "config.yaml").read_text())["batch_size"] == 4
+    assert [r["step"] for r in read_metrics(run / "sft") if "loss" in r][0] == 1
 
 
 def test_bad_reference_fails_before_anything_runs(tmp_path, tiny_llama):

@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from conftest import ANSWER_TAG as ANSWER, run_cli
+from conftest import ANSWER_TAG as ANSWER, arithmetic_prompts_file, run_cli, warning_lines
 from posttrain.config import build_config
 
 
@@ -73,6 +73,43 @@ def test_from_base_fine_tunes_the_base_model_every_iteration(tmp_path):
     records = _read_jsonl(out / "iterations.jsonl")
     assert [r["trained_from"] for r in records] == ["embedded", "embedded"]
     assert all(r["kept"] == 6 and "eval_accuracy_before" not in r for r in records)  # best, no min_reward: one per prompt
+
+
+def test_rest_em_preset_keeps_only_answers_the_tasks_accuracy_scorer_finds_correct(tmp_path):
+    from posttrain.tasks import get_task
+
+    out = tmp_path / "run"
+    proc = run_cli("rejection", "--preset", "rest_em", "model=embedded", "dataset=task:arithmetic", f"output_dir={out}",
+                   "iterations=1", "prompts_per_iteration=8", "num_samples=4", "max_new_tokens=128", "max_steps=1",
+                   "batch_size=4", "eval_greedy=false", "device=cpu")
+    assert proc.returncode == 0, proc.stderr
+    kept = _read_jsonl(out / "iter-1" / "samples.jsonl")
+    record = _read_jsonl(out / "iterations.jsonl")[0]
+    assert 0 < len(kept) == record["kept"] < record["samples"] == 32  # measured: 6 of 32 kept
+    answers = [str(_evaluate(row["prompt"][0]["content"].removeprefix("What is ").removesuffix("?"))) for row in kept]
+    accuracy = get_task("arithmetic").scorers["accuracy"]
+    assert accuracy([r["prompt"] for r in kept], [r["completion"] for r in kept], answer=answers) == [1.0] * len(kept)
+    assert "weighted sum" not in proc.stdout  # one 0/1 reward: no note about summed rewards
+
+
+def test_threshold_with_the_summed_task_reward_says_what_it_compares(tmp_path):
+    proc = run_cli("rejection", "model=embedded", "dataset=task:arithmetic", f"output_dir={tmp_path / 'run'}",
+                   "selection=threshold", "iterations=1", "prompts_per_iteration=2", "num_samples=2",
+                   "max_new_tokens=128", "max_steps=1", "batch_size=2", "eval_greedy=false", "device=cpu")
+    assert proc.returncode == 0, proc.stderr
+    note = next(line for line in proc.stdout.splitlines() if "weighted sum" in line)
+    assert "threshold=1" in note and "accuracy + format" in note and "reward_funcs=[task::accuracy]" in note
+
+
+def test_plain_string_prompts_warn_before_nothing_is_kept(tmp_path):
+    prompts = arithmetic_prompts_file(tmp_path / "prompts.jsonl", as_messages=False)
+    proc = run_cli("rejection", "model=embedded", f"dataset={prompts}", "reward_funcs=[task:arithmetic:accuracy]",
+                   "selection=threshold", f"output_dir={tmp_path / 'run'}", "iterations=1", "prompts_per_iteration=0",
+                   "num_samples=2", "generation_batch_size=2", "max_new_tokens=64", "device=cpu")
+    assert proc.returncode == 2, proc.stderr
+    warning, error = proc.stderr.strip().splitlines()[-2:]
+    assert warning_lines(proc.stderr) == [warning] and "of 4 completions are empty" in warning  # 2 prompts x 2 samples a batch
+    assert error.startswith("posttrain: error: iteration 1 kept none of 8 samples"), proc.stderr
 
 
 @pytest.mark.parametrize("arg, fragment", [("selection=worst", "selection"), ("num_samples=0", "num_samples")])

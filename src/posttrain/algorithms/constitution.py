@@ -81,6 +81,7 @@ class Generator:
         """One sampled text per prompt (a string, or a message list rendered with the chat template)."""
         from posttrain.data.tokenize import tokenize_prompt
         from posttrain.generation import SamplingParams, generate
+        from posttrain.rollout import warn_if_plain_prompts_unanswered
 
         texts: list[str] = []
         size = self.config.generation_batch_size
@@ -91,7 +92,9 @@ class Generator:
                 raise UserError(f"a request of {longest} tokens plus {max_new_tokens} new tokens exceeds the model's "
                                 f"{self.context}-token context; lower the max_new_tokens options or shorten the templates")
             params = SamplingParams(**self.config.sampling_kwargs(max_new_tokens=max_new_tokens, seed=seed + start))
-            texts += [t.strip() for t in generate(self.model, self.tokenizer, ids, params).texts]
+            batch = generate(self.model, self.tokenizer, ids, params).texts
+            warn_if_plain_prompts_unanswered(self.tokenizer, prompts[start:start + size], batch)
+            texts += [t.strip() for t in batch]
             self.calls += len(ids)
         return texts
 

@@ -16,9 +16,11 @@ under LoRA, or log-probs precomputed once and cached (`precompute`); `ref_model_
 another model instead (iterative DPO with a fixed SFT reference). Reference-free losses (simpo, orpo,
 cpo, sft alone) use none.
 
-Logged: `rewards/chosen` and `rewards/rejected` (the implicit rewards β·log π_θ/π_ref; β·log π_θ
-for reference-free losses), `rewards/margins`, `rewards/accuracies` (share of pairs whose chosen
-reward is higher), `logps/chosen` and `logps/rejected` (summed log-probs under the policy).
+Logged: `rewards/chosen` and `rewards/rejected` (the implicit rewards β·log π_θ/π_ref; without a
+reference, what TRL's CPO / ORPO trainers log: β·log π_θ for cpo, the length-normalised β·log π_θ/|y|
+for simpo and λ·log π_θ/|y| for orpo, so they follow the loss's objective), `rewards/margins`,
+`rewards/accuracies` (share of pairs whose chosen reward is higher), `logps/chosen` and
+`logps/rejected` (summed log-probs under the policy).
 docs/dpo.md explains why `rewards/chosen` usually falls while the margin grows.
 """
 
@@ -33,7 +35,8 @@ import posttrain.ranks as ranks
 from posttrain.config import option
 from posttrain.data.pairs import INVALID_PAIR_POLICIES, collate_pairs, load_pairs
 from posttrain.errors import ConfigError, DataError
-from posttrain.losses.preference import LOSSES, REFERENCE_FREE, SOFT_LABELS, PairLogps, PreferenceParams, preference_loss
+from posttrain.losses.preference import (LOSSES, REFERENCE_FREE, SOFT_LABELS, PairLogps, PreferenceParams, implicit_rewards,
+                                         preference_loss)
 from posttrain.models.loading import resolve_device
 from posttrain.models.logprobs import sequence_logprobs
 from posttrain.models.reference import CACHE_NAME, ReferencePolicy, cache_key, load_reference, precompute
@@ -143,7 +146,7 @@ class DPO(Algorithm):
         elif self.reference is not None:
             p.ref_chosen, p.ref_rejected = self.reference.sequence_logprobs(model, **inputs).sums.split(pairs)
         losses = preference_loss(p, self.params, self.config.loss_type, self.weights)
-        return losses.sum(), _metrics(p, self.params.beta)
+        return losses.sum(), pair_metrics(p, self.params, self.config.loss_type)
 
 
 def model_inputs(batch: dict) -> dict:
@@ -161,12 +164,9 @@ def _score_reference(model, batch: dict) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def _metrics(p: PairLogps, beta: float) -> dict:
+def pair_metrics(p: PairLogps, params: PreferenceParams, loss_types: list[str]) -> dict:
     """Sums over the pairs (the loop divides by the number of pairs of the step)."""
-    if p.ref_chosen is not None:
-        chosen, rejected = beta * p.chosen_logratios, beta * p.rejected_logratios
-    else:  # reference-free: the reward is β log π_θ (as TRL's CPO / ORPO trainers log it)
-        chosen, rejected = beta * p.policy_chosen, beta * p.policy_rejected
+    chosen, rejected = implicit_rewards(p, params, loss_types)
     return {
         "rewards/chosen": chosen.sum(), "rewards/rejected": rejected.sum(),
         "rewards/margins": (chosen - rejected).sum(), "rewards/accuracies": (chosen > rejected).float().sum(),

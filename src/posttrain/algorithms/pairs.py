@@ -70,7 +70,7 @@ class PairsConfig(RewardOptions, GenerationBatchOptions, TopPSamplingOptions, Mo
     labels: str = option("hard", "Who decides chosen: hard (higher reward), bradley_terry (draw with P = sigmoid(label_beta (r1 - r2))), judge (a pairwise LLM judge, RLAIF).", choices=LABELS)
     label_beta: float = option(5.0, "labels=bradley_terry: inverse temperature of the draw (seed 002's noisy IMDb labels: 5).")
     judge: str = option("pairwise_judge", "labels=judge: the judge, as a built-in spec pairwise_judge[:model=DIR:method=logprob:...].")
-    reward_funcs: list[str] = restate(RewardOptions, "reward_funcs", "Reward functions scoring the samples, as for grpo: task, task:NAME[:SCORER], a built-in NAME[:k=v...], module:function.")
+    reward_funcs: list[str] = restate(RewardOptions, "reward_funcs", "Reward functions scoring the samples, as for grpo: task, task::SCORER, task:NAME[:SCORER], a built-in NAME[:k=v...], module:function.")
     reward_workers: int = restate(RewardOptions, "reward_workers", "Reward functions run concurrently in at most this many threads.")
     max_new_tokens: int = restate(SamplingOptions, "max_new_tokens", default=96)
 

@@ -12,7 +12,10 @@ Each iteration k = 1..iterations:
    each prompt if its reward >= `min_reward` (expert iteration, "the best performing ones are used
    for further training", seed 003 L3501; AlpacaFarm's best-of-n / expert iteration, seed 002
    L241-242); `selection=threshold` keeps every sample with reward >= `threshold`, at most
-   `max_per_prompt` per prompt (ReST-EM's filter on "binary correctness feedback", seed 003 L3274);
+   `max_per_prompt` per prompt (ReST-EM's filter on "binary correctness feedback", seed 003 L3274;
+   the reward is the weighted sum of `reward_funcs`, so the `rest_em` preset scores with
+   `task::accuracy` alone: with the default `task`, accuracy + format, a well-formatted wrong
+   answer would reach 1.0);
 3. fine-tune (Improve / M-step): SFT (cross-entropy on the kept completions) into
    `output_dir/iter-k/`, starting from the previous policy (expert iteration: "further training")
    or, with `from_base=true`, from the base model each time. The seed describes ReST-EM's
@@ -50,13 +53,13 @@ class RejectionConfig(MaskableRewardOptions, GenerationBatchOptions, TopKSamplin
     prompts_per_iteration: int = option(64, "Prompts drawn (without replacement, fresh each iteration) from the dataset; 0 uses every prompt.")
     selection: str = option("best", "best: keep the top sample per prompt if its reward >= min_reward (expert iteration / RFT); threshold: keep every sample with reward >= threshold (ReST-EM).", choices=RULES)
     min_reward: float | None = option(None, "selection=best: keep a prompt's top sample only if its reward is at least this (null: always).")
-    threshold: float = option(1.0, "selection=threshold: keep samples whose reward is at least this (1.0: correct, for a 0/1 accuracy reward).")
+    threshold: float = option(1.0, "selection=threshold: keep samples whose reward, the weighted sum of reward_funcs, is at least this. 1.0 keeps correct answers with one 0/1 reward such as task::accuracy (the rest_em preset's); the default reward task sums every scorer (arithmetic: accuracy + format, 0-2), so 1.0 also keeps well-formatted wrong answers.")
     max_per_prompt: int = option(0, "selection=threshold: keep at most this many samples per prompt, highest reward first (0: no cap).")
     from_base: bool = option(False, "Fine-tune from the base model each iteration (ReST-EM) instead of continuing from the last policy (expert iteration).")
     temperature: float = restate(SamplingOptions, "temperature", "Sampling temperature (ReST-EM: 1.0).")
     top_p: float = restate(TopPSamplingOptions, "top_p", "Nucleus sampling threshold (ReST-EM: 0.95).")
     max_new_tokens: int = restate(SamplingOptions, "max_new_tokens", default=256)
-    reward_funcs: list[str] = restate(RewardOptions, "reward_funcs", "Reward functions, as for grpo: task, task:NAME[:SCORER], a built-in NAME[:key=value...], module:function or file.py:function.")
+    reward_funcs: list[str] = restate(RewardOptions, "reward_funcs", "Reward functions, as for grpo: task (every scorer of the dataset's task, summed), task::SCORER (one of them), task:NAME[:SCORER], a built-in NAME[:key=value...], module:function or file.py:function.")
     reward_workers: int = restate(RewardOptions, "reward_workers", "Reward functions run concurrently in at most this many threads.")
     reward_errors: str = restate(MaskableRewardOptions, "reward_errors", "A reward function that raises or returns NaN/inf: raise (one-line error) or mask (the sample is never kept).")
     eval_greedy: bool = option(True, "Score greedy completions of eval_dataset before the first and after every iteration.")
@@ -81,7 +84,9 @@ class RejectionConfig(MaskableRewardOptions, GenerationBatchOptions, TopKSamplin
 
 PRESETS: dict[str, dict] = {
     "expert_iteration": {"selection": "best", "from_base": False},
-    "rest_em": {"selection": "threshold", "threshold": 1.0, "from_base": True, "temperature": 1.0, "top_p": 0.95},  # seed 003 L3268-3281
+    # seed 003 L3268-3281: a filter on binary correctness, so the reward is the task's accuracy alone (0/1)
+    "rest_em": {"selection": "threshold", "reward_funcs": ["task::accuracy"], "threshold": 1.0, "from_base": True,
+                "temperature": 1.0, "top_p": 0.95},
 }
 
 
@@ -135,6 +140,10 @@ def run_rejection(config: RejectionConfig) -> dict:
     eval_rows = load_rows(eval_source) if config.eval_greedy and eval_source else []
 
     write_config(run, config)
+    if config.selection == "threshold" and len(rewards.functions) > 1:
+        print(f"rejection: selection=threshold compares threshold={config.threshold:g} with the weighted sum of "
+              f"{' + '.join(rewards.functions)}; to keep only correct answers, score with one 0/1 reward "
+              "(e.g. reward_funcs=[task::accuracy])")
     for name in ("iterations.jsonl", "metrics.jsonl"):
         (run.root / name).write_text("")
     policy = config.model

@@ -176,6 +176,25 @@ REFERENCE_FREE = frozenset({"simpo", "orpo", "cpo", "sft"})
 SOFT_LABELS = frozenset({"sigmoid"})  # the losses that read μ; the others need μ ∈ {0, 1}
 
 
+# The implicit reward TRL logs for each reference-free loss: (the PreferenceParams field that scales it,
+# whether the log-prob is the per-token mean). CPOTrainer logs β·log π (loss_type sigmoid, our cpo) or,
+# for simpo, β·mean log π (it averages the log-probs, `average_log_prob=True`); ORPOTrainer logs
+# β·mean log π with its β, which is ORPO's λ. So `rewards/accuracies` tracks the loss's own objective.
+REFERENCE_FREE_REWARDS = {"simpo": ("beta", True), "orpo": ("orpo_lambda", True), "cpo": ("beta", False),
+                          "sft": ("beta", False)}
+
+
+def implicit_rewards(p: PairLogps, params: PreferenceParams, loss_types: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(chosen, rejected) implicit rewards per pair, as TRL logs them: β ρ with a reference (DPOTrainer,
+    whatever the loss type); without one, those of the first loss type's TRL trainer (sft alone: β log π)."""
+    if p.ref_chosen is not None:
+        return params.beta * p.chosen_logratios, params.beta * p.rejected_logratios
+    leading = next((t for t in loss_types if t != "sft"), "sft")
+    scale, per_token = REFERENCE_FREE_REWARDS[leading]
+    chosen, rejected = p.mean_logps() if per_token else (p.policy_chosen, p.policy_rejected)
+    return getattr(params, scale) * chosen, getattr(params, scale) * rejected
+
+
 def preference_loss(p: PairLogps, params: PreferenceParams, loss_types: list[str], weights: list[float] | None = None) -> torch.Tensor:
     """Σ_k w_k ℓ_k per pair (B,): several loss types combined, as TRL's list-valued `loss_type`."""
     weights = weights or [1.0] * len(loss_types)

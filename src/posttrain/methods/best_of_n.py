@@ -53,6 +53,7 @@ def sample_and_score(model, tokenizer, rows: list[dict], rewards, n: int, params
     completions, the rows' other columns and the completion ids."""
     from posttrain.data.tokenize import tokenize_prompt
     from posttrain.generation import generate
+    from posttrain.rollout import warn_if_plain_prompts_unanswered
 
     if n < 1:
         raise ConfigError(f"num_samples must be >= 1, got {n}")
@@ -65,6 +66,7 @@ def sample_and_score(model, tokenizer, rows: list[dict], rewards, n: int, params
         # A distinct seed per chunk, so two chunks never repeat each other's random stream.
         chunk_params = params if params.seed is None else dataclasses.replace(params, seed=params.seed + start)
         gen = generate(model, tokenizer, prompt_ids, chunk_params)
+        warn_if_plain_prompts_unanswered(tokenizer, [row["prompt"] for row in chunk], gen.texts)
         prompts = [chunk[i]["prompt"] for i in gen.prompt_index]
         completions = [completion_value(t, conversational) for t in gen.texts]
         # The gold `completion` (if any) is not a column the rewards read: they see the sample instead.

@@ -20,6 +20,7 @@ def evaluate(model, tokenizer, rows: list[dict], scorers: dict, *, num_samples=1
     from posttrain.generation import SamplingParams, generate
     from posttrain.methods.metrics import summarize_scores
     from posttrain.methods.scoring import call_scorer
+    from posttrain.rollout import warn_if_plain_prompts_unanswered
 
     if not rows:
         raise UserError("nothing to evaluate: the dataset has no rows")
@@ -34,6 +35,7 @@ def evaluate(model, tokenizer, rows: list[dict], scorers: dict, *, num_samples=1
         params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
                                 n=num_samples, seed=seed + start)
         out = generate(model, tokenizer, prompt_ids, params)
+        warn_if_plain_prompts_unanswered(tokenizer, [r["prompt"] for r in chunk], out.texts)
         conversational = isinstance(chunk[0]["prompt"], list)
         prompts = [chunk[i]["prompt"] for i in out.prompt_index]
         completions = [completion_value(t, conversational) for t in out.texts]

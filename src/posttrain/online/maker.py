@@ -30,7 +30,7 @@ from posttrain.losses.ppo import kl_penalized_rewards
 from posttrain.online.estimators import Estimator, EstimatorContext
 from posttrain.online.experience import Sample, collate_samples, completion_tensor, policy_outputs
 from posttrain.rewards import RewardFunctions
-from posttrain.rollout import RolloutBackend, generate_rollouts
+from posttrain.rollout import RolloutBackend, generate_rollouts, warn_if_plain_prompts_unanswered
 
 
 @dataclass
@@ -68,6 +68,7 @@ class RolloutExperience:
     def sample(self, prompts, rows, params):
         cfg = self.config
         rollouts = generate_rollouts(self.backend, prompts, cfg.num_generations, params)
+        warn_if_plain_prompts_unanswered(self.tokenizer, [row["prompt"] for row in rows], rollouts.texts)
         greedy = None
         if self.estimator.greedy_baseline:  # ReMax: each prompt's greedy completion, scored as its baseline
             greedy = generate_rollouts(self.backend, prompts, 1, SamplingParams(**{**params.__dict__, "temperature": 0.0}))

@@ -67,28 +67,16 @@ class RewardFunctions:
     @classmethod
     def resolve(cls, specs: list[str], dataset: str, weights: list[float] | None = None, on_error: str = "raise",
                 workers: int = 4):
-        """`task` (the dataset's embedded task's scorers, e.g. accuracy + format), `task:NAME`,
-        `task:NAME:SCORER`, a built-in `NAME[:key=value...]` (see `registry`), `module:function` or
-        `path/file.py:function`."""
+        """`task` (the dataset's embedded task's scorers, e.g. accuracy + format), `task::SCORER` (one
+        scorer of the dataset's task), `task:NAME`, `task:NAME:SCORER`, a built-in `NAME[:key=value...]`
+        (see `registry`), `module:function` or `path/file.py:function`."""
         from posttrain.callables import load_callable
         from posttrain.rewards import registry
-        from posttrain.tasks import get_task
-        from posttrain.tasks.sources import is_task_source, parse_task_source
 
         functions: dict[str, Callable] = {}
         for spec in specs:
             if spec == "task" or spec.startswith("task:"):
-                if spec == "task":
-                    if not is_task_source(dataset):
-                        raise ConfigError("reward_funcs=[task] needs dataset=task:NAME; name your functions "
-                                          "(module:function or file.py:function) for other data")
-                    spec = "task:" + parse_task_source(dataset)[0]
-                parts = spec.split(":")
-                task = get_task(parts[1])
-                chosen = {parts[2]: task.scorers[parts[2]]} if len(parts) > 2 and parts[2] in task.scorers else task.scorers
-                if len(parts) > 2 and parts[2] not in task.scorers:
-                    raise ConfigError(f"task {parts[1]} has no scorer '{parts[2]}'; it has {', '.join(task.scorers)}")
-                functions.update(chosen)
+                functions.update(_task_scorers(spec, dataset))
             elif registry.is_builtin(spec):
                 name, fn = registry.build(spec)
                 functions[name if name not in functions else f"{name}_{len(functions)}"] = fn
@@ -167,6 +155,28 @@ class RewardFunctions:
             else:
                 out.append(number)
         return out, failed
+
+
+def _task_scorers(spec: str, dataset: str) -> dict[str, Callable]:
+    """The scorers `task`, `task::SCORER`, `task:NAME` or `task:NAME:SCORER` names; an empty NAME is the
+    dataset's task (so a preset can name a scorer whatever the task)."""
+    from posttrain.tasks import get_task
+    from posttrain.tasks.sources import is_task_source, parse_task_source
+
+    parts = spec.split(":", 2)  # "task", NAME, SCORER
+    name = parts[1] if len(parts) > 1 else ""
+    scorer = parts[2] if len(parts) > 2 else None
+    if not name:
+        if not is_task_source(dataset):
+            raise ConfigError(f"reward_funcs=[{spec}] needs dataset=task:NAME; name your functions "
+                              "(module:function or file.py:function) for other data")
+        name = parse_task_source(dataset)[0]
+    task = get_task(name)
+    if scorer is None:
+        return dict(task.scorers)
+    if scorer not in task.scorers:
+        raise ConfigError(f"task {name} has no scorer '{scorer}'; it has {', '.join(task.scorers)}")
+    return {scorer: task.scorers[scorer]}
 
 
 def _is_async(fn: Callable) -> bool:

@@ -3,5 +3,6 @@ log-probs kept as the old-policy log-probs. Trainers talk to a `RolloutBackend`,
 engine (vLLM, Ray workers) can replace the local sampler without touching them."""
 
 from posttrain.rollout.engine import LocalBackend, RolloutBackend, Rollouts, generate_rollouts
+from posttrain.rollout.plain_prompts import warn_if_plain_prompts_unanswered
 
-__all__ = ["LocalBackend", "RolloutBackend", "Rollouts", "generate_rollouts"]
+__all__ = ["LocalBackend", "RolloutBackend", "Rollouts", "generate_rollouts", "warn_if_plain_prompts_unanswered"]

@@ -97,16 +97,22 @@ def check_run_dir(config) -> RunDir:
             f"output_dir {run.root} already holds {state}; set resume=true to continue it, "
             "overwrite_output_dir=true to replace it, or choose another output_dir"
         )
-    if run.config.is_file():
-        old = yaml.safe_load(run.config.read_text(encoding="utf-8")) or {}
-        new = to_dict(config)
-        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
-        if changed:
-            raise ConfigError(
-                f"resume=true but {', '.join(changed)} differ from {run.config}; "
-                "resume with the same settings, or use overwrite_output_dir=true to start over"
-            )
+    changed = changed_settings(run, config)
+    if changed:
+        raise ConfigError(
+            f"resume=true but {', '.join(changed)} differ from {run.config}; "
+            "resume with the same settings, or use overwrite_output_dir=true to start over"
+        )
     return run
+
+
+def changed_settings(run: RunDir, config) -> list[str]:
+    """The keys whose values differ from the run's config.yaml, except those a resume may change."""
+    if not run.config.is_file():
+        return []
+    old = yaml.safe_load(run.config.read_text(encoding="utf-8")) or {}
+    new = to_dict(config)
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
 
 
 def prepare_run_dir(run: RunDir, config, is_main: bool = True) -> None:

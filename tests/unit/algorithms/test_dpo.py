@@ -1,5 +1,5 @@
 """DPO's batch: the log-probs of the concatenated padded batch equal each sequence alone, and the packed
-shared-prompt layout gives the padded log-probs."""
+shared-prompt layout gives the padded log-probs; SimPO's logged implicit rewards are length-normalised."""
 
 from __future__ import annotations
 
@@ -46,3 +46,23 @@ def test_packed_shared_prompt_batch_gives_the_padded_logprobs(tiny_llama, pairs)
         got = sequence_logprobs(model, **model_inputs(packed))
     torch.testing.assert_close(got.sums, want.sums, atol=1e-4, rtol=1e-5)
     torch.testing.assert_close(got.counts, want.counts)
+
+
+def test_simpo_logs_rewards_on_mean_token_logprobs(tiny_llama, pairs):
+    """SimPO's loss compares β·log π/|y|; the logged rewards must too (as TRL logs them), not β·log π."""
+    tokenizer = load_tokenizer(tiny_llama)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+    config = dpo_config(dataset=pairs[0], loss_type=["simpo"], beta=2.0, packing=False)
+    examples = load_examples(tokenizer, pairs[0], None, config, "train")[:8]
+    algorithm = DPO(config, tokenizer.pad_token_id)
+    algorithm.setup(model)
+    batch = algorithm.collate(examples)
+    with torch.no_grad():
+        _, metrics = algorithm.loss(model, batch)
+        logps = sequence_logprobs(model, **model_inputs(batch))
+    mean_w, mean_l = (logps.sums / logps.counts).split(len(examples))
+    torch.testing.assert_close(metrics["rewards/chosen"], (2.0 * mean_w).sum())
+    torch.testing.assert_close(metrics["rewards/rejected"], (2.0 * mean_l).sum())
+    torch.testing.assert_close(metrics["rewards/margins"], (2.0 * (mean_w - mean_l)).sum())
+    assert float(metrics["rewards/accuracies"]) == float((mean_w > mean_l).sum())
+    torch.testing.assert_close(metrics["logps/chosen"], logps.sums.split(len(examples))[0].sum())  # still summed

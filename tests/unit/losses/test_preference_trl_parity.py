@@ -27,7 +27,7 @@ from datasets import Dataset  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 from conftest import make_model_dir, preference_rows  # noqa: E402
-from posttrain.losses.preference import PairLogps, PreferenceParams, preference_loss  # noqa: E402
+from posttrain.losses.preference import PairLogps, PreferenceParams, implicit_rewards, preference_loss  # noqa: E402
 from posttrain.models.logprobs import sequence_logprobs  # noqa: E402
 
 TRL_DPO_TYPES = ["sigmoid", "hinge", "ipo", "robust", "apo_zero", "apo_down", "bco_pair", "nca_pair", "sppo_hard", "discopop"]
@@ -127,6 +127,30 @@ def test_orpo_odds_ratio_term_equals_trl():
     theirs, *_ = ORPOTrainer.odds_ratio_loss(_trl_self(beta=0.25), chosen, rejected)  # TRL's β is ORPO's λ
     ours = preference_loss(p, params, ["orpo"]) - preference_loss(p, params, ["sft"])
     torch.testing.assert_close(ours, -theirs, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("loss_type, trainer", [("simpo", "cpo"), ("cpo", "cpo"), ("orpo", "orpo")])
+def test_logged_rewards_equal_what_trl_logs(loss_type, trainer):
+    """rewards/chosen, rewards/rejected (and so margins, accuracies) of the reference-free losses: TRL feeds
+    SimPO and ORPO the per-token mean log-probs and logs β times those (ORPO's β is its λ), CPO the sums."""
+    from trl.experimental.cpo import CPOTrainer
+    from trl.experimental.orpo import ORPOTrainer
+
+    p = _logps(4)
+    p.rejected_tokens = p.rejected_tokens * 3  # long rejected answers: the sums and the means order pairs differently
+    params = PreferenceParams(beta=2.0, simpo_gamma=0.8, orpo_lambda=0.25)
+    if trainer == "orpo":
+        _, theirs_w, theirs_l, _, _ = ORPOTrainer.odds_ratio_loss(_trl_self(beta=0.25), *p.mean_logps())
+    else:
+        logps = p.mean_logps() if loss_type == "simpo" else (p.policy_chosen, p.policy_rejected)
+        _, theirs_w, theirs_l = CPOTrainer.cpo_loss(
+            _trl_self(beta=2.0, loss_type="simpo" if loss_type == "simpo" else "sigmoid", simpo_gamma=0.8, label_smoothing=0.0), *logps)
+    ours_w, ours_l = implicit_rewards(p, params, [loss_type, "sft"])
+    torch.testing.assert_close(ours_w, theirs_w, atol=1e-6, rtol=0)
+    torch.testing.assert_close(ours_l, theirs_l, atol=1e-6, rtol=0)
+    if loss_type != "cpo":  # the normalised rewards are not the summed ones: a pair's order flips
+        summed = params.beta * (p.policy_chosen - p.policy_rejected)
+        assert ((ours_w > ours_l) != (summed > 0)).any()
 
 
 def test_sft_term_equals_batch_token_mean_when_lengths_are_equal():

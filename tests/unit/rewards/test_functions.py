@@ -95,6 +95,19 @@ def test_resolve_mixes_task_builtin_and_module_specs():
         RewardFunctions({"f": lambda **_: []}, workers=0)
 
 
+def test_task_specs_name_all_or_one_scorer_of_the_datasets_task_or_a_named_one():
+    def names(spec, dataset="task:arithmetic:test:5"):
+        return list(RewardFunctions.resolve([spec], dataset).functions)
+
+    assert names("task") == names("task:arithmetic") == ["accuracy", "format"]
+    assert names("task::accuracy") == names("task:arithmetic:accuracy") == ["accuracy"]
+    assert names("task::verdict_accuracy", "task:sentiment_judge") == ["verdict_accuracy"]
+    with pytest.raises(ConfigError, match=r"task arithmetic has no scorer 'correct'; it has accuracy, format"):
+        names("task::correct")
+    with pytest.raises(ConfigError, match=r"reward_funcs=\[task::accuracy\] needs dataset=task:NAME"):
+        names("task::accuracy", "problems.jsonl")
+
+
 def test_from_options_reads_a_configs_reward_options():
     from posttrain.options import MaskableRewardOptions, RewardOptions
 
