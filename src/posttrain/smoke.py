@@ -18,7 +18,7 @@ ENV = "POSTTRAIN_SMOKE"
 # eval) is set to the cap too; 0 meaning "none" (eval_prompts) stays 0.
 CAPS: dict[str, int] = {
     "max_steps": 2,
-    "batch_size": 4,  # so the capped data still fills a step
+    "batch_size": 1,  # so even a handful of kept samples fills a step
     "gradient_accumulation_steps": 1,
     "max_new_tokens": 96,  # long enough for an arithmetic answer to finish
     "critique_max_new_tokens": 16,
