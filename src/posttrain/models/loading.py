@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -99,7 +100,10 @@ def apply_lora(model, r: int, alpha: int, dropout: float, target_modules: list[s
     head = {"exclude_modules": ["score", "classifier"]} if task_type == "TOKEN_CLS" else {}
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type=task_type, **head)
     try:
-        return get_peft_model(model, config)
+        with warnings.catch_warnings():
+            # peft reads transformers' deprecated `is_gradient_checkpointing`; nothing a user (or we) can change
+            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+            return get_peft_model(model, config)
     except ValueError as exc:
         raise UserError(f"LoRA could not be applied ({str(exc).splitlines()[0]}); check lora_target_modules") from None
 
