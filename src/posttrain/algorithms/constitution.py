@@ -2,18 +2,17 @@
 
     posttrain constitution model=embedded dataset=task:sentiment prompts=32 revisions=1 max_steps=20
 
-Seed 003 L3212-3213 (Bai et al. 2022): "The only human oversight is provided through a list of
-rules or principles ... In the supervised phase they sample from an initial model, then generate
-self-critiques and revisions, and then finetune the original model on revised responses"; L3215:
-"the critiques ... are steered by a small set of principles drawn from a 'constitution'".
+Constitutional AI (Bai et al. 2022): the only human oversight is a list of principles, the
+"constitution". In the supervised phase one samples from an initial model, has it critique and
+revise its own responses, each critique steered by a principle drawn from the constitution, and
+fine-tunes the original model on the revised responses.
 
 For each of `prompts` prompts (drawn with `seed` from `dataset`):
 
 1. sample a response y_0 from the model (temperature, `max_new_tokens`);
 2. for round r = 1..`revisions`: draw a principle p_r uniformly at random from the constitution
-   (seeded; the seed says only "drawn from a 'constitution'", L3215; one random draw per
-   critique-revision step is the paper's own procedure), ask the *same* model (or `critic_model`) for a critique
-   c_r of y_{r-1} with the critique template, then for a revision y_r with the revision template
+   (seeded; one random draw per critique-revision step, as in the paper), ask the *same* model
+   (or `critic_model`) for a critique c_r of y_{r-1} with the critique template, then for a revision y_r with the revision template
    (which holds y_{r-1}, p_r and c_r);
 3. fine-tune the original model with SFT on the pairs (prompt, y_revisions) into `output_dir/sft/`;
    `output_dir/final/` is that model.

@@ -19,7 +19,10 @@ cpo, sft alone) use none.
 Logged: `rewards/chosen` and `rewards/rejected` (the implicit rewards β·log π_θ/π_ref; β·log π_θ
 for reference-free losses), `rewards/margins`, `rewards/accuracies` (share of pairs whose chosen
 reward is higher), `logps/chosen` and `logps/rejected` (summed log-probs under the policy).
-docs/dpo.md explains why `rewards/chosen` usually falls while the margin grows.
+`rewards/chosen` usually falls while the margin grows: the loss sees only the margin, and pushing
+down a rejected completion also pushes down its look-alike chosen one. That is fine while
+`rewards/margins` and held-out `rewards/accuracies` rise; if `logps/chosen` falls by many nats per
+token, add an NLL term (`--preset rpo`), lower the learning rate or raise beta.
 """
 
 from __future__ import annotations
