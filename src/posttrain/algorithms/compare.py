@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 from posttrain.config import option
 from posttrain.data.sources import draw_rows, write_jsonl
-from posttrain.errors import ConfigError
+from posttrain.errors import ConfigError, naming_option
 from posttrain.options import GenerationBatchOptions, SamplingOptions, restate
 
 REFERENCE_NAME = "sft"
@@ -194,15 +194,20 @@ def run_compare(config: CompareConfig) -> dict:
     check_no_final(run, config.overwrite_output_dir, "a finished comparison")
     split = config.dataset_split or ("test" if is_task_source(config.dataset) else None)
     rows = draw_rows(load_prompt_rows(config.dataset, split, "compare needs"), config.prompts, config.seed)
-    gold = RewardFunctions.resolve(config.gold_funcs, config.dataset)
+    with naming_option("gold_funcs"):
+        gold = RewardFunctions.resolve(config.gold_funcs, config.dataset)
     judge = None
     if config.best_of_n and config.selector_judge:
         from posttrain.rewards.registry import build
 
-        judge = build(config.selector_judge)[1]
-    selector = RewardFunctions.resolve(config.selector_funcs, config.dataset) if config.best_of_n and not judge else None
-    tokenizer = load_tokenizer_for(config, config.reference)
-    reference = load_model_for(config, config.reference)
+        with naming_option("selector_judge"):
+            judge = build(config.selector_judge)[1]
+    selector = None
+    if config.best_of_n and not judge:
+        with naming_option("selector_funcs"):
+            selector = RewardFunctions.resolve(config.selector_funcs, config.dataset)
+    tokenizer = load_tokenizer_for(config, config.reference, "reference")
+    reference = load_model_for(config, config.reference, option="reference")
     prompt_ids = [tokenize_prompt(tokenizer, row["prompt"]) for row in rows]
     k = config.samples_per_prompt
 
@@ -226,7 +231,7 @@ def run_compare(config: CompareConfig) -> dict:
 
     record(REFERENCE_NAME, ref_samples, 0.0, 0.0)  # KL of a model against itself is 0 exactly
     for name, path in policies.items():
-        model = load_model_for(config, path)
+        model = load_model_for(config, path, option="policies", hint=f"policy '{name}' needs a save_pretrained directory, e.g. {name}=runs/x/{name}/final")
         samples = _flat(sample(model, gold, k))
         kls, counts = sequence_kl(model, reference, [p for p in prompt_ids for _ in range(k)],
                                   [c.completion_ids for _, c in samples], config.logprob_batch_size)

@@ -69,9 +69,9 @@ class ConstitutionConfig(GenerationBatchOptions, TopPSamplingOptions, TrainOptio
 class Generator:
     """A model and tokenizer that answer user requests in batches, counting the requests."""
 
-    def __init__(self, model_name: str, config: ConstitutionConfig):
-        self.tokenizer = load_tokenizer_for(config, model_name)
-        self.model = load_model_for(config, model_name)
+    def __init__(self, model_name: str, config: ConstitutionConfig, option: str = "model"):
+        self.tokenizer = load_tokenizer_for(config, model_name, option)
+        self.model = load_model_for(config, model_name, option=option)
         self.config = config
         self.calls = 0
         self.context = getattr(self.model.config, "max_position_embeddings", None)
@@ -154,7 +154,7 @@ def _generate_records(config: ConstitutionConfig, principles, critique_template,
 
     torch.manual_seed(config.seed)
     policy = Generator(config.model, config)
-    critic = policy if config.critic_model in (None, config.model) else Generator(config.critic_model, config)
+    critic = policy if config.critic_model in (None, config.model) else Generator(config.critic_model, config, "critic_model")
     return critique_and_revise(rows, policy, critic, config, principles, critique_template, revision_template)
 
 

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 
 from posttrain.config import option
 from posttrain.data.sources import draw_rows, write_jsonl
-from posttrain.errors import ConfigError, UserError
+from posttrain.errors import ConfigError, UserError, naming_option
 from posttrain.methods.best_of_n import completion_value
 from posttrain.options import GenerationBatchOptions, ModelOptions, RewardOptions, SamplingOptions, TopPSamplingOptions, restate
 
@@ -198,7 +198,10 @@ def run_pairs(config: PairsConfig) -> dict:
         else:
             raise ConfigError(f"eval_prompts={config.eval_prompts} but {config.dataset} has no test split; set eval_dataset=FILE or eval_prompts=0")
     rewards = RewardFunctions.from_options(config, config.dataset)
-    judge = build(config.judge)[1] if config.labels == "judge" else None
+    judge = None
+    if config.labels == "judge":
+        with naming_option("judge"):
+            judge = build(config.judge)[1]
     tokenizer = load_tokenizer_for(config)
     model = load_model_for(config)
 

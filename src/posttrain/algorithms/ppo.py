@@ -88,9 +88,9 @@ def run_ppo(config: PPOConfig) -> dict:
     """Train and save the actor to output_dir/final; returns the last logged metrics."""
     tokenizer, rows, rewards = load_prompts(config)
     if config.reward_model:
-        from posttrain.models.reward_model import load_reward_model, score_texts
+        from posttrain.models.reward_model import REWARD_MODEL_HINT, load_reward_model, score_texts
 
-        rm = load_reward_model(config.reward_model, tokenizer.pad_token_id).eval()
+        rm = load_reward_model(config.reward_model, tokenizer.pad_token_id, option="reward_model", hint=REWARD_MODEL_HINT).eval()
         rewards = RewardFunctions({"reward_model": lambda prompts, completions, **_: score_texts(rm, tokenizer, prompts, completions)},
                                   on_error=config.reward_errors)
     process_rewards = None

@@ -23,9 +23,10 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 WEIGHT_DTYPES = ("float32", "bfloat16", "float16")  # a concrete dtype (no "auto"): for models loaded beside the policy
 
 
-def resolve_model_path(name: str) -> str:
+def resolve_model_path(name: str, option: str = "model", hint: str | None = None) -> str:
     """'embedded' / 'embedded-judge' -> the models shipped in the package; an existing directory -> itself;
-    else a hub id."""
+    else a hub id. Errors name `option`, the config key the user set, and say `hint`
+    (default: the choices of a causal LM)."""
     from posttrain.embedded import SHIPPED
 
     if name in SHIPPED:
@@ -33,26 +34,31 @@ def resolve_model_path(name: str) -> str:
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
-            raise UserError(f"model directory {path} has no config.json; point model= at a save_pretrained directory")
+            raise UserError(f"{option} directory {path} has no config.json; point {option}= at a save_pretrained directory")
         return str(path)
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise UserError(f"model path not found: {name}; use model=embedded, a local directory, or a hub id like Qwen/Qwen2.5-0.5B")
+        raise UserError(f"{option if option.endswith('path') else option + ' path'} not found: {name}; {hint or _choices(option)}")
     return name
 
 
-def _hub_error(name: str, exc: Exception) -> UserError:
+def _choices(option: str) -> str:
+    return f"use {option}=embedded, a local directory, or a hub id like Qwen/Qwen2.5-0.5B"
+
+
+def _hub_error(name: str, exc: Exception, option: str = "model") -> UserError:
     first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-    return UserError(f"could not load model '{name}' ({first}); use model=embedded, a local directory, or a reachable hub id")
+    return UserError(f"could not load {option} '{name}' ({first}); use {option}=embedded, a local directory, or a reachable hub id")
 
 
-def load_tokenizer(name: str, chat_template: str | None = None, trust_remote_code: bool = False):
+def load_tokenizer(name: str, chat_template: str | None = None, trust_remote_code: bool = False, option: str = "model",
+                   hint: str | None = None):
     from transformers import AutoTokenizer
 
-    path = resolve_model_path(name)
+    path = resolve_model_path(name, option, hint)
     try:
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
-        raise _hub_error(name, exc) from None
+        raise _hub_error(name, exc, option) from None
     if chat_template:
         template_path = Path(chat_template)
         if not template_path.is_file():
@@ -66,14 +72,15 @@ def load_tokenizer(name: str, chat_template: str | None = None, trust_remote_cod
     return tok
 
 
-def load_causal_lm(name: str, dtype: str = "float32", device: str | torch.device = "cpu", trust_remote_code: bool = False):
+def load_causal_lm(name: str, dtype: str = "float32", device: str | torch.device = "cpu", trust_remote_code: bool = False,
+                   option: str = "model", hint: str | None = None):
     from transformers import AutoModelForCausalLM
 
-    path = resolve_model_path(name)
+    path = resolve_model_path(name, option, hint)
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
-        raise _hub_error(name, exc) from None
+        raise _hub_error(name, exc, option) from None
     return model.to(device)
 
 

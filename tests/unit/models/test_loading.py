@@ -6,6 +6,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, LlamaC
 
 from posttrain.errors import UserError
 from posttrain.models import DEFAULT_CHAT_TEMPLATE, apply_lora, load_causal_lm, load_tokenizer, save_model
+from posttrain.models.reward_model import REWARD_MODEL_HINT, load_reward_model
 from tiny_tokenizers import chatml_tokenizer, plain_tokenizer, save_tokenizer
 
 CONFIGS = {
@@ -56,6 +57,20 @@ def test_bad_paths_are_user_errors(tmp_path):
         load_causal_lm(str(tmp_path / "empty"))
     with pytest.raises(UserError, match="chat_template file not found"):
         load_tokenizer(_save_tiny(tmp_path / "m", "llama", chatml_tokenizer()), chat_template=str(tmp_path / "t.jinja"))
+
+
+def test_bad_paths_name_the_option_that_gave_them(tmp_path):
+    missing = str(tmp_path / "runs" / "nope")
+    with pytest.raises(UserError) as info:
+        load_causal_lm(missing, option="ref_model_path")
+    assert str(info.value) == (f"ref_model_path not found: {missing}; use ref_model_path=embedded, a local directory, "
+                               "or a hub id like Qwen/Qwen2.5-0.5B")
+    with pytest.raises(UserError) as info:
+        load_reward_model(missing, None, option="reward_model", hint=REWARD_MODEL_HINT)
+    assert str(info.value) == f"reward_model path not found: {missing}; {REWARD_MODEL_HINT}"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="^critic_model directory .* has no config.json; point critic_model= at"):
+        load_tokenizer(str(tmp_path / "empty"), option="critic_model")
 
 
 @pytest.mark.parametrize("targets", [["all-linear"], ["q_proj", "v_proj"]])
