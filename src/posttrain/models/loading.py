@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import os
+import socket
+import threading
+import urllib.parse
+import urllib.request
 import warnings
 from pathlib import Path
 
@@ -25,7 +31,7 @@ WEIGHT_DTYPES = ("float32", "bfloat16", "float16")  # a concrete dtype (no "auto
 
 def resolve_model_path(name: str, option: str = "model", hint: str | None = None) -> str:
     """'embedded' / 'embedded-judge' -> the models shipped in the package; an existing directory -> itself;
-    else a hub id. Errors name `option`, the config key the user set, and say `hint`
+    else a hub id (see `_hub_model`). Errors name `option`, the config key the user set, and say `hint`
     (default: the choices of a causal LM)."""
     from posttrain.embedded import SHIPPED
 
@@ -38,7 +44,7 @@ def resolve_model_path(name: str, option: str = "model", hint: str | None = None
         return str(path)
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise UserError(f"{option if option.endswith('path') else option + ' path'} not found: {name}; {hint or _choices(option)}")
-    return name
+    return _hub_model(name, option)
 
 
 def _choices(option: str) -> str:
@@ -48,6 +54,73 @@ def _choices(option: str) -> str:
 def _hub_error(name: str, exc: Exception, option: str = "model") -> UserError:
     first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
     return UserError(f"could not load {option} '{name}' ({first}); use {option}=embedded, a local directory, or a reachable hub id")
+
+
+# ------------------------------------------------------------------------------------- the hub
+
+
+HUB_PROBE_SECONDS = 3.0  # DNS and TCP connect; huggingface_hub itself retries an unreachable hub for most of a minute
+
+
+def _hub_model(name: str, option: str) -> str:
+    """The hub id `name` while the hub answers; its cached snapshot directory when HF_HUB_OFFLINE=1 or
+    the hub is out of reach; else a UserError at once."""
+    offline = _hub_offline()
+    if not offline and _hub_reachable():
+        return name
+    cached = _cached_snapshot(name)
+    if cached:
+        return cached
+    if offline:
+        raise UserError(f"{option} '{name}' is neither a local directory nor in the Hugging Face cache, and HF_HUB_OFFLINE=1 "
+                        "allows no download; give a local directory, or unset HF_HUB_OFFLINE to download it")
+    raise UserError(f"{option} '{name}' was not found locally and the Hugging Face hub ({_hub_endpoint()}) could not be "
+                    "reached; offline? set HF_HUB_OFFLINE=1 (models in the Hugging Face cache only) or give a local directory")
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    legacy = os.environ.get("TRANSFORMERS_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    return bool(getattr(constants, "HF_HUB_OFFLINE", False)) or legacy
+
+
+def _hub_endpoint() -> str:
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT  # HF_ENDPOINT when set
+
+
+@functools.cache
+def _hub_reachable() -> bool:
+    """Whether a TCP connection to the hub opens within HUB_PROBE_SECONDS, name lookup included (a
+    thread, since a hanging resolver ignores socket timeouts). Behind a proxy: yes, the hub's client
+    goes through it and we cannot tell."""
+    if urllib.request.getproxies().get("https"):
+        return True
+    url = urllib.parse.urlsplit(_hub_endpoint())
+    address = (url.hostname, url.port or (443 if url.scheme == "https" else 80))
+    opened = threading.Event()
+
+    def connect() -> None:
+        try:
+            socket.create_connection(address, timeout=HUB_PROBE_SECONDS).close()
+            opened.set()
+        except OSError:
+            pass
+
+    threading.Thread(target=connect, daemon=True).start()
+    return opened.wait(HUB_PROBE_SECONDS)
+
+
+def _cached_snapshot(name: str) -> str | None:
+    """The directory of `name`'s cached snapshot (main), or None when the cache has none."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(name, local_files_only=True)
+    except Exception:  # not cached, or not a valid repo id: either way nothing to load from the cache
+        return None
 
 
 def load_tokenizer(name: str, chat_template: str | None = None, trust_remote_code: bool = False, option: str = "model",
