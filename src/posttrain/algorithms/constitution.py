@@ -30,6 +30,7 @@ import shutil
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+import posttrain.ranks as ranks
 from posttrain.config import build_config, option
 from posttrain.data.sources import draw_rows, write_jsonl
 from posttrain.errors import ConfigError, UserError
@@ -64,6 +65,17 @@ class ConstitutionConfig(GenerationBatchOptions, TopPSamplingOptions, TrainOptio
         if self.prompts < 0:
             raise ConfigError(f"config key 'prompts' must be >= 0 (0: every prompt), got {self.prompts}")
         self.check_sampling()
+        if self.prompts > 0:
+            self.check_sft_batch(self.prompts, f"prompts={self.prompts}", "raise prompts")
+
+    def check_sft_batch(self, prompts: int, where: str, fix: str) -> None:
+        """SFT trains on one revision per prompt: a ConfigError, before anything is sampled, when the
+        prompts fill no optimizer step (SFT would find out only after all the generation)."""
+        needed = self.batch_size * self.gradient_accumulation_steps * ranks.launched_world_size()
+        if prompts < needed:
+            raise ConfigError(f"{where} gives {prompts} SFT examples (one revision per prompt), fewer than one optimizer "
+                              f"step needs (batch_size x gradient_accumulation_steps x processes = {needed}); "
+                              f"{fix} or lower batch_size")
 
 
 class Generator:
@@ -149,6 +161,7 @@ def _read_jsonl(path: Path) -> list[dict]:
 def _generate_records(config: ConstitutionConfig, principles, critique_template, revision_template) -> list[dict]:
     rows = draw_rows(load_prompt_rows(config.dataset, config.dataset_split, "constitution needs", hint=""),
                      config.prompts, config.seed)
+    config.check_sft_batch(len(rows), f"dataset={config.dataset}", "add prompts to it")  # fewer rows than prompts=
 
     import torch
 
