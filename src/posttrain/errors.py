@@ -1,5 +1,7 @@
 """User-facing errors: one line that names the problem and the fix, exit code 2."""
 
+import contextlib
+
 
 class UserError(Exception):
     """Something the user can fix (data, config, paths). The CLI prints it as one line and exits 2."""
@@ -23,3 +25,15 @@ def data_error(source, row, column, problem: str) -> DataError:
     if column is not None:
         where.append(f"column '{column}'")
     return DataError(f"{', '.join(where)}: {problem}")
+
+
+@contextlib.contextmanager
+def naming_option(option: str):
+    """A UserError raised inside starts with `option`, the config key whose value it is about (a reward
+    spec's error inside selector_funcs=[...] says so), unless its message starts with it already."""
+    try:
+        yield
+    except UserError as exc:
+        if str(exc).startswith(option):
+            raise
+        raise type(exc)(f"{option}: {exc}") from None

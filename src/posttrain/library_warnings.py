@@ -11,6 +11,9 @@ called once at the start of the command line's `main`, sends them to a log file 
   per place by default; `-W error` still raises).
 - `logging` records of libraries that log to stderr through their own handler (transformers,
   datasets, huggingface_hub) or through no handler at all (Python's "last resort") go to the log.
+- transformers' own progress bars ("Loading weights", "Writing model shards": a local load or save,
+  over in a blink, drawn again for every model) are not drawn. A hub download keeps its bar (that is
+  huggingface_hub's, and someone waits on it).
 
 The log is `$POSTTRAIN_LOG` if set, else `~/.cache/posttrain/warnings.log` (under `$XDG_CACHE_HOME`
 if set); it is created on the first warning and rotated at 1 MB. `POSTTRAIN_SHOW_WARNINGS=1` leaves
@@ -19,6 +22,8 @@ everything on the terminal. Fixing a warning at its cause (calling the current A
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
 import logging
 import logging.handlers
 import os
@@ -58,6 +63,7 @@ def route_library_warnings() -> None:
     logging.lastResort = sink  # records of loggers nobody configured (instead of bare lines on stderr)
     for name in LIBRARY_LOGGERS:
         _claim_logger(name, sink)
+    _after_import("transformers.utils.logging", _hide_transformers_progress_bars)
 
 
 def is_library_file(filename: str) -> bool:
@@ -119,6 +125,64 @@ def _claim_logger(name: str, sink: logging.Handler) -> None:
         logging.getLogger(name).sink = sink  # created now, so the library finds this one on import
     finally:
         logging.setLoggerClass(previous)
+
+
+def _hide_transformers_progress_bars(transformers_logging) -> None:
+    if hasattr(transformers_logging, "set_tqdm_hook"):  # transformers 5.x: its own bars only, hub downloads keep theirs
+        empty = transformers_logging.EmptyTqdm
+        transformers_logging.set_tqdm_hook(lambda factory, args, kwargs: empty(*args, **kwargs))
+        return
+    from huggingface_hub import utils as hub  # 4.x: switching transformers' bars off switches the hub's off too
+
+    downloads_had_bars = not hub.are_progress_bars_disabled()
+    transformers_logging.disable_progress_bar()
+    if downloads_had_bars:
+        hub.enable_progress_bars()
+
+
+def _after_import(module_name: str, action) -> None:
+    """Run `action(module)` now if `module_name` is imported, else right after its first import
+    (a library's settings exist only once its module does; importing it here would slow `--help`)."""
+    if module_name in sys.modules:
+        action(sys.modules[module_name])
+    elif not any(isinstance(f, _AfterImport) and f.module_name == module_name for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterImport(module_name, action))
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Finds `module_name` as the other finders do, with a loader that runs `action` once it is executed."""
+
+    def __init__(self, module_name: str, action):
+        self.module_name, self.action = module_name, action
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != self.module_name:
+            return None
+        sys.meta_path.remove(self)  # once; and so that the lookup below asks the other finders
+        spec = importlib.util.find_spec(fullname)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _ThenRun(spec.loader, self.action)
+        return spec
+
+
+class _ThenRun(importlib.abc.Loader):
+    """A module's own loader, then `action(module)`; anything else is asked of the module's loader."""
+
+    def __init__(self, loader, action):
+        self._loader, self._action = loader, action
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        self._loader.exec_module(module)
+        try:
+            self._action(module)
+        except Exception:  # a cosmetic setting must never break the library's import
+            pass
+
+    def __getattr__(self, name):
+        return getattr(self._loader, name)
 
 
 def _library_roots() -> tuple[str, ...]:

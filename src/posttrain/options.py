@@ -135,7 +135,7 @@ class GenerationBatchOptions:
 
 @dataclass
 class RewardOptions:
-    reward_funcs: list[str] = option(["task"], "Reward functions: task (the dataset's embedded task's scorers, summed), task::SCORER (one of them), task:NAME[:SCORER], a built-in NAME[:key=value...] (math_accuracy, format, soft_overlong, repetition, code_tests, reward_model, judge, pairwise_judge, process_reward_model, milestone; see docs/rewards.md), module:function or file.py:function.")
+    reward_funcs: list[str] = option(["task"], "Reward functions: task (the dataset's embedded task's scorers, summed), task::SCORER (one of them), task:NAME[:SCORER], a built-in NAME[:key=value...] (math_accuracy, format, soft_overlong, repetition, code_tests, reward_model, judge, pairwise_judge, process_reward_model, milestone), module:function or file.py:function.")
     reward_weights: list[float] | None = option(None, "One weight per reward function (default 1.0 each); the reward is the weighted sum.")
     reward_workers: int = option(4, "Reward functions run concurrently in a pool of at most this many threads (async ones on one event loop).")
 

@@ -16,6 +16,8 @@ import dataclasses
 import hashlib
 import json
 import re
+import shutil
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -297,14 +299,40 @@ def run_pipeline(pipeline: Pipeline, log=print) -> list[dict]:
     return records
 
 
-def usage() -> str:
+FILE_FORMAT = """\
+FILE.yaml (a recipe's file is one; copy one from {recipes_dir}):
+  output_dir: runs/my-pipeline     # the run directory
+  vars: {{pairs: null}}              # optional; null: must be given as pairs=VALUE
+  defaults: {{model: embedded}}      # optional; for every stage whose config has the key
+  stages:                          # run in order
+    - name: sft                    # unique; its directory is <output_dir>/<name>
+      stage: sft                   # any posttrain stage
+      config: {{dataset: task:sentiment, max_steps: 100}}  # as in `posttrain sft --help`
+    - name: dpo
+      stage: dpo
+      preset: ipo                  # optional: any --preset of the stage
+      config: {{model: "${{sft.final}}", dataset: "${{pairs}}"}}
+  A string may refer to ${{output_dir}}, ${{VAR}}, or an earlier stage's ${{NAME.final}} or
+  ${{NAME.output_dir}}."""
+
+
+def usage(width: int | None = None) -> str:
+    """`posttrain pipeline --help`; recipe descriptions wrapped to `width` (default: the terminal's)."""
+    width = width or shutil.get_terminal_size(fallback=(100, 24)).columns
     lines = ["usage: posttrain pipeline FILE.yaml|RECIPE [key=value ...]", "",
              "Runs stages in order in one run directory (default: runs/pipeline-NAME); a finished stage is skipped on re-run.",
              "Overrides: output_dir=DIR, force=true, VAR=VALUE, defaults.KEY=VALUE, STAGE.KEY=VALUE.", "",
              "recipes:"]
-    lines += [f"  {name:<12} {desc}" for name, desc in recipes().items()]
-    lines += ["", "See docs/pipelines.md for the file format."]
+    lines += [_recipe_line(name, desc, width) for name, desc in recipes().items()]
+    lines += ["", FILE_FORMAT.format(recipes_dir=RECIPES_DIR)]
     return "\n".join(lines)
+
+
+def _recipe_line(name: str, description: str, width: int) -> str:
+    """`  name         description`, the description wrapped under itself (never cut)."""
+    first = f"  {name:<12} "
+    return textwrap.fill(description, width=max(width, len(first) + 40), initial_indent=first,
+                         subsequent_indent=" " * len(first), break_on_hyphens=False)
 
 
 def pipeline_command(args: list[str]) -> int:

@@ -7,6 +7,8 @@ without `torch.distributed` initialised.
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.distributed as dist
 
@@ -21,6 +23,12 @@ def rank() -> int:
 
 def world_size() -> int:
     return dist.get_world_size() if is_initialized() else 1
+
+
+def launched_world_size() -> int:
+    """The processes torchrun started (WORLD_SIZE; 1 without it): known to a config check, before any
+    process group is joined."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def is_main() -> bool:

@@ -77,6 +77,15 @@ def test_bad_policies_entry_is_one_line_exit_2():
     assert proc.stderr.strip().count("\n") == 0 and "name=path" in proc.stderr
 
 
+def test_missing_reward_model_of_the_selector_is_not_found_naming_the_option(tmp_path):
+    missing = tmp_path / "runs" / "nope" / "final"
+    proc = run_cli("compare", f"selector_funcs=[reward_model:path={missing}]", "best_of_n=[2]", "prompts=2", "device=cpu",
+                   f"output_dir={tmp_path / 'run'}")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (f"posttrain: error: selector_funcs: reward_model path not found: {missing}; give the final/ "
+                                   "directory of a `posttrain rm` run (or any sequence classifier with num_labels=1)")
+
+
 def test_judge_selector_picks_the_judges_tournament_winner(models, tmp_path):
     from posttrain.rewards.judge import pairwise_judge
 

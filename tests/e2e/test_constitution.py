@@ -3,7 +3,9 @@ revises and fine-tunes, after SFT the policy gives its revisions a lower NLL, fi
 reuses the generations."""
 
 import json
+import time
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -16,6 +18,22 @@ def test_bad_principles_file_is_a_one_line_error(tmp_path):
     result = run_cli("constitution", f"principles={bad}", f"output_dir={tmp_path / 'run'}")
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "principles file" in result.stderr
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["prompts=4", "batch_size=8"], "prompts=4 gives 4 SFT examples"),
+    (["dataset={two_prompts}", "prompts=0", "batch_size=4"], "gives 2 SFT examples (one revision per prompt)"),
+], ids=["prompts", "dataset"])
+def test_too_few_prompts_for_one_sft_step_fails_before_any_sampling(tmp_path, args, fragment):
+    two_prompts = tmp_path / "two.jsonl"
+    two_prompts.write_text('{"prompt": "a"}\n{"prompt": "b"}\n')
+    out = tmp_path / "run"
+    start = time.monotonic()
+    result = run_cli("constitution", *(a.format(two_prompts=two_prompts) for a in args), "max_steps=1", f"output_dir={out}")
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and fragment in result.stderr, result.stderr
+    assert "lower batch_size" in result.stderr
+    assert not (out / "revisions.jsonl").exists() and time.monotonic() - start < 30  # nothing sampled
 
 
 def _completion_nll(model, tokenizer, rows) -> float:

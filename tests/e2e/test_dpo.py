@@ -160,6 +160,15 @@ def test_bad_preference_data_is_one_line_exit_2(tiny_llama, tmp_path, rows, args
     assert not (out / "final").exists()
 
 
+def test_a_row_missing_a_column_lists_the_files_columns_only(tiny_llama, tmp_path):
+    """The loader tags every row with its index (to name it after conversions); the error lists what the file has."""
+    data = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": "q", "chosen": " a", "rejected": " b"}, {"prompt": "q", "chosen": " a"}])
+    result = run_cli("dpo", f"model={tiny_llama}", f"dataset={data}", f"output_dir={tmp_path / 'run'}", "max_steps=1")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"posttrain: error: {data}, row 1, column 'rejected': missing column 'rejected' "
+                                     "(found columns: chosen, prompt); expected preference rows ('prompt', 'chosen', 'rejected')")
+
+
 def test_invalid_pairs_drop_is_counted(tiny_llama, tmp_path):
     rows = preference_rows(8) + [{"prompt": "q", "chosen": " a", "rejected": " a"}, {"prompt": "q", "chosen": "", "rejected": " b"}]
     data = write_jsonl(tmp_path / "mixed.jsonl", rows)

@@ -134,6 +134,15 @@ def test_cli_label_not_bool_is_one_line_exit_2(tiny_llama, tmp_path):
     assert not out.exists()
 
 
+def test_cli_row_of_another_format_lists_the_files_columns_only(tiny_llama, tmp_path):
+    data = write_jsonl(tmp_path / "mixed.jsonl", [{"prompt": "a", "chosen": " b", "rejected": " c"},
+                                                  {"prompt": "a", "completion": " b", "label": True}])
+    proc = run_cli("kto", f"model={tiny_llama}", f"dataset={data}", "device=cpu", "max_steps=1", f"output_dir={tmp_path / 'run'}")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == (f"posttrain: error: {data}, row 1, column 'chosen': missing column 'chosen' (found columns: "
+                                   "completion, label, prompt); rows are preference rows ('prompt', 'chosen', 'rejected') like row 0")
+
+
 @pytest.mark.parametrize("rows, message", [
     ([{"prompt": "a", "completion": " b"}] * 2, "column 'label': the rows are prompt-completion rows ('prompt', 'completion') "
                                                 "but this method needs unpaired rows ('prompt', 'completion', 'label')"),

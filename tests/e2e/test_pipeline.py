@@ -106,7 +106,10 @@ def test_bad_reference_fails_before_anything_runs(tmp_path, tiny_llama):
 
 
 def test_help_lists_recipes():
-    proc = run_cli("pipeline", "--help")
+    proc = run_cli("pipeline", "--help", env={"COLUMNS": "80"})
     assert proc.returncode == 0
     for name in ("instructgpt", "dpo", "r1zero", "force=true"):
         assert name in proc.stdout
+    # The main recipe's description whole, wrapped to the terminal's width.
+    assert "R1-Zero GRPO on arithmetic" in " ".join(proc.stdout.split())
+    assert max(len(line) for line in proc.stdout.split("recipes:")[1].split("\n\n")[0].splitlines()) <= 80

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from conftest import read_metrics, write_jsonl
+from conftest import read_metrics, run_cli, write_jsonl
 from posttrain.algorithms.ppo import PPOConfig, ppo_algorithm, run_ppo
 from posttrain.config import build_config
 from posttrain.errors import ConfigError
@@ -183,3 +183,15 @@ def test_ppo_compositions_train(tiny_llama, setup, tmp_path, values):
 def test_ppo_refuses_options_it_never_reads(values, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         build_config(PPOConfig, values)
+
+
+@pytest.mark.parametrize("args", [["reward_model={path}"], ["reward_funcs=[reward_model:path={path}]"]],
+                         ids=["reward_model", "reward_funcs"])
+def test_a_missing_reward_model_is_not_found_naming_reward_model(setup, tmp_path, args):
+    prompts, _ = setup
+    missing = tmp_path / "runs" / "nope" / "final"
+    proc = run_cli("ppo", f"dataset={prompts}", *(a.format(path=missing) for a in args), "max_steps=1", "device=cpu",
+                   f"output_dir={tmp_path / 'run'}")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (f"posttrain: error: reward_model path not found: {missing}; give the final/ directory of a "
+                                   "`posttrain rm` run (or any sequence classifier with num_labels=1)")

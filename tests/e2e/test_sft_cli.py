@@ -1,5 +1,7 @@
-"""`posttrain sft` on bad input: one line on stderr, exit code 2, no traceback, nothing written."""
+"""`posttrain sft` on bad input: one line on stderr, exit code 2, no traceback, nothing written; a hub id
+that cannot be had fails within seconds."""
 
+import time
 
 import pytest
 
@@ -58,3 +60,27 @@ def test_help_lists_options_with_defaults():
     for text in ("completion_only_loss (bool, default: True)", "packing (bool, default: False)",
                  "learning_rate (float, default: 2e-05)", "gradient_accumulation_steps", "resume"):
         assert text in proc.stdout
+
+
+# A hub id that is neither a local directory nor in the (empty) cache. 127.0.0.1:9 refuses connections, so
+# "the hub cannot be reached" holds on any machine; huggingface_hub alone retried that for ~50 s.
+UNCACHED = "nobody/does-not-exist"
+UNREACHABLE = "http://127.0.0.1:9"
+
+
+@pytest.mark.parametrize("env, fragments, seconds", [
+    ({"HF_HUB_OFFLINE": "1"}, ["model 'nobody/does-not-exist' is neither a local directory nor in the Hugging Face cache",
+                               "HF_HUB_OFFLINE=1 allows no download"], 20),
+    ({"HF_ENDPOINT": UNREACHABLE}, ["model 'nobody/does-not-exist' was not found locally", "could not be reached",
+                                    "offline? set HF_HUB_OFFLINE=1", "give a local directory"], 30),
+    ({}, ["nobody/does-not-exist"], 30),  # the real hub: unreachable here, a missing repo where it answers
+], ids=["offline", "unreachable", "default-endpoint"])
+def test_an_unknown_hub_id_fails_at_once(tmp_path, good_args, env, fragments, seconds):
+    out = tmp_path / "run"
+    start = time.monotonic()
+    proc = run_cli("sft", *good_args, f"model={UNCACHED}", f"output_dir={out}",
+                   env={"HF_HUB_CACHE": str(tmp_path / "hub-cache"), **env})
+    elapsed = time.monotonic() - start
+    _assert_one_line_error(proc, *fragments)
+    assert elapsed < seconds, f"{elapsed:.0f} s"
+    assert not out.exists()

@@ -3,12 +3,14 @@ the valid ones, and the shipped recipes resolve (no stage runs here; see tests/e
 
 from __future__ import annotations
 
+import textwrap
+
 import pytest
 import yaml
 
 from conftest import pipeline_file as _pipeline_file
 from posttrain.errors import ConfigError
-from posttrain.pipeline import load_pipeline, recipes
+from posttrain.pipeline import load_pipeline, recipes, usage
 
 
 @pytest.mark.parametrize("edit, fragments", [
@@ -71,3 +73,26 @@ def test_shipped_recipes_validate(tmp_path):
     assert compare.policies == [f"ppo={out}/ppo/final", f"dpo={out}/dpo/final"] and compare.reference == f"{out}/sft/final"
     assert compare.selector_funcs == [f"reward_model:path={out}/rm/final"] and main[8].config.model == f"{out}/r1zero/final"
     assert not (tmp_path / "x").exists() and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_help_shows_each_recipe_description_whole(width):
+    text = usage(width)
+    listing = text.split("recipes:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert all(len(line) <= width for line in listing)
+    blocks, name = {}, None
+    for line in listing:  # "  name         description..." then continuation lines under the description
+        if not line.startswith("   "):
+            name, line = line.split(maxsplit=1)
+        blocks[name] = f"{blocks.get(name, '')} {line.strip()}".strip()
+    assert blocks == recipes()
+    assert not [name for name, description in recipes().items() if description.endswith(":")]  # none continues elsewhere
+
+
+def test_help_example_file_is_a_valid_pipeline(tmp_path):
+    example = usage().split("FILE.yaml (", 1)[1].split("\n", 1)[1].split("\n  A string", 1)[0]
+    path = tmp_path / "example.yaml"
+    path.write_text(textwrap.dedent(example))
+    pipeline = load_pipeline(str(path), ["pairs=pairs.jsonl", f"output_dir={tmp_path / 'run'}"])
+    assert [(s.name, s.stage) for s in pipeline.stages] == [("sft", "sft"), ("dpo", "dpo")]
+    assert pipeline.stages[1].config.model == f"{tmp_path / 'run'}/sft/final" and pipeline.stages[1].config.dataset == "pairs.jsonl"

@@ -3,11 +3,11 @@
     posttrain compare reference=runs/x/sft/final policies=[ppo=runs/x/ppo/final,dpo=runs/x/dpo/final] \\
         best_of_n=[4,16] selector_funcs=[reward_model:path=runs/x/rm/final] output_dir=runs/x/compare
 
-The evaluation behind seed 002's comparisons: the AlpacaFarm table of win rates of PPO, best-of-n,
-expert iteration and SFT (seed 002, L233-253, "Controlled comparisons of 'RLHF' style algorithms"),
-and the DPO paper's IMDb experiment, "Trade off Reward & KL" (seed 002, L326-333: "Use pre-trained
-sentiment classifier as Gold RM", "Optimize with PPO and DPO"), here with the sentiment task's gold
-reward.
+The evaluation behind two well-known comparisons: AlpacaFarm's table of win rates of PPO, best-of-n,
+expert iteration and SFT (Dubois et al. 2023, "controlled comparisons of RLHF-style algorithms"),
+and the DPO paper's IMDb experiment, reward against KL (Rafailov et al. 2023: a pre-trained
+sentiment classifier as the gold reward model, policies optimized with PPO and DPO), here with the
+sentiment task's gold reward.
 
 For every policy (the reference itself is the policy named `sft`), on the same held-out prompts:
 sample `samples_per_prompt` completions at temperature `temperature` (1.0: the policy itself);
@@ -24,7 +24,7 @@ sample `samples_per_prompt` completions at temperature `temperature` (1.0: the p
 `best_of_n=[n...]`: the reference samples n completions, `selector_funcs` (reward specs, e.g. a
 learned reward model) pick the best, and the gold reward scores the pick. Its KL is the analytic
 value KL(π_bon‖π_ref) = log n − (n − 1)/n (Stiennon et al. 2020, App. G.3; Beirami et al. 2024 show
-it is an upper bound; cited from memory: the seeds do not state it), 0 for n = 1.
+it is an upper bound), 0 for n = 1.
 
 Output (`output_dir`): `final/evaluations.jsonl` (one row per policy, the format
 `posttrain report` reads: `policy`, `reward`, `reward_stderr`, `kl`, `kl_per_token`, `win_rate`,
@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 from posttrain.config import option
 from posttrain.data.sources import draw_rows, write_jsonl
-from posttrain.errors import ConfigError
+from posttrain.errors import ConfigError, naming_option
 from posttrain.options import GenerationBatchOptions, SamplingOptions, restate
 
 REFERENCE_NAME = "sft"
@@ -194,15 +194,20 @@ def run_compare(config: CompareConfig) -> dict:
     check_no_final(run, config.overwrite_output_dir, "a finished comparison")
     split = config.dataset_split or ("test" if is_task_source(config.dataset) else None)
     rows = draw_rows(load_prompt_rows(config.dataset, split, "compare needs"), config.prompts, config.seed)
-    gold = RewardFunctions.resolve(config.gold_funcs, config.dataset)
+    with naming_option("gold_funcs"):
+        gold = RewardFunctions.resolve(config.gold_funcs, config.dataset)
     judge = None
     if config.best_of_n and config.selector_judge:
         from posttrain.rewards.registry import build
 
-        judge = build(config.selector_judge)[1]
-    selector = RewardFunctions.resolve(config.selector_funcs, config.dataset) if config.best_of_n and not judge else None
-    tokenizer = load_tokenizer_for(config, config.reference)
-    reference = load_model_for(config, config.reference)
+        with naming_option("selector_judge"):
+            judge = build(config.selector_judge)[1]
+    selector = None
+    if config.best_of_n and not judge:
+        with naming_option("selector_funcs"):
+            selector = RewardFunctions.resolve(config.selector_funcs, config.dataset)
+    tokenizer = load_tokenizer_for(config, config.reference, "reference")
+    reference = load_model_for(config, config.reference, option="reference")
     prompt_ids = [tokenize_prompt(tokenizer, row["prompt"]) for row in rows]
     k = config.samples_per_prompt
 
@@ -226,7 +231,7 @@ def run_compare(config: CompareConfig) -> dict:
 
     record(REFERENCE_NAME, ref_samples, 0.0, 0.0)  # KL of a model against itself is 0 exactly
     for name, path in policies.items():
-        model = load_model_for(config, path)
+        model = load_model_for(config, path, option="policies", hint=f"policy '{name}' needs a save_pretrained directory, e.g. {name}=runs/x/{name}/final")
         samples = _flat(sample(model, gold, k))
         kls, counts = sequence_kl(model, reference, [p for p in prompt_ids for _ in range(k)],
                                   [c.completion_ids for _, c in samples], config.logprob_batch_size)

@@ -2,18 +2,17 @@
 
     posttrain constitution model=embedded dataset=task:sentiment prompts=32 revisions=1 max_steps=20
 
-Seed 003 L3212-3213 (Bai et al. 2022): "The only human oversight is provided through a list of
-rules or principles ... In the supervised phase they sample from an initial model, then generate
-self-critiques and revisions, and then finetune the original model on revised responses"; L3215:
-"the critiques ... are steered by a small set of principles drawn from a 'constitution'".
+Constitutional AI (Bai et al. 2022): the only human oversight is a list of principles, the
+"constitution". In the supervised phase one samples from an initial model, has it critique and
+revise its own responses, each critique steered by a principle drawn from the constitution, and
+fine-tunes the original model on the revised responses.
 
 For each of `prompts` prompts (drawn with `seed` from `dataset`):
 
 1. sample a response y_0 from the model (temperature, `max_new_tokens`);
 2. for round r = 1..`revisions`: draw a principle p_r uniformly at random from the constitution
-   (seeded; the seed says only "drawn from a 'constitution'", L3215; one random draw per
-   critique-revision step is the paper's own procedure), ask the *same* model (or `critic_model`) for a critique
-   c_r of y_{r-1} with the critique template, then for a revision y_r with the revision template
+   (seeded; one random draw per critique-revision step, as in the paper), ask the *same* model
+   (or `critic_model`) for a critique c_r of y_{r-1} with the critique template, then for a revision y_r with the revision template
    (which holds y_{r-1}, p_r and c_r);
 3. fine-tune the original model with SFT on the pairs (prompt, y_revisions) into `output_dir/sft/`;
    `output_dir/final/` is that model.
@@ -31,6 +30,7 @@ import shutil
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+import posttrain.ranks as ranks
 from posttrain.config import build_config, option
 from posttrain.data.sources import draw_rows, write_jsonl
 from posttrain.errors import ConfigError, UserError
@@ -65,14 +65,25 @@ class ConstitutionConfig(GenerationBatchOptions, TopPSamplingOptions, TrainOptio
         if self.prompts < 0:
             raise ConfigError(f"config key 'prompts' must be >= 0 (0: every prompt), got {self.prompts}")
         self.check_sampling()
+        if self.prompts > 0:
+            self.check_sft_batch(self.prompts, f"prompts={self.prompts}", "raise prompts")
+
+    def check_sft_batch(self, prompts: int, where: str, fix: str) -> None:
+        """SFT trains on one revision per prompt: a ConfigError, before anything is sampled, when the
+        prompts fill no optimizer step (SFT would find out only after all the generation)."""
+        needed = self.batch_size * self.gradient_accumulation_steps * ranks.launched_world_size()
+        if prompts < needed:
+            raise ConfigError(f"{where} gives {prompts} SFT examples (one revision per prompt), fewer than one optimizer "
+                              f"step needs (batch_size x gradient_accumulation_steps x processes = {needed}); "
+                              f"{fix} or lower batch_size")
 
 
 class Generator:
     """A model and tokenizer that answer user requests in batches, counting the requests."""
 
-    def __init__(self, model_name: str, config: ConstitutionConfig):
-        self.tokenizer = load_tokenizer_for(config, model_name)
-        self.model = load_model_for(config, model_name)
+    def __init__(self, model_name: str, config: ConstitutionConfig, option: str = "model"):
+        self.tokenizer = load_tokenizer_for(config, model_name, option)
+        self.model = load_model_for(config, model_name, option=option)
         self.config = config
         self.calls = 0
         self.context = getattr(self.model.config, "max_position_embeddings", None)
@@ -153,12 +164,13 @@ def _read_jsonl(path: Path) -> list[dict]:
 def _generate_records(config: ConstitutionConfig, principles, critique_template, revision_template) -> list[dict]:
     rows = draw_rows(load_prompt_rows(config.dataset, config.dataset_split, "constitution needs", hint=""),
                      config.prompts, config.seed)
+    config.check_sft_batch(len(rows), f"dataset={config.dataset}", "add prompts to it")  # fewer rows than prompts=
 
     import torch
 
     torch.manual_seed(config.seed)
     policy = Generator(config.model, config)
-    critic = policy if config.critic_model in (None, config.model) else Generator(config.critic_model, config)
+    critic = policy if config.critic_model in (None, config.model) else Generator(config.critic_model, config, "critic_model")
     return critique_and_revise(rows, policy, critic, config, principles, critique_template, revision_template)
 
 

@@ -21,7 +21,10 @@ reference, what TRL's CPO / ORPO trainers log: β·log π_θ for cpo, the length
 for simpo and λ·log π_θ/|y| for orpo, so they follow the loss's objective), `rewards/margins`,
 `rewards/accuracies` (share of pairs whose chosen reward is higher), `logps/chosen` and
 `logps/rejected` (summed log-probs under the policy).
-docs/dpo.md explains why `rewards/chosen` usually falls while the margin grows.
+`rewards/chosen` usually falls while the margin grows: the loss sees only the margin, and pushing
+down a rejected completion also pushes down its look-alike chosen one. That is fine while
+`rewards/margins` and held-out `rewards/accuracies` rise; if `logps/chosen` falls by many nats per
+token, add an NLL term (`--preset rpo`), lower the learning rate or raise beta.
 """
 
 from __future__ import annotations

@@ -14,9 +14,9 @@ policy is then updated `num_iterations` (μ) times over those samples, each pass
 optimizer steps, against the log-probs the samples were drawn with (frozen).
 
 The algorithm is online/algorithm.py's OnlineRL with no critic; PPO (algorithms/ppo.py) is the same
-object with a critic. The loss (losses/policy.py) is one function whose options cover the seeds' disagreements:
-`loss_type` (aggregation: grpo = sequence mean then mean; token_mean = DAPO/BNPO; dr_grpo = a
-constant normaliser), `kl_estimator` k3 / k1 with `beta` (β = 0 loads no reference model),
+object with a critic. The loss (losses/policy.py) is one function whose options cover where GRPO's
+variants disagree: `loss_type` (aggregation: grpo = sequence mean then mean; token_mean =
+DAPO/BNPO; dr_grpo = a constant normaliser), `kl_estimator` k3 / k1 with `beta` (β = 0 loads no reference model),
 `ratio_level` token / sequence (GSPO), `epsilon_low` / `epsilon_high` (clip-higher).
 
 Why the logged loss sits near 0: with μ = 1 the policy is the one that sampled, so every ratio is 1
@@ -50,7 +50,7 @@ class GRPOConfig(PolicyLossOptions, RolloutOptions):
     advantage: str = option("grpo", "Advantage estimator: grpo (group-normalised), rloo (leave-one-out), reinforce (mean baseline), reinforce_pp (REINFORCE++, beta goes into the token rewards), remax (the greedy completion's reward as the baseline).", choices=ADVANTAGES)
     scale_rewards: str = option("group", "grpo advantages: divide by the group's std, the batch's std, or none (Dr.GRPO).", choices=("group", "batch", "none"))
     beta: float = restate(PolicyLossOptions, "beta", "β: weight of the KL to the reference: a term of the loss, or with advantage=reinforce_pp -β·k1 in every token's reward (0: no reference model is loaded).")
-    population_std: bool = option(False, "grpo advantages: divide by the population std sqrt(1/G sum (r - mean)^2), as seed 000 eq. 30, instead of the sample std (n - 1, TRL's).")
+    population_std: bool = option(False, "grpo advantages: divide by the population std sqrt(1/G sum (r - mean)^2) instead of the sample std (n - 1, TRL's).")
 
     def validate(self) -> None:
         super().validate()

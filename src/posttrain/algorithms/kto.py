@@ -3,8 +3,8 @@
 Reads unpaired rows (`prompt`, `completion`, `label` true = desirable); preference pairs, rankings
 and signed rows become unpaired rows automatically (a pair's chosen completion is desirable, its
 rejected one undesirable). The loss is λ_y − v(x, y) with v = λ_D σ(β(r_θ − z₀)) for desirable and
-λ_U σ(β(z₀ − r_θ)) for undesirable completions, r_θ = log πθ(y|x) − log π_ref(y|x) (seed 003
-L2355-2460; losses/kto.py). The reference point z₀ is estimated on every micro-batch, without
+λ_U σ(β(z₀ − r_θ)) for undesirable completions, r_θ = log πθ(y|x) − log π_ref(y|x) (Ethayarajh
+et al. 2024; losses/kto.py). The reference point z₀ is estimated on every micro-batch, without
 gradient, from each prompt paired with another example's completion (a pairing fixed per data set
 by `seed`), averaged over processes, clamped at 0.
 

@@ -7,19 +7,19 @@ For each prompt: sample `num_samples` (k) completions from `model` (`methods.bes
 score them with `reward_funcs`, pick pairs (`selection`) and decide which side is chosen (`labels`).
 The shared building block of:
 
-- InstructGPT's comparison data (seed 002): completions of the SFT model compared by a labeler. Here
-  the labeler is simulated from a reward r by a Bradley–Terry draw, `labels=bradley_terry`:
-  y1 ≻ y2 with probability P = σ(label_beta · (r1 − r2)) (the rule of scripts/sentiment_preferences.py,
-  label_beta 5 there: IMDb-style noisy labels);
-- RS-DPO (seed 003 L3413-3415): the SFT model "generate[s] a diverse set of k distinct responses for
-  each prompt. Then, it selects a pair of contrastive samples based on their reward distribution" and
-  DPO trains on those pairs: `selection=max_gap` (the pair of largest reward gap r_max − r_min, kept
-  only if the gap ≥ `min_gap`) with `labels=hard`;
-- online / iterative DPO (seed 003 L112, "online DPO to incorporate adaptive reward feedback"): one
-  pairs stage per round, sampling from the previous round's policy;
-- RLAIF (seed 003 L2075-2079): "an off-the-shelf LLM as a preference labeler": `labels=judge` asks
-  a pairwise LLM judge (`judge=pairwise_judge[:model=DIR:...]`, position swap on) through
-  `rewards.rlaif.label_pairs`.
+- InstructGPT's comparison data (Ouyang et al. 2022): completions of the SFT model compared by a
+  labeler. Here the labeler is simulated from a reward r by a Bradley–Terry draw,
+  `labels=bradley_terry`: y1 ≻ y2 with probability P = σ(label_beta · (r1 − r2)) (label_beta 5
+  gives noisy, IMDb-style labels);
+- RS-DPO (rejection-sampling DPO, Khaki et al. 2024): the SFT model generates k distinct responses
+  per prompt, a contrastive pair is selected by its rewards, and DPO trains on those pairs:
+  `selection=max_gap` (the pair of largest reward gap r_max − r_min, kept only if the gap ≥
+  `min_gap`) with `labels=hard`;
+- online / iterative DPO (fresh pairs with adaptive reward feedback every round): one pairs stage
+  per round, sampling from the previous round's policy;
+- RLAIF (reinforcement learning from AI feedback: an off-the-shelf LLM as the preference labeler):
+  `labels=judge` asks a pairwise LLM judge (`judge=pairwise_judge[:model=DIR:...]`, position swap
+  on) through `rewards.rlaif.label_pairs`.
 
 Selection (per prompt, over the k samples in sampling order; a sample without a reward is skipped):
 `first_two` the first two samples (InstructGPT-style comparison); `max_gap` see above; `all_pairs`
@@ -47,7 +47,7 @@ from dataclasses import dataclass
 
 from posttrain.config import option
 from posttrain.data.sources import draw_rows, write_jsonl
-from posttrain.errors import ConfigError, UserError
+from posttrain.errors import ConfigError, UserError, naming_option
 from posttrain.methods.best_of_n import completion_value
 from posttrain.options import GenerationBatchOptions, ModelOptions, RewardOptions, SamplingOptions, TopPSamplingOptions, restate
 
@@ -68,7 +68,7 @@ class PairsConfig(RewardOptions, GenerationBatchOptions, TopPSamplingOptions, Mo
     selection: str = option("first_two", "Which pairs of a prompt's k samples: first_two, max_gap (RS-DPO: the largest reward gap), all_pairs.", choices=SELECTIONS)
     min_gap: float = option(0.0, "Keep a pair only if its reward gap |r1 - r2| is at least this.")
     labels: str = option("hard", "Who decides chosen: hard (higher reward), bradley_terry (draw with P = sigmoid(label_beta (r1 - r2))), judge (a pairwise LLM judge, RLAIF).", choices=LABELS)
-    label_beta: float = option(5.0, "labels=bradley_terry: inverse temperature of the draw (seed 002's noisy IMDb labels: 5).")
+    label_beta: float = option(5.0, "labels=bradley_terry: inverse temperature of the draw (5: noisy, IMDb-style labels).")
     judge: str = option("pairwise_judge", "labels=judge: the judge, as a built-in spec pairwise_judge[:model=DIR:method=logprob:...].")
     reward_funcs: list[str] = restate(RewardOptions, "reward_funcs", "Reward functions scoring the samples, as for grpo: task, task::SCORER, task:NAME[:SCORER], a built-in NAME[:k=v...], module:function.")
     reward_workers: int = restate(RewardOptions, "reward_workers", "Reward functions run concurrently in at most this many threads.")
@@ -198,7 +198,10 @@ def run_pairs(config: PairsConfig) -> dict:
         else:
             raise ConfigError(f"eval_prompts={config.eval_prompts} but {config.dataset} has no test split; set eval_dataset=FILE or eval_prompts=0")
     rewards = RewardFunctions.from_options(config, config.dataset)
-    judge = build(config.judge)[1] if config.labels == "judge" else None
+    judge = None
+    if config.labels == "judge":
+        with naming_option("judge"):
+            judge = build(config.judge)[1]
     tokenizer = load_tokenizer_for(config)
     model = load_model_for(config)
 

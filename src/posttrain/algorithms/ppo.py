@@ -1,4 +1,4 @@
-"""PPO for RLHF: the two-loop algorithm of seed 003 §"Pseudocode" (S3 L1290-1465).
+"""PPO for RLHF as in InstructGPT (Ouyang et al. 2022): rounds of sampling, then K epochs of updates.
 
     posttrain ppo model=runs/sft/final reward_model=runs/rm/final dataset=task:sentiment
     posttrain ppo model=runs/sft/final dataset=task:arithmetic reward_funcs=[task] kl_coef=0.02
@@ -7,7 +7,7 @@ Outer loop (a round): sample completions of `prompts_per_step` prompts from the 
 with the reward model (or any reward functions); give every token the reward
 r_t = −β (log π_θ − log π_ref) (k1, the KL penalty in the reward) plus the score at the last token
 (`kl_placement=last` sums the penalty into the last token instead); compute GAE(γ, λ) with the
-critic's values (γ = λ = 1 gives the seed's A = R − V) and whiten the advantages over the round.
+critic's values (γ = λ = 1 gives the plain A = R − V) and whiten the advantages over the round.
 Inner loop: `num_iterations` (K) epochs × `num_minibatches` shuffled minibatches of the clipped
 surrogate + `vf_coef` × the (optionally clipped) value loss − `entropy_coef` × entropy, against the
 frozen old log-probs and values. β follows the adaptive KL controller when `target_kl` > 0.
@@ -15,17 +15,18 @@ frozen old log-probs and values. β follows the adaptive KL controller when `tar
 Process rewards (`process_reward_model`, a PRM from `posttrain prm`): each completion is split into
 steps at the PRM's separator and `process_reward_coef` × the PRM's score of step k is added at the
 token that ends step k (`process_reward_mode=diff`: the score's change since the previous step),
-on top of the outcome reward at the last token; the KL penalty and GAE then run as usual. This is
-seed 003's token-level reward path, r_t^adj = r_t − β KL_t (S3 L1350, L1373-1374, L1489).
+on top of the outcome reward at the last token; the KL penalty and GAE then run as usual: the
+token-level reward r_t^adj = r_t − β KL_t of RLHF with process rewards.
 
 PPO is online/algorithm.py's OnlineRL (the object GRPO is) with a critic (online/critic.py:
 `critic=value_head`, one linear layer on the actor's trunk, so one forward gives both the log-probs
 and the values; or `critic=model`, a separate trunk), a KL penalty in the reward and optionally ptx
 and process rewards. The critic starts from the reward model's score head when `reward_model` is
-given (the seed's warm start), else from zero. `advantage=reinforce` uses the critic as a per-token
-baseline (G_t − V_t) instead of GAE. `final/` holds the actor only. PPO-ptx
+given (InstructGPT's warm start of the value function from the reward model), else from zero.
+`advantage=reinforce` uses the critic as a per-token baseline (G_t − V_t) instead of GAE. `final/`
+holds the actor only. PPO-ptx
 (`ptx_coef`, `ptx_dataset`) adds γ × the next-token loss of input-output data to every micro-batch
-(S3 L1198-1230), so the policy keeps what SFT taught it.
+(InstructGPT's PPO-ptx), so the policy keeps what SFT taught it.
 """
 
 from __future__ import annotations
@@ -88,9 +89,9 @@ def run_ppo(config: PPOConfig) -> dict:
     """Train and save the actor to output_dir/final; returns the last logged metrics."""
     tokenizer, rows, rewards = load_prompts(config)
     if config.reward_model:
-        from posttrain.models.reward_model import load_reward_model, score_texts
+        from posttrain.models.reward_model import REWARD_MODEL_HINT, load_reward_model, score_texts
 
-        rm = load_reward_model(config.reward_model, tokenizer.pad_token_id).eval()
+        rm = load_reward_model(config.reward_model, tokenizer.pad_token_id, option="reward_model", hint=REWARD_MODEL_HINT).eval()
         rewards = RewardFunctions({"reward_model": lambda prompts, completions, **_: score_texts(rm, tokenizer, prompts, completions)},
                                   on_error=config.reward_errors)
     process_rewards = None

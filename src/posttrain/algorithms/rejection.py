@@ -6,22 +6,20 @@
 Each iteration k = 1..iterations:
 
 1. sample (Grow / E-step): draw `prompts_per_iteration` prompts and `num_samples` completions per
-   prompt from the current policy π_{k-1} (temperature / top-p; ReST-EM used 1.0 / 0.95, seed 003
-   L3277), and score them with the reward functions;
+   prompt from the current policy π_{k-1} (temperature / top-p; ReST-EM used 1.0 / 0.95), and
+   score them with the reward functions;
 2. filter (`methods.best_of_n.select_best`): `selection=best` keeps the highest-reward sample of
-   each prompt if its reward >= `min_reward` (expert iteration, "the best performing ones are used
-   for further training", seed 003 L3501; AlpacaFarm's best-of-n / expert iteration, seed 002
-   L241-242); `selection=threshold` keeps every sample with reward >= `threshold`, at most
-   `max_per_prompt` per prompt (ReST-EM's filter on "binary correctness feedback", seed 003 L3274;
-   the reward is the weighted sum of `reward_funcs`, so the `rest_em` preset scores with
-   `task::accuracy` alone: with the default `task`, accuracy + format, a well-formatted wrong
-   answer would reach 1.0);
+   each prompt if its reward >= `min_reward` (expert iteration: the best-performing samples are
+   used for further training; AlpacaFarm's best-of-n / expert iteration, Dubois et al. 2023);
+   `selection=threshold` keeps every sample with reward >= `threshold`, at most
+   `max_per_prompt` per prompt (ReST-EM's filter on binary correctness feedback; the reward is the
+   weighted sum of `reward_funcs`, so the `rest_em` preset scores with `task::accuracy` alone: with
+   the default `task`, accuracy + format, a well-formatted wrong answer would reach 1.0);
 3. fine-tune (Improve / M-step): SFT (cross-entropy on the kept completions) into
    `output_dir/iter-k/`, starting from the previous policy (expert iteration: "further training")
-   or, with `from_base=true`, from the base model each time. The seed describes ReST-EM's
-   M-step only as "fine-tuning the language model on these samples" (L3272); fine-tuning the *base* model
-   every iteration, to limit over-fitting, is the ReST-EM paper's own choice (Singh et al. 2023),
-   and the reason we offer it. Sampling always uses the newest policy.
+   or, with `from_base=true`, from the base model each time: fine-tuning the *base* model every
+   iteration, to limit over-fitting, is the ReST-EM paper's choice (Singh et al. 2023), and the
+   reason we offer it. Sampling always uses the newest policy.
 
 Per iteration, `iterations.jsonl` (and `metrics.jsonl`, with `step` = iteration) records the mean
 reward of the samples, the fraction kept, the SFT loss, and greedy held-out scores before and

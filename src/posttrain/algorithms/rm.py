@@ -2,23 +2,23 @@
 
 The model is the causal LM with its output head replaced by a scalar `score` head
 (`AutoModelForSequenceClassification`, num_labels=1), read at the last non-pad token (or mean-pooled).
-Data, by format (DESIGN.md's table):
+Data, by format:
 
 - preference pairs `prompt`, `chosen`, `rejected`, optional `label` μ ∈ [0, 1] (0.5 = tie) and
   `margin`: loss −μ log σ(Δ − m) − (1 − μ) log σ(−Δ − m), Δ = r(chosen) − r(rejected)
   (losses/reward.py). One pair is one batch element.
 - K-wise rankings `prompt`, `completions` (K), `ranking` (ranking[i] = rank of completions[i],
-  0 = best): InstructGPT's form (seed 003 L1640-1699). All C(K, 2) pairs of a prompt are ONE batch
+  0 = best): InstructGPT's form (Ouyang et al. 2022). All C(K, 2) pairs of a prompt are ONE batch
   element, each completion gets one forward pass (K, not 2·C(K, 2)), and the prompt's loss is the
-  mean over its pairs. `rankings=pairs` instead splits a ranking into independent pairs (the seed
+  mean over its pairs. `rankings=pairs` instead splits a ranking into independent pairs (InstructGPT
   reports that this overfits).
 
 The loss of a step is the mean over batch elements (pairs, or prompts of a ranking); metrics
 `accuracy` (pairs ordered as labelled; ties not counted), `margin` (mean r_chosen − r_rejected),
 `chosen_reward`, `rejected_reward` are means over pairs. Held-out `eval_accuracy` is the headline.
 
-After training, a constant offset makes the mean reward of a reference set 0 (seed 003 L1697: "add
-a bias so labeller demonstrations have mean reward 0"): by default the chosen (best-ranked)
+After training, a constant offset makes the mean reward of a reference set 0 (InstructGPT adds "a
+bias so labeller demonstrations have mean reward 0"): by default the chosen (best-ranked)
 completions of the training data. It is stored in final/config.json as `reward_offset`, because
 the HF `score` head has no bias (see models/reward_model.py for what that means for plain loading).
 
@@ -68,7 +68,7 @@ class RewardConfig(TrainOptions):
     dataset: str = option("", "Training data: preference pairs (prompt, chosen, rejected[, label, margin]) or K-wise rankings (prompt, completions, ranking), as a .jsonl/.json/.parquet/.csv file, a save_to_disk directory or a hub name.")
     pooling: str = option("last", "Where the score is read: 'last' non-pad token (what transformers' sequence classifiers do) or 'mean' over the sequence's tokens.", choices=POOLINGS)
     center_rewards_coefficient: float = option(0.0, "Add coef * mean((r_chosen + r_rejected)^2) to the loss (TRL's reward centering); 0 disables.")
-    reward_offset: str = option("chosen", "After training, shift rewards so a reference set has mean 0 (seed 003): 'chosen' (the training data's chosen / best-ranked completions), 'none', or a data file (prompt/completion demonstrations, or pairs / rankings whose chosen / best side is used).")
+    reward_offset: str = option("chosen", "After training, shift rewards so a reference set has mean 0 (as InstructGPT): 'chosen' (the training data's chosen / best-ranked completions), 'none', or a data file (prompt/completion demonstrations, or pairs / rankings whose chosen / best side is used).")
     rankings: str = option("grouped", "K-wise ranking data: 'grouped' (all C(K,2) pairs of a prompt in one batch element, InstructGPT) or 'pairs' (independent pairs).", choices=("grouped", "pairs"))
     invalid_pairs: str = option("error", "Pairs with identical or empty sides (rankings with identical completions): 'error' names the row; 'drop' skips them and logs how many.", choices=INVALID_PAIR_POLICIES)
     trainable_layers: int = option(0, "Train only the top N transformer layers plus the final norm and the score head (0: all layers).")

@@ -2,8 +2,8 @@
 
 Reads input-output pairs: `prompt` + `completion`, `messages`, or `text` (standard or
 conversational; chat templates applied). The loss is the mean over every completion token of the
-global batch, accumulation and processes included (seed 000 eq. 19), not a mean of per-sequence or
-per-micro-batch means. `packing=true` concatenates examples into rows of up to max_length tokens
+global batch, accumulation and processes included, not a mean of per-sequence or per-micro-batch
+means. `packing=true` concatenates examples into rows of up to max_length tokens
 (best-fit decreasing) with position ids restarting per example, so attention never crosses two
 examples and no pad token sits inside a row.
 

@@ -46,6 +46,10 @@ SIGNED_PREFERENCE = "signed_preference"
 
 FORMATS = (LANGUAGE_MODELING, PROMPT_COMPLETION, PREFERENCE, RANKING, UNPAIRED, PROMPT_ONLY, SIGNED_PREFERENCE)
 
+# A loader's own column: each row's index in its file, added before validation and carried through
+# conversions so an error names the file's row. Never the user's, so never listed back to them.
+ROW_INDEX = "__row__"
+
 # Required columns per format (LANGUAGE_MODELING needs `text` OR `messages`; PREFERENCE's prompt is optional).
 REQUIRED_COLUMNS = {
     LANGUAGE_MODELING: ("text",),
@@ -119,7 +123,7 @@ def detect_format(records: list[dict], source) -> str:
                 raise _missing_error(source, i, missing[0], row, f"rows are {DESCRIPTIONS[fmt]} like row 0")
             raise data_error(
                 source, i, None,
-                f"columns {sorted(row)} make this row {DESCRIPTIONS.get(other, 'unrecognized')}, but row 0 is "
+                f"columns {sorted(user_columns(row))} make this row {DESCRIPTIONS.get(other, 'unrecognized')}, but row 0 is "
                 f"{DESCRIPTIONS[fmt]}; use one format for the whole file",
             )
     return fmt
@@ -295,15 +299,19 @@ def _check_is_row(row, source, i) -> None:
 # ------------------------------------------------------------------------------------------- hints
 
 
+def user_columns(row: dict) -> list[str]:
+    """The row's column names as its file has them (a loader's ROW_INDEX left out)."""
+    return [name for name in row if isinstance(name, str) and name != ROW_INDEX]
+
+
 def _missing_columns(fmt: str, row: dict) -> list[str]:
     if fmt == LANGUAGE_MODELING:
         return [] if ("text" in row or "messages" in row) else ["text"]
     return [c for c in REQUIRED_COLUMNS[fmt] if c not in row]
 
 
-def _closest(column: str, present) -> str:
+def _closest(column: str, present: list[str]) -> str:
     """' (found X — did you mean Y?)' style hint for a missing column, or ''."""
-    present = [p for p in present if isinstance(p, str)]
     for alias in _ALIASES.get(column, ()):
         if alias in present:
             return f" (found {alias!r} — rename it to {column!r})"
@@ -314,14 +322,12 @@ def _closest(column: str, present) -> str:
 
 
 def _missing_error(source, i, column, row, context: str) -> DataError:
-    return data_error(source, i, column, f"missing column {column!r}{_closest(column, row.keys())}; {context}")
+    return data_error(source, i, column, f"missing column {column!r}{_closest(column, user_columns(row))}; {context}")
 
 
 def _unknown_columns_hint(row: dict) -> str:
     hints = []
-    for name in row:
-        if not isinstance(name, str):
-            continue
+    for name in user_columns(row):
         for known, aliases in _ALIASES.items():
             if name in aliases:
                 hints.append(f"rename {name!r} to {known!r}")
@@ -330,7 +336,7 @@ def _unknown_columns_hint(row: dict) -> str:
             close = difflib.get_close_matches(name, KNOWN_COLUMNS, n=1, cutoff=0.6)
             if close:
                 hints.append(f"{name!r} — did you mean {close[0]!r}?")
-    found = ", ".join(repr(c) for c in row) or "none"
+    found = ", ".join(repr(c) for c in user_columns(row)) or "none"
     text = f"found {found}; expected one of the formats: " + "; ".join(DESCRIPTIONS[f] for f in FORMATS)
     return text + (f" ({'; '.join(hints)})" if hints else "")
 
@@ -351,7 +357,7 @@ def _wrong_format_error(records, fmt, expected, source) -> DataError:
     row = records[0]
     for e in expected:
         missing = _missing_columns(e, row)
-        present = [k for k in row if isinstance(k, str)]
+        present = user_columns(row)
         for m in missing:  # a typo or an alias of a needed column: name it
             if difflib.get_close_matches(m, present, n=1, cutoff=0.6) or any(a in row for a in _ALIASES.get(m, ())):
                 return _missing_error(source, 0, m, row, f"expected {wanted}")

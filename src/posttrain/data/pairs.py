@@ -20,14 +20,13 @@ import torch
 
 from posttrain.data.collate import TokenTargets, pad_sequences
 from posttrain.data.converters import extract_prompt, prepare_records
-from posttrain.data.formats import PREFERENCE, is_conversational
+from posttrain.data.formats import PREFERENCE, ROW_INDEX, is_conversational
 from posttrain.data.shared_prefix import pack_groups
 from posttrain.data.tokenize import tokenize_preference
 from posttrain.errors import ConfigError, DataError, data_error
 
 INVALID_PAIR_POLICIES = ("error", "drop")
 _IDENTICAL = "identical sides"
-_ROW = "__row__"  # the row's index in the file, carried through conversions
 
 
 def load_pairs(tokenizer, records: list[dict], source: str, *, max_length: int, truncation: bool,
@@ -37,7 +36,7 @@ def load_pairs(tokenizer, records: list[dict], source: str, *, max_length: int, 
     if invalid_pairs not in INVALID_PAIR_POLICIES:
         raise ConfigError(f"invalid_pairs must be one of {INVALID_PAIR_POLICIES}, got {invalid_pairs!r}")
     dropped: Counter = Counter()
-    records = [{**record, _ROW: i} for i, record in enumerate(records)]  # errors name the file's row
+    records = [{**record, ROW_INDEX: i} for i, record in enumerate(records)]  # errors name the file's row
     if invalid_pairs == "drop":
         records = _drop_invalid(records, dropped)
     try:
@@ -48,7 +47,7 @@ def load_pairs(tokenizer, records: list[dict], source: str, *, max_length: int, 
         raise
     examples = []
     for i, row in enumerate(rows):
-        index = row.pop(_ROW, i)
+        index = row.pop(ROW_INDEX, i)
         row = extract_prompt(row)
         reason, problem = _pair_problem(row) or (None, None)
         if problem:

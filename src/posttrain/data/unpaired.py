@@ -22,22 +22,21 @@ import torch.nn.functional as F
 
 from posttrain.data.collate import pad_sequences
 from posttrain.data.converters import prepare_records
-from posttrain.data.formats import UNPAIRED
+from posttrain.data.formats import ROW_INDEX, UNPAIRED
 from posttrain.data.tokenize import tokenize_example, tokenize_prompt
 from posttrain.errors import data_error
 
-_ROW = "__row__"  # the row's index in the file, carried through conversions
 _SWAP_WINDOW = 64  # how far to look for a partner swap that avoids a same-prompt mismatched pair
 
 
 def load_unpaired(tokenizer, records: list[dict], source: str, *, max_length: int, truncation: bool) -> list[dict]:
     """Check the rows read from `source` as unpaired rows (converting pairs, rankings, signed rows) and
     tokenize them. Errors name `source` and the row."""
-    records = [{**record, _ROW: i} for i, record in enumerate(records)]  # errors name the file's row
+    records = [{**record, ROW_INDEX: i} for i, record in enumerate(records)]  # errors name the file's row
     rows, _ = prepare_records(records, [UNPAIRED], source)
     examples = []
     for i, row in enumerate(rows):
-        index = row.pop(_ROW, i)
+        index = row.pop(ROW_INDEX, i)
         tokens = tokenize_example(tokenizer, row, max_length=max_length, truncation=truncation, completion_only=True,
                                   source=source, row_index=index)
         prompt_ids = tokenize_prompt(tokenizer, row["prompt"], tools=row.get("tools"), source=source, row_index=index)

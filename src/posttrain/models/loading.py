@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import os
+import socket
+import threading
+import urllib.parse
+import urllib.request
+import warnings
 from pathlib import Path
 
 import torch
@@ -22,9 +29,10 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 WEIGHT_DTYPES = ("float32", "bfloat16", "float16")  # a concrete dtype (no "auto"): for models loaded beside the policy
 
 
-def resolve_model_path(name: str) -> str:
+def resolve_model_path(name: str, option: str = "model", hint: str | None = None) -> str:
     """'embedded' / 'embedded-judge' -> the models shipped in the package; an existing directory -> itself;
-    else a hub id."""
+    else a hub id (see `_hub_model`). Errors name `option`, the config key the user set, and say `hint`
+    (default: the choices of a causal LM)."""
     from posttrain.embedded import SHIPPED
 
     if name in SHIPPED:
@@ -32,26 +40,98 @@ def resolve_model_path(name: str) -> str:
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
-            raise UserError(f"model directory {path} has no config.json; point model= at a save_pretrained directory")
+            raise UserError(f"{option} directory {path} has no config.json; point {option}= at a save_pretrained directory")
         return str(path)
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise UserError(f"model path not found: {name}; use model=embedded, a local directory, or a hub id like Qwen/Qwen2.5-0.5B")
-    return name
+        raise UserError(f"{option if option.endswith('path') else option + ' path'} not found: {name}; {hint or _choices(option)}")
+    return _hub_model(name, option)
 
 
-def _hub_error(name: str, exc: Exception) -> UserError:
+def _choices(option: str) -> str:
+    return f"use {option}=embedded, a local directory, or a hub id like Qwen/Qwen2.5-0.5B"
+
+
+def _hub_error(name: str, exc: Exception, option: str = "model") -> UserError:
     first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-    return UserError(f"could not load model '{name}' ({first}); use model=embedded, a local directory, or a reachable hub id")
+    return UserError(f"could not load {option} '{name}' ({first}); use {option}=embedded, a local directory, or a reachable hub id")
 
 
-def load_tokenizer(name: str, chat_template: str | None = None, trust_remote_code: bool = False):
+# ------------------------------------------------------------------------------------- the hub
+
+
+HUB_PROBE_SECONDS = 3.0  # DNS and TCP connect; huggingface_hub itself retries an unreachable hub for most of a minute
+
+
+def _hub_model(name: str, option: str) -> str:
+    """The hub id `name` while the hub answers; its cached snapshot directory when HF_HUB_OFFLINE=1 or
+    the hub is out of reach; else a UserError at once."""
+    offline = _hub_offline()
+    if not offline and _hub_reachable():
+        return name
+    cached = _cached_snapshot(name)
+    if cached:
+        return cached
+    if offline:
+        raise UserError(f"{option} '{name}' is neither a local directory nor in the Hugging Face cache, and HF_HUB_OFFLINE=1 "
+                        "allows no download; give a local directory, or unset HF_HUB_OFFLINE to download it")
+    raise UserError(f"{option} '{name}' was not found locally and the Hugging Face hub ({_hub_endpoint()}) could not be "
+                    "reached; offline? set HF_HUB_OFFLINE=1 (models in the Hugging Face cache only) or give a local directory")
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    legacy = os.environ.get("TRANSFORMERS_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    return bool(getattr(constants, "HF_HUB_OFFLINE", False)) or legacy
+
+
+def _hub_endpoint() -> str:
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT  # HF_ENDPOINT when set
+
+
+@functools.cache
+def _hub_reachable() -> bool:
+    """Whether a TCP connection to the hub opens within HUB_PROBE_SECONDS, name lookup included (a
+    thread, since a hanging resolver ignores socket timeouts). Behind a proxy: yes, the hub's client
+    goes through it and we cannot tell."""
+    if urllib.request.getproxies().get("https"):
+        return True
+    url = urllib.parse.urlsplit(_hub_endpoint())
+    address = (url.hostname, url.port or (443 if url.scheme == "https" else 80))
+    opened = threading.Event()
+
+    def connect() -> None:
+        try:
+            socket.create_connection(address, timeout=HUB_PROBE_SECONDS).close()
+            opened.set()
+        except OSError:
+            pass
+
+    threading.Thread(target=connect, daemon=True).start()
+    return opened.wait(HUB_PROBE_SECONDS)
+
+
+def _cached_snapshot(name: str) -> str | None:
+    """The directory of `name`'s cached snapshot (main), or None when the cache has none."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(name, local_files_only=True)
+    except Exception:  # not cached, or not a valid repo id: either way nothing to load from the cache
+        return None
+
+
+def load_tokenizer(name: str, chat_template: str | None = None, trust_remote_code: bool = False, option: str = "model",
+                   hint: str | None = None):
     from transformers import AutoTokenizer
 
-    path = resolve_model_path(name)
+    path = resolve_model_path(name, option, hint)
     try:
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
-        raise _hub_error(name, exc) from None
+        raise _hub_error(name, exc, option) from None
     if chat_template:
         template_path = Path(chat_template)
         if not template_path.is_file():
@@ -65,14 +145,15 @@ def load_tokenizer(name: str, chat_template: str | None = None, trust_remote_cod
     return tok
 
 
-def load_causal_lm(name: str, dtype: str = "float32", device: str | torch.device = "cpu", trust_remote_code: bool = False):
+def load_causal_lm(name: str, dtype: str = "float32", device: str | torch.device = "cpu", trust_remote_code: bool = False,
+                   option: str = "model", hint: str | None = None):
     from transformers import AutoModelForCausalLM
 
-    path = resolve_model_path(name)
+    path = resolve_model_path(name, option, hint)
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
-        raise _hub_error(name, exc) from None
+        raise _hub_error(name, exc, option) from None
     return model.to(device)
 
 
@@ -99,7 +180,10 @@ def apply_lora(model, r: int, alpha: int, dropout: float, target_modules: list[s
     head = {"exclude_modules": ["score", "classifier"]} if task_type == "TOKEN_CLS" else {}
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type=task_type, **head)
     try:
-        return get_peft_model(model, config)
+        with warnings.catch_warnings():
+            # peft reads transformers' deprecated `is_gradient_checkpointing`; nothing a user (or we) can change
+            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+            return get_peft_model(model, config)
     except ValueError as exc:
         raise UserError(f"LoRA could not be applied ({str(exc).splitlines()[0]}); check lora_target_modules") from None
 

@@ -47,11 +47,12 @@ def as_reference(model):
 
 
 def load_reference(path: str, policy):
-    """A frozen reference loaded from `path` (e.g. online DPO keeping the SFT model as π_ref every round)."""
+    """A frozen reference loaded from `path`, the ref_model_path option (e.g. online DPO keeping the SFT
+    model as π_ref every round)."""
     from posttrain.models.loading import DTYPES, WEIGHT_DTYPES, load_causal_lm
 
     dtype = next((name for name in WEIGHT_DTYPES if DTYPES[name] == next(policy.parameters()).dtype), "float32")
-    model = load_causal_lm(path, dtype).eval()
+    model = load_causal_lm(path, dtype, option="ref_model_path").eval()
     model.requires_grad_(False)
     return model
 

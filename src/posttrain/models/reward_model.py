@@ -38,6 +38,8 @@ from posttrain.errors import UserError
 from posttrain.models import last_layer
 
 POOLINGS = ("last", "mean")
+# What to give where a trained reward model is expected (ppo's reward_model=, reward_model:path=).
+REWARD_MODEL_HINT = "give the final/ directory of a `posttrain rm` run (or any sequence classifier with num_labels=1)"
 OFFSET_KEY = "reward_offset"
 POOLING_KEY = "reward_pooling"
 
@@ -56,16 +58,18 @@ def _quiet_transformers():
 
 
 def load_reward_model(name: str, pad_token_id: int | None, dtype: str = "float32", device="cpu",
-                      trust_remote_code: bool = False, pooling: str | None = None):
+                      trust_remote_code: bool = False, pooling: str | None = None, option: str = "model",
+                      hint: str | None = None):
     """AutoModelForSequenceClassification with one output, from a causal LM or a saved reward model.
 
     `config.pad_token_id` is set (the pooling needs it); `pooling`, when given, is recorded in the config.
+    Errors name `option`, the config key that gave `name`, and say `hint` (as `resolve_model_path`).
     """
     from transformers import AutoModelForSequenceClassification
 
     from posttrain.models.loading import DTYPES, _hub_error, resolve_model_path
 
-    path = resolve_model_path(name)
+    path = resolve_model_path(name, option, hint)
     try:
         with _quiet_transformers():
             model = AutoModelForSequenceClassification.from_pretrained(
@@ -74,7 +78,7 @@ def load_reward_model(name: str, pad_token_id: int | None, dtype: str = "float32
         if "Unrecognized configuration class" in str(exc):
             raise UserError(f"transformers has no sequence-classification version of {name}'s architecture; "
                             "a reward model needs one (Llama, Qwen2, Mistral, GPT-2, ...)") from None
-        raise _hub_error(name, exc) from None
+        raise _hub_error(name, exc, option) from None
     if not hasattr(model, "score"):
         raise UserError(f"{type(model).__name__} has no `score` head; reward models need a causal-LM backbone")
     config = model.config.get_text_config()

@@ -43,9 +43,9 @@ class Critic:
             return model
         rm = None
         if self.reward_model:
-            from posttrain.models.reward_model import load_reward_model
+            from posttrain.models.reward_model import REWARD_MODEL_HINT, load_reward_model
 
-            rm = load_reward_model(self.reward_model, self.pad_token_id)
+            rm = load_reward_model(self.reward_model, self.pad_token_id, option="reward_model", hint=REWARD_MODEL_HINT)
         if self.kind == "model":
             trunk = (rm if rm is not None else base).base_model
             base.critic_trunk = copy.deepcopy(trunk).to(next(base.parameters()).dtype)

@@ -66,7 +66,7 @@ class PolicyLossOptions:
     loss_type: str = option("grpo", "Aggregation: grpo (per-sequence mean, then mean), token_mean (DAPO / BNPO: one mean over all tokens), dr_grpo (constant normaliser max_new_tokens).", choices=AGGREGATIONS)
     beta: float = option(0.0, "β: weight of the KL to the reference in the loss (0: no KL term; no reference model is loaded unless another option needs one).")
     kl_estimator: str = option("k3", "KL estimator in the loss: k3 (exp(r) - r - 1, unbiased, >= 0) or k1 (log-ratio).", choices=LOSS_KL_ESTIMATORS)
-    ratio_level: str = option("token", "Importance ratio per token; per sequence, length-normalised (GSPO); or sequence_product, pi(o|q)/pi_old(o|q) (DeepSeek-R1 as seed 002 writes it).", choices=RATIO_LEVELS)
+    ratio_level: str = option("token", "Importance ratio per token; per sequence, length-normalised (GSPO); or sequence_product, pi(o|q)/pi_old(o|q) over the whole sequence (DeepSeek-R1's objective as it is often written).", choices=RATIO_LEVELS)
     entropy_coef: float = option(0.0, "Entropy bonus: subtract entropy_coef x the policy's entropy per token, aggregated like the loss (seed: c_e = 0.01; GRPO+ uses 0).")
     epsilon_low: float = option(0.2, "Clip the ratio below at 1 - epsilon_low.")
     epsilon_high: float = option(0.2, "Clip the ratio above at 1 + epsilon_high (> epsilon_low: DAPO's clip-higher).")
@@ -120,7 +120,7 @@ class RewardKLOptions:
     kl_placement: str = option("every_token", "Where the KL penalty goes: every_token, or summed into the last token.", choices=KL_PLACEMENTS)
     target_kl: float = option(0.0, "Adaptive KL controller target (0: β stays fixed).")
     kl_horizon: int = option(10000, "Horizon of the proportional adaptive KL controller.")
-    kl_controller: str = option("proportional", "Adaptive rule: proportional (Ziegler et al.) or double_halve (the seed's PPO-penalty rule).", choices=KL_CONTROL_MODES)
+    kl_controller: str = option("proportional", "Adaptive rule: proportional (Ziegler et al.) or double_halve (PPO-penalty's rule, Schulman et al. 2017).", choices=KL_CONTROL_MODES)
 
     def validate(self) -> None:
         super().validate()

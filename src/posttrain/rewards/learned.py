@@ -76,10 +76,13 @@ def check_reward_model_dir(path: str) -> None:
     """A ConfigError unless `path` holds a sequence classifier with one output (not a bare causal LM)."""
     import json
 
+    from posttrain.models.reward_model import REWARD_MODEL_HINT
+
+    if not Path(path).expanduser().exists():
+        raise ConfigError(f"reward_model path not found: {path}; {REWARD_MODEL_HINT}")
     config_file = Path(path).expanduser() / "config.json"
     if not config_file.is_file():
-        raise ConfigError(f"reward_model: path={path!r} has no config.json; give the final/ directory of a "
-                          "`posttrain rm` run (or any AutoModelForSequenceClassification directory with num_labels=1)")
+        raise ConfigError(f"reward_model: path={path!r} has no config.json; {REWARD_MODEL_HINT}")
     config = json.loads(config_file.read_text(encoding="utf-8"))
     architectures = config.get("architectures") or []
     num_labels = len(config["id2label"]) if "id2label" in config else config.get("num_labels", 2)

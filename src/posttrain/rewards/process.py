@@ -102,17 +102,19 @@ def aggregate_scores(scores: list[float], how: str = "min") -> float:
 # ------------------------------------------------------------------------------------- scoring
 
 
-def load_prm(path: str, device: str = "auto"):
-    """(model in eval mode, tokenizer) of a PRM directory from `posttrain prm` (any 2-label token classifier)."""
+def load_prm(path: str, device: str = "auto", option: str = "process_reward_model"):
+    """(model in eval mode, tokenizer) of a PRM directory from `posttrain prm` (any 2-label token classifier);
+    errors name `option`, the config key that gave `path`."""
     from transformers import AutoModelForTokenClassification
 
     from posttrain.models.loading import _hub_error, load_tokenizer, resolve_device, resolve_model_path
 
-    tokenizer = load_tokenizer(path)
+    hint = "give the final/ directory of a `posttrain prm` run"
+    tokenizer = load_tokenizer(path, option=option, hint=hint)
     try:
-        model = AutoModelForTokenClassification.from_pretrained(resolve_model_path(path))
+        model = AutoModelForTokenClassification.from_pretrained(resolve_model_path(path, option, hint))
     except (OSError, ValueError) as exc:
-        raise _hub_error(path, exc) from None
+        raise _hub_error(path, exc, option) from None
     if model.config.num_labels != 2:
         raise UserError(f"{path} is a token classifier with {model.config.num_labels} labels; a PRM has 2 (bad, good)")
     return model.to(resolve_device(device)).eval(), tokenizer

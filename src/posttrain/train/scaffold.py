@@ -13,20 +13,22 @@ from posttrain.train.rundir import RunDir, check_run_dir
 REWARD_COLUMNS = " (plus any columns the rewards read)"
 
 
-def load_tokenizer_for(config, model: str | None = None):
-    """The tokenizer of `model` (default: config.model) with the config's chat template."""
+def load_tokenizer_for(config, model: str | None = None, option: str = "model"):
+    """The tokenizer of `model` (default: config.model) with the config's chat template; errors name
+    `option`, the config key that gave `model`."""
     from posttrain.models.loading import load_tokenizer
 
-    return load_tokenizer(model or config.model, config.chat_template, config.trust_remote_code)
+    return load_tokenizer(model or config.model, config.chat_template, config.trust_remote_code, option=option)
 
 
-def load_model_for(config, model: str | None = None, device=None):
+def load_model_for(config, model: str | None = None, device=None, option: str = "model", hint: str | None = None):
     """The causal LM `model` (default: config.model) in the config's dtype, on `device` (default: the
-    config's; a trainer's `build_model` passes "cpu", the loop places it)."""
+    config's; a trainer's `build_model` passes "cpu", the loop places it); errors name `option` and
+    say `hint` (as `resolve_model_path`)."""
     from posttrain.models.loading import load_causal_lm, resolve_device
 
     device = resolve_device(config.device) if device is None else device
-    return load_causal_lm(model or config.model, config.dtype, device, config.trust_remote_code)
+    return load_causal_lm(model or config.model, config.dtype, device, config.trust_remote_code, option=option, hint=hint)
 
 
 def start_run(config) -> tuple[RunDir, object]:

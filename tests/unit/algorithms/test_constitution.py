@@ -90,3 +90,13 @@ def test_templates_and_principles_are_checked(tmp_path):
         bad.write_text(text)
         with pytest.raises(ConfigError, match="principles file"):
             cq.load_principles(str(bad))
+
+
+def test_too_few_prompts_for_one_sft_step_is_a_config_error():
+    with pytest.raises(ConfigError) as info:
+        build_config(ConstitutionConfig, {"prompts": 4, "batch_size": 2, "gradient_accumulation_steps": 3})
+    assert str(info.value) == ("prompts=4 gives 4 SFT examples (one revision per prompt), fewer than one optimizer step "
+                               "needs (batch_size x gradient_accumulation_steps x processes = 6); raise prompts or lower "
+                               "batch_size")
+    assert build_config(ConstitutionConfig, {"prompts": 6, "batch_size": 2, "gradient_accumulation_steps": 3}).prompts == 6
+    assert build_config(ConstitutionConfig, {"prompts": 0, "batch_size": 64}).prompts == 0  # every prompt: counted on load

@@ -21,6 +21,7 @@ from posttrain.data import (
     unpaired_to_pairs,
     validate,
 )
+from posttrain.data.formats import ROW_INDEX
 from posttrain.errors import DataError
 
 SRC = "data.jsonl"
@@ -281,3 +282,14 @@ def test_prepare_records_converts():
         prepare_records([STANDARD[UNPAIRED]], PREFERENCE, SRC)
     with pytest.raises(DataError, match=r"row 0, column 'ranking': expected a permutation"):
         prepare_records([dict(STANDARD[RANKING], ranking=[0, 0, 1])], PREFERENCE, SRC)
+
+
+def test_a_loaders_row_index_is_never_listed_as_a_column():
+    rows = [{"prompt": "q", "chosen": " a", "rejected": " b", ROW_INDEX: 0}, {"foo": "q", "chosen": " a", ROW_INDEX: 1}]
+    with pytest.raises(DataError) as info:
+        validate(rows, PREFERENCE, "pairs.jsonl")
+    assert str(info.value) == ("pairs.jsonl, row 1, column 'rejected': missing column 'rejected' (found columns: chosen, foo); "
+                               "expected preference rows ('prompt', 'chosen', 'rejected')")
+    with pytest.raises(DataError) as info:
+        validate([{"foo": "q", ROW_INDEX: 0}], PREFERENCE, "pairs.jsonl")
+    assert "found 'foo';" in str(info.value) and ROW_INDEX not in str(info.value)

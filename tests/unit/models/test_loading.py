@@ -1,11 +1,17 @@
 """Model loading by path, default chat template, dtype, LoRA with merge-and-save (tiny random models)."""
 
+import shutil
+import time
+from pathlib import Path
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, LlamaConfig, Qwen2Config
 
 from posttrain.errors import UserError
 from posttrain.models import DEFAULT_CHAT_TEMPLATE, apply_lora, load_causal_lm, load_tokenizer, save_model
+from posttrain.models.loading import HUB_PROBE_SECONDS, _hub_reachable
+from posttrain.models.reward_model import REWARD_MODEL_HINT, load_reward_model
 from tiny_tokenizers import chatml_tokenizer, plain_tokenizer, save_tokenizer
 
 CONFIGS = {
@@ -58,6 +64,20 @@ def test_bad_paths_are_user_errors(tmp_path):
         load_tokenizer(_save_tiny(tmp_path / "m", "llama", chatml_tokenizer()), chat_template=str(tmp_path / "t.jinja"))
 
 
+def test_bad_paths_name_the_option_that_gave_them(tmp_path):
+    missing = str(tmp_path / "runs" / "nope")
+    with pytest.raises(UserError) as info:
+        load_causal_lm(missing, option="ref_model_path")
+    assert str(info.value) == (f"ref_model_path not found: {missing}; use ref_model_path=embedded, a local directory, "
+                               "or a hub id like Qwen/Qwen2.5-0.5B")
+    with pytest.raises(UserError) as info:
+        load_reward_model(missing, None, option="reward_model", hint=REWARD_MODEL_HINT)
+    assert str(info.value) == f"reward_model path not found: {missing}; {REWARD_MODEL_HINT}"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="^critic_model directory .* has no config.json; point critic_model= at"):
+        load_tokenizer(str(tmp_path / "empty"), option="critic_model")
+
+
 @pytest.mark.parametrize("targets", [["all-linear"], ["q_proj", "v_proj"]])
 def test_lora_trains_adapters_only_and_merges(tmp_path, targets):
     tok = chatml_tokenizer()
@@ -85,3 +105,55 @@ def test_bad_lora_targets(tmp_path):
     path = _save_tiny(tmp_path, "llama", chatml_tokenizer())
     with pytest.raises(UserError, match="lora_target_modules"):
         apply_lora(load_causal_lm(path), r=4, alpha=8, dropout=0.0, target_modules=["nonexistent_proj"])
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """An empty Hugging Face cache in tmp_path and a hub endpoint that refuses connections (a closed port)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    _hub_reachable.cache_clear()
+    yield constants
+    _hub_reachable.cache_clear()
+
+
+def _cache_as_hub_model(cache, repo_id: str, model_dir: str) -> None:
+    """Lay `model_dir`'s files out as huggingface_hub caches a download of `repo_id` (refs/main -> a snapshot)."""
+    commit = "0" * 40
+    repo = Path(cache) / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    shutil.copytree(model_dir, repo / "snapshots" / commit)
+
+
+def test_an_unreachable_hub_fails_at_once_with_what_to_do(hub):
+    start = time.monotonic()
+    with pytest.raises(UserError) as info:
+        load_tokenizer("nobody/does-not-exist")
+    assert time.monotonic() - start < 2 * HUB_PROBE_SECONDS
+    assert str(info.value) == ("model 'nobody/does-not-exist' was not found locally and the Hugging Face hub "
+                               "(http://127.0.0.1:9) could not be reached; offline? set HF_HUB_OFFLINE=1 (models in the "
+                               "Hugging Face cache only) or give a local directory")
+
+
+def test_hf_hub_offline_tries_no_network_and_says_so(hub, monkeypatch):
+    monkeypatch.setattr(hub, "ENDPOINT", "http://192.0.2.1:9")  # would hang (TEST-NET): must not be tried
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
+    start = time.monotonic()
+    with pytest.raises(UserError, match="neither a local directory nor in the Hugging Face cache, and HF_HUB_OFFLINE=1 allows"):
+        load_causal_lm("nobody/does-not-exist", option="reference")
+    assert time.monotonic() - start < 1
+
+
+@pytest.mark.parametrize("offline", [True, False], ids=["HF_HUB_OFFLINE", "unreachable"])
+def test_a_cached_hub_model_loads_without_the_hub(hub, monkeypatch, tmp_path, offline):
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", offline)
+    source = _save_tiny(tmp_path / "src", "llama", chatml_tokenizer())
+    _cache_as_hub_model(hub.HF_HUB_CACHE, "acme/tiny", source)
+    model, expected = load_causal_lm("acme/tiny"), AutoModelForCausalLM.from_pretrained(source)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), expected.state_dict().values()))
+    assert load_tokenizer("acme/tiny").get_vocab() == AutoTokenizer.from_pretrained(source).get_vocab()

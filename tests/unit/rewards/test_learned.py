@@ -116,7 +116,7 @@ def test_clipping_after_normalization(rm_dirs, tmp_path):
     assert any(abs(r) > 0.5 for r in normed)
 
 
-def test_registry_builds_it_and_refuses_bad_options(rm_dirs, tiny_llama):
+def test_registry_builds_it_and_refuses_bad_options(rm_dirs, tiny_llama, tmp_path):
     name, fn = registry.build(f"reward_model:path={rm_dirs['llama']}:batch_size=2:clip=3")
     prompts, completions = conversations(3)
     assert name == "reward_model" and fn(prompts, completions) == pytest.approx(
@@ -125,7 +125,9 @@ def test_registry_builds_it_and_refuses_bad_options(rm_dirs, tiny_llama):
         registry.build("reward_model")
     with pytest.raises(ConfigError, match="not a reward model"):
         registry.build(f"reward_model:path={tiny_llama}")  # a causal LM: its score head would be random
-    with pytest.raises(ConfigError, match="no config.json"):
+    with pytest.raises(ConfigError, match="^reward_model path not found: /nonexistent/rm; give the final/ directory"):
         registry.build("reward_model:path=/nonexistent/rm")
+    with pytest.raises(ConfigError, match="has no config.json"):
+        registry.build(f"reward_model:path={tmp_path}")
     with pytest.raises(ConfigError, match="clip must be"):
         registry.build(f"reward_model:path={rm_dirs['llama']}:clip=-1")
