@@ -38,8 +38,29 @@ def sandbox(request) -> Sandbox:
     return Sandbox(LIMITS, workers=2, python=SYSTEM_PYTHON if AS_ROOT else None, namespaces=False)
 
 
+def _held_by_an_execution(uid: int) -> bool:
+    """Whether a running execution (of any process, e.g. another test worker) holds `uid`'s lock: its
+    processes are that execution's, not ones this test's sandbox left behind."""
+    import fcntl
+    import tempfile
+
+    try:
+        fd = os.open(os.path.join(tempfile.gettempdir(), "posttrain-sandbox-uids", str(uid)), os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
 def sandbox_processes() -> list[int]:
-    """Live processes left by the sandbox: any process of a sandbox uid, or any child of this process."""
+    """Live processes left by the sandbox: any process of a sandbox uid that no running execution
+    holds, or any child of this process."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -50,7 +71,8 @@ def sandbox_processes() -> list[int]:
         except OSError:  # gone meanwhile
             continue
         uid, ppid, state = int(fields["Uid"].split()[0]), int(fields["PPid"]), fields["State"].split()[0]
-        if state != "Z" and (uid in SANDBOX_UIDS or ppid == os.getpid()):  # zombies are dead, awaiting init
+        leaked_uid = uid in SANDBOX_UIDS and not _held_by_an_execution(uid)
+        if state != "Z" and (leaked_uid or ppid == os.getpid()):  # zombies are dead, awaiting init
             found.append(int(entry))
     return found
 
