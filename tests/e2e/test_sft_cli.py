@@ -71,11 +71,12 @@ UNREACHABLE = "http://127.0.0.1:9"
 @pytest.mark.parametrize("env, fragments, seconds", [
     ({"HF_HUB_OFFLINE": "1"}, ["model 'nobody/does-not-exist' is neither a local directory nor in the Hugging Face cache",
                                "HF_HUB_OFFLINE=1 allows no download"], 20),
-    ({"HF_ENDPOINT": UNREACHABLE}, ["model 'nobody/does-not-exist' was not found locally", "could not be reached",
+    ({"HF_ENDPOINT": UNREACHABLE, "HF_HUB_OFFLINE": "0"}, ["model 'nobody/does-not-exist' was not found locally", "could not be reached",
                                     "offline? set HF_HUB_OFFLINE=1", "give a local directory"], 30),
-    ({}, ["nobody/does-not-exist"], 30),  # the real hub: unreachable here, a missing repo where it answers
+    ({"HF_HUB_OFFLINE": "0"}, ["nobody/does-not-exist"], 30),  # the real hub: unreachable here, a missing repo where it answers
 ], ids=["offline", "unreachable", "default-endpoint"])
 def test_an_unknown_hub_id_fails_at_once(tmp_path, good_args, env, fragments, seconds):
+    """HF_HUB_OFFLINE is always given: another test file may have set it in this worker's environment."""
     out = tmp_path / "run"
     start = time.monotonic()
     proc = run_cli("sft", *good_args, f"model={UNCACHED}", f"output_dir={out}",
