@@ -19,6 +19,10 @@ whole text. The tests of a row (the `tests_column`, one value per completion) ar
 
 Any of these may arrive JSON-encoded in a string (CSV and Parquet columns). A row whose tests are
 None (or an empty list) gets None: the reward does not apply to it.
+
+With `hidden_tests_column=NAME` the reward uses that column's tests instead: the prompt may show the
+`tests_column` ones, and a program that special-cases the inputs it was shown gains nothing.
+How a program is kept from forging its result: sandbox.py, sandbox_rpc.py and docs/sandbox.md.
 """
 
 from __future__ import annotations
@@ -92,15 +96,17 @@ def same_output(actual: str, expected: str) -> bool:
     return norm(actual) == norm(expected)
 
 
-def code_tests(tests_column: str = "tests", mode: str = "fraction", timeout: float = 5.0, cpu_seconds: float = 5.0,
+def code_tests(tests_column: str = "tests", hidden_tests_column: str | None = None, mode: str = "fraction", timeout: float = 5.0, cpu_seconds: float = 5.0,
                memory_mb: int = 1024, max_processes: int = 32, max_file_mb: int = 16, max_output_kb: int = 1024,
                workers: int | None = None, language: str = "python", python: str | None = None) -> Callable:
     """The reward function; options as in `reward_funcs=[code_tests:timeout=5:mode=all]` (docs/sandbox.md)."""
     check_choice("code_tests", "mode", mode, MODES)
     if language not in LANGUAGES:
         raise ConfigError(f"code_tests: language {language!r} is not supported; use language=python")
-    if not isinstance(tests_column, str) or not tests_column:
-        raise ConfigError(f"code_tests: tests_column must be a column name, got {tests_column!r}")
+    for option, column in (("tests_column", tests_column), ("hidden_tests_column", hidden_tests_column)):
+        if column is not None and (not isinstance(column, str) or not column) or option == "tests_column" and column is None:
+            raise ConfigError(f"code_tests: {option} must be a column name, got {column!r}")
+    scored_column = hidden_tests_column or tests_column
     numbers = {"timeout": timeout, "cpu_seconds": cpu_seconds, "memory_mb": memory_mb, "max_processes": max_processes,
                "max_file_mb": max_file_mb, "max_output_kb": max_output_kb, "workers": workers}
     for name, value in numbers.items():
@@ -120,16 +126,17 @@ def code_tests(tests_column: str = "tests", mode: str = "fraction", timeout: flo
     sandbox = Sandbox(limits, workers=int(workers) if workers else default_workers(), python=python)
 
     def code_tests_reward(prompts, completions, **columns) -> list[float | None]:
-        if tests_column not in columns:
+        if scored_column not in columns:
             given = ", ".join(sorted(k for k in columns if k != "completion_ids")) or "none"
-            raise DataError(f"code_tests reads the test cases from the dataset column '{tests_column}', which this "
-                            f"dataset lacks (its columns: {given}); add it or set code_tests:tests_column=NAME")
+            option = "hidden_tests_column" if hidden_tests_column else "tests_column"
+            raise DataError(f"code_tests reads the test cases from the dataset column '{scored_column}', which this "
+                            f"dataset lacks (its columns: {given}); add it or set code_tests:{option}=NAME")
         jobs, owners, totals = [], [], []
-        for i, (completion, value) in enumerate(zip(completions, columns[tests_column])):
+        for i, (completion, value) in enumerate(zip(completions, columns[scored_column])):
             try:
                 tests = parse_tests(value)
             except (ValueError, TypeError) as exc:
-                raise DataError(f"code_tests, column '{tests_column}' of completion {i}: {exc}") from None
+                raise DataError(f"code_tests, column '{scored_column}' of completion {i}: {exc}") from None
             totals.append(None if tests is None else len(tests[1]))
             if tests is None:
                 continue

@@ -101,30 +101,35 @@ class Sandbox:
             return list(pool.map(lambda job: self.run(*job), jobs))
 
     def run(self, source: str, stdin: str = "", checks: list[str] | None = None) -> Execution:
-        """Run `source` with `stdin`, then each snippet of `checks` in the program's namespace
-        (`Execution.checks[i]`: snippet i ran without raising)."""
-        import secrets
+        """Run `source` with `stdin`, then each snippet of `checks` against the program's names
+        (`Execution.checks[i]`: snippet i ran without raising; see sandbox_rpc.py for how)."""
         import subprocess
         import time
         uid, lock_fd = _claim_uid() if os.getuid() == 0 else (None, None)
         workdir = tempfile.mkdtemp(prefix="posttrain-sandbox-")
-        read_end, write_end = os.pipe()
-        nonce, checks, proc = secrets.token_hex(16), list(checks or []), None
+        checks, proc = list(checks or []), None
+        status_read, status_write = os.pipe()
+        checks_read, checks_write = os.pipe() if checks else (None, None)
         started = time.monotonic()
         try:
             job_path = os.path.join(workdir, "job.json")
-            with open(job_path, "w") as f:
-                json.dump({"source": source, "checks": checks, "limits": asdict(self.limits), "uid": uid,
-                           "nonce": nonce, "status_fd": write_end, "workdir": workdir,
-                           "namespaces": self.namespaces}, f)
+            with open(job_path, "w") as f:  # no checks in here: the program could read it before it is gone
+                json.dump({"source": source, "limits": asdict(self.limits), "uid": uid, "status_fd": status_write,
+                           "checks_fd": checks_read, "workdir": workdir, "namespaces": self.namespaces}, f)
             if uid is not None:
                 os.chown(workdir, uid, uid)
+            passed = tuple(fd for fd in (status_write, checks_read) if fd is not None)
             proc = subprocess.Popen([self.python, "-I", _CHILD, job_path], cwd=workdir, env={**_ENV, "HOME": workdir},
                                     stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, pass_fds=(write_end,), start_new_session=True)
-            os.close(write_end)
-            write_end = None
-            output, timed_out, exceeded = _communicate(proc, stdin.encode(), read_end, self.limits,
+                                    stderr=subprocess.PIPE, pass_fds=passed, start_new_session=True)
+            for fd in passed:
+                os.close(fd)
+            status_write = checks_read = None
+            writes = {proc.stdin.fileno(): (stdin.encode(), proc.stdin.close)} if stdin else {}
+            if checks_write is not None:
+                writes[checks_write] = (json.dumps(checks).encode(), lambda fd=checks_write: os.close(fd))
+                checks_write = None  # _communicate closes it
+            output, timed_out, exceeded = _communicate(proc, writes, status_read, self.limits,
                                                        lambda: _kill_all(proc.pid, uid))
             proc.wait()
         finally:
@@ -135,7 +140,7 @@ class Sandbox:
                 for stream in (proc.stdin, proc.stdout, proc.stderr):
                     if stream:
                         stream.close()
-            for fd in (read_end, write_end):
+            for fd in (status_read, status_write, checks_read, checks_write):
                 if fd is not None:
                     os.close(fd)
             _remove(workdir)
@@ -144,27 +149,27 @@ class Sandbox:
         text = {k: v.decode("utf-8", "replace") for k, v in output.items()}
         lines = text["status"].splitlines()
         first = lines[0] if lines else ""
-        if not first.startswith(f"{nonce} ready ") and not timed_out:
+        if not first.startswith("ready ") and not timed_out:
             from posttrain.errors import UserError
             reason = first[len(SETUP_FAILED) + 1:] if first.startswith(SETUP_FAILED) else \
                 f"the sandbox process exited with {proc.returncode} before starting the program: {text['stderr'][-300:]!r}"
             raise UserError(f"code sandbox: {reason}")
-        passed = [False] * len(checks)
-        for line in lines[1:]:
+        results = [False] * len(checks)
+        for line in lines[1:]:  # written by the checker only: the program never holds this pipe
             parts = line.split(" ")
-            if len(parts) == 4 and parts[0] == nonce and parts[1] == "check" and parts[2].isdigit() \
-                    and int(parts[2]) < len(checks):
-                passed[int(parts[2])] = parts[3] == "1"
-        isolation = json.loads(first.split(" ", 2)[2]) if first.startswith(f"{nonce} ready ") else {}
+            if len(parts) == 3 and parts[0] == "check" and parts[1].isdigit() and int(parts[1]) < len(checks):
+                results[int(parts[1])] = parts[2] == "1"
+        isolation = json.loads(first.split(" ", 1)[1]) if first.startswith("ready ") else {}
         return Execution(returncode=None if timed_out or exceeded else proc.returncode, stdout=text["stdout"],
-                         stderr=text["stderr"], timed_out=timed_out, output_exceeded=exceeded, checks=passed,
+                         stderr=text["stderr"], timed_out=timed_out, output_exceeded=exceeded, checks=results,
                          isolation=isolation, wall_seconds=time.monotonic() - started)
 
 
-def _communicate(proc, data: bytes, status_fd: int, limits: Limits, kill) -> tuple[dict, bool, bool]:
-    """Feed stdin; collect stdout, stderr and the status pipe (up to the cap) until the program exits,
-    the wall deadline passes or the output passes its cap; then `kill` what is left and read on
-    (a second at most) until the pipes close, which is when the last process holding them is gone."""
+def _communicate(proc, writes: dict, status_fd: int, limits: Limits, kill) -> tuple[dict, bool, bool]:
+    """Feed each pipe of `writes` ({fd: (bytes, close)}: stdin, the checks); collect stdout, stderr and
+    the status pipe (up to the cap) until the program exits, the wall deadline passes or the output
+    passes its cap; then `kill` what is left and read on (a second at most) until the pipes close,
+    which is when the last process holding them is gone. Every fd of `writes` is closed on return."""
     import selectors
     import time
     cap, deadline = limits.max_output_kb * 1024, time.monotonic() + limits.timeout
@@ -173,10 +178,15 @@ def _communicate(proc, data: bytes, status_fd: int, limits: Limits, kill) -> tup
     selector = selectors.DefaultSelector()
     for fd in streams:
         selector.register(fd, selectors.EVENT_READ)
-    stdin_fd = proc.stdin.fileno() if proc.stdin else None
-    if stdin_fd is not None:
-        os.set_blocking(stdin_fd, False)
-        selector.register(stdin_fd, selectors.EVENT_WRITE)
+    pending = dict(writes)
+
+    def finish(fd: int) -> None:
+        selector.unregister(fd)
+        pending.pop(fd)[1]()
+
+    for fd in pending:
+        os.set_blocking(fd, False)
+        selector.register(fd, selectors.EVENT_WRITE)
     try:
         pidfd = os.pidfd_open(proc.pid)  # readable once the process exits (Linux >= 5.3)
         selector.register(pidfd, selectors.EVENT_READ)
@@ -190,17 +200,17 @@ def _communicate(proc, data: bytes, status_fd: int, limits: Limits, kill) -> tup
                 break
             events = selector.select(max(0.0, remaining) if pidfd is not None else min(max(0.0, remaining), 0.02))
             for key, _ in events:
-                if key.fd == stdin_fd:
+                if key.fd in pending:
+                    data, close = pending[key.fd]
                     try:
-                        data = data[os.write(stdin_fd, data[:65536]):]
+                        data = data[os.write(key.fd, data[:65536]):]
                     except BlockingIOError:
                         pass
                     except BrokenPipeError:  # it stopped reading
                         data = b""
+                    pending[key.fd] = (data, close)
                     if not data:
-                        selector.unregister(stdin_fd)
-                        proc.stdin.close()
-                        stdin_fd = None
+                        finish(key.fd)
                 elif key.fd in streams:
                     block = os.read(key.fd, 65536)
                     if not block:
@@ -214,13 +224,13 @@ def _communicate(proc, data: bytes, status_fd: int, limits: Limits, kill) -> tup
             if not killed and (exited or exceeded or timed_out):
                 kill()
                 killed, deadline = True, time.monotonic() + 1.0
-                for fd in (pidfd, stdin_fd):
-                    if fd is not None:
-                        selector.unregister(fd)
-                if stdin_fd is not None:
-                    proc.stdin.close()
-                    stdin_fd = None
+                if pidfd is not None:
+                    selector.unregister(pidfd)
+                for fd in list(pending):
+                    finish(fd)
     finally:
+        for fd in list(pending):
+            finish(fd)
         selector.close()
         if pidfd is not None:
             os.close(pidfd)
