@@ -68,6 +68,8 @@ class Execution:
 _CHILD = os.path.realpath(sandbox_child.__file__)  # run as a script: see sandbox_child.py
 _ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 _ISOLATION: dict = {}
+_WORKDIR_PREFIX = "posttrain-sandbox-"  # + the trainer's pid: a killed trainer's are found and removed
+_STALE_SECONDS = 600  # an execution lasts seconds; a dead trainer's directory this old is surely left over
 
 
 def default_workers() -> int:
@@ -84,6 +86,7 @@ class Sandbox:
         self.workers = workers or default_workers()
         self.python = python or sys.executable  # the interpreter that runs the programs
         self.namespaces = namespaces  # False: the fallback of machines without them (used by the tests)
+        remove_left_over_workdirs()
 
     def isolation(self) -> dict:
         """What this machine's sandbox achieves (user, network, namespaces, filesystem), from a trial run."""
@@ -106,7 +109,7 @@ class Sandbox:
         import subprocess
         import time
         uid, lock_fd = _claim_uid() if os.getuid() == 0 else (None, None)
-        workdir = tempfile.mkdtemp(prefix="posttrain-sandbox-")
+        workdir = tempfile.mkdtemp(prefix=f"{_WORKDIR_PREFIX}{os.getpid()}-")
         checks, proc = list(checks or []), None
         status_read, status_write = os.pipe()
         checks_read, checks_write = os.pipe() if checks else (None, None)
@@ -283,6 +286,28 @@ def _claim_uid() -> tuple[int, int]:
         except BlockingIOError:
             os.close(fd)
     raise RuntimeError(f"all {len(SANDBOX_UIDS)} sandbox uids are in use")
+
+
+def remove_left_over_workdirs() -> list[str]:
+    """Remove the working directories of trainers that were killed mid-execution (SIGKILL leaves them):
+    those whose pid is gone and that are older than _STALE_SECONDS. Returns what was removed."""
+    import glob
+    import time
+    removed = []
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), _WORKDIR_PREFIX + "*-*")):
+        pid = os.path.basename(path)[len(_WORKDIR_PREFIX):].split("-", 1)[0]
+        try:
+            if not pid.isdigit() or time.time() - os.lstat(path).st_mtime < _STALE_SECONDS:
+                continue
+            os.kill(int(pid), 0)
+            continue  # its trainer is alive
+        except ProcessLookupError:
+            pass
+        except OSError:  # another user's trainer, or gone meanwhile
+            continue
+        _remove(path)
+        removed.append(path)
+    return removed
 
 
 def _remove(workdir: str) -> None:
