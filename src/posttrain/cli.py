@@ -36,8 +36,8 @@ def _parse(argv: list[str]):
         args, unknown = parser.parse_known_intermixed_args(argv)  # `dpo --preset simpo k=v` too
     except SystemExit:
         raise UserError("could not parse the command line; run `posttrain --help`") from None
-    if unknown:
-        flags = " ".join(unknown)
+    if unknown:  # name the flags, not the key=value words argparse gave up on after them
+        flags = " ".join(word for word in unknown if word.startswith("-")) or " ".join(unknown)
         raise UserError(f"unknown option(s) {flags}; options are given as key=value (see `posttrain {args.stage or '<stage>'} --help`)")
     return args
 

@@ -258,6 +258,11 @@ def resolved_yaml(pipeline: Pipeline) -> str:
 
 def run_pipeline(pipeline: Pipeline, log=print) -> list[dict]:
     """Run (or skip) each stage in order; returns one record per stage, also in pipeline.jsonl."""
+    from posttrain.train.rundir import check_creatable_dir
+
+    check_creatable_dir(pipeline.output_dir, "output_dir")
+    for stage in pipeline.stages:
+        check_creatable_dir(stage.dir, f"stage {stage.name}: its directory")
     plan = [(stage, _status(stage, pipeline.force)) for stage in pipeline.stages]  # all checks before any work
     pipeline.output_dir.mkdir(parents=True, exist_ok=True)
     (pipeline.output_dir / "pipeline.yaml").write_text(resolved_yaml(pipeline), encoding="utf-8")

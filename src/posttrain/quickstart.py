@@ -24,12 +24,20 @@ class QuickstartConfig:
     seed: int = option(0, "Random seed.")
     overwrite_output_dir: bool = option(True, "Replace a previous quickstart run in output_dir.")
 
+    def validate(self) -> None:
+        from posttrain.tasks import get_task
+
+        get_task(self.task)  # an unknown task fails here, not after the first evaluation
+
 
 def run_quickstart(cfg: QuickstartConfig) -> dict:
     from posttrain.algorithms.sft import SFTConfig, run_sft
     from posttrain.eval.evaluate import EvalConfig, run_eval
 
+    from posttrain.train.rundir import check_creatable_dir
+
     out = Path(cfg.output_dir)
+    check_creatable_dir(out, "output_dir")
     held_out = f"task:{cfg.task}:test:{cfg.eval_limit}"
 
     def evaluate(model: str, name: str) -> dict:

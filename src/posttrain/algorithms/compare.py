@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from posttrain.config import option
 from posttrain.data.sources import draw_rows, write_jsonl
 from posttrain.errors import ConfigError, naming_option
+from posttrain.online.options import reject_unread
 from posttrain.options import GenerationBatchOptions, SamplingOptions, restate
 
 REFERENCE_NAME = "sft"
@@ -83,6 +84,17 @@ class CompareConfig(GenerationBatchOptions, SamplingOptions):
             raise ConfigError(f"selector_judge must be a pairwise_judge[:key=value...] spec, got {self.selector_judge!r}")
         if not self.gold_funcs or (self.best_of_n and not self.selector_funcs and not self.selector_judge):
             raise ConfigError("gold_funcs must name a reward (and selector_funcs too when best_of_n is set)")
+        reject_unread(self)
+
+    def unread(self) -> dict[str, str]:
+        """Options this config will not read as set: key -> the condition under which it is read."""
+        if not self.best_of_n:
+            return {"selector_funcs": "with best_of_n=[n, ...]", "selector_judge": "with best_of_n=[n, ...]"}
+        return {"selector_funcs": "without selector_judge"} if self.selector_judge else {}
+
+
+def _policy_hint(name: str) -> str:
+    return f"policy '{name}' needs a save_pretrained directory, e.g. {name}=runs/x/{name}/final"
 
 
 def parse_policies(entries: list[str]) -> dict[str, str]:
@@ -184,6 +196,7 @@ def run_compare(config: CompareConfig) -> dict:
     from posttrain.data.tokenize import tokenize_prompt
     from posttrain.generation import SamplingParams
     from posttrain.methods.best_of_n import sample_and_score
+    from posttrain.models.loading import resolve_model_path
     from posttrain.rewards import RewardFunctions
     from posttrain.tasks.sources import is_task_source
     from posttrain.train.rundir import atomic_dir, check_no_final, run_dir, write_config
@@ -192,6 +205,8 @@ def run_compare(config: CompareConfig) -> dict:
     policies = parse_policies(config.policies)
     run = run_dir(config.output_dir)
     check_no_final(run, config.overwrite_output_dir, "a finished comparison")
+    for name, path in policies.items():  # a policy that is not a model fails before the reference is sampled
+        resolve_model_path(path, "policies", _policy_hint(name))
     split = config.dataset_split or ("test" if is_task_source(config.dataset) else None)
     rows = draw_rows(load_prompt_rows(config.dataset, split, "compare needs"), config.prompts, config.seed)
     with naming_option("gold_funcs"):
@@ -231,7 +246,7 @@ def run_compare(config: CompareConfig) -> dict:
 
     record(REFERENCE_NAME, ref_samples, 0.0, 0.0)  # KL of a model against itself is 0 exactly
     for name, path in policies.items():
-        model = load_model_for(config, path, option="policies", hint=f"policy '{name}' needs a save_pretrained directory, e.g. {name}=runs/x/{name}/final")
+        model = load_model_for(config, path, option="policies", hint=_policy_hint(name))
         samples = _flat(sample(model, gold, k))
         kls, counts = sequence_kl(model, reference, [p for p in prompt_ids for _ in range(k)],
                                   [c.completion_ids for _, c in samples], config.logprob_batch_size)

@@ -121,6 +121,7 @@ def train_online(config, algorithm: OnlineRL, rows: list[dict], tokenizer, build
     """The loop over an online source; returns the last logged metrics."""
     algorithm.eval_rows = eval_rows(config)
     source = OnlineSource(algorithm, rows, tokenizer, config)
+    source.check_some_prompt_fits()  # before the run directory is written
     try:
         return train(config, build_model=build_model, tokenizer=tokenizer, algorithm=algorithm, source=source)
     finally:

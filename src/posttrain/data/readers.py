@@ -32,10 +32,12 @@ def read_records(source: str, split: str | None = None) -> list[dict]:
         return _read_directory(source, split)
     lower = source.lower()
     if os.path.isfile(source):
-        if lower.endswith(".jsonl"):
-            return _read_jsonl(source)
         if lower.endswith(".json"):
             return _read_json(source, split)
+        if split is not None and lower.endswith((".jsonl", ".parquet", ".csv")):
+            raise _no_splits(source, split)
+        if lower.endswith(".jsonl"):
+            return _read_jsonl(source)
         if lower.endswith(".parquet"):
             return _read_parquet(source)
         if lower.endswith(".csv"):
@@ -110,6 +112,12 @@ def _read_jsonl(source: str) -> list[dict]:
     return rows
 
 
+def _no_splits(source: str, split: str):
+    return data_error(source, None, None, f"holds one list of rows, so there is no split {split!r} to pick; remove dataset_split "
+                                          "(it picks a split of a save_to_disk DatasetDict, a JSON file shaped {split: [...]} "
+                                          "or a hub dataset)")
+
+
 def _read_json(source: str, split: str | None) -> list[dict]:
     data = _read_bytes(source)
     text = _decode(source, data, first_row_line=10**12)
@@ -117,6 +125,8 @@ def _read_json(source: str, split: str | None) -> list[dict]:
         value = json.loads(text)
     except json.JSONDecodeError as e:
         if e.msg == "Extra data":  # JSON lines saved with a .json suffix (common on the hub)
+            if split is not None:
+                raise _no_splits(source, split) from None
             return _read_jsonl(source)
         raise data_error(source, None, None, f"malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
     if isinstance(value, dict):
@@ -132,6 +142,8 @@ def _read_json(source: str, split: str | None) -> list[dict]:
                 source, None, None, f"no split {key!r}; available: {', '.join(sorted(lists))}"
             )
         value = lists[key]
+    elif split is not None and isinstance(value, list):
+        raise _no_splits(source, split)
     if not isinstance(value, list):
         raise data_error(source, None, None, f"expected a list of objects, got {_json_type(value)}")
     if not value:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from posttrain.config import option
-from posttrain.errors import UserError
+from posttrain.errors import ConfigError, UserError
 from posttrain.methods.heldout import evaluate, format_report
 from posttrain.options import ModelOptions, SamplingOptions, TopKSamplingOptions, restate
 
@@ -68,12 +68,23 @@ def default_output_file(cfg: EvalConfig) -> str:
     return f"runs/eval/{name}.json"
 
 
+def check_output_file(path: Path) -> None:
+    """Before any work: a ConfigError unless the report can be written at `path`."""
+    from posttrain.train.rundir import check_creatable_dir
+
+    if path.is_dir():
+        raise ConfigError(f"output_file {path} is a directory; give a file name, e.g. {path / 'eval.json'}")
+    check_creatable_dir(path.parent, f"output_file {path}: its folder")
+
+
 def run_eval(cfg: EvalConfig) -> dict:
     from posttrain.methods.scoring import resolve_scorers
     from posttrain.tasks.sources import load_rows
     from posttrain.train.scaffold import load_model_for, load_tokenizer_for
 
     torch.manual_seed(cfg.seed)
+    out_path = Path(cfg.output_file or default_output_file(cfg))
+    check_output_file(out_path)
     scorers = resolve_scorers(cfg.scorer, cfg.dataset)
     rows = load_rows(cfg.dataset, cfg.dataset_split)
     if cfg.limit:
@@ -85,7 +96,6 @@ def run_eval(cfg: EvalConfig) -> dict:
                       batch_size=cfg.batch_size, success_threshold=cfg.success_threshold, seed=cfg.seed,
                       show_samples=cfg.show_samples)
     report = {"model": cfg.model, "dataset": cfg.dataset, **report}
-    out_path = Path(cfg.output_file or default_output_file(cfg))
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(report, indent=2, ensure_ascii=False))
     print(f"eval {cfg.model} on {cfg.dataset}:\n{format_report(report)}\nwrote {out_path}")

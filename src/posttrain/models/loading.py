@@ -162,7 +162,10 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"device={device} but no CUDA GPU is visible; use device=cpu or device=auto")
-    return torch.device(device)
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise UserError(f"device={device} is not a device torch knows; use device=auto, cpu, cuda or cuda:N") from None
 
 
 def apply_lora(model, r: int, alpha: int, dropout: float, target_modules: list[str], task_type: str | None = None):

@@ -50,6 +50,9 @@ class RolloutOptions(MaskableRewardOptions, TopKSamplingOptions, TrainOptions):
                               f"(prompts_per_step x num_generations); lower num_minibatches")
         if self.max_new_tokens >= self.max_length:
             raise ConfigError(f"max_new_tokens ({self.max_new_tokens}) must be below max_length ({self.max_length}), which also holds the prompt")
+        if self.temperature <= 0:
+            raise ConfigError(f"online RL needs temperature > 0, got {self.temperature}: the policy's log-probs are taken at the "
+                              "sampling temperature (logits / T), and greedy decoding gives a prompt's samples no variety")
         if not 0 <= self.overlong_buffer < self.max_new_tokens:
             raise ConfigError(f"overlong_buffer must be in [0, max_new_tokens), got {self.overlong_buffer}")
 

@@ -24,6 +24,7 @@ import torch
 import posttrain.ranks as ranks
 from posttrain.data.steps import StepSource
 from posttrain.data.tokenize import tokenize_prompt
+from posttrain.errors import DataError
 from posttrain.generation import SamplingParams, prompt_seeds
 from posttrain.online.experience import Sample
 
@@ -78,10 +79,23 @@ class OnlineSource(StepSource):
             out += take[rank::world]
         return out[:count]
 
+    def check_some_prompt_fits(self) -> None:
+        """Before any work: a DataError when no prompt leaves room to generate (every one would be skipped)."""
+        if any(self._prompt_ids(i) is not None for i in range(len(self.rows))):
+            return
+        shortest = min(len(tokenize_prompt(self.tokenizer, row["prompt"])) for row in self.rows)
+        raise DataError(self._too_long_message(f"every prompt is too long to generate from (the shortest of {len(self.rows)} "
+                                               f"has {shortest} tokens)"))
+
+    def _too_long_message(self, problem: str) -> str:
+        cfg = self.config
+        return (f"{cfg.dataset}: {problem}: a prompt may have at most max_length - max_new_tokens = "
+                f"{cfg.max_length - cfg.max_new_tokens} tokens; raise max_length, lower max_new_tokens or shorten the prompts")
+
     def _prompt_ids(self, index: int) -> list[int] | None:
         """Tokenized prompt, or None when it leaves no room to generate (counted, skipped)."""
         if index not in self._prompt_cache:
-            ids = tokenize_prompt(self.tokenizer, self.rows[index]["prompt"])
+            ids = tokenize_prompt(self.tokenizer, self.rows[index]["prompt"], source=self.config.dataset, row_index=index)
             fits = len(ids) + self.config.max_new_tokens <= self.config.max_length
             self._prompt_cache[index] = ids if fits else None
         return self._prompt_cache[index]
@@ -134,6 +148,9 @@ class OnlineSource(StepSource):
             kept.append(spare.pop(0))
             filled += 1
         samples = [s for group in kept[:cfg.prompts_per_step] for s in group]
+        if not samples:
+            raise DataError(self._too_long_message(f"all {stats['prompts_too_long']} prompts drawn for generation round "
+                                                   f"{self.round} are too long to generate from"))
         t0 = time.perf_counter()
         adv_stats = maker.finish(samples)
         finish_seconds = time.perf_counter() - t0

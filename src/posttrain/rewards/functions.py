@@ -80,6 +80,9 @@ class RewardFunctions:
             elif registry.is_builtin(spec):
                 name, fn = registry.build(spec)
                 functions[name if name not in functions else f"{name}_{len(functions)}"] = fn
+            elif ":" not in spec:
+                raise ConfigError(f"unknown reward '{spec}'; give a built-in ({', '.join(sorted(registry.BUILTIN))}), "
+                                  "task, task:NAME, module:function or file.py:function")
             else:
                 functions[spec.rsplit(":", 1)[-1]] = load_callable(spec)
         if not functions:

@@ -53,11 +53,25 @@ class RunDir:
 
 
 def run_dir(output_dir) -> RunDir:
-    """The RunDir at `output_dir`; a ConfigError if that path is a file."""
+    """The RunDir at `output_dir`; a ConfigError if that path, or the nearest of its parents that
+    exists, is not a directory it can be made in."""
     run = RunDir(Path(output_dir))
-    if run.root.exists() and not run.root.is_dir():
-        raise ConfigError(f"output_dir {run.root} is a file; choose a directory")
+    check_creatable_dir(run.root, "output_dir")
     return run
+
+
+def check_creatable_dir(path: Path, option: str) -> None:
+    """A ConfigError naming `option` unless `path` is a directory or can be created as one: neither it
+    nor a parent is a file, and the nearest existing parent is writable."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{option} {path} is a file; choose a directory")
+    if path.is_dir():
+        return
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ConfigError(f"{option} {path} is inside {parent}, which is a file; choose a directory that is not inside a file")
+    if parent is not None and not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {path} cannot be created: {parent} is not writable; choose a directory you can write to")
 
 
 def check_no_final(run: RunDir, overwrite: bool, holds: str) -> None:

@@ -40,10 +40,17 @@ def start_run(config) -> tuple[RunDir, object]:
 
 def load_prompt_rows(source: str, split: str | None, needs: str, hint: str = REWARD_COLUMNS) -> list[dict]:
     """The rows of `source` (split `split`), which a sampling stage reads by their 'prompt' column;
-    a ConfigError "SOURCE: {needs} rows with a 'prompt' column{hint}" when there are none."""
+    a ConfigError "SOURCE: {needs} rows with a 'prompt' column{hint}" when there are none, and a
+    DataError naming the row when a later row has no prompt or one that is not text or messages."""
+    from posttrain.data.values import check_text
+    from posttrain.errors import data_error
     from posttrain.tasks.sources import load_rows
 
     rows = load_rows(source, split)
-    if not rows or "prompt" not in rows[0]:
+    if not rows or not isinstance(rows[0], dict) or "prompt" not in rows[0]:
         raise ConfigError(f"{source}: {needs} rows with a 'prompt' column{hint}")
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict) or "prompt" not in row:
+            raise data_error(source, i, "prompt", f"missing; {needs} a 'prompt' in every row")
+        check_text(row["prompt"], source, i, "prompt", allow_empty=True)
     return rows

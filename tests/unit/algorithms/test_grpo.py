@@ -66,6 +66,7 @@ def test_the_loss_has_no_kl_term_under_reinforce_pp():
     ({"advantage": "reinforce_pp", "beta": 0.1, "kl_estimator": "k1"}, "'kl_estimator'"),
     ({"overlong_penalty": 0.5}, "'overlong_penalty'"),
     ({"num_generations": 1}, "advantage=grpo compares samples of the same prompt: num_generations must be >= 2"),
+    ({"temperature": 0.0}, "online RL needs temperature > 0, got 0.0"),
 ])
 def test_options_the_composition_never_reads_are_refused(values, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -158,6 +158,13 @@ def test_json_single_object_and_missing_split(tmp_path):
         read_records(write(tmp_path / "b.json", json.dumps({"test": ROWS})))
 
 
+@pytest.mark.parametrize("name, text", [("d.jsonl", jsonl(ROWS)), ("d.csv", "a,b\n1,2\n"), ("a.json", json.dumps(ROWS)),
+                                        ("l.json", jsonl(ROWS))])
+def test_a_split_of_a_file_with_one_list_of_rows_is_refused(tmp_path, name, text):
+    with pytest.raises(DataError, match=rf"{name}: holds one list of rows, so there is no split 'test' to pick; remove dataset_split"):
+        read_records(write(tmp_path / name, text), split="test")
+
+
 def test_csv_wrong_cell_count(tmp_path):
     with pytest.raises(DataError, match=r"row 1: line 3: 3 cells but the header has 2 columns"):
         read_records(write(tmp_path / "d.csv", "prompt,completion\na,b\nc,d,e\n"))

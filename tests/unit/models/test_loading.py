@@ -10,7 +10,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, LlamaC
 
 from posttrain.errors import UserError
 from posttrain.models import DEFAULT_CHAT_TEMPLATE, apply_lora, load_causal_lm, load_tokenizer, save_model
-from posttrain.models.loading import HUB_PROBE_SECONDS, _hub_reachable
+from posttrain.models.loading import HUB_PROBE_SECONDS, _hub_reachable, resolve_device
 from posttrain.models.reward_model import REWARD_MODEL_HINT, load_reward_model
 from tiny_tokenizers import chatml_tokenizer, plain_tokenizer, save_tokenizer
 
@@ -52,6 +52,12 @@ def test_tokenizer_without_template_gets_default_and_pad(tmp_path):
 def test_dtype_option(tmp_path):
     path = _save_tiny(tmp_path, "llama", chatml_tokenizer())
     assert load_causal_lm(path, dtype="bfloat16").dtype == torch.bfloat16
+
+
+def test_a_device_torch_does_not_know_is_a_user_error():
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(UserError, match="device=tpu is not a device torch knows; use device=auto, cpu, cuda or cuda:N"):
+        resolve_device("tpu")
 
 
 def test_bad_paths_are_user_errors(tmp_path):

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import write_jsonl
-from posttrain.errors import ConfigError, UserError
+from posttrain.errors import ConfigError, DataError, UserError
 from posttrain.train.rundir import atomic_dir, check_no_final, run_dir, write_config
 from posttrain.train.scaffold import load_model_for, load_prompt_rows, load_tokenizer_for, start_run
 
@@ -46,6 +46,12 @@ def test_prompt_rows_need_a_prompt_column(tmp_path):
         load_prompt_rows(bad, None, "pairs need")
     with pytest.raises(UserError, match=r"constitution needs rows with a 'prompt' column$"):
         load_prompt_rows(bad, None, "constitution needs", hint="")
+    later = write_jsonl(tmp_path / "later.jsonl", [{"prompt": "a"}, {"answer": "1"}])
+    with pytest.raises(DataError, match=r"later.jsonl, row 1, column 'prompt': missing; x needs a 'prompt' in every row$"):
+        load_prompt_rows(later, None, "x needs")
+    number = write_jsonl(tmp_path / "number.jsonl", [{"prompt": "a"}, {"prompt": 7}])
+    with pytest.raises(DataError, match=r"number.jsonl, row 1, column 'prompt': expected a string or a list of .* got int$"):
+        load_prompt_rows(number, None, "x needs")
 
 
 @dataclass
@@ -57,6 +63,8 @@ def test_run_dir_write_config_and_check_no_final(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ConfigError, match="is a file; choose a directory"):
         run_dir(tmp_path / "file")
+    with pytest.raises(ConfigError, match=r"output_dir .*file/a/b is inside .*file, which is a file; choose a directory that is not inside a file"):
+        run_dir(tmp_path / "file" / "a" / "b")
     run = run_dir(tmp_path / "out")
     write_config(run, Tiny())
     assert run.config.read_text() == "seed: 3\n"
