@@ -191,10 +191,12 @@ class OnlineSource(StepSource):
         rewards = self.algorithm.experience.rewards
         log = dict(log, timeouts=rewards.pop_timeouts(), streaks=dict(rewards.timeout_streaks))
         parts = ranks.all_gather_object(log)  # one collective for all of it; rank order
-        merged = {kind: {name: [v for p in parts for v in p[kind].get(name, [])] for name in parts[0][kind]}
-                  for kind in ("rewards", "monitors")}
+        merged = {}
+        for kind in ("rewards", "monitors"):
+            names = dict.fromkeys(n for p in parts for n in p[kind])  # every process's: one that sampled nothing has none
+            merged[kind] = {name: [v for p in parts for v in p[kind].get(name, [])] for name in names}
         total = [v for p in parts for v in p["total"]]
-        for (kind, name), streak in parts[0]["streaks"].items():
+        for kind, name in parts[0]["streaks"]:
             worst = max(p["streaks"].get((kind, name), 0) for p in parts)
             if worst >= MAX_TIMEOUTS_IN_A_ROW:
                 raise UserError(f"{kind} function '{name}' timed out on {worst} calls in a row (reward_timeout="
