@@ -1,4 +1,5 @@
-"""Two processes take the steps one process takes with their combined batch: GRPO (scale_rewards=batch),
+"""Two processes take the steps one process takes with their combined batch: GRPO (scale_rewards=batch,
+with a monitor function: the reward-hacking diagnostics are taken over every process's samples),
 RLOO and PPO under `torchrun --nproc-per-node 2` (FSDP2, gloo) with prompts_per_step=P each end with
 the weights of one process with prompts_per_step=2P, same seed, to float tolerance.
 
@@ -22,10 +23,13 @@ from conftest import REPO, final_weights, read_metrics, run_cli, write_jsonl
 REWARDS = '''
 def letter_a(prompts, completions, **columns):
     return [c.count("a") / max(1, len(c)) for c in completions]
+
+def letter_e(prompts, completions, **columns):
+    return [c.count("e") / max(1, len(c)) for c in completions]
 '''
 
 CASES = {
-    "grpo": ("grpo", ["scale_rewards=batch", "num_generations=4", "beta=0.05"]),
+    "grpo": ("grpo", ["scale_rewards=batch", "num_generations=4", "beta=0.05", "monitor_funcs=[{rewards}:letter_e]"]),
     "rloo": ("rloo", ["num_generations=4"]),
     # num_minibatches=1: num_iterations=2 still takes two optimizer steps per round on frozen old log-probs and values
     "ppo": ("ppo", ["num_minibatches=1", "num_iterations=2", "kl_coef=0.05"]),
@@ -47,6 +51,7 @@ def setup(tmp_path):
 def test_two_processes_take_the_steps_of_one_with_the_combined_batch(tiny_llama, setup, tmp_path, case):
     prompts, rewards = setup
     stage, extra = CASES[case]
+    extra = [arg.format(rewards=rewards) for arg in extra]
     per_process = 2
     args = [f"model={tiny_llama}", f"dataset={prompts}", f"reward_funcs=[{rewards}:letter_a]", "max_steps=3",
             "max_new_tokens=8", "max_length=64", "batch_size=4", "learning_rate=1e-2", "logging_steps=1",
@@ -66,9 +71,12 @@ def test_two_processes_take_the_steps_of_one_with_the_combined_batch(tiny_llama,
         assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-4), (a, b)
         assert a.keys() == b.keys()
         for key in ("reward/mean", "reward/std", "completion/mean_length", "advantage/mean", "advantage/abs_mean",
-                    "values/mean", "kl_coef", "entropy"):
+                    "values/mean", "kl_coef", "entropy", "reward/letter_a/at_max", "reward/letter_a/jump_z",
+                    "monitor/letter_e/mean", "monitor/letter_e/at_max", "monitor/letter_e/gap", "monitor/letter_e/correlation"):
             if key in a:  # a step that made a round's experience, or with the key's part
                 assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), (key, a[key], b[key])  # over every process
+    if case == "grpo":  # the diagnostics were there to compare
+        assert all("monitor/letter_e/gap" in r and "reward/letter_a/at_max" in r for r in read_metrics(tmp_path / "two"))
     before = load_file(os.path.join(tiny_llama, "model.safetensors"))
     alone, shared = final_weights(tmp_path / "one"), final_weights(tmp_path / "two")
     assert max(float((alone[k] - before[k]).abs().max()) for k in before) > 1e-2  # the policy moved 100x the tolerance

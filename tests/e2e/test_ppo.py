@@ -98,7 +98,8 @@ def test_reward_model_scores_and_warm_starts_the_critic(tiny_llama, setup, tmp_p
     rm = load_reward_model(tiny_llama, tokenizer.pad_token_id)
     rm.save_pretrained(tmp_path / "rm")
     tokenizer.save_pretrained(tmp_path / "rm")
-    config = ppo_config(tiny_llama, prompts, reward, tmp_path / "run", reward_model=str(tmp_path / "rm"), max_steps=2)
+    config = ppo_config(tiny_llama, prompts, reward, tmp_path / "run", reward_model=str(tmp_path / "rm"), max_steps=2,
+                        monitor_funcs=[reward])  # letter_a as the gold beside the learned reward
     model = AutoModelForCausalLM.from_pretrained(tiny_llama)
     algorithm = ppo_algorithm(config, tokenizer, rewards=None)
     algorithm.setup(model)
@@ -106,6 +107,9 @@ def test_reward_model_scores_and_warm_starts_the_critic(tiny_llama, setup, tmp_p
     run_ppo(config)
     first = read_metrics(tmp_path / "run")[0]
     assert "reward/reward_model/mean" in first and first["reward/std"] > 0
+    assert first["monitor/letter_a/mean"] == pytest.approx(first["monitor/letter_a/gold"])  # no declared range: own units
+    assert first["monitor/letter_a/gap"] == pytest.approx(first["monitor/letter_a/proxy"] - first["monitor/letter_a/gold"])
+    assert 0.0 < first["reward/reward_model/at_max"] <= 1.0  # an unbounded score: its largest so far is reached
 
 
 def test_ppo_learns_a_simple_reward(tiny_llama, setup, tmp_path):

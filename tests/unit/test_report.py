@@ -139,6 +139,29 @@ def test_single_stage_dir(tmp_path):
     assert '<section id="reward-kl">' in html and '<section id="rm-accuracy">' not in html
 
 
+def test_reward_hacking_panel_shows_share_at_max_jumps_and_the_gap(tmp_path):
+    """A GRPO run whose trained reward saturates at step 8 while the monitor (gold) stays flat."""
+    rows = []
+    for s in range(1, 13):
+        hacked = s >= 8
+        rows.append({"step": s, "loss": 0.0, "reward/mean": 0.95 if hacked else 0.3, "reward/format/mean": 0.95 if hacked else 0.3,
+                     "reward/format/at_max": 0.9 if hacked else 0.1, "reward/format/jump": float(s == 8),
+                     "reward/format/jump_z": 14.5 if s == 8 else 0.2, "monitor/gold/at_max": 0.05,
+                     "monitor/gold/jump": 0.0, "monitor/gold/jump_z": 0.0, "monitor/gold/proxy": 0.95 if hacked else 0.3,
+                     "monitor/gold/gold": 0.25, "monitor/gold/gap": 0.7 if hacked else 0.05})
+    _write_jsonl(tmp_path / "grpo" / "metrics.jsonl", rows)
+    html = write_report(tmp_path / "grpo").read_text()
+    section = html[html.index('<section id="reward-hacking">'):]
+    section = section[:section.index("</section>")]
+    assert '<a href="#reward-hacking">Reward hacking</a>' in html
+    assert len(re.findall(r'src="data:image/png;base64,', section)) == 2  # share at max; proxy vs gold
+    assert 'alt="grpo: share at max"' in section and 'alt="grpo: proxy vs gold: gold"' in section
+    assert "<td>reward/format</td><td class='num'>8</td><td class='num'>14.5</td>" in section  # the jump, with its step
+    assert "<b>gold gap</b> 0.7" in section  # the last gap
+    plain = make_pipeline_dir(tmp_path / "run")  # runs without the diagnostics: no section
+    assert '<section id="reward-hacking">' not in write_report(plain).read_text()
+
+
 def _chromium() -> str | None:
     for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome"):
         if shutil.which(name):

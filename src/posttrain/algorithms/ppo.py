@@ -41,6 +41,7 @@ from posttrain.online.estimators import ESTIMATORS
 from posttrain.online.options import CriticOptions, PolicyLossOptions, ProcessRewardOptions, PtxOptions, RewardKLOptions, RolloutOptions, reject_unread
 from posttrain.options import output_dir_option, restate
 from posttrain.rewards import RewardFunctions
+from posttrain.rewards.functions import monitor_functions
 from posttrain.train.scaffold import load_model_for
 
 ADVANTAGES = tuple(name for name, e in ESTIMATORS.items() if e.critic != "none")  # those that read the critic
@@ -93,7 +94,8 @@ def run_ppo(config: PPOConfig) -> dict:
 
         rm = load_reward_model(config.reward_model, tokenizer.pad_token_id, option="reward_model", hint=REWARD_MODEL_HINT).eval()
         rewards = RewardFunctions({"reward_model": lambda prompts, completions, **_: score_texts(rm, tokenizer, prompts, completions)},
-                                  on_error=config.reward_errors)
+                                  on_error=config.reward_errors, monitors=monitor_functions(config, config.dataset),
+                                  timeout=config.reward_timeout)
     process_rewards = None
     if config.process_reward_model:
         from posttrain.rewards.process import ProcessRewardModel

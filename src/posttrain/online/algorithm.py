@@ -31,6 +31,7 @@ from posttrain.online.experience import Sample, collate_samples, policy_outputs
 from posttrain.online.maker import RolloutExperience
 from posttrain.online.ptx import PtxTerm
 from posttrain.rewards import RewardFunctions
+from posttrain.rewards.bounded import TIMED_OUT, run_bounded
 from posttrain.rollout import LocalBackend
 
 
@@ -91,7 +92,8 @@ class OnlineRL(Algorithm):
             return {}
         from posttrain.methods.heldout import evaluate
 
-        report = evaluate(model, self.tokenizer, self.eval_rows, self.rewards.functions, temperature=0.0,
+        scorers = {name: _bounded(fn, self.rewards.timeout) for name, fn in self.rewards.functions.items()}
+        report = evaluate(model, self.tokenizer, self.eval_rows, scorers, temperature=0.0,
                           max_new_tokens=self.config.max_new_tokens, seed=self.config.seed, show_samples=0)
         return {f"eval_{name}": report[name] for name in self.rewards.functions} | {"eval_mean_length": report["mean_length"]}
 
@@ -157,3 +159,20 @@ class OnlineRL(Algorithm):
             self.reward_kl.load_state_dict(state["kl"])
         if "ptx_at" in state and self.ptx is not None:
             self.ptx.position = int(state["ptx_at"])
+
+
+def _bounded(fn, timeout: float | None):
+    """`fn` with reward_timeout on each call: a held-out scoring call past it raises TimeoutError, which
+    stops the run with one line naming the function (a hang there would otherwise hang the run)."""
+    if timeout is None:
+        return fn
+
+    def call(*args, **kwargs):
+        result = run_bounded({"eval": (lambda: fn(*args, **kwargs), timeout)}, workers=1)["eval"]
+        if result is TIMED_OUT:
+            raise TimeoutError(f"no answer within reward_timeout={timeout:g} s (held-out evaluation)")
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    return call

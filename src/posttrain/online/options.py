@@ -7,6 +7,7 @@ with advantage=grpo) is refused by `reject_unread` when set while the condition 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from posttrain.config import option
@@ -36,6 +37,8 @@ class RolloutOptions(MaskableRewardOptions, TopKSamplingOptions, TrainOptions):
     dynamic_sampling: bool = option(False, "Drop groups whose rewards are all equal and sample more prompts to fill the round (DAPO).")
     max_sampling_rounds: int = option(3, "Cap on generation calls per round, when dynamic_sampling drops groups or prompts are skipped as too long.")
     packing: bool = option(True, "Train on micro-batches laid out as each prompt once, then its completions, with no padding (sdpa / eager models; others pad).")
+    monitor_funcs: list[str] = option([], "Monitor (gold) functions, same specs as reward_funcs: scored and logged like the rewards (monitor/<name>/*), never part of the reward; with the trained reward's gap to each (monitor/<name>/gap) and their correlation, for spotting reward hacking.")
+    reward_timeout: float = option(300.0, "Seconds each call of a reward or monitor function (judges included) may take; a call past it is abandoned, its samples get no value from that function (None), it is counted in reward/<name>/timeouts, and 3 timed-out calls in a row stop the run. 0: no limit.")
 
     def validate(self) -> None:
         super().validate()
@@ -55,6 +58,8 @@ class RolloutOptions(MaskableRewardOptions, TopKSamplingOptions, TrainOptions):
                               "sampling temperature (logits / T), and greedy decoding gives a prompt's samples no variety")
         if not 0 <= self.overlong_buffer < self.max_new_tokens:
             raise ConfigError(f"overlong_buffer must be in [0, max_new_tokens), got {self.overlong_buffer}")
+        if not (math.isfinite(self.reward_timeout) and self.reward_timeout >= 0):
+            raise ConfigError(f"reward_timeout must be a number of seconds >= 0 (0: no limit), got {self.reward_timeout}")
 
     def unread(self) -> dict[str, str]:
         """Options this config will not read as set: key -> the condition under which it is read."""

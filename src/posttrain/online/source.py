@@ -11,12 +11,19 @@ samples more prompts until the round is full, at most `max_sampling_rounds` time
 hit, the round is completed with dropped groups (zero advantage), so every step has the same shape.
 Under torchrun the decisions are global: every process asks for as many prompts as the emptiest one
 needs (so the shared prompt order stays in step), and the logged numbers cover every process.
+
+Each round's reward values (every function's, monitors' too, and the trained reward) are gathered from
+every process once; the per-function means, the reward-hacking diagnostics (online.reward_monitor) and
+the timeout counts come from them, so every process logs and decides the same. A reward or monitor
+function whose calls timed out `MAX_TIMEOUTS_IN_A_ROW` times in a row on any process stops the run
+(every process at once) with one line.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import sys
 import time
 
 import torch
@@ -24,9 +31,11 @@ import torch
 import posttrain.ranks as ranks
 from posttrain.data.steps import StepSource
 from posttrain.data.tokenize import tokenize_prompt
-from posttrain.errors import DataError
+from posttrain.errors import DataError, UserError
 from posttrain.generation import SamplingParams, prompt_seeds
 from posttrain.online.experience import Sample
+from posttrain.online.reward_monitor import RewardMonitor
+from posttrain.rewards.functions import MAX_TIMEOUTS_IN_A_ROW, declared_range
 
 
 class OnlineSource(StepSource):
@@ -39,6 +48,8 @@ class OnlineSource(StepSource):
         self._metrics: dict[str, float] = {}
         self._prompt_cache: dict[int, list[int] | None] = {}
         self._last_served: float | None = None
+        self._reward_monitor: RewardMonitor | None = None  # built on the first round (the reward functions are known then)
+        self._reward_monitor_state: dict = {}
 
     # ------------------------------------------------------------------ StepSource
 
@@ -48,7 +59,7 @@ class OnlineSource(StepSource):
         if self._last_served is not None:
             metrics["time/train_seconds"] = now - self._last_served  # the previous step's training
         if not self.plan:
-            metrics.update(self._make_experience())
+            metrics.update(self._make_experience(step + 1))
         self._metrics = metrics
         step_plan = self.plan.pop(0)
         batches = [self.algorithm.collate([self.samples[i] for i in micro]) for micro in step_plan]
@@ -59,11 +70,16 @@ class OnlineSource(StepSource):
         return self._metrics
 
     def state_dict(self) -> dict:
-        return {"plan": self.plan, "samples": [s.__dict__ for s in self.samples], "cursor": self.cursor, "round": self.round}
+        monitor = self._reward_monitor.state_dict() if self._reward_monitor is not None else self._reward_monitor_state
+        return {"plan": self.plan, "samples": [s.__dict__ for s in self.samples], "cursor": self.cursor, "round": self.round,
+                "reward_monitor": monitor}
 
     def load_state_dict(self, state: dict) -> None:
         self.plan, self.cursor, self.round = state["plan"], state["cursor"], state["round"]
         self.samples = [Sample(**s) for s in state["samples"]]
+        self._reward_monitor_state = state.get("reward_monitor", {})  # absent in checkpoints from before it existed
+        if self._reward_monitor is not None:
+            self._reward_monitor.load_state_dict(self._reward_monitor_state)
 
     # ------------------------------------------------------------------ one generation round
 
@@ -100,7 +116,8 @@ class OnlineSource(StepSource):
             self._prompt_cache[index] = ids if fits else None
         return self._prompt_cache[index]
 
-    def _make_experience(self) -> dict[str, float]:
+    def _make_experience(self, step: int) -> dict[str, float]:
+        """One round of experience; its metrics (logged at optimizer step `step`)."""
         cfg, maker = self.config, self.algorithm.experience
         began = time.perf_counter()
         maker.backend.sync_weights()  # an engine with its own copy of the weights samples from the current policy
@@ -108,7 +125,7 @@ class OnlineSource(StepSource):
         kept: list[list[Sample]] = []
         spare: list[list[Sample]] = []
         rollout_seconds, reward_seconds, completion_tokens = 0.0, 0.0, 0
-        reward_log: dict[str, list[float]] = {}
+        reward_log: dict[str, list] = {"rewards": {}, "monitors": {}, "total": []}  # per sample, None kept
         seen: list[Sample] = []
         while stats["sampling_rounds"] < cfg.max_sampling_rounds:
             # every process asks for the same number of prompts, so the global order stays in step:
@@ -134,7 +151,10 @@ class OnlineSource(StepSource):
             reward_seconds += scored.reward_seconds
             completion_tokens += scored.completion_tokens
             for name, values in scored.rewards.per_function.items():
-                reward_log.setdefault(name, []).extend(v for v in values if v is not None)
+                reward_log["rewards"].setdefault(name, []).extend(values)
+            for name, values in scored.rewards.monitors.items():
+                reward_log["monitors"].setdefault(name, []).extend(values)
+            reward_log["total"].extend(scored.rewards.total)
             for group in scored.groups:
                 seen += group
                 usable = [s.reward for s in group if s.reward is not None]
@@ -151,6 +171,7 @@ class OnlineSource(StepSource):
         if not samples:
             raise DataError(self._too_long_message(f"all {stats['prompts_too_long']} prompts drawn for generation round "
                                                    f"{self.round} are too long to generate from"))
+        reward_metrics = self._reward_metrics(step, reward_log)  # may stop the run (timeouts): before the reference forward
         t0 = time.perf_counter()
         adv_stats = maker.finish(samples)
         finish_seconds = time.perf_counter() - t0
@@ -176,11 +197,43 @@ class OnlineSource(StepSource):
             "time/advantage_seconds": finish_seconds, "time/experience_seconds": time.perf_counter() - began,
             "rollout/tokens_per_second": completion_tokens / max(rollout_seconds, 1e-9),
             **adv_stats,
+            **reward_metrics,
         }
-        for name, values in reward_log.items():
-            values = gathered(values)
-            metrics[f"reward/{name}/mean"], metrics[f"reward/{name}/std"] = _mean(values), _std(values)
         return metrics
+
+    def _reward_metrics(self, step: int, log: dict) -> dict[str, float]:
+        """Per reward / monitor function: mean, std, the reward-hacking diagnostics and timeouts, over
+        every process's samples of the round; stops the run on a streak of timeouts."""
+        rewards = self.algorithm.experience.rewards
+        log = dict(log, timeouts=rewards.pop_timeouts(), streaks=dict(rewards.timeout_streaks))
+        parts = ranks.all_gather_object(log)  # one collective for all of it; rank order
+        merged = {}
+        for kind in ("rewards", "monitors"):
+            names = dict.fromkeys(n for p in parts for n in p[kind])  # every process's: one that sampled nothing has none
+            merged[kind] = {name: [v for p in parts for v in p[kind].get(name, [])] for name in names}
+        total = [v for p in parts for v in p["total"]]
+        for kind, name in parts[0]["streaks"]:
+            worst = max(p["streaks"].get((kind, name), 0) for p in parts)
+            if worst >= MAX_TIMEOUTS_IN_A_ROW:
+                raise UserError(f"{kind} function '{name}' timed out on {worst} calls in a row (reward_timeout="
+                                f"{rewards.timeout:g} s each); make it faster or fix what it waits on, or raise reward_timeout")
+        metrics = {}
+        for kind, prefix in (("rewards", "reward"), ("monitors", "monitor")):
+            for name, values in merged[kind].items():
+                present = [v for v in values if v is not None]
+                metrics[f"{prefix}/{name}/mean"], metrics[f"{prefix}/{name}/std"] = _mean(present), _std(present)
+        if rewards.timeout is not None:
+            for kind, name in parts[0]["timeouts"]:
+                metrics[f"{kind}/{name}/timeouts"] = float(sum(p["timeouts"].get((kind, name), 0) for p in parts))
+        if self._reward_monitor is None:
+            self._reward_monitor = RewardMonitor({n: declared_range(f) for n, f in rewards.functions.items()},
+                                                 {n: declared_range(f) for n, f in rewards.monitors.items()}, rewards.total_range())
+            self._reward_monitor.load_state_dict(self._reward_monitor_state)
+        diagnostics, jumps = self._reward_monitor.update(step, merged["rewards"], merged["monitors"], total)
+        if ranks.is_main():
+            for jump in jumps:
+                print(jump.line(), file=sys.stderr, flush=True)
+        return metrics | diagnostics
 
     def _plan(self, count: int) -> list[list[list[int]]]:
         """μ passes, each over num_minibatches optimizer steps of micro-batches. A minibatch is a fixed

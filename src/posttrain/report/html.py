@@ -155,6 +155,44 @@ def _curves(data: ReportData) -> str:
     return "".join(parts)
 
 
+def _hacking_keys(run) -> tuple[list[str], list[str]]:
+    """The functions with reward-hacking diagnostics in a run ("reward/NAME", "monitor/NAME") and its monitors with a gap."""
+    keys = dict.fromkeys(k for r in run.records for k in r)
+    prefixes = [k.removesuffix("/at_max") for k in keys if k.endswith("/at_max") and k.startswith(("reward/", "monitor/"))]
+    monitors = [k.removeprefix("monitor/").removesuffix("/gap") for k in keys if k.startswith("monitor/") and k.endswith("/gap")]
+    return prefixes, monitors
+
+
+def _reward_hacking(data: ReportData) -> str:
+    parts = []
+    for run in data.runs:
+        prefixes, monitors = _hacking_keys(run)
+        if not prefixes and not monitors:
+            continue
+        panels = plots.hacking_panels(run, prefixes, monitors)
+        figures = "".join(f"<figure>{_img(png, f'{run.name}: {title}')}</figure>" for title, png in panels)
+        jumps = []
+        for prefix in prefixes:
+            z_at = dict(zip(*run.series(f"{prefix}/jump_z")))
+            jumps += [(prefix, step, z_at.get(step)) for step, flag in zip(*run.series(f"{prefix}/jump")) if flag > 0]
+        rows = "".join(f"<tr><td>{escape(prefix)}</td><td class='num'>{int(step)}</td><td class='num'>{_opt(z)}</td></tr>"
+                       for prefix, step, z in jumps)
+        table = ("<table><tr><th>function</th><th>step</th><th>robust z</th></tr>" + rows + "</table>") if rows else \
+            "<p class='note'>No sudden jumps.</p>"
+        gaps = "".join(f"<span><b>{escape(m)} gap</b> {_fmt(run.last(f'monitor/{m}/gap'))}</span>"
+                       for m in monitors if run.has(f"monitor/{m}/gap"))
+        parts.append(f"<h3>{escape(run.name)}<span class='tag'>{escape(run.stage)}</span></h3>"
+                     + (f"<div class='chips'>{gaps}</div>" if gaps else "") + f"<div class='grid'>{figures}</div>{table}")
+    if not parts:
+        return ""
+    note = ("Per reward function (solid) and monitor function (dashed): the share of each round's samples at the "
+            "function's maximum (its declared maximum, else the largest value seen so far), with ▲ where its mean "
+            "jumped (more than 4 robust standard deviations from the previous 10 rounds). Proxy vs gold: the "
+            "trained reward and each monitor_funcs function over the same samples, on 0..1 scales where their "
+            "ranges are declared; a gap that grows while the gold stays flat is the signature of reward hacking.")
+    return f'<p class="note">{escape(note)}</p>' + "".join(parts)
+
+
 def _samples(data: ReportData) -> str:
     by_prompt: dict[str, list] = {}
     for s in data.samples:
@@ -181,6 +219,7 @@ SECTIONS = [
     ("reward-kl", "Reward vs KL", _reward_kl),
     ("win-rates", "Win rates vs SFT", _win_rates),
     ("rm-accuracy", "Reward-model accuracy", _rm_accuracy),
+    ("reward-hacking", "Reward hacking", _reward_hacking),
     ("curves", "Training curves", _curves),
     ("samples", "Sample completions", _samples),
 ]

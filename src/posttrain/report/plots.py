@@ -76,6 +76,63 @@ def curve_panels(run: Run) -> list[tuple[str, bytes]]:
     return out
 
 
+def _steps_plot(ax, plt_max_locator, steps_seen: set[float]) -> None:
+    ax.set_xlabel("step")
+    ax.xaxis.set_major_locator(plt_max_locator(integer=True))
+    if len(steps_seen) == 1:  # one logged step: give the integer locator a range to work with
+        ax.set_xlim(min(steps_seen) - 1, min(steps_seen) + 1)
+
+
+def hacking_panels(run: Run, prefixes: list[str], monitors: list[str]) -> list[tuple[str, bytes]]:
+    """The reward-hacking figures of an RL run: the share of samples at the maximum of every function in
+    `prefixes` ("reward/NAME", "monitor/NAME") with its jumps marked, and per monitor in `monitors` the
+    trained reward (proxy) against the gold on 0..1 scales, with their gap."""
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    out = []
+    if prefixes:
+        fig, ax = plt.subplots(figsize=(5.6, 3.2))
+        seen: set[float] = set()
+        marked = False
+        for i, prefix in enumerate(prefixes):
+            steps, values = run.series(f"{prefix}/at_max")
+            seen.update(steps)
+            color = PALETTE[i % len(PALETTE)]
+            style = "--" if prefix.startswith("monitor/") else "-"
+            ax.plot(steps, values, style, color=color, marker="o" if len(steps) <= 20 else None, markersize=3,
+                    linewidth=1.6, label=prefix)
+            at = dict(zip(steps, values))
+            jumps = [s for s, v in zip(*run.series(f"{prefix}/jump")) if v > 0]
+            if jumps:
+                ax.scatter(jumps, [at.get(s, 1.0) for s in jumps], marker="^", s=70, color=color, edgecolor="#111827",
+                           linewidth=0.8, zorder=4, label="jump" if not marked else None)
+                marked = True
+        ax.set_ylim(-0.04, 1.08)
+        ax.set_ylabel("share of samples")
+        ax.set_title("Share of samples at the maximum reward", loc="left")
+        _steps_plot(ax, MaxNLocator, seen)
+        ax.legend(loc="best")
+        out.append(("share at max", _png(fig)))
+    for name in monitors:
+        fig, ax = plt.subplots(figsize=(5.6, 3.2))
+        seen = set()
+        for i, (key, label, style) in enumerate(((f"monitor/{name}/proxy", "trained reward (proxy)", "-"),
+                                                 (f"monitor/{name}/gold", f"{name} (gold)", "-"),
+                                                 (f"monitor/{name}/gap", "gap = proxy − gold", ":"))):
+            steps, values = run.series(key)
+            seen.update(steps)
+            ax.plot(steps, values, style, color=PALETTE[i], marker="o" if len(steps) <= 20 else None, markersize=3,
+                    linewidth=1.6, label=label)
+        ax.axhline(0.0, color="#9ca3af", linewidth=0.8)
+        ax.set_ylabel("mean (0..1 where declared)")
+        ax.set_title(f"Proxy vs gold: {name}", loc="left")
+        _steps_plot(ax, MaxNLocator, seen)
+        ax.legend(loc="best")
+        out.append((f"proxy vs gold: {name}", _png(fig)))
+    return out
+
+
 def reward_kl_scatter(points: list[Evaluation], runs: list[Run], unit: str = "token") -> bytes:
     """Reward against KL for every evaluated policy; an RL run's path over training drawn faintly."""
     from posttrain.report.collect import kl_key

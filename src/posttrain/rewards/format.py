@@ -91,4 +91,7 @@ def think_answer_format(tags="think,answer", full: float = 1.0, missing_penalty:
         return [format_score(completion_text(c), **settings) for c in completions]
 
     format_reward.__name__ = "format"
+    penalties = (missing_penalty, order_penalty, duplicate_penalty, outside_penalty)
+    if min(penalties) >= 0 and full > floor:  # then full is the best score and floor the worst
+        format_reward.reward_range = (float(floor), float(full))
     return format_reward

@@ -132,6 +132,8 @@ class LMJudge:
 class PointwiseJudge(LMJudge):
     """Scores each completion on its own: a reward in [0, 1], None when the verdict cannot be parsed."""
 
+    reward_range = (0.0, 1.0)
+
     def __init__(self, model, tokenizer, template: str, *, min_score: float = 1, max_score: float = 10, **options):
         super().__init__(model, tokenizer, template, **{"prefill": "Score:", **options})
         if not max_score > min_score:
@@ -159,6 +161,8 @@ class PointwiseJudge(LMJudge):
 
 class PairwiseJudge(LMJudge):
     """Compares two completions of a prompt; as a reward, each completion's win rate within its group."""
+
+    reward_range = (0.0, 1.0)
 
     def __init__(self, model, tokenizer, template: str, *, rule: str = "borda", position_swap: bool = True, **options):
         super().__init__(model, tokenizer, template, **options)

@@ -270,6 +270,9 @@ def math_accuracy(mode: str = "verify", extract: str = "auto", column: str = "an
         return [score(completion_text(c), g) for c, g in zip(completions, golds)]
 
     math_accuracy_reward.__name__ = "math_accuracy"
+    values = (correct, wrong, missing)
+    if max(values) > min(values):
+        math_accuracy_reward.reward_range = (min(values), max(values))  # its declared max: share at max, scaled gaps
     return math_accuracy_reward
 
 

@@ -221,4 +221,7 @@ def milestone_reward(events_column: str = "events", expected_column: str = "expe
                 for i, (cell, want) in enumerate(zip(events, expected))]
 
     milestone.rewarder = rewarder  # the weights and detectors in use, for inspection
+    best = sum(m.weight for m in rewarder.milestones)
+    if best > 0:
+        milestone.reward_range = (0.0, float(best))  # every milestone reached
     return milestone

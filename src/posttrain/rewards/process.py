@@ -226,4 +226,5 @@ def process_reward_model(path: str, step_separator: str | None = None, aggregate
         return [aggregate_scores(ps, aggregate) for ps in prm.step_scores(prompts, completions)]
 
     process_reward.prm = prm
+    process_reward.reward_range = (0.0, 1.0)  # step scores are P(good step); min, last, mean and prod stay in [0, 1]
     return process_reward

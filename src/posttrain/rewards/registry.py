@@ -32,6 +32,10 @@ BUILTIN: dict[str, str] = {
     "milestone": "posttrain.rewards.milestone:milestone_reward",
 }
 
+# Declared ranges (`reward_range`) of built-ins whose factory does not set one itself: code_tests gives
+# the fraction of tests passed (mode=fraction) or 1/0 (mode=all), in [0, 1] either way.
+DECLARED_RANGES: dict[str, tuple[float, float]] = {"code_tests": (0.0, 1.0)}
+
 
 def check_choice(owner: str, option: str, value, choices) -> None:
     """The one-line error every reward factory gives for an option outside its choices."""
@@ -84,4 +88,6 @@ def build(spec: str) -> tuple[str, Callable]:
         fn = factory(**options)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"reward '{spec}': {exc}") from None
+    if name in DECLARED_RANGES and getattr(fn, "reward_range", None) is None:
+        fn.reward_range = DECLARED_RANGES[name]
     return name, fn

@@ -76,6 +76,8 @@ def soft_overlong(max_tokens: int, buffer: int | None = None, penalty: float = 1
         return [scale * v for v in soft_overlong_penalty(lengths, max_tokens, buffer).tolist()]
 
     soft_overlong_reward.__name__ = "soft_overlong"
+    if scale > 0:
+        soft_overlong_reward.reward_range = (-scale, 0.0)
     return soft_overlong_reward
 
 
@@ -111,4 +113,6 @@ def repetition_penalty(ngram: int = 3, penalty: float = 1.0, unit: str = "word",
         return [-scale * f if f else 0.0 for f in fractions]
 
     repetition_reward.__name__ = "repetition"
+    if scale > 0:
+        repetition_reward.reward_range = (-scale, 0.0)
     return repetition_reward

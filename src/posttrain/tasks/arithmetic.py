@@ -199,6 +199,8 @@ def format_reward(prompts, completions, **columns) -> list[float]:
     return scores
 
 
+accuracy.reward_range = format_reward.reward_range = (0.0, 1.0)  # declared: the reward-hacking diagnostics read it
+
 TASK = Task(
     name="arithmetic",
     make_example=make_example,

@@ -84,6 +84,9 @@ def gold_reward(prompts, completions, **columns) -> list[float]:
     return [1.0 / (1.0 + math.exp(-SIGMOID_SCALE * sentiment_score(completion_text(c)))) for c in completions]
 
 
+gold_reward.reward_range = (0.0, 1.0)  # declared: the reward-hacking diagnostics read it
+
+
 # ---------------------------------------------------------------- the review grammar
 
 TITLE_ADJ = ("Silent", "Last", "Hidden", "Northern", "Crimson", "Distant", "Golden", "Secret", "Winter",

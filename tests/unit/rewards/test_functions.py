@@ -116,3 +116,91 @@ def test_from_options_reads_a_configs_reward_options():
     assert (masked.weights, masked.workers, masked.on_error) == ([2.0, 0.5], 2, "mask")
     assert list(masked.functions) == list(RewardFunctions.resolve(["task"], "task:arithmetic").functions)
     assert RewardFunctions.from_options(RewardOptions(), "task:arithmetic").on_error == "raise"  # no reward_errors key
+
+
+# ---------------------------------------------------------------- monitors, declared ranges, timeouts
+
+
+def test_monitor_functions_are_scored_and_checked_but_never_in_the_reward():
+    def reward(completions, **kwargs):
+        return [1.0, None]
+
+    def gold(completions, **kwargs):
+        return [0.25, 0.75]
+
+    result = RewardFunctions({"reward": reward}, monitors={"gold": gold})(PROMPTS, COMPLETIONS, {})
+    assert result.total == [1.0, None]  # the second sample has no reward although the monitor scored it
+    assert result.per_function == {"reward": [1.0, None]} and result.monitors == {"gold": [0.25, 0.75]}
+
+    def broken(completions, **kwargs):
+        raise RuntimeError("gold offline")
+
+    with pytest.raises(UserError, match="monitor function 'broken' raised RuntimeError: gold offline"):
+        RewardFunctions({"reward": reward}, monitors={"broken": broken})(PROMPTS, COMPLETIONS, {})
+
+
+def test_from_options_reads_monitor_funcs_and_reward_timeout():
+    from posttrain.algorithms.grpo import GRPOConfig
+
+    config = GRPOConfig(reward_funcs=["task::accuracy"], monitor_funcs=["task::format"], reward_timeout=7.5)
+    rewards = RewardFunctions.from_options(config, "task:arithmetic")
+    assert list(rewards.functions) == ["accuracy"] and list(rewards.monitors) == ["format"] and rewards.timeout == 7.5
+    assert RewardFunctions.from_options(GRPOConfig(reward_timeout=0), "task:arithmetic").timeout is None  # 0: no limit
+    with pytest.raises(ConfigError, match=r"^monitor_funcs: reward 'format': unknown option\(s\) nope"):
+        RewardFunctions.from_options(GRPOConfig(monitor_funcs=["format:nope=1"]), "task:arithmetic")
+
+
+def test_declared_ranges_of_the_builtins_and_the_weighted_sum():
+    from posttrain.rewards.functions import declared_range
+
+    assert build("math_accuracy")[1].reward_range == (0.0, 1.0)
+    assert build("math_accuracy:wrong=-1")[1].reward_range == (-1.0, 1.0)
+    assert build("format")[1].reward_range == (0.0, 1.0)
+    assert build("soft_overlong:max_tokens=10:penalty=2")[1].reward_range == (-2.0, 0.0)
+    assert build("repetition")[1].reward_range == (-1.0, 0.0)
+    assert build("code_tests")[1].reward_range == (0.0, 1.0)
+    assert declared_range(RewardFunctions.resolve(["task"], "task:arithmetic").functions["accuracy"]) == (0.0, 1.0)
+    # weights 1 and 0.5 over 0..1 and -1..0: low 0 + min(-0.5, 0) = -0.5, high 1 + max(-0.5, 0) = 1
+    math_fn, overlong = build("math_accuracy")[1], build("soft_overlong:max_tokens=10")[1]
+    assert RewardFunctions({"a": math_fn, "b": overlong}, weights=[1.0, 0.5]).total_range() == (-0.5, 1.0)
+    # a negative weight flips a range: -1 x 0..1 is -1..0
+    assert RewardFunctions({"a": math_fn}, weights=[-1.0]).total_range() == (-1.0, 0.0)
+    assert RewardFunctions({"a": math_fn, "b": lambda **_: []}).total_range() is None  # one undeclared: unknown
+
+    def odd(completions, **kwargs):
+        return []
+
+    odd.reward_range = (1, 1)
+    with pytest.raises(ConfigError, match="reward function 'odd': reward_range must be two finite numbers"):
+        RewardFunctions({"odd": odd})
+
+
+def test_a_call_past_the_timeout_is_abandoned_counted_and_its_samples_get_none():
+    release = threading.Event()
+
+    def hangs(completions, **kwargs):
+        release.wait(30)
+        return [1.0] * len(completions)
+
+    def quick(completions, **kwargs):
+        return [0.5] * len(completions)
+
+    async def hangs_async(completions, **kwargs):
+        await asyncio.sleep(30)
+
+    rewards = RewardFunctions({"hangs": hangs, "quick": quick}, monitors={"gold": hangs_async}, timeout=0.3)
+    try:
+        result = rewards(PROMPTS, COMPLETIONS, {})
+        assert result.per_function == {"hangs": [None, None], "quick": [0.5, 0.5]} and result.total == [0.5, 0.5]
+        assert result.monitors == {"gold": [None, None]}
+        rewards(PROMPTS, COMPLETIONS, {})
+        assert rewards.timeout_streaks == {("reward", "hangs"): 2, ("reward", "quick"): 0, ("monitor", "gold"): 2}
+        assert rewards.pop_timeouts() == {("reward", "hangs"): 2, ("reward", "quick"): 0, ("monitor", "gold"): 2}
+        assert rewards.pop_timeouts()[("reward", "hangs")] == 0  # counted since the last pop
+    finally:
+        release.set()
+    rewards.functions["hangs"] = quick  # a call that returns ends the streak
+    rewards(PROMPTS, COMPLETIONS, {})
+    assert rewards.timeout_streaks[("reward", "hangs")] == 0
+    with pytest.raises(ConfigError, match="reward_timeout must be a number of seconds >= 0"):
+        RewardFunctions({"quick": quick}, timeout=-1)
