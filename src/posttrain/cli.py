@@ -2,7 +2,7 @@
 
 Every stage is a config dataclass plus a `run(config)` function, registered in posttrain.stages and
 imported lazily so `--help` stays fast. A UserError anywhere becomes one line on stderr and exit
-code 2, with no traceback.
+code 2, with no traceback; SIGTERM / SIGINT during training save a checkpoint and exit 143 / 130.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from posttrain.errors import UserError
+from posttrain.errors import Interrupted, UserError
 from posttrain.library_warnings import route_library_warnings
 from posttrain.stages import STAGES, get_stage, preset_values
 
@@ -97,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             _exit_without_teardown()
         return 0
+    except Interrupted as exc:  # SIGTERM / SIGINT: a checkpoint was saved; exit 128 + the signal
+        print(f"posttrain: {exc}", file=sys.stderr)
+        return exc.exit_code
     except UserError as exc:
         print(f"posttrain: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -72,6 +72,7 @@ class TrainOptions(LoraOptions):
     adam_beta2: float = option(0.999, "AdamW beta2.")
     adam_epsilon: float = option(1e-8, "AdamW epsilon.")
     max_grad_norm: float = option(1.0, "Clip the global gradient norm to this (0 disables clipping).")
+    max_nonfinite_steps: int = option(3, "A step whose loss or gradient is NaN/inf is skipped (no update) and counted (nonfinite_steps); this many in a row stop the run (exit 2). 0: never stop.")
     batch_size: int = option(8, "Examples (or packed rows) per optimizer micro-batch on each process.")
     gradient_accumulation_steps: int = option(1, "Micro-batches per optimizer step; the result equals one batch that many times larger.")
     num_epochs: float = option(1.0, "Passes over the training data (ignored when max_steps > 0).")
@@ -93,6 +94,8 @@ class TrainOptions(LoraOptions):
         for key in ("learning_rate", "warmup_ratio", "max_grad_norm", "weight_decay", "num_epochs"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"config key '{key}' must be >= 0, got {getattr(self, key)}")
+        if self.max_nonfinite_steps < 0:
+            raise ConfigError(f"config key 'max_nonfinite_steps' must be >= 0 (0: never stop), got {self.max_nonfinite_steps}")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"config key 'warmup_ratio' must be in [0, 1), got {self.warmup_ratio}")
         if self.max_steps <= 0 and self.num_epochs <= 0:

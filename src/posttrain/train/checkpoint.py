@@ -7,6 +7,8 @@ stored: they are whatever the run loads at start (so a LoRA checkpoint holds onl
 
 Rank 0 writes everything into `checkpoints/.tmp-step-N/` and renames it to `step-N/` when done, so
 a run killed mid-write leaves either a whole checkpoint or a temp dir that is ignored and removed.
+A write that fails for lack of space removes its temp dir and raises a DiskFullError on every rank;
+the previous checkpoints are untouched (older ones are pruned only after the new one is in place).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 
 import posttrain.ranks as ranks
 from posttrain.train import distributed
+from posttrain.train.faults import rank0_write
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
 TMP_PREFIX = ".tmp-"
@@ -77,19 +80,27 @@ def save_checkpoint(checkpoints_dir: str | Path, step: int, model, optimizer, tr
     optim = distributed.optimizer_state(model, optimizer)
     rngs = ranks.all_gather_object(rng_state())
     final = Path(checkpoints_dir) / f"step-{step}"
-    if ranks.is_main():
-        tmp = Path(checkpoints_dir) / f"{TMP_PREFIX}step-{step}"
+    tmp = Path(checkpoints_dir) / f"{TMP_PREFIX}step-{step}"
+
+    def write() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        torch.save(weights, tmp / "model.pt")
-        torch.save(optim, tmp / "optimizer.pt")
-        torch.save({**trainer_state, "step": step, "rng": rngs}, tmp / "trainer_state.pt")
-        _fsync_dir(tmp)
+        try:
+            tmp.mkdir(parents=True)
+            _save(weights, tmp / "model.pt")
+            _save(optim, tmp / "optimizer.pt")
+            _save({**trainer_state, "step": step, "rng": rngs}, tmp / "trainer_state.pt")
+            _fsync_dir(tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # frees the space a partial checkpoint took
+            raise
         if final.exists():
             shutil.rmtree(final)
         os.rename(tmp, final)
         prune(checkpoints_dir, keep_last)
-    ranks.barrier()
+
+    previous = latest_checkpoint(checkpoints_dir) if ranks.is_main() else None
+    kept = f"the previous checkpoint, {previous.name}, is intact" if previous is not None else "no earlier checkpoint exists"
+    rank0_write(write, f"checkpoint {final.name}", Path(checkpoints_dir), kept)
     return final
 
 
@@ -105,6 +116,13 @@ def load_checkpoint(path: str | Path, model, optimizer) -> dict:
     if len(rngs) == ranks.world_size():
         set_rng_state(rngs[ranks.rank()])
     return state
+
+
+def _save(obj, path: Path) -> None:
+    """torch.save through a Python file, so a full disk raises OSError(ENOSPC) (torch's own file writer
+    reports it only as "unexpected pos ...")."""
+    with open(path, "wb") as f:
+        torch.save(obj, f)
 
 
 def _fsync_dir(path: Path) -> None:

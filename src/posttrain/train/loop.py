@@ -23,6 +23,7 @@ import random
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,16 +33,18 @@ import transformers
 import posttrain.ranks as ranks
 from posttrain.data.collate import to_device
 from posttrain.data.steps import Algorithm, OfflineSource, StepSource  # noqa: F401  (Algorithm: re-exported for the stages)
-from posttrain.errors import DataError
+from posttrain.errors import DataError, Interrupted
 from posttrain.models.loading import apply_lora, save_model
 from posttrain.train import distributed
 from posttrain.train.checkpoint import latest_checkpoint, load_checkpoint, remove_partial, save_checkpoint
+from posttrain.train.faults import NonFiniteSteps, StopSignals, rank0_write
 from posttrain.train.metrics import MetricsWindow, MetricsWriter, truncate_metrics
 from posttrain.train.rundir import atomic_dir, check_run_dir, prepare_run_dir
 from posttrain.train.scaffold import load_model_for
 from posttrain.train.schedule import build_scheduler
 
 STOP_ENV = "POSTTRAIN_STOP_AFTER_STEP"  # tests: kill the process (SIGKILL) right after this step
+STOP_SIGNAL_ENV = "POSTTRAIN_STOP_SIGNAL"  # tests: ... or send it this signal instead (TERM, INT)
 
 
 def eval_batches(items: list, collate, batch_size: int) -> list[dict[str, Any]]:
@@ -106,17 +109,22 @@ class Precision:
     def backward(self, loss: torch.Tensor) -> None:
         (self.scaler.scale(loss) if self.scaler else loss).backward()
 
-    def step(self, optimizer, params, max_norm: float) -> float:
-        """Unscale, clip to max_norm (0: measure only), step; returns the pre-clip gradient norm."""
+    def step(self, optimizer, params, max_norm: float, loss_is_finite: bool = True) -> tuple[float, bool]:
+        """Unscale, clip to max_norm (0: measure only), step; returns (the pre-clip gradient norm, whether
+        the optimizer stepped). A non-finite loss or gradient norm skips the step: weights and optimizer
+        state stay as they were. Under fp16 an overflowing gradient is the loss scaler's to handle as
+        usual (it skips that step itself and lowers the scale), so only a non-finite loss counts there."""
         if self.scaler:
             self.scaler.unscale_(optimizer)
-        norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
+        norm = float(ranks.full_tensor(torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))))
+        finite = loss_is_finite and (self.scaler is not None or math.isfinite(norm))
         if self.scaler:
-            self.scaler.step(optimizer)
+            if finite:
+                self.scaler.step(optimizer)
             self.scaler.update()
-        else:
+        elif finite:
             optimizer.step()
-        return float(ranks.full_tensor(norm))
+        return norm, finite
 
 
 def _add_metrics(sums: dict, metrics: dict) -> None:
@@ -151,8 +159,11 @@ def _reduce(loss_sum: float, weight: float, tokens: float, sums: dict) -> tuple[
 # ---------------------------------------------------------------------------------------- steps
 
 
-def train_step(model, algorithm: Algorithm, batches: list[dict], optimizer, scheduler, precision: Precision, config, device) -> tuple[dict, float]:
-    """One optimizer step over this rank's micro-batches; returns (metrics, tokens on all ranks)."""
+def train_step(model, algorithm: Algorithm, batches: list[dict], optimizer, scheduler, precision: Precision, config, device) -> tuple[dict, float, bool]:
+    """One optimizer step over this rank's micro-batches; returns (metrics, tokens on all ranks, whether
+    it updated the weights). A step whose loss (summed over all ranks, so every rank sees the same) or
+    global gradient norm is not finite changes nothing: no optimizer step, and the learning-rate
+    schedule, which counts updates, does not advance either."""
     local_weight = sum(float(algorithm.batch_weight(b)) for b in batches)
     weight = ranks.all_reduce_sum([local_weight])[0]
     tokens = sum(algorithm.num_tokens(b) for b in batches)
@@ -166,12 +177,14 @@ def train_step(model, algorithm: Algorithm, batches: list[dict], optimizer, sche
         precision.backward(loss * scale)
         loss_sum += loss.detach().float()
         _add_metrics(sums, metrics)
+    out, tokens = _reduce(float(loss_sum), local_weight, tokens, sums)  # a NaN on any rank is a NaN sum on all
     lr = scheduler.get_last_lr()[0]
-    grad_norm = precision.step(optimizer, [p for p in model.parameters() if p.requires_grad], config.max_grad_norm)
-    scheduler.step()
+    params = [p for p in model.parameters() if p.requires_grad]
+    grad_norm, stepped = precision.step(optimizer, params, config.max_grad_norm, loss_is_finite=math.isfinite(out["loss"]))
+    if stepped:
+        scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    out, tokens = _reduce(float(loss_sum), local_weight, tokens, sums)
-    return {**out, "grad_norm": grad_norm, "lr": lr}, tokens
+    return {**out, "grad_norm": grad_norm, "lr": lr}, tokens, stepped
 
 
 @torch.no_grad()
@@ -251,35 +264,60 @@ def train(config, *, build_model, tokenizer, algorithm: Algorithm, source: StepS
         f"{trainable:,} trainable parameters, {info.world_size} process(es) on {info.device.type} -> {run.root}"
     )
     window, num_tokens, last = MetricsWindow(state.get("window")), state.get("num_tokens", 0.0), {}
+    nonfinite = NonFiniteSteps(config.max_nonfinite_steps, state.get("nonfinite"))
     stop_after = int(os.environ.get(STOP_ENV, "0") or 0)
+
+    def save(step: int) -> Path:
+        trainer_state = {"scheduler": scheduler.state_dict(), "source": source.state_dict(),
+                         "algorithm": algorithm.state_dict(), "window": window.state_dict(),
+                         "num_tokens": num_tokens, "nonfinite": nonfinite.state_dict(),
+                         "scaler": precision.scaler.state_dict() if precision.scaler else None}
+        return save_checkpoint(run.checkpoints, step, model, optimizer, trainer_state, config.keep_last)
+
     model.train()
-    for step in range(start + 1, total_steps + 1):
-        began = time.perf_counter()
-        metrics, tokens = train_step(model, algorithm, source.next_step(step - 1), optimizer, scheduler, precision, config, info.device)
-        num_tokens += tokens
-        window.add({**metrics, **source.metrics()}, tokens, time.perf_counter() - began)
-        record = {}
-        if _due(step, config.logging_steps) or step == total_steps:
-            record = window.pop()
-            record.update(lr=metrics["lr"], num_tokens=int(num_tokens))
-            if source.steps_per_epoch:
-                record["epoch"] = step / source.steps_per_epoch
-        if _due(step, config.eval_steps) or step == total_steps:
-            if evals:
-                record.update(evaluate(model, algorithm, evals, precision, info.device))
-            record.update(algorithm.evaluate_by_generation(model))
-        if record:
-            last = {"step": step, **record}
-            writer.log(last)
-        writer.advance(step)
-        if _due(step, config.save_steps) or (config.save_steps > 0 and step == total_steps):
-            trainer_state = {"scheduler": scheduler.state_dict(), "source": source.state_dict(),
-                             "algorithm": algorithm.state_dict(), "window": window.state_dict(),
-                             "num_tokens": num_tokens, "scaler": precision.scaler.state_dict() if precision.scaler else None}
-            save_checkpoint(run.checkpoints, step, model, optimizer, trainer_state, config.keep_last)
-        if step == stop_after:
-            os.kill(os.getpid(), signal.SIGKILL)
-    save_final(model, tokenizer, run.final, config, build_model)
+    with StopSignals() as signals:
+        for step in range(start + 1, total_steps + 1):
+            began = time.perf_counter()
+            metrics, tokens, stepped = train_step(model, algorithm, source.next_step(step - 1), optimizer, scheduler, precision, config, info.device)
+            num_tokens += tokens
+            nonfinite.update(stepped)
+            # a skipped step adds its flag (and the source's numbers) to the window, not its NaN loss
+            window.add({**(metrics if stepped else {}), "nonfinite": float(not stepped), **source.metrics()}, tokens, time.perf_counter() - began)
+            if not stepped:
+                writer.warn(nonfinite.warning(step, metrics))
+            record = {}
+            if _due(step, config.logging_steps) or step == total_steps or nonfinite.exhausted:
+                record = window.pop()
+                record.update(lr=metrics["lr"], num_tokens=int(num_tokens), nonfinite_steps=nonfinite.total)
+                if source.steps_per_epoch:
+                    record["epoch"] = step / source.steps_per_epoch
+            if nonfinite.exhausted:  # no eval, no checkpoint: the last checkpoint stays the last good one
+                writer.log({"step": step, **record})
+                writer.close()
+                raise nonfinite.error(step, total_steps, metrics, latest_checkpoint(run.checkpoints))
+            if _due(step, config.eval_steps) or step == total_steps:
+                if evals:
+                    record.update(evaluate(model, algorithm, evals, precision, info.device))
+                record.update(algorithm.evaluate_by_generation(model))
+            if record:
+                last = {"step": step, **record}
+                writer.log(last)
+            writer.advance(step)
+            saved = None
+            if _due(step, config.save_steps) or (config.save_steps > 0 and step == total_steps):
+                saved = save(step)
+            if step == stop_after:
+                os.kill(os.getpid(), getattr(signal, "SIG" + os.environ.get(STOP_SIGNAL_ENV, "KILL")))
+            signum = signals.requested() if step < total_steps else 0
+            if signum:
+                saved = saved or save(step)
+                writer.close()
+                raise Interrupted(f"stopped by {signal.Signals(signum).name} after step {step} of {total_steps}; "
+                                  f"saved {saved}: run the same command with resume=true to continue", signum)
+    latest = latest_checkpoint(run.checkpoints) if ranks.is_main() else None
+    kept = (f"{latest} holds the trained weights, so resume=true only writes final/" if latest is not None and latest.name == f"step-{total_steps}"
+            else "no checkpoint holds the trained weights (save_steps), so resume=true trains again")
+    save_final(model, tokenizer, run.final, config, build_model, kept)
     writer.message(f"posttrain: done; model saved to {run.final}")
     writer.close()
     return last
@@ -296,15 +334,18 @@ def train_offline(config, *, tokenizer, algorithm: Algorithm, items: list, eval_
         distributed.cleanup()
 
 
-def save_final(model, tokenizer, out_dir, config, build_model) -> None:
+def save_final(model, tokenizer, out_dir, config, build_model, kept: str = "no checkpoint holds the trained weights") -> None:
     """`final/`: save_pretrained output (LoRA merged unless merge_lora=false), written atomically.
-    Under FSDP the full weights are gathered and rank 0 loads them into a fresh CPU copy to save."""
+    Under FSDP the full weights are gathered and rank 0 loads them into a fresh CPU copy to save.
+    A full disk is a DiskFullError on every rank (`kept` says what the run still has)."""
     if distributed.is_sharded(model):
         weights = distributed.model_state(model)
         if ranks.is_main():
             model = prepare_model(build_model(), config)
             model.load_state_dict(weights)
-    if ranks.is_main():
+
+    def write() -> None:
         with atomic_dir(out_dir) as tmp:
             save_model(model, tokenizer, tmp, merge_lora=config.merge_lora)
-    ranks.barrier()
+
+    rank0_write(write, "final/", Path(out_dir).parent, kept)

@@ -11,6 +11,9 @@ import math
 import sys
 from pathlib import Path
 
+from posttrain.errors import DiskFullError
+from posttrain.train.faults import disk_full_errno, disk_full_message
+
 # Metrics that depend on wall-clock time: the only ones that differ between two identical runs (or a
 # run and its killed-and-resumed twin): throughputs (`tokens_per_second`, `rollout/tokens_per_second`)
 # and the online algorithms' `time/*` seconds.
@@ -54,7 +57,7 @@ BAR_KEYS = ("loss", "reward/mean", "kl/k1", "accuracy", "rewards/accuracies", "e
 
 def format_record(record: dict, headline_only: bool = False) -> str:
     shown = {k: v for k, v in record.items()
-             if not headline_only or k in HEADLINE or k.startswith("eval_") or k == "epoch"}
+             if not headline_only or k in HEADLINE or k.startswith("eval_") or k == "epoch" or (k == "nonfinite_steps" and v)}
     return "  ".join(f"{k} {_fmt(v)}" for k, v in shown.items())
 
 
@@ -64,6 +67,7 @@ class MetricsWriter:
     def __init__(self, path: str | Path, total_steps: int, start_step: int = 0, enabled: bool = True, stream=None):
         self.enabled = enabled
         self.stream = stream or sys.stdout
+        self.path = Path(path)
         self.file = open(path, "a", encoding="utf-8") if enabled else None
         self.bar = None
         if enabled and sys.stderr.isatty():
@@ -76,8 +80,15 @@ class MetricsWriter:
         if not self.enabled:
             return
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
-        self.file.write(json.dumps(clean) + "\n")
-        self.file.flush()
+        try:
+            self.file.write(json.dumps(clean) + "\n")
+            self.file.flush()
+        except OSError as exc:
+            code = disk_full_errno(exc)
+            if code is None:
+                raise
+            self._abandon_file()
+            raise DiskFullError(disk_full_message(code, "metrics.jsonl", self.path.parent, "the checkpoints are intact")) from None
         if self.bar is not None:
             shown = {k: _fmt(v) for k, v in record.items() if k in BAR_KEYS}
             self.bar.set_postfix(shown, refresh=False)
@@ -90,6 +101,24 @@ class MetricsWriter:
     def advance(self, step: int) -> None:
         if self.bar is not None:
             self.bar.update(step - self.bar.n)
+
+    def warn(self, text: str) -> None:
+        """A warning line on stderr (above the progress bar on a terminal)."""
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def _abandon_file(self) -> None:
+        """Close metrics.jsonl after a failed write without flushing what is left in its buffer again
+        (which would fail again, now or as "Exception ignored" at exit); a resume drops a cut-off line."""
+        try:
+            self.file.close()
+        except OSError:
+            pass
+        self.file, self.enabled = None, False
 
     def message(self, text: str) -> None:
         if not self.enabled:

@@ -23,7 +23,7 @@ from posttrain.errors import ConfigError
 # Keys that may change when resuming: they steer logging and saving, not what is computed.
 RESUMABLE_CHANGES = frozenset({
     "resume", "overwrite_output_dir", "logging_steps", "eval_steps", "save_steps", "keep_last",
-    "max_steps", "num_epochs", "device",
+    "max_steps", "num_epochs", "device", "max_nonfinite_steps",
 })
 RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoints", "final")
 
@@ -90,12 +90,16 @@ def write_config(run: RunDir, config) -> None:
 @contextmanager
 def atomic_dir(path):
     """Yield an empty sibling temp directory (`<path>.tmp`) to fill; when the block ends without an
-    error it replaces `path`, so `path` appears whole or not at all."""
+    error it replaces `path`, so `path` appears whole or not at all (an error removes the temp dir)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    yield tmp
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # nothing half-written is left (and a full disk gets its space back)
+        raise
     shutil.rmtree(path, ignore_errors=True)
     os.rename(tmp, path)
 

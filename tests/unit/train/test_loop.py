@@ -10,8 +10,8 @@ def test_clipping_bounds_the_update():
     p = torch.nn.Parameter(torch.zeros(3))
     p.grad = torch.tensor([3.0, 4.0, 0.0])
     opt = torch.optim.SGD([p], lr=1.0)
-    norm = Precision("no", torch.device("cpu")).step(opt, [p], max_norm=1.0)
-    assert norm == pytest.approx(5.0)
+    norm, stepped = Precision("no", torch.device("cpu")).step(opt, [p], max_norm=1.0)
+    assert norm == pytest.approx(5.0) and stepped
     torch.testing.assert_close(p.detach(), torch.tensor([-0.6, -0.8, 0.0]))
 
 
