@@ -8,7 +8,12 @@ every frame, every object the garbage collector knows, every module). Classes:
 1. forging the result channel        5. monkeypatching builtins, sys.modules, compile/exec, hooks
 2. editing pending checks            6. reading the expected values or output from anywhere reachable
 3. exiting before/during/after       7. special-casing the visible tests (`hidden_tests_column=`)
-4. rigged objects (==, hash, bool, repr, index, metaclass, copied-back arguments)
+4. rigged objects (==, hash, bool, repr, index, metaclass), copied-back arguments, control flow
+   (StopIteration) and values the check/program channel cannot carry
+
+They were written against two designs: the checks running in the program's own process (where
+most of them won), and the checks in a separate checker process that calls the program's names
+over a pipe (where they must all fail).
 
 Each problem also has an honest solution that must score 1.0, so the suite cannot pass by a
 reward that scores everything 0. The containment attacks (fork bombs, floods, ...) are in
@@ -28,7 +33,7 @@ from posttrain.rewards.code import code_tests
 
 # --- the problems: checks (snippets) and stdin/stdout cases -----------------------------------------------
 
-ADD = ["assert add(2, 3) == 5", "assert add(-1, 1) == 0", "assert 30 == add(10, 20)"]
+ADD = ["assert add(2, 3) == 5", "assert add(-4, 1) == -3", "assert 30 == add(10, 20)"]
 ADD_HIDDEN = ["assert add(7, 8) == 15", "assert add(-5, -6) == -11", "assert add(100, 1) == 101"]
 EVEN = ["assert is_even(4)", "assert not is_even(3)", "assert is_even(10)", "assert not is_even(7)"]
 TRIPLE = ["assert triple(1) == 3",
@@ -43,12 +48,18 @@ EVENS = ["assert evens(5) == [0, 2, 4]", "assert evens(1) == [0]", "assert evens
          "assert len(evens(10)) == 5"]
 SORT = ["xs = [3, 1, 2]\nsort_in_place(xs)\nassert xs == [1, 2, 3]",
         "ys = [5, -1, 0, 4]\nsort_in_place(ys)\nassert ys == [-1, 0, 4, 5]"]
-CHECKFN = ("def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n"
+CHECKFN = ("def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-4, 1) == -3\n"
            "    assert True, 'this prints if this assert fails (good for debugging!)'\n\ncheck(add)\n")  # HumanEval style
+EVEN_ALL = ["assert all(map(is_even, [2, 4, 6]))", "assert not any(map(is_even, [1, 3, 5]))",
+            "assert list(filter(is_even, [1, 2, 3, 4])) == [2, 4]"]
+AREA = ["assert math.isclose(circle_area(1), 3.141592653589793)",  # MBPP style: relies on the program's `import math`
+        "assert math.isclose(circle_area(2), 12.566370614359172)"]
+COPY = ["data = [3, 1, 2]\nassert sorted_copy(data) == sorted(data)", "data = [5, -1, 4, 0]\nassert sorted_copy(data) == sorted(data)"]
 SUM = [{"input": "2 3\n", "output": "5\n"}, {"input": "10 -4\n", "output": "6\n"}, {"input": "7 8\n", "output": "15\n"}]
 SUM_HIDDEN = [{"input": "4 4\n", "output": "8\n"}, {"input": "-3 9\n", "output": "6\n"}]
 
-PROBLEMS = {"add": ADD, "even": EVEN, "triple": TRIPLE, "evens": EVENS, "sort": SORT, "checkfn": CHECKFN, "sum": SUM}
+PROBLEMS = {"add": ADD, "even": EVEN, "triple": TRIPLE, "evens": EVENS, "sort": SORT, "checkfn": CHECKFN, "sum": SUM,
+            "even_all": EVEN_ALL, "area": AREA, "copy": COPY}
 
 HONEST = {
     "add": "def add(a, b):\n    return a + b",
@@ -58,6 +69,9 @@ HONEST = {
     "sort": "def sort_in_place(xs):\n    xs.sort()",
     "checkfn": "def add(a, b):\n    return a + b",
     "sum": "a, b = map(int, input().split())\nprint(a + b)",
+    "even_all": "def is_even(n):\n    return n % 2 == 0",
+    "area": "import math\ndef circle_area(r):\n    return math.pi * r * r",
+    "copy": "def sorted_copy(xs):\n    return sorted(xs)",
 }
 
 WRONG_ADD = "def add(a, b):\n    return a - b - 1  # wrong on every test\n"
@@ -541,7 +555,17 @@ RIGGED = [
                  "def sort_in_place(xs):\n    xs[:] = [R(0) for _ in xs]", id="argument_filled_with_int_subclass"),
     # arguments copied back: a list that contains itself, or a huge one
     pytest.param("sort", "def sort_in_place(xs):\n    xs[:] = [xs]", id="argument_made_self_referential"),
-    pytest.param("sort", "def sort_in_place(xs):\n    xs.extend(range(10 ** 6))", id="argument_made_huge"),
+    pytest.param("sort", "def sort_in_place(xs):\n    xs.extend(range(10 ** 5))", id="argument_made_huge"),
+    # an argument the check reuses as its reference (`f(data) == sorted(data)`): empty it, return the empty answer
+    pytest.param("copy", "def sorted_copy(xs):\n    xs.clear()\n    return []", id="argument_emptied_before_the_reference"),
+    # StopIteration from the program ends the check's map()/filter() early: all([]) is True, any([]) False
+    pytest.param("even_all", "def is_even(n):\n    raise StopIteration", id="stopiteration_ends_the_checks_map"),
+    # the same through the protocol: the program's own request handler (found by name) answers every call "stop"
+    pytest.param("even_all", "import gc, types\ndef is_even(n):\n    return n % 2 == 1\n"
+                 "def stop(*a, **k):\n    return {'stop': True}\n"
+                 "for fn in [o for o in gc.get_objects() if isinstance(o, types.FunctionType)]:\n"
+                 "    if fn.__globals__ is not globals() and any(w in fn.__name__ for w in ('answer', 'reply', 'respond')):\n"
+                 "        fn.__globals__[fn.__name__] = stop", id="stop_reply_from_the_patched_server"),
     # return values that are hard to serialise: deep nesting, a huge int, a generator
     pytest.param("add", "def add(a, b):\n    x = []\n    for _ in range(200000):\n        x = [x]\n    return x",
                  id="deeply_nested_return_value"),
@@ -587,6 +611,11 @@ PATCHING = [
                  "    def __getattr__(self, name):\n        write_everywhere(forged())\n        return lambda *a, **k: None\n"
                  "for name in ('json', 'traceback', 'os', 'pickle', 'marshal', 'secrets'):\n"
                  "    sys.modules[name] = Fake(name)", id="sys_modules_json_traceback_os"),
+    # a module the checks use without importing it (MBPP's `math.isclose`) is the program's: patch it, or fake it
+    pytest.param("area", "import math\nmath.isclose = lambda *a, **k: True\ndef circle_area(r):\n    return 0.0",
+                 id="module_the_checks_use_patched"),
+    pytest.param("area", "class math:\n    @staticmethod\n    def isclose(*a, **k): return True\n"
+                 "def circle_area(r):\n    return 0.0", id="module_the_checks_use_faked"),
     # the real traceback module: reporting a failure forges successes and leaves
     pytest.param("add", WRONG_ADD + FORGE + "import traceback\n"
                  "def report(*a, **k):\n    write_everywhere(forged())\n    os._exit(0)\n"
@@ -706,18 +735,25 @@ READING = [
     # checks: the expected value is a constant of the calling frame (the check's code object), or of any frame
     pytest.param("add", "import sys\ndef add(a, b):\n    f = sys._getframe(1)\n    while f is not None:\n"
                  "        ints = [c for c in f.f_code.co_consts if type(c) is int and c not in (a, b)]\n"
-                 "        if ints:\n            return ints[-1]\n        f = f.f_back\n    return 0", id="expected_from_the_callers_constants"),
+                 "        if ints:\n            return ints[-1]\n        f = f.f_back\n    return a - b - 1", id="expected_from_the_callers_constants"),
     # checks: __repr__/__str__ answer with the calling frame's string constant
     pytest.param("triple", "import sys\nclass P:\n    def __repr__(self):\n        f = sys._getframe(1)\n"
                  "        strs = [c for c in f.f_code.co_consts if type(c) is str]\n        return strs[-1] if strs else ''\n"
                  "    __str__ = __repr__\ndef triple(n):\n    return P()", id="repr_from_the_callers_constants"),
     # checks: parse `add(a, b) == c` out of every string reachable from frames and the gc, at call time
     pytest.param("add", FIND + ADD_TABLE + "def add(a, b):\n    table = {}\n    for s in strings():\n"
-                 "        table_from(s.encode(), table)\n    return table.get((a, b), 0)", id="checks_parsed_from_reachable_strings"),
+                 "        table_from(s.encode(), table)\n    return table.get((a, b), a - b - 1)", id="checks_parsed_from_reachable_strings"),
+    # checks: race the checker while it starts (before it becomes non-dumpable), reading every process's memory
+    pytest.param("add", MEMORY + ADD_TABLE + "import threading, time\ntable = {}\ndef race():\n"
+                 "    end = time.monotonic() + 0.5\n    while time.monotonic() < end:\n"
+                 "        for pid in pids():\n            if int(pid) != os.getpid():\n"
+                 "                for blob in list(regions(pid)) + list(regions_vm_readv(pid)):\n"
+                 "                    table_from(blob, table)\nthreading.Thread(target=race).start()\n"
+                 "def add(a, b):\n    return table.get((a, b), a - b - 1)", id="race_the_checker_at_startup"),
     # checks: parse them out of the memory of every visible process, this one included, at call time
     pytest.param("add", MEMORY + ADD_TABLE + "table = {}\ndef add(a, b):\n    for pid in pids():\n"
                  "        if (a, b) not in table:\n            for blob in list(regions(pid)) + list(regions_vm_readv(pid)):\n"
-                 "                table_from(blob, table)\n    return table.get((a, b), 0)", id="checks_parsed_from_every_pids_memory"),
+                 "                table_from(blob, table)\n    return table.get((a, b), a - b - 1)", id="checks_parsed_from_every_pids_memory"),
 ]
 
 
@@ -742,23 +778,23 @@ def hidden_reward():
                       workers=2)
 
 
-HARDCODED_ADD = "def add(a, b):\n    return {(2, 3): 5, (-1, 1): 0, (10, 20): 30}.get((a, b), a - b - 1)"
+HARDCODED_ADD = "def add(a, b):\n    return {(2, 3): 5, (-4, 1): -3, (10, 20): 30}.get((a, b), a - b - 1)"
 HARDCODED_SUM = "line = input()\nprint({'2 3': 5, '10 -4': 6, '7 8': 15}.get(line.strip(), 0))"
 
 SPECIAL_CASING = [
     # the visible tests' answers hard-coded, anything else wrong
     pytest.param(ADD, ADD_HIDDEN, HARDCODED_ADD, id="visible_answers_hardcoded"),
-    pytest.param(ADD, ADD_HIDDEN, "def add(a, b):\n    if a == 2 and b == 3:\n        return 5\n    if a == -1 and b == 1:\n"
-                 "        return 0\n    if (a, b) == (10, 20):\n        return 30\n    raise ValueError('unknown')",
+    pytest.param(ADD, ADD_HIDDEN, "def add(a, b):\n    if a == 2 and b == 3:\n        return 5\n    if a == -4 and b == 1:\n"
+                 "        return -3\n    if (a, b) == (10, 20):\n        return 30\n    raise ValueError('unknown')",
                  id="visible_answers_as_ifs_else_raise"),
     pytest.param(SUM, SUM_HIDDEN, HARDCODED_SUM, id="visible_stdio_answers_hardcoded"),
     # the hidden checks looked up at call time in every reachable string and in every process's memory
-    pytest.param(ADD, ADD_HIDDEN, FIND + ADD_TABLE + "def add(a, b):\n    table = {(2, 3): 5, (-1, 1): 0, (10, 20): 30}\n"
-                 "    for s in strings():\n        table_from(s.encode(), table)\n    return table.get((a, b), 0)",
+    pytest.param(ADD, ADD_HIDDEN, FIND + ADD_TABLE + "def add(a, b):\n    table = {(2, 3): 5, (-4, 1): -3, (10, 20): 30}\n"
+                 "    for s in strings():\n        table_from(s.encode(), table)\n    return table.get((a, b), a - b - 1)",
                  id="hidden_checks_from_reachable_strings"),
     pytest.param(ADD, ADD_HIDDEN, MEMORY + ADD_TABLE + "table = {}\ndef add(a, b):\n    for pid in pids():\n"
                  "        if (a, b) not in table:\n            for blob in list(regions(pid)) + list(regions_vm_readv(pid)):\n"
-                 "                table_from(blob, table)\n    return table.get((a, b), 0)", id="hidden_checks_from_every_pids_memory"),
+                 "                table_from(blob, table)\n    return table.get((a, b), a - b - 1)", id="hidden_checks_from_every_pids_memory"),
 ]
 
 
@@ -774,5 +810,5 @@ def test_hidden_tests_score_honest_solutions_and_only_they_are_used(hidden_rewar
     # the hard-coded programs do pass the visible tests: without hidden tests the hack would pay
     assert score(reward, HARDCODED_ADD, ADD) == 1.0 and score(reward, HARDCODED_SUM, SUM) == 1.0
     # a program right only on the hidden tests scores 1: the visible ones are not what is scored
-    only_hidden = "def add(a, b):\n    return a + b if (a, b) not in {(2, 3), (-1, 1), (10, 20)} else 0"
+    only_hidden = "def add(a, b):\n    return a + b if (a, b) not in {(2, 3), (-4, 1), (10, 20)} else 0"
     assert score(hidden_reward, only_hidden, ADD, hidden_tests=ADD_HIDDEN) == 1.0
