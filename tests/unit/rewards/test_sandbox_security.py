@@ -161,6 +161,42 @@ def test_writing_files_is_capped_by_the_file_size_limit(sandbox):
                            or run.returncode == 128 + signal.SIGXFSZ)
 
 
+def test_system_secrets_are_unreadable(sandbox):
+    # /etc/shadow and its kin: readable by root only, so never by the program (its own uid, or the trainer's
+    # unprivileged one); root's home is hidden or closed; /proc/kcore needs CAP_SYS_RAWIO
+    paths = [p for p in ("/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/sudoers", "/root/.bash_history",
+                         "/root/.ssh/id_rsa", "/proc/kcore") if os.path.lexists(p)]
+    program = (f"for p in {paths!r}:\n    try:\n        print('read', p, open(p, 'rb').read(100))\n"
+               "    except OSError as e:\n        print('refused', p, type(e).__name__)")
+    run = run_hostile(sandbox, program)
+    assert run.ok and run.stdout.count("refused") == len(paths) and "read " not in run.stdout, run.stdout
+    if AS_ROOT and os.path.exists("/etc/shadow"):
+        hashes = [f.split(":")[1] for f in open("/etc/shadow").read().splitlines() if f.count(":") > 2]
+        assert not any(h and len(h) > 3 and h in run.stdout + run.stderr for h in hashes)
+
+
+def test_disk_floods_are_capped_and_leave_nothing_behind(sandbox):
+    """Many files, not one big one: the private tmpfs (working dir, /tmp, /var/tmp, /dev/shm) are each capped at
+    max_file_mb and 4096 inodes; afterwards nothing is left. Without namespaces /tmp is the host's (a documented
+    limit), so the fallback floods its working directory only (bounded here at 24 MB)."""
+    marker = f"posttrain-flood-{os.getpid()}"
+    dirs = [".", "/tmp", "/var/tmp", "/dev/shm"] if sandbox.namespaces else ["."]
+    program = (f"import os\nfor d in {dirs!r}:\n    mb = files = 0\n    try:\n        for i in range(24):\n"
+               f"            with open(os.path.join(d, '{marker}-%d' % i), 'wb') as f:\n"
+               "                f.write(b'x' * (1 << 20))\n            mb += 1\n    except OSError:\n        pass\n"
+               f"    try:\n        for i in range(5000):\n            open(os.path.join(d, '{marker}-e%d' % i), 'w').close()\n"
+               "            files += 1\n    except OSError:\n        pass\n    print(d, mb, files, flush=True)")
+    run = run_hostile(sandbox, program)
+    written = {d: (int(mb), int(files)) for d, mb, files in (line.split() for line in run.stdout.splitlines())}
+    if sandbox.isolation().get("mount_namespace"):
+        assert set(written) == set(dirs), run.stderr
+        assert all(mb <= LIMITS.max_file_mb and files < 4096 for mb, files in written.values()), written
+    import glob
+    left = [p for d in ("/tmp", "/var/tmp", "/dev/shm", tempfile.gettempdir()) for p in
+            glob.glob(os.path.join(d, f"{marker}*")) + glob.glob(os.path.join(d, "posttrain-sandbox-*", f"{marker}*"))]
+    assert left == []
+
+
 def test_parent_environment_and_private_files_stay_secret(sandbox, tmp_path, monkeypatch):
     secret = "s3cr3t-4a6f0d"
     monkeypatch.setenv("POSTTRAIN_TEST_SECRET", secret)
