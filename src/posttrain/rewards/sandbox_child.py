@@ -173,6 +173,9 @@ def _private_filesystem(job: dict, as_root: bool) -> dict:
     keep_fds = {k: os.open(k, os.O_PATH | os.O_DIRECTORY) for k in keep if any(_inside(k, h) for h in hide)}
     for path in hide:
         _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m")
+    hidden_files = _top_level_files()
+    for path in hidden_files:  # a data set kept as a single file at / (/dataset.jsonl): empty from here
+        _mount("/dev/null", path, None, MS_BIND)
     for path, fd in keep_fds.items():  # the interpreter lives under a hidden directory: bind it back
         os.makedirs(path, exist_ok=True)
         _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
@@ -192,7 +195,13 @@ def _private_filesystem(job: dict, as_root: bool) -> dict:
         private_proc = True
     except OSError:  # refused in some containers (a masked /proc); the host's /proc stays
         private_proc = False
-    return {"read_only_root": read_only, "hidden": hide, "private_dev": private_dev, "private_proc": private_proc}
+    return {"read_only_root": read_only, "hidden": hide + hidden_files, "private_dev": private_dev,
+            "private_proc": private_proc}
+
+
+def _top_level_files() -> list[str]:
+    paths = (os.path.join("/", name) for name in sorted(os.listdir("/")))
+    return [p for p in paths if not os.path.islink(p) and os.path.isfile(p)]
 
 
 def _private_dev() -> bool:

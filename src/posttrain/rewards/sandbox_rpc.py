@@ -13,16 +13,23 @@ values the program could only have produced by computing them: a program can lie
 results, which is what any wrong program does, but cannot see the expected values, cannot rig a
 comparison and cannot touch the verdict.
 
-Lists, dicts, sets and bytearrays passed to the program come back with the program's changes to
-them (in-place algorithms work). A check can pass the program only plain data and the program's
-own objects (not a function of its own). Standard library only: the sandbox's interpreter runs it.
+Lists, dicts, sets and bytearrays passed to a call that returns None come back with the program's
+changes to them (in-place algorithms, by Python's convention, return None; a function that returns
+a value cannot empty the list a check compares it with). A check can pass the program only plain
+data and the program's own objects (not a function of its own). Modules are the checker's own: a
+program name bound to a module, or named like a standard-library module (or `np`, `pd`), is the
+checker's import of it, so `math.isclose` in a check is Python's whatever the program did to its
+`math`. Standard library only: the sandbox's interpreter runs it.
 """
 
 from __future__ import annotations
 
 import builtins
+import importlib
 import json
 import os
+import sys
+import types
 
 MAX_DEPTH = 64
 MAX_MESSAGE = 16 * 1024 * 1024  # bytes of one request or reply
@@ -31,6 +38,12 @@ NOT_PLAIN = ("the program returned an object that is not plain data (int, str, l
 _MUTABLE = {list: "l", dict: "d", set: "S", bytearray: "Y"}
 _SCALARS = {int: "i", float: "f", bool: "b", type(None): "n", str: "s", bytes: "y", bytearray: "Y", complex: "c"}
 _CONTAINERS = {list: "l", tuple: "t", set: "S", frozenset: "F", dict: "d"}
+# Names a check may use for a module it never imported (MBPP's `math.isclose`): always the checker's own.
+CONVENTIONAL_ALIASES = {"np": "numpy", "pd": "pandas"}
+_NOT_IMPORTED = {"this", "antigravity", "idlelib", "tkinter", "turtle", "turtledemo"}  # side effects on import
+# Builtin exceptions a check's control flow treats specially (map/all/next stop at StopIteration):
+# from the program they arrive as ProgramError.
+_NOT_REBUILT = {"StopIteration", "StopAsyncIteration"}
 
 
 class ProtocolError(Exception):
@@ -149,8 +162,8 @@ def serve(namespace: dict, channel: Channel) -> None:
         objects.append(obj)
         return len(objects) - 1
 
-    names = [[name, _encode_or_handle(value, handle)] for name, value in list(namespace.items())
-             if not name.startswith("__") and not hasattr(builtins, name)]
+    names = [[name, ["m", value.__name__] if type(value) is types.ModuleType else _encode_or_handle(value, handle)]
+             for name, value in list(namespace.items()) if not name.startswith("__") and not hasattr(builtins, name)]
     channel.send({"names": names})
     while True:
         request = channel.receive()
@@ -174,7 +187,7 @@ def _answer(request: dict, objects: list, handle) -> dict:
             args = [decode(a, objects.__getitem__) for a in request["a"]]
             kwargs = {k: decode(v, objects.__getitem__) for k, v in request["k"]}
             value = target(*args, **kwargs)
-            changed = [[i, encode(a, handle)] for i, a in enumerate(args) if type(a) in _MUTABLE]
+            changed = [[i, encode(a, handle)] for i, a in enumerate(args) if type(a) in _MUTABLE] if value is None else []
             return {"v": _encode_or_handle(value, handle), "m": changed}
         if op == "next":
             try:
@@ -211,8 +224,16 @@ class Program:
             if type(item) is not list or len(item) != 2 or type(item[0]) is not str or not item[0].isidentifier():
                 self._break(ProtocolError("the program's first message is malformed"))
             name, value = item
-            if not name.startswith("__") and not hasattr(builtins, name):  # never shadow a builtin
+            if name.startswith("__") or hasattr(builtins, name):  # never shadow a builtin
+                continue
+            module = _module_name(name, value)
+            if module is None:
                 self.names[name] = decode(value, self.remote)
+            elif module not in _NOT_IMPORTED:
+                try:
+                    self.names[name] = importlib.import_module(module)
+                except Exception:  # noqa: BLE001 - not importable here: the name stays unbound
+                    pass
 
     def remote(self, ident: int) -> Remote:
         return Remote(self, ident)
@@ -226,7 +247,7 @@ class Program:
             self._break(ProtocolError("a malformed reply"))
         if "e" in reply:
             raise _program_exception(reply["e"])
-        if reply.get("stop") is True:
+        if reply.get("stop") is True and message["op"] == "next":
             raise StopIteration
         if "v" not in reply:
             self._break(ProtocolError("a malformed reply"))
@@ -250,12 +271,22 @@ class Program:
         raise reason
 
 
+def _module_name(name: str, value) -> str | None:
+    """The module the checker binds to `name` itself, or None for the program's value: a module the
+    program bound (`["m", NAME]`), or any value under a standard-library module's name or alias."""
+    if name in sys.stdlib_module_names or name in CONVENTIONAL_ALIASES:
+        return CONVENTIONAL_ALIASES.get(name, name)
+    if type(value) is list and len(value) == 2 and value[0] == "m" and type(value[1]) is str:
+        return value[1]
+    return None
+
+
 def _program_exception(error) -> BaseException:
     if type(error) is not list or len(error) != 2 or not all(type(e) is str for e in error):
         return ProtocolError("a malformed error reply")
     name, message = error
     kind = getattr(builtins, name, None)
-    if isinstance(kind, type) and issubclass(kind, Exception):
+    if name not in _NOT_REBUILT and isinstance(kind, type) and issubclass(kind, Exception):
         try:
             return kind(message)
         except TypeError:  # an exception type whose constructor takes other arguments

@@ -129,3 +129,21 @@ def test_a_program_that_exits_before_its_checks_fails_them_all(sandbox):
 def test_the_programs_names_never_shadow_a_builtin(sandbox):
     program = "def abs(x):\n    return 0\ndef f(x):\n    return x + 1\n"
     assert sandbox.run(program, checks=["assert abs(f(1) - 3) < 0.5"]).checks == [False]
+
+
+def test_modules_are_the_checkers_own_and_stopiteration_is_not_rebuilt(sandbox):
+    program = ("import math\nimport json as serializer\nmath.isclose = lambda *a, **k: True\n"
+               "def area(r):\n    return 3.0\ndef first(xs):\n    raise StopIteration\n")
+    checks = ["assert math.isclose(area(1), math.pi)",  # the checker's math: the program's patch is not seen
+              "assert serializer.dumps([1]) == '[1]'",  # a module bound under another name: imported by the checker
+              "assert next(iter([0]), 'end') == 0 and all(map(first, [1]))"]  # StopIteration would end map() as a pass
+    run = sandbox.run(program, checks=checks)
+    assert run.checks == [False, True, False], run.stderr
+    assert "ProgramError: StopIteration" in run.stderr
+
+
+def test_arguments_come_back_changed_only_from_calls_that_return_none(sandbox):
+    program = "def sort_in_place(xs):\n    xs.sort()\ndef pop_first(xs):\n    return xs.pop(0)\n"
+    checks = ["v = [2, 1]\nsort_in_place(v)\nassert v == [1, 2]",
+              "v = [5, 6]\nassert pop_first(v) == 5 and v == [5, 6]"]  # returned a value: v is the check's own copy
+    assert sandbox.run(program, checks=checks).checks == [True, True]
