@@ -55,3 +55,20 @@ def test_dpo_recipe_runs_with_no_files(tmp_path):
     assert (tmp_path / "run" / "compare" / "final" / "evaluations.jsonl").is_file()
     again = run_pipeline(load_pipeline("dpo", overrides), log=lambda *a, **k: None)
     assert [r["status"] for r in again] == ["skipped"] * 4  # the pairs and compare stages count as finished
+
+
+def test_a_reward_call_past_reward_timeout_is_abandoned_warned_and_counted(tmp_path, capsys):
+    import time
+
+    rewards = tmp_path / "rewards.py"
+    rewards.write_text("import time\n\ndef hangs(prompts, completions, **columns):\n    time.sleep(30)\n"
+                       "    return [1.0] * len(completions)\n\ndef length(prompts, completions, **columns):\n"
+                       "    return [float(len(str(c)) % 5) for c in completions]\n")
+    config = build_config(PairsConfig, {"output_dir": str(tmp_path / "pairs"), "prompts": 6, "num_samples": 4,
+                                        "max_new_tokens": 64, "dataset": "task:arithmetic", "reward_timeout": 1,
+                                        "reward_funcs": [f"{rewards}:hangs", f"{rewards}:length"], "device": "cpu"})
+    started = time.monotonic()
+    metrics = run_pairs(config)
+    assert time.monotonic() - started < 25  # the hung call was left behind, not waited for
+    assert metrics["reward_timeouts"] == 1 and metrics["pairs"] >= 1
+    assert "reward function 'hangs' timed out on 1 call(s) (reward_timeout=1 s)" in capsys.readouterr().err

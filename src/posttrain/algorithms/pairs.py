@@ -179,7 +179,7 @@ def run_pairs(config: PairsConfig) -> dict:
     import torch
 
     from posttrain.generation import SamplingParams
-    from posttrain.methods.best_of_n import sample_and_score
+    from posttrain.methods.best_of_n import report_timeouts, sample_and_score
     from posttrain.rewards import RewardFunctions
     from posttrain.rewards.registry import build
     from posttrain.tasks.sources import is_task_source, load_rows, parse_task_source
@@ -215,6 +215,7 @@ def run_pairs(config: PairsConfig) -> dict:
             params = SamplingParams(**config.sampling_kwargs(seed=config.seed + 1000 * offset))
             groups = sample_and_score(model, tokenizer, prompt_rows, rewards, config.num_samples, params, config.generation_batch_size)
             out_rows, counts = make_pairs(groups, config, judge, seed=config.seed + offset)
+            counts["reward_timeouts"] = report_timeouts(rewards)
             if not out_rows:  # an empty file would fail the next stage later and less clearly
                 raise UserError(f"no {name} from {len(prompt_rows)} prompts ({counts}); raise num_samples or prompts, or lower min_gap")
             write_jsonl(tmp / f"{name}.jsonl", out_rows)

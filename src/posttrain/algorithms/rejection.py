@@ -37,7 +37,7 @@ from pathlib import Path
 from posttrain.config import build_config, option
 from posttrain.data.sources import draw_rows, write_jsonl
 from posttrain.errors import ConfigError, UserError
-from posttrain.methods.best_of_n import RULES, completion_value, mean_reward, sample_and_score, select_best
+from posttrain.methods.best_of_n import RULES, completion_value, mean_reward, report_timeouts, sample_and_score, select_best
 from posttrain.options import GenerationBatchOptions, MaskableRewardOptions, RewardOptions, SamplingOptions, TopKSamplingOptions, TopPSamplingOptions, TrainOptions, output_dir_option, restate
 from posttrain.train.rundir import atomic_dir, write_config
 from posttrain.train.scaffold import load_model_for, load_prompt_rows, start_run
@@ -155,7 +155,8 @@ def run_rejection(config: RejectionConfig) -> dict:
         num_samples = len(prompts) * config.num_samples
         record = {"step": k, "iteration": k, "prompts": len(prompts), "samples": num_samples,
                   "sample_reward_mean": mean_reward(candidates), "kept": len(kept), "kept_fraction": len(kept) / num_samples,
-                  "prompts_kept_fraction": len({id(row) for row, _ in kept}) / len(prompts)}
+                  "prompts_kept_fraction": len({id(row) for row, _ in kept}) / len(prompts),
+                  "reward_timeouts": report_timeouts(rewards)}
         if not kept:
             raise UserError(f"iteration {k} kept none of {num_samples} samples (mean reward {record['sample_reward_mean']:.3g}); "
                             f"lower {'min_reward' if config.selection == 'best' else 'threshold'} or raise num_samples")

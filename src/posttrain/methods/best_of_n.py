@@ -79,6 +79,16 @@ def sample_and_score(model, tokenizer, rows: list[dict], rewards, n: int, params
     return out
 
 
+def report_timeouts(rewards) -> int:
+    """Warn about reward calls abandoned at reward_timeout since the last report; their number."""
+    import sys
+    timeouts = {key: n for key, n in rewards.pop_timeouts().items() if n}
+    for (kind, name), n in timeouts.items():
+        print(f"posttrain: warning: {kind} function '{name}' timed out on {n} call(s) (reward_timeout={rewards.timeout:g} s); "
+              "those samples got no value from it", file=sys.stderr)
+    return sum(timeouts.values())
+
+
 def select_best(candidates: list[PromptCandidates], rule: str = "best", *, min_reward: float | None = None,
                 threshold: float = 1.0, max_per_prompt: int = 0) -> list[tuple[dict, Candidate]]:
     """The kept (row, candidate) pairs, prompt by prompt (see the module docstring for the rules).

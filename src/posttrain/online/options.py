@@ -38,7 +38,6 @@ class RolloutOptions(MaskableRewardOptions, TopKSamplingOptions, TrainOptions):
     max_sampling_rounds: int = option(3, "Cap on generation calls per round, when dynamic_sampling drops groups or prompts are skipped as too long.")
     packing: bool = option(True, "Train on micro-batches laid out as each prompt once, then its completions, with no padding (sdpa / eager models; others pad).")
     monitor_funcs: list[str] = option([], "Monitor (gold) functions, same specs as reward_funcs: scored and logged like the rewards (monitor/<name>/*), never part of the reward; with the trained reward's gap to each (monitor/<name>/gap) and their correlation, for spotting reward hacking.")
-    reward_timeout: float = option(300.0, "Seconds each call of a reward or monitor function (judges included) may take; a call past it is abandoned, its samples get no value from that function (None), it is counted in reward/<name>/timeouts, and 3 timed-out calls in a row stop the run. 0: no limit.")
 
     def validate(self) -> None:
         super().validate()
