@@ -68,6 +68,16 @@ def test_metrics_users_need_are_logged(tiny_llama, setup, tmp_path):
     assert math.isfinite(first["loss"]) and abs(first["loss"]) < 1e-3  # ≈ 0 by construction (see --help)
 
 
+def test_gradient_checkpointing_gives_the_gradients_of_the_plain_run(tiny_llama, setup, tmp_path):
+    """With checkpointing the layers recompute in backward: the run pads instead of packing (whose
+    attention is switched on only around the forward), and takes the same steps as without it."""
+    prompts, rewards = setup
+    plain = run_grpo(grpo_config(tiny_llama, prompts, rewards, tmp_path / "plain", packing=False))
+    checkpointed = run_grpo(grpo_config(tiny_llama, prompts, rewards, tmp_path / "gc", gradient_checkpointing=True))
+    assert checkpointed["loss"] == pytest.approx(plain["loss"], rel=1e-4, abs=1e-7)
+    assert checkpointed["grad_norm"] == pytest.approx(plain["grad_norm"], rel=1e-4)
+
+
 def test_all_equal_rewards_divide_by_nothing(tiny_llama, setup, tmp_path):
     prompts, rewards = setup
     run_grpo(grpo_config(tiny_llama, prompts, rewards, tmp_path / "run", reward_funcs=[f"{rewards}:constant"]))

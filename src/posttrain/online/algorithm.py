@@ -78,7 +78,9 @@ class OnlineRL(Algorithm):
         if self.critic is not None:
             self.critic.attach(model)
             self.critic.trainable(model)
-        self.packed = cfg.packing and can_share_prefix(model)
+        # The packed layout's attention is switched on around each forward only (generation keeps its
+        # masks); a checkpointed layer recomputes during backward, outside that switch: pad instead.
+        self.packed = cfg.packing and can_share_prefix(model) and not cfg.gradient_checkpointing
         needs_reference = cfg.loss_beta > 0 or (self.reward_kl is not None and self.reward_kl.value > 0)
         self.experience = RolloutExperience(
             cfg, self.tokenizer, self.rewards, self.estimator, backend=LocalBackend(model, self.tokenizer, replica),

@@ -36,7 +36,7 @@ class RolloutOptions(MaskableRewardOptions, TopKSamplingOptions, TrainOptions):
     overlong_penalty: float = option(1.0, "Largest soft overlong punishment (reached at max_new_tokens).")
     dynamic_sampling: bool = option(False, "Drop groups whose rewards are all equal and sample more prompts to fill the round (DAPO).")
     max_sampling_rounds: int = option(3, "Cap on generation calls per round, when dynamic_sampling drops groups or prompts are skipped as too long.")
-    packing: bool = option(True, "Train on micro-batches laid out as each prompt once, then its completions, with no padding (sdpa / eager models; others pad).")
+    packing: bool = option(True, "Train on micro-batches laid out as each prompt once, then its completions, with no padding (sdpa / eager models, without gradient_checkpointing; otherwise padded).")
     monitor_funcs: list[str] = option([], "Monitor (gold) functions, same specs as reward_funcs: scored and logged like the rewards (monitor/<name>/*), never part of the reward; with the trained reward's gap to each (monitor/<name>/gap) and their correlation, for spotting reward hacking.")
 
     def validate(self) -> None:
