@@ -373,3 +373,20 @@ def arithmetic_prompts_file(path, as_messages: bool, n: int = 4) -> str:
 
 def warning_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith(PLAIN_PROMPT_WARNING)]
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """An empty Hugging Face cache in tmp_path and a hub endpoint that refuses connections (a closed port)."""
+    from huggingface_hub import constants
+
+    from posttrain import hub as probe
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    for name in ("TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    probe.reachable.cache_clear()
+    yield constants
+    probe.reachable.cache_clear()

@@ -248,6 +248,12 @@ def _read_directory(source: str, split: str | None) -> list[dict]:
 def _read_hub(source: str, split: str | None) -> list[dict]:
     import datasets
 
+    from posttrain import hub
+
+    if not hub.offline() and not hub.reachable():  # else datasets retries for most of a minute
+        raise data_error(source, None, None, f"no such file, and the Hugging Face hub ({hub.endpoint()}) could not be "
+                         "reached to look for a data set of that name; offline? set HF_HUB_OFFLINE=1 (data sets in the "
+                         "Hugging Face cache only) or give a local file")
     try:
         loaded = datasets.load_dataset(source, split=split or "train")
     except Exception as e:

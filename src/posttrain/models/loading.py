@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import functools
-import os
-import socket
-import threading
-import urllib.parse
-import urllib.request
 import warnings
 from pathlib import Path
 
 import torch
 
+from posttrain import hub
 from posttrain.errors import UserError
 
 # Used when a tokenizer ships without a chat template (e.g. GPT-2). The assistant turn ends with
@@ -59,14 +54,11 @@ def _hub_error(name: str, exc: Exception, option: str = "model") -> UserError:
 # ------------------------------------------------------------------------------------- the hub
 
 
-HUB_PROBE_SECONDS = 3.0  # DNS and TCP connect; huggingface_hub itself retries an unreachable hub for most of a minute
-
-
 def _hub_model(name: str, option: str) -> str:
     """The hub id `name` while the hub answers; its cached snapshot directory when HF_HUB_OFFLINE=1 or
     the hub is out of reach; else a UserError at once."""
-    offline = _hub_offline()
-    if not offline and _hub_reachable():
+    offline = hub.offline()
+    if not offline and hub.reachable():
         return name
     cached = _cached_snapshot(name)
     if cached:
@@ -74,43 +66,8 @@ def _hub_model(name: str, option: str) -> str:
     if offline:
         raise UserError(f"{option} '{name}' is neither a local directory nor in the Hugging Face cache, and HF_HUB_OFFLINE=1 "
                         "allows no download; give a local directory, or unset HF_HUB_OFFLINE to download it")
-    raise UserError(f"{option} '{name}' was not found locally and the Hugging Face hub ({_hub_endpoint()}) could not be "
+    raise UserError(f"{option} '{name}' was not found locally and the Hugging Face hub ({hub.endpoint()}) could not be "
                     "reached; offline? set HF_HUB_OFFLINE=1 (models in the Hugging Face cache only) or give a local directory")
-
-
-def _hub_offline() -> bool:
-    from huggingface_hub import constants
-
-    legacy = os.environ.get("TRANSFORMERS_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-    return bool(getattr(constants, "HF_HUB_OFFLINE", False)) or legacy
-
-
-def _hub_endpoint() -> str:
-    from huggingface_hub import constants
-
-    return constants.ENDPOINT  # HF_ENDPOINT when set
-
-
-@functools.cache
-def _hub_reachable() -> bool:
-    """Whether a TCP connection to the hub opens within HUB_PROBE_SECONDS, name lookup included (a
-    thread, since a hanging resolver ignores socket timeouts). Behind a proxy: yes, the hub's client
-    goes through it and we cannot tell."""
-    if urllib.request.getproxies().get("https"):
-        return True
-    url = urllib.parse.urlsplit(_hub_endpoint())
-    address = (url.hostname, url.port or (443 if url.scheme == "https" else 80))
-    opened = threading.Event()
-
-    def connect() -> None:
-        try:
-            socket.create_connection(address, timeout=HUB_PROBE_SECONDS).close()
-            opened.set()
-        except OSError:
-            pass
-
-    threading.Thread(target=connect, daemon=True).start()
-    return opened.wait(HUB_PROBE_SECONDS)
 
 
 def _cached_snapshot(name: str) -> str | None:

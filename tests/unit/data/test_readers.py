@@ -195,9 +195,24 @@ def test_plain_directory_without_data(tmp_path):
 def test_unknown_hub_name_is_a_data_error(monkeypatch):
     import datasets
 
+    from posttrain import hub
+
     def fail(*args, **kwargs):
         raise FileNotFoundError("Dataset 'nobody/nothing' doesn't exist on the Hub")
 
+    monkeypatch.setattr(hub, "reachable", lambda: True)  # a hub that answers: no such data set there
     monkeypatch.setattr(datasets, "load_dataset", fail)
     with pytest.raises(DataError, match=r"nobody/nothing: no such file or dataset"):
         read_records("nobody/nothing")
+
+
+def test_a_hub_dataset_name_with_the_hub_out_of_reach_fails_at_once(hub):
+    import time
+
+    from posttrain.hub import PROBE_SECONDS
+
+    start = time.monotonic()
+    with pytest.raises(DataError, match=r"the Hugging Face hub \(http://127.0.0.1:9\) could not be reached .*offline\? "
+                                        r"set HF_HUB_OFFLINE=1"):
+        read_records("nobody/no-such-dataset")
+    assert time.monotonic() - start < 2 * PROBE_SECONDS  # not datasets' retries (~30 s)

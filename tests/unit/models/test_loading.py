@@ -10,7 +10,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, LlamaC
 
 from posttrain.errors import UserError
 from posttrain.models import DEFAULT_CHAT_TEMPLATE, apply_lora, load_causal_lm, load_tokenizer, save_model
-from posttrain.models.loading import HUB_PROBE_SECONDS, _hub_reachable, resolve_device
+from posttrain.hub import PROBE_SECONDS
+from posttrain.models.loading import resolve_device
 from posttrain.models.reward_model import REWARD_MODEL_HINT, load_reward_model
 from tiny_tokenizers import chatml_tokenizer, plain_tokenizer, save_tokenizer
 
@@ -113,20 +114,6 @@ def test_bad_lora_targets(tmp_path):
         apply_lora(load_causal_lm(path), r=4, alpha=8, dropout=0.0, target_modules=["nonexistent_proj"])
 
 
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-    """An empty Hugging Face cache in tmp_path and a hub endpoint that refuses connections (a closed port)."""
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    _hub_reachable.cache_clear()
-    yield constants
-    _hub_reachable.cache_clear()
-
-
 def _cache_as_hub_model(cache, repo_id: str, model_dir: str) -> None:
     """Lay `model_dir`'s files out as huggingface_hub caches a download of `repo_id` (refs/main -> a snapshot)."""
     commit = "0" * 40
@@ -140,7 +127,7 @@ def test_an_unreachable_hub_fails_at_once_with_what_to_do(hub):
     start = time.monotonic()
     with pytest.raises(UserError) as info:
         load_tokenizer("nobody/does-not-exist")
-    assert time.monotonic() - start < 2 * HUB_PROBE_SECONDS
+    assert time.monotonic() - start < 2 * PROBE_SECONDS
     assert str(info.value) == ("model 'nobody/does-not-exist' was not found locally and the Hugging Face hub "
                                "(http://127.0.0.1:9) could not be reached; offline? set HF_HUB_OFFLINE=1 (models in the "
                                "Hugging Face cache only) or give a local directory")
