@@ -230,10 +230,7 @@ class Program:
             if module is None:
                 self.names[name] = decode(value, self.remote)
             elif module not in _NOT_IMPORTED:
-                try:
-                    self.names[name] = importlib.import_module(module)
-                except Exception:  # noqa: BLE001 - not importable here: the name stays unbound
-                    pass
+                self.names[name] = CheckerModule(module)
 
     def remote(self, ident: int) -> Remote:
         return Remote(self, ident)
@@ -269,6 +266,22 @@ class Program:
     def _break(self, reason: BaseException):
         self.broken = reason
         raise reason
+
+
+class CheckerModule:
+    """A module of the checker's own, imported on first use (the program may import numpy that no
+    check touches): `math.isclose` in a check is Python's, whatever the program did to its `math`."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str):
+        object.__setattr__(self, "_name", name)
+
+    def __getattr__(self, attribute: str):
+        return getattr(importlib.import_module(object.__getattribute__(self, "_name")), attribute)
+
+    def __repr__(self) -> str:
+        return f"<the checker's module {object.__getattribute__(self, '_name')!r}>"
 
 
 def _module_name(name: str, value) -> str | None:
