@@ -22,7 +22,7 @@ def test_sampling_groups_nest_so_a_stage_gets_only_the_keys_it_reads():
     assert keys(SamplingOptions) == ["temperature", "max_new_tokens"]
     assert keys(TopPSamplingOptions) == ["temperature", "max_new_tokens", "top_p"]
     assert keys(TopKSamplingOptions) == ["temperature", "max_new_tokens", "top_p", "top_k"]
-    assert keys(MaskableRewardOptions) == ["reward_funcs", "reward_weights", "reward_workers", "reward_errors"]
+    assert keys(MaskableRewardOptions) == ["reward_funcs", "reward_weights", "reward_workers", "reward_timeout", "reward_errors"]
     assert keys(GenerationBatchOptions) == ["generation_batch_size"]
 
 
