@@ -13,7 +13,7 @@ Pass: resident memory flat after warm-up (the slope over the second half is repo
 and verl ship no sandbox (their code rewards run programs in the trainer's process or a plain
 subprocess).
 
-    python benchmarks/soak_code_reward.py --minutes 120            # the figures in docs/sandbox.md
+    python benchmarks/soak_code_reward.py --minutes 120            # the figures in docs/sandbox.md ("Soak")
     python benchmarks/soak_code_reward.py --minutes 3 --every 10   # quick look
 """
 
