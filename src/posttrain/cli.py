@@ -50,6 +50,41 @@ def run_stage(stage: str, config_file: str | None, overrides: list[str], preset:
     return spec.runner(config)
 
 
+def _print_help(command: str, description: str, doc: str | None, config_cls, presets: dict) -> None:
+    from posttrain.config import format_help
+
+    print(f"usage: posttrain {command} [--config FILE.yaml] [key=value ...]\n")
+    print(description)
+    if (doc or "").strip():
+        print("\n" + doc.strip())
+    print("\noptions:")
+    print(format_help(config_cls))
+    if presets:
+        print("\npresets (--preset NAME; later key=value overrides win):")
+        for name, values in presets.items():
+            print(f"  {name:<11} " + " ".join(f"{k}={v}" for k, v in values.items()))
+
+
+def _annotate_subcommand(name: str, argv: list[str]) -> int:
+    """`posttrain annotate create|serve|export|status [key=value ...]`."""
+    from posttrain.annotate.commands import SUBCOMMANDS
+    from posttrain.config import load_config
+    from posttrain.errors import ConfigError
+
+    if name not in SUBCOMMANDS:
+        raise ConfigError(f"unknown annotate subcommand '{name}'; valid: {', '.join(SUBCOMMANDS)} "
+                          "(or `posttrain annotate key=value ...` for the whole create, label, export stage)")
+    config_cls, runner, description = SUBCOMMANDS[name]
+    args = _parse(["annotate", *argv])
+    if args.help:
+        _print_help(f"annotate {name}", description, None, config_cls, {})
+        return 0
+    if args.preset:
+        raise ConfigError(f"`posttrain annotate {name}` has no presets")
+    runner(load_config(config_cls, args.config, args.overrides))
+    return 0
+
+
 def _exit_without_teardown() -> None:
     """End a finished torchrun worker at once. All work is saved and the process group was left
     together; gloo's C++ destructors at interpreter exit can still abort one rank at random
@@ -72,26 +107,16 @@ def main(argv: list[str] | None = None) -> int:
             from posttrain.report import report_command
 
             return report_command(argv[1:])
+        if len(argv) > 1 and argv[0] == "annotate" and not argv[1].startswith("-") and "=" not in argv[1]:
+            return _annotate_subcommand(argv[1], argv[2:])
         args = _parse(argv)
         if args.stage is None:
             print(_usage())
             return 0 if args.help else 2
         spec = get_stage(args.stage)
         if args.help:
-            from posttrain.config import format_help
-
             config_cls = spec.config_class  # imports the stage's module before anything is printed
-            print(f"usage: posttrain {args.stage} [--config FILE.yaml] [key=value ...]\n")
-            print(spec.description)
-            doc = (spec.module.__doc__ or "").strip()
-            if doc:
-                print("\n" + doc)
-            print("\noptions:")
-            print(format_help(config_cls))
-            if spec.presets:
-                print("\npresets (--preset NAME; later key=value overrides win):")
-                for name, values in spec.presets.items():
-                    print(f"  {name:<11} " + " ".join(f"{k}={v}" for k, v in values.items()))
+            _print_help(args.stage, spec.description, spec.module.__doc__, config_cls, spec.presets)
             return 0
         run_stage(args.stage, args.config, args.overrides, args.preset)
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:

@@ -81,6 +81,8 @@ STAGES: dict[str, StageSpec] = {spec.name: spec for spec in [
               "Evaluate policies against the SFT reference on held-out prompts: gold reward, KL(pi||pi_ref), win rate, best-of-n."),
     StageSpec("constitution", "posttrain.algorithms.constitution", "ConstitutionConfig", "run_constitution", "train",
               "Constitutional AI (supervised stage): sample, self-critique against principles, revise, SFT on the revisions."),
+    StageSpec("annotate", "posttrain.annotate.stage", "AnnotateConfig", "run_annotate", "sample",
+              "Human preferences: people label a policy's samples in a web app (pairwise or K-wise); exports rows for rm / dpo."),
     StageSpec("quickstart", "posttrain.quickstart", "QuickstartConfig", "run_quickstart", "train",
               "The main job on the embedded default: evaluate, SFT, evaluate again."),
 ]}

@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("rewards", {"rewards"}),
     ("online", {"online", "methods"}),
     ("train", {"train", "algorithms"}),
-    ("stages and surfaces", {"stages", "cli", "api", "pipeline", "report", "eval", "quickstart", "__main__", "__init__"}),
+    ("stages and surfaces", {"stages", "cli", "api", "pipeline", "report", "eval", "annotate", "quickstart", "__main__", "__init__"}),
 ]
 LAYER_OF = {name: i for i, (_, names) in enumerate(LAYERS) for name in names}
 

@@ -50,7 +50,7 @@ class PromptCandidates:
 def sample_and_score(model, tokenizer, rows: list[dict], rewards, n: int, params, batch_size: int = 64) -> list[PromptCandidates]:
     """Sample n completions for every row's `prompt` with `params` (a SamplingParams; its `n` is
     replaced by `n`) and score them with `rewards` (a RewardFunctions) called on the prompts, the
-    completions, the rows' other columns and the completion ids."""
+    completions, the rows' other columns and the completion ids (rewards None: unscored, reward None)."""
     from posttrain.data.tokenize import tokenize_prompt
     from posttrain.generation import generate
     from posttrain.rollout import warn_if_plain_prompts_unanswered
@@ -71,10 +71,10 @@ def sample_and_score(model, tokenizer, rows: list[dict], rewards, n: int, params
         completions = [completion_value(t, conversational) for t in gen.texts]
         # The gold `completion` (if any) is not a column the rewards read: they see the sample instead.
         columns = {k: [chunk[i][k] for i in gen.prompt_index] for k in chunk[0] if k not in ("prompt", "completion")}
-        result = rewards(prompts, completions, columns, completion_ids=gen.token_ids)
+        totals = [None] * len(completions) if rewards is None else rewards(prompts, completions, columns, completion_ids=gen.token_ids).total
         groups = [PromptCandidates(row, []) for row in chunk]
         for j, i in enumerate(gen.prompt_index):
-            groups[i].candidates.append(Candidate(gen.texts[j], gen.token_ids[j], result.total[j], gen.truncated[j]))
+            groups[i].candidates.append(Candidate(gen.texts[j], gen.token_ids[j], totals[j], gen.truncated[j]))
         out += groups
     return out
 

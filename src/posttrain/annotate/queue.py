@@ -1,0 +1,198 @@
+"""Who labels what: each annotator's queue, labels written once, skip and undo.
+
+An annotator is handed one item at a time (`next_item`), the same one until it is labelled or
+skipped. Handing out an item claims one of its `overlap` slots; items already started are handed
+out first, so items fill to their overlap before new ones open. A claim not labelled within
+`lease_seconds` lapses and its slot goes to someone else (a browser left open over lunch must not
+hold an item forever); the late submit is then refused with a line saying so.
+
+Completions are shown in a fresh random order per assignment (position bias is the best-known
+labelling bias); a label is stored in the item's own order.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import and_, delete, exists, func, insert, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from posttrain.annotate.store import assignments, completion_text, items, labels, prompt_text, skips
+
+LEASE_SECONDS = 1800
+MAX_COMMENT = 2000
+_shuffle = random.SystemRandom()
+
+
+class QueueError(Exception):
+    """A request the queue refuses; `status` is the HTTP status the app answers with."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Shown:
+    """An item as one annotator sees it."""
+
+    item_id: int
+    version: int
+    prompt: str
+    completions: list[str]
+
+    def as_json(self) -> dict:
+        return {"item_id": self.item_id, "version": self.version, "prompt": self.prompt, "completions": self.completions}
+
+
+def now() -> datetime:
+    """UTC without a zone: what SQLite stores and returns, compared the same way on PostgreSQL."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _shown(conn, assignment) -> Shown:
+    item = conn.execute(select(items).where(items.c.id == assignment.item_id)).mappings().one()
+    order = assignment.display_order
+    return Shown(item["id"], item["version"], prompt_text(item["prompt"]),
+                 [completion_text(item["completions"][i]) for i in order])
+
+
+def next_item(engine: Engine, annotator_id: int, overlap: int, lease_seconds: float = LEASE_SECONDS) -> Shown | None:
+    """The annotator's open item, or a newly claimed one; None when nothing is left for them."""
+    for _ in range(5):  # a lost race for a slot (another database than SQLite) is retried
+        try:
+            with engine.begin() as conn:
+                mine = conn.execute(select(assignments).where(assignments.c.annotator_id == annotator_id,
+                                                              assignments.c.state == "open").order_by(assignments.c.id)).first()
+                if mine is not None:
+                    conn.execute(update(assignments).where(assignments.c.id == mine.id).values(leased_at=now()))
+                    return _shown(conn, mine)
+                conn.execute(delete(assignments).where(assignments.c.state == "open", assignments.c.annotator_id != annotator_id,
+                                                       assignments.c.leased_at < now() - timedelta(seconds=lease_seconds)))
+                taken = func.count(assignments.c.id)
+                candidate = conn.execute(
+                    select(items.c.id, items.c.completions, taken.label("taken"))
+                    .select_from(items.outerjoin(assignments, assignments.c.item_id == items.c.id))
+                    .where(~_has_assignment(annotator_id), ~_has_skip(annotator_id))
+                    .group_by(items.c.id, items.c.completions).having(taken < overlap)
+                    .order_by(taken.desc(), items.c.id).limit(1)).first()
+                if candidate is None:
+                    return None
+                used = set(conn.execute(select(assignments.c.slot).where(assignments.c.item_id == candidate.id)).scalars())
+                slot = min(set(range(overlap)) - used)
+                k = len(candidate.completions)
+                result = conn.execute(insert(assignments).values(
+                    item_id=candidate.id, annotator_id=annotator_id, slot=slot, display_order=_shuffle.sample(range(k), k),
+                    state="open", leased_at=now()))
+                claimed = conn.execute(select(assignments).where(assignments.c.id == result.inserted_primary_key[0])).one()
+                return _shown(conn, claimed)
+        except IntegrityError:
+            continue
+    raise QueueError(503, "the queue is busy; try again")
+
+
+def _has_assignment(annotator_id: int):
+    mine = assignments.alias("mine")  # the outer query joins `assignments` itself
+    return exists().where(mine.c.item_id == items.c.id, mine.c.annotator_id == annotator_id)
+
+
+def _has_skip(annotator_id: int):
+    return exists().where(skips.c.item_id == items.c.id, skips.c.annotator_id == annotator_id)
+
+
+def check_ranking(ranking: list[int], k: int, mode: str) -> None:
+    """A QueueError (422) unless `ranking` is a valid label for K completions in `mode`."""
+    if len(ranking) != k or any(not isinstance(r, int) or isinstance(r, bool) for r in ranking):
+        raise QueueError(422, f"ranking must list {k} integer ranks, one per completion, got {ranking!r}")
+    if mode == "pairwise":
+        if sorted(ranking) not in ([0, 1], [0, 0]):
+            raise QueueError(422, f"a pairwise label is [0, 1] (A better), [1, 0] (B better) or [0, 0] (tie), got {ranking!r}")
+    elif sorted(ranking) != list(range(k)):
+        raise QueueError(422, f"a ranking is a permutation of 0..{k - 1} (0 = best), got {ranking!r}")
+
+
+def submit_label(engine: Engine, annotator_id: int, mode: str, item_id: int, version: int, submit_id: str,
+                 ranking: list[int], comment: str = "") -> int:
+    """Store a label given in the annotator's display order; returns its id. A repeated submit_id
+    returns the first label's id and writes nothing."""
+    if not 1 <= len(submit_id) <= 64:
+        raise QueueError(422, "submit_id must be 1 to 64 characters")
+    if len(comment) > MAX_COMMENT:
+        raise QueueError(422, f"the comment is {len(comment)} characters; the limit is {MAX_COMMENT}")
+    try:
+        with engine.begin() as conn:
+            earlier = conn.execute(select(labels).where(labels.c.submit_id == submit_id)).first()
+            if earlier is not None:
+                if earlier.annotator_id != annotator_id or earlier.item_id != item_id:
+                    raise QueueError(409, "this submit_id belongs to another label; send a fresh one")
+                return earlier.id
+            mine = conn.execute(select(assignments).where(assignments.c.item_id == item_id,
+                                                          assignments.c.annotator_id == annotator_id)).first()
+            if mine is None or mine.state != "open":
+                raise QueueError(409, "this item is not in your queue any more (labelled already, or handed to someone "
+                                      "else after a long pause); load the next item")
+            item = conn.execute(select(items.c.version, items.c.completions).where(items.c.id == item_id)).one()
+            if item.version != version:
+                raise QueueError(409, f"this item changed since it was shown (now version {item.version}); reload it")
+            k = len(item.completions)
+            check_ranking(ranking, k, mode)
+            own_order = [0] * k
+            for position, index in enumerate(mine.display_order):
+                own_order[index] = ranking[position]
+            result = conn.execute(insert(labels).values(
+                submit_id=submit_id, assignment_id=mine.id, item_id=item_id, annotator_id=annotator_id, item_version=version,
+                ranking=own_order, comment=comment, created_at=now()))
+            conn.execute(update(assignments).where(assignments.c.id == mine.id).values(state="done"))
+            return result.inserted_primary_key[0]
+    except IntegrityError:  # the same submit_id raced in from a retry on another connection
+        with engine.begin() as conn:
+            earlier = conn.execute(select(labels).where(labels.c.submit_id == submit_id)).first()
+        if earlier is None or earlier.annotator_id != annotator_id:
+            raise QueueError(409, "this label conflicts with another; reload the item") from None
+        return earlier.id
+
+
+def skip_item(engine: Engine, annotator_id: int, item_id: int) -> None:
+    """Leave an open item: its slot goes back to the pool, and this annotator never gets it again."""
+    with engine.begin() as conn:
+        mine = conn.execute(select(assignments).where(assignments.c.item_id == item_id, assignments.c.annotator_id == annotator_id,
+                                                      assignments.c.state == "open")).first()
+        if mine is None:
+            raise QueueError(409, "this item is not open in your queue; load the next item")
+        conn.execute(delete(assignments).where(assignments.c.id == mine.id))
+        conn.execute(insert(skips).values(item_id=item_id, annotator_id=annotator_id, skipped_at=now()))
+
+
+def undo_last(engine: Engine, annotator_id: int) -> int:
+    """Withdraw the annotator's newest label (kept, marked undone) and reopen its item for them."""
+    with engine.begin() as conn:
+        last = conn.execute(select(labels).where(labels.c.annotator_id == annotator_id, labels.c.undone_at.is_(None))
+                            .order_by(labels.c.id.desc()).limit(1)).first()
+        if last is None:
+            raise QueueError(409, "nothing to undo")
+        conn.execute(update(labels).where(labels.c.id == last.id).values(undone_at=now()))
+        conn.execute(update(assignments).where(assignments.c.id == last.assignment_id).values(state="open", leased_at=now()))
+        return last.item_id
+
+
+def progress(engine: Engine, annotator_id: int, overlap: int) -> dict:
+    """{'done': labels standing, 'left': items this annotator may still get (the open one too), 'total'}."""
+    with engine.connect() as conn:
+        done = conn.execute(select(func.count()).select_from(labels).where(
+            labels.c.annotator_id == annotator_id, labels.c.undone_at.is_(None))).scalar_one()
+        others = (select(func.count()).select_from(assignments)
+                  .where(assignments.c.item_id == items.c.id, assignments.c.annotator_id != annotator_id).scalar_subquery())
+        mine_done = exists().where(and_(assignments.c.item_id == items.c.id, assignments.c.annotator_id == annotator_id,
+                                        assignments.c.state == "done"))
+        left = conn.execute(select(func.count()).select_from(items).where(
+            ~mine_done, ~_has_skip(annotator_id), others < overlap)).scalar_one()
+    return {"done": done, "left": left, "total": done + left}
+
+
+def can_undo(engine: Engine, annotator_id: int) -> bool:
+    with engine.connect() as conn:
+        return conn.execute(select(labels.c.id).where(labels.c.annotator_id == annotator_id,
+                                                      labels.c.undone_at.is_(None)).limit(1)).first() is not None
