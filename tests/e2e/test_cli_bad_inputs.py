@@ -58,6 +58,8 @@ def files(tmp_path_factory) -> Path:
     write_jsonl(root / "steps_short_labels.jsonl", [{"prompt": "1 + 1 =", "completions": ["1 + 1", "= 2"], "labels": [True]}] * 4)
     write_jsonl(root / "long_prompts.jsonl", [{"prompt": [{"role": "user", "content": "word " * 300}], "answer": "1"}] * 4)
     write_jsonl(root / "no_prompt.jsonl", [{"question": "What is 1 + 1?", "answer": "2"}] * 4)
+    write_jsonl(root / "items_no_completions.jsonl", [{"prompt": "Review a film.", "completion": "Fine."}] * 4)
+    write_jsonl(root / "items_three.jsonl", [{"prompt": "Review a film.", "completions": ["a", "b", "c"]}] * 4)
     write_jsonl(root / "prompt_number.jsonl", [{"prompt": 7, "answer": "2"}] * 4)
     write_jsonl(root / "prompt_gone.jsonl", [{"prompt": prompt, "answer": "2"}] * 3 + [{"answer": "2"}])
     (root / "data.txt").write_text("prompt,completion\n")
@@ -197,6 +199,15 @@ CASES = [
     Case("pipeline-bad-value-override", "pipeline", ["pipeline", "instructgpt", "ppo.target_kl=-0.1"], ["target_kl"]),
     Case("pipeline-override-not-key-value", "pipeline", ["pipeline", "instructgpt", "force"], ["force"]),
     Case("pipeline-bad-yaml", "pipeline", ["pipeline", "{files}/pipe_bad.yaml"], ["pipe_bad.yaml"]),
+    Case("annotate-items-without-completions", "data", ["annotate", "samples={files}/items_no_completions.jsonl"],
+         ["row 0", "'completions'"]),
+    Case("annotate-three-completions-pairwise", "data", ["annotate", "samples={files}/items_three.jsonl"],
+         ["has 3 completions", "mode=ranking"]),
+    Case("annotate-samples-missing", "path", ["annotate", "samples={files}/nope.jsonl"], ["nope.jsonl"]),
+    Case("annotate-pairwise-of-three", "config", ["annotate", "num_samples=3"], ["pairwise compares exactly 2"]),
+    Case("annotate-overlap-over-people", "config", ["annotate", "overlap=3", "annotators=[ana]", "admins=[]"],
+         ["overlap=3 needs at least that many people"]),
+    Case("annotate-guidelines-file-missing", "path", ["annotate", "guidelines={files}/nope.md"], ["guidelines file not found"]),
     Case("pipeline-unknown-stage", "pipeline", ["pipeline", "{files}/pipe_unknown_stage.yaml"], ["nosuch"]),
     Case("pipeline-unknown-reference", "pipeline", ["pipeline", "{files}/pipe_unknown_ref.yaml"], ["${nope.final}"]),
     Case("pipeline-missing-var", "pipeline", ["pipeline", "{files}/pipe_missing_var.yaml"], ["needs pairs=VALUE"]),
@@ -208,7 +219,7 @@ CASES = [
 
 NO_OUTPUT_DIR = ("eval", "report", "sfft")  # commands without an output_dir option
 # What each command gets added so that a check that came late would fail fast (default: FAST)
-EXTRA = {"eval": ["device=cpu"], "pairs": ["device=cpu"], "compare": ["device=cpu"], "quickstart": ["max_steps=1"],
+EXTRA = {"eval": ["device=cpu"], "pairs": ["device=cpu"], "annotate": ["device=cpu"], "compare": ["device=cpu"], "quickstart": ["max_steps=1"],
          "pipeline": [], "report": [], "sfft": []}
 
 

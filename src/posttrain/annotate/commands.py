@@ -134,11 +134,11 @@ def create_project_at(config: ItemOptions, project_dir: Path, url: str, append: 
 
     config.validate()
     guidelines = read_guidelines(config.guidelines)
-    project_dir.mkdir(parents=True, exist_ok=True)
     exists = url.startswith("sqlite:///") and Path(url.removeprefix("sqlite:///")).is_file()
     if exists and not append:
         raise ConfigError(f"{project_dir} already holds an annotation project; add items with append=true or choose another project dir")
-    rows, source = create_items(config)
+    rows, source = create_items(config)  # every check and the sampling before anything is written
+    project_dir.mkdir(parents=True, exist_ok=True)
     engine = open_engine(url, must_exist=False)
     tokens = {}
     if not append or not exists:
@@ -188,7 +188,6 @@ def export_to(engine, output: Path, min_labels: int = 1) -> dict:
         write_jsonl(output / "rankings.jsonl", rankings)
     (output / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     print("annotate: " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()))
-    print(f"annotate: wrote {output / 'preferences.jsonl'}" + (f" and {output / 'rankings.jsonl'}" if mode == "ranking" else ""))
     return summary
 
 
@@ -196,7 +195,10 @@ def run_export(config: ExportConfig) -> dict:
     require_app_packages()
     from posttrain.annotate.store import open_engine
 
-    return export_to(open_engine(config.database_url()), Path(config.output or Path(config.project) / "export"), config.min_labels)
+    output = Path(config.output or Path(config.project) / "export")
+    summary = export_to(open_engine(config.database_url()), output, config.min_labels)
+    print(f"annotate: wrote {output / 'preferences.jsonl'}" + (f" and {output / 'rankings.jsonl'}" if (output / "rankings.jsonl").exists() else ""))
+    return summary
 
 
 def run_status(config: StatusConfig) -> dict:

@@ -70,7 +70,7 @@ def standing_labels(engine: Engine) -> tuple[list[dict], dict[int, list[dict]]]:
     """(every item, its standing labels of the current version with the annotator's name)."""
     with engine.connect() as conn:
         all_items = [dict(row) for row in conn.execute(select(items).order_by(items.c.id)).mappings()]
-        names = dict(conn.execute(select(annotators.c.id, annotators.c.name)).tuples().all())
+        names = dict(conn.execute(select(annotators.c.id, annotators.c.name)).all())
         by_item: dict[int, list[dict]] = defaultdict(list)
         for row in conn.execute(select(labels).where(labels.c.undone_at.is_(None)).order_by(labels.c.id)).mappings():
             by_item[row["item_id"]].append({**row, "annotator": names[row["annotator_id"]]})

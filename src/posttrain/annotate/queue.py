@@ -13,6 +13,7 @@ labelling bias); a label is stored in the item's own order.
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -33,6 +34,10 @@ class QueueError(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
+
+
+class _Retry(Exception):
+    """A row changed under a concurrent transaction (other databases than SQLite)."""
 
 
 @dataclass
@@ -62,7 +67,9 @@ def _shown(conn, assignment) -> Shown:
 
 def next_item(engine: Engine, annotator_id: int, overlap: int, lease_seconds: float = LEASE_SECONDS) -> Shown | None:
     """The annotator's open item, or a newly claimed one; None when nothing is left for them."""
-    for _ in range(5):  # a lost race for a slot (another database than SQLite) is retried
+    for attempt in range(20):  # a lost race for a slot (another database than SQLite) is retried
+        if attempt:
+            time.sleep(_shuffle.uniform(0, 0.01 * attempt))
         try:
             with engine.begin() as conn:
                 mine = conn.execute(select(assignments).where(assignments.c.annotator_id == annotator_id,
@@ -77,19 +84,22 @@ def next_item(engine: Engine, annotator_id: int, overlap: int, lease_seconds: fl
                     select(items.c.id, items.c.completions, taken.label("taken"))
                     .select_from(items.outerjoin(assignments, assignments.c.item_id == items.c.id))
                     .where(~_has_assignment(annotator_id), ~_has_skip(annotator_id))
-                    .group_by(items.c.id, items.c.completions).having(taken < overlap)
+                    .group_by(items.c.id).having(taken < overlap)
                     .order_by(taken.desc(), items.c.id).limit(1)).first()
                 if candidate is None:
                     return None
                 used = set(conn.execute(select(assignments.c.slot).where(assignments.c.item_id == candidate.id)).scalars())
-                slot = min(set(range(overlap)) - used)
+                free = set(range(overlap)) - used
+                if not free:  # filled since the query above (PostgreSQL reads each statement's own snapshot)
+                    raise _Retry()
+                slot = min(free)
                 k = len(candidate.completions)
                 result = conn.execute(insert(assignments).values(
                     item_id=candidate.id, annotator_id=annotator_id, slot=slot, display_order=_shuffle.sample(range(k), k),
                     state="open", leased_at=now()))
                 claimed = conn.execute(select(assignments).where(assignments.c.id == result.inserted_primary_key[0])).one()
                 return _shown(conn, claimed)
-        except IntegrityError:
+        except (IntegrityError, _Retry):
             continue
     raise QueueError(503, "the queue is busy; try again")
 
@@ -142,27 +152,31 @@ def submit_label(engine: Engine, annotator_id: int, mode: str, item_id: int, ver
             own_order = [0] * k
             for position, index in enumerate(mine.display_order):
                 own_order[index] = ranking[position]
+            # Claim the assignment first: on PostgreSQL a concurrent submit for it waits on this row
+            # and then finds it done, so one assignment never gets two labels.
+            claimed = conn.execute(update(assignments).where(assignments.c.id == mine.id, assignments.c.state == "open")
+                                   .values(state="done"))
+            if claimed.rowcount != 1:
+                raise _Retry()
             result = conn.execute(insert(labels).values(
                 submit_id=submit_id, assignment_id=mine.id, item_id=item_id, annotator_id=annotator_id, item_version=version,
                 ranking=own_order, comment=comment, created_at=now()))
-            conn.execute(update(assignments).where(assignments.c.id == mine.id).values(state="done"))
             return result.inserted_primary_key[0]
-    except IntegrityError:  # the same submit_id raced in from a retry on another connection
+    except (IntegrityError, _Retry):  # a concurrent submit won: the same submit_id (a retry) gets its label
         with engine.begin() as conn:
             earlier = conn.execute(select(labels).where(labels.c.submit_id == submit_id)).first()
         if earlier is None or earlier.annotator_id != annotator_id:
-            raise QueueError(409, "this label conflicts with another; reload the item") from None
+            raise QueueError(409, "this item was labelled by another request at the same moment; load the next item") from None
         return earlier.id
 
 
 def skip_item(engine: Engine, annotator_id: int, item_id: int) -> None:
     """Leave an open item: its slot goes back to the pool, and this annotator never gets it again."""
     with engine.begin() as conn:
-        mine = conn.execute(select(assignments).where(assignments.c.item_id == item_id, assignments.c.annotator_id == annotator_id,
-                                                      assignments.c.state == "open")).first()
-        if mine is None:
+        gone = conn.execute(delete(assignments).where(assignments.c.item_id == item_id, assignments.c.annotator_id == annotator_id,
+                                                      assignments.c.state == "open"))
+        if gone.rowcount != 1:
             raise QueueError(409, "this item is not open in your queue; load the next item")
-        conn.execute(delete(assignments).where(assignments.c.id == mine.id))
         conn.execute(insert(skips).values(item_id=item_id, annotator_id=annotator_id, skipped_at=now()))
 
 
@@ -173,7 +187,9 @@ def undo_last(engine: Engine, annotator_id: int) -> int:
                             .order_by(labels.c.id.desc()).limit(1)).first()
         if last is None:
             raise QueueError(409, "nothing to undo")
-        conn.execute(update(labels).where(labels.c.id == last.id).values(undone_at=now()))
+        withdrawn = conn.execute(update(labels).where(labels.c.id == last.id, labels.c.undone_at.is_(None)).values(undone_at=now()))
+        if withdrawn.rowcount != 1:
+            raise QueueError(409, "that label was withdrawn by another request at the same moment")
         conn.execute(update(assignments).where(assignments.c.id == last.assignment_id).values(state="open", leased_at=now()))
         return last.item_id
 

@@ -2,7 +2,8 @@
 
 It logs in with its token, asks for its next item, scores the completions it is shown with
 `score(item_id, completions) -> rewards`, and submits: pairwise, the higher reward wins and a gap
-below `tie_margin` is a tie; K-wise, completions ranked by reward. CI and the `human_feedback`
+below `tie_margin` is a tie; K-wise, completions ranked by reward; with `beta` > 0 it errs as people
+do, by a Bradley–Terry / Plackett–Luce draw. CI and the `human_feedback`
 recipe use it to run the whole loop offline; the load test uses it as 20 simultaneous people.
 """
 
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import http.cookiejar
 import json
+import math
+import random
 import time
 import urllib.error
 import urllib.request
@@ -50,29 +53,40 @@ class Client:
             raise ApiError(exc.code, str(detail)) from None
 
 
-def ranking_by_reward(rewards: list[float], mode: str, tie_margin: float = 0.0) -> list[int]:
-    """The label a reward gives: pairwise [0, 1] / [1, 0] / [0, 0] (tie); K-wise ranks, best 0."""
+def ranking_by_reward(rewards: list[float], mode: str, tie_margin: float = 0.0, beta: float = 0.0,
+                      rng: random.Random | None = None) -> list[int]:
+    """The label a reward gives: pairwise [0, 1] / [1, 0] / [0, 0] (tie); K-wise ranks, best 0.
+
+    beta = 0: by the rewards themselves (a pairwise gap at most `tie_margin` is a tie). beta > 0: a
+    noisy person, Plackett–Luce: completions ordered by β·r_i + Gumbel noise, so a pair is ordered
+    A ≻ B with probability σ(β (r_A − r_B)), the Bradley–Terry draw of `posttrain pairs`."""
+    if beta > 0:
+        rng = rng or random.Random()
+        keys = [beta * r - math.log(-math.log(rng.random() or 1e-300)) for r in rewards]
+    else:
+        keys = list(rewards)
     if mode == "pairwise":
-        a, b = rewards
-        if abs(a - b) <= tie_margin:
+        a, b = keys
+        if beta == 0 and abs(a - b) <= tie_margin:
             return [0, 0]
         return [0, 1] if a > b else [1, 0]
-    order = sorted(range(len(rewards)), key=lambda i: (-rewards[i], i))
-    ranks = [0] * len(rewards)
+    order = sorted(range(len(keys)), key=lambda i: (-keys[i], i))
+    ranks = [0] * len(keys)
     for rank, i in enumerate(order):
         ranks[i] = rank
     return ranks
 
 
 def label_queue(client: Client, score: Callable[[int, list[str]], list[float]], mode: str, tie_margin: float = 0.0,
-                deadline: float | None = None, on_label: Callable[[dict], None] | None = None) -> int:
+                beta: float = 0.0, seed: int = 0, deadline: float | None = None,
+                on_label: Callable[[dict], None] | None = None) -> int:
     """Label items until the queue is empty (or `deadline`, a time.monotonic() value); labels given."""
-    given = 0
+    given, rng = 0, random.Random(seed)
     while deadline is None or time.monotonic() < deadline:
         item = client.call("GET", "/api/next")["item"]
         if item is None:
             break
-        ranking = ranking_by_reward(score(item["item_id"], item["completions"]), mode, tie_margin)
+        ranking = ranking_by_reward(score(item["item_id"], item["completions"]), mode, tie_margin, beta, rng)
         submission = {"item_id": item["item_id"], "version": item["version"], "submit_id": uuid.uuid4().hex,
                       "ranking": ranking, "comment": ""}
         reply = client.call("POST", "/api/label", submission)

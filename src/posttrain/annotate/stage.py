@@ -34,7 +34,8 @@ class AnnotateConfig(ItemOptions, ServeOptions, RewardOptions):
     output_dir: str = option("runs/annotate", "Run directory: the project (annotations.sqlite, tokens.json), config.yaml, metrics.jsonl, final/.")
     database: str | None = option(None, "SQLAlchemy URL of the project's database (default: OUTPUT_DIR/annotations.sqlite).")
     label_with: str = option("people", "Who labels: people (serve the app until every item is done) or scripted (clients that label by reward_funcs).", choices=LABELLERS)
-    tie_margin: float = option(0.0, "label_with=scripted: a reward gap at most this is labelled a tie.")
+    tie_margin: float = option(0.0, "label_with=scripted, scripted_beta=0: a reward gap at most this is labelled a tie.")
+    scripted_beta: float = option(0.0, "label_with=scripted: 0 labels by the reward exactly; > 0 each scripted person errs, choosing A over B with P = sigmoid(beta (r_A - r_B)).")
     min_labels: int = option(1, "Export only items with at least this many standing labels.")
     overwrite_output_dir: bool = option(False, "Allow writing into an output_dir whose labels were already exported (final/).")
 
@@ -67,13 +68,14 @@ def _label_by_script(config: AnnotateConfig, engine, base_url: str, tokens: dict
     score, mode = scripted_scorer(config, engine), config.mode
     errors: list[BaseException] = []
 
-    def work(name: str) -> None:
+    def work(index: int, name: str) -> None:
         try:
-            label_queue(Client(base_url, name, tokens[name]), score, mode, config.tie_margin)
+            label_queue(Client(base_url, name, tokens[name]), score, mode, config.tie_margin, config.scripted_beta,
+                        seed=config.seed * 1000 + index)
         except BaseException as exc:  # re-raised in the caller's thread
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(name,)) for name in tokens]
+    threads = [threading.Thread(target=work, args=(i, name)) for i, name in enumerate(tokens)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -126,6 +128,7 @@ def run_annotate(config: AnnotateConfig) -> dict:
             _wait_for_people(engine, base_url, tokens_file)
     with atomic_dir(run.final) as tmp:
         summary = export_to(engine, Path(tmp), config.min_labels)
+    print(f"annotate: wrote {run.final / 'preferences.jsonl'}" + (" and rankings.jsonl" if config.mode == "ranking" else ""))
     run.metrics.write_text(json.dumps({"step": 0, **summary}) + "\n", encoding="utf-8")
     return summary
 

@@ -16,10 +16,10 @@ def project_status(engine: Engine) -> dict:
     _, _, summary = export_rows(engine, info["mode"])
     with engine.connect() as conn:
         standing = dict(conn.execute(select(labels.c.annotator_id, func.count()).where(labels.c.undone_at.is_(None))
-                                     .group_by(labels.c.annotator_id)).tuples().all())
+                                     .group_by(labels.c.annotator_id)).all())
         last = dict(conn.execute(select(labels.c.annotator_id, func.max(labels.c.created_at))
-                                 .group_by(labels.c.annotator_id)).tuples().all())
-        skipped = dict(conn.execute(select(skips.c.annotator_id, func.count()).group_by(skips.c.annotator_id)).tuples().all())
+                                 .group_by(labels.c.annotator_id)).all())
+        skipped = dict(conn.execute(select(skips.c.annotator_id, func.count()).group_by(skips.c.annotator_id)).all())
         people = conn.execute(select(annotators.c.id, annotators.c.name, annotators.c.role).order_by(annotators.c.id)).all()
     return {
         "project": {key: info[key] for key in ("name", "mode", "k", "overlap")},
@@ -34,7 +34,8 @@ def project_status(engine: Engine) -> dict:
 def format_status(status: dict) -> str:
     """The status as the lines `posttrain annotate status` prints."""
     p = status["project"]
-    agreement = "n/a (needs overlap >= 2)" if status["agreement"] is None else f"{status['agreement']:.3f}"
+    agreement = f"{status['agreement']:.3f}" if status["agreement"] is not None else (
+        "n/a (needs overlap >= 2)" if p["overlap"] < 2 else "n/a (no item has 2 labels yet)")
     lines = [f"project {p['name']}: {p['mode']}, K={p['k']}, {p['overlap']} label(s) per item",
              f"items complete: {status['complete']}/{status['items']}, labels: {status['labels']} (ties {status['ties']}), "
              f"mean agreement: {agreement}", "", f"{'annotator':<20} {'role':<10} {'labels':>7} {'skips':>6}  last label"]
