@@ -138,8 +138,8 @@ def create_project_at(config: ItemOptions, project_dir: Path, url: str, append: 
     if exists and not append:
         raise ConfigError(f"{project_dir} already holds an annotation project; add items with append=true or choose another project dir")
     rows, source = create_items(config)  # every check and the sampling before anything is written
-    project_dir.mkdir(parents=True, exist_ok=True)
     engine = open_engine(url, must_exist=False)
+    project_dir.mkdir(parents=True, exist_ok=True)
     tokens = {}
     if not append or not exists:
         people = {**{name: "annotator" for name in config.annotators}, **{name: "admin" for name in config.admins}}
