@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 from posttrain.annotate import queue
 from posttrain.annotate.items import token_matches
 from posttrain.annotate.status import project_status
-from posttrain.annotate.store import annotators, read_project, sessions
+from posttrain.annotate.store import annotators, read_project, reading, sessions, writing
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "posttrain_session"
@@ -69,7 +69,7 @@ def make_app(engine: Engine, lease_seconds: float = queue.LEASE_SECONDS) -> Fast
     def person(request: Request) -> dict:
         sid = request.cookies.get(COOKIE)
         if sid:
-            with engine.connect() as conn:
+            with reading(engine) as conn:
                 row = conn.execute(select(annotators.c.id, annotators.c.name, annotators.c.role, sessions.c.csrf)
                                    .join(sessions, sessions.c.annotator_id == annotators.c.id)
                                    .where(sessions.c.id == sid)).mappings().first()
@@ -103,19 +103,19 @@ def make_app(engine: Engine, lease_seconds: float = queue.LEASE_SECONDS) -> Fast
 
     @app.post("/api/login")
     def login(body: Login, response: Response):
-        with engine.connect() as conn:
+        with reading(engine) as conn:
             row = conn.execute(select(annotators).where(annotators.c.name == body.name)).first()
         if row is None or not token_matches(body.token, row.token_hash):
             raise HTTPException(401, "unknown name or wrong token")
         sid, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-        with engine.begin() as conn:
+        with writing(engine) as conn:
             conn.execute(insert(sessions).values(id=sid, annotator_id=row.id, csrf=csrf, created_at=queue.now()))
         response.set_cookie(COOKIE, sid, httponly=True, samesite="strict", max_age=30 * 24 * 3600, path="/")
         return {"name": row.name, "role": row.role, "csrf": csrf}
 
     @app.post("/api/logout")
     def logout(response: Response, who: dict = Depends(writer)):
-        with engine.begin() as conn:
+        with writing(engine) as conn:
             conn.execute(delete(sessions).where(sessions.c.id == who["session"]))
         response.delete_cookie(COOKIE, path="/")
         return {}

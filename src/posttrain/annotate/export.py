@@ -22,7 +22,7 @@ from itertools import combinations
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from posttrain.annotate.store import annotators, items, labels
+from posttrain.annotate.store import annotators, items, labels, reading
 
 
 def pair_verdict(ranking: list[int]) -> float:
@@ -68,7 +68,7 @@ def _oriented(prompt, first, second, mu: float, extra: dict) -> dict:
 
 def standing_labels(engine: Engine) -> tuple[list[dict], dict[int, list[dict]]]:
     """(every item, its standing labels of the current version with the annotator's name)."""
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         all_items = [dict(row) for row in conn.execute(select(items).order_by(items.c.id)).mappings()]
         names = dict(conn.execute(select(annotators.c.id, annotators.c.name)).all())
         by_item: dict[int, list[dict]] = defaultdict(list)

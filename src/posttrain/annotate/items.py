@@ -21,7 +21,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
 
 from posttrain.annotate.queue import now
-from posttrain.annotate.store import (MODES, TOKENS_FILE, annotators, assignments, items, metadata, project)
+from posttrain.annotate.store import MODES, TOKENS_FILE, annotators, assignments, items, metadata, project, writing
 from posttrain.data.values import check_text
 from posttrain.errors import ConfigError, data_error
 
@@ -71,7 +71,7 @@ def create_project(engine: Engine, name: str, mode: str, overlap: int, guideline
         raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     metadata.create_all(engine)
     tokens = {person: secrets.token_urlsafe(18) for person in people}
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         if conn.execute(select(project.c.id)).first() is not None:
             raise ConfigError("this database already holds a project; add items with append=true, or choose a new project dir")
         conn.execute(insert(project).values(id=1, name=name, mode=mode, k=0, overlap=overlap, guidelines=guidelines,
@@ -84,7 +84,7 @@ def create_project(engine: Engine, name: str, mode: str, overlap: int, guideline
 def add_items(engine: Engine, rows: list[dict]) -> dict:
     """Insert new items and new versions of changed ones; {'added', 'updated', 'unchanged'}."""
     counts = {"added": 0, "updated": 0, "unchanged": 0}
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         known = {row.key: row for row in conn.execute(select(items.c.id, items.c.key, items.c.prompt, items.c.completions,
                                                              items.c.version))}
         fresh = []

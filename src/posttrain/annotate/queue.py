@@ -21,7 +21,7 @@ from sqlalchemy import and_, delete, exists, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from posttrain.annotate.store import assignments, completion_text, items, labels, prompt_text, skips
+from posttrain.annotate.store import assignments, completion_text, items, labels, prompt_text, reading, skips, writing
 
 LEASE_SECONDS = 1800
 MAX_COMMENT = 2000
@@ -71,7 +71,7 @@ def next_item(engine: Engine, annotator_id: int, overlap: int, lease_seconds: fl
         if attempt:
             time.sleep(_shuffle.uniform(0, 0.01 * attempt))
         try:
-            with engine.begin() as conn:
+            with writing(engine) as conn:
                 mine = conn.execute(select(assignments).where(assignments.c.annotator_id == annotator_id,
                                                               assignments.c.state == "open").order_by(assignments.c.id)).first()
                 if mine is not None:
@@ -133,7 +133,7 @@ def submit_label(engine: Engine, annotator_id: int, mode: str, item_id: int, ver
     if len(comment) > MAX_COMMENT:
         raise QueueError(422, f"the comment is {len(comment)} characters; the limit is {MAX_COMMENT}")
     try:
-        with engine.begin() as conn:
+        with writing(engine) as conn:
             earlier = conn.execute(select(labels).where(labels.c.submit_id == submit_id)).first()
             if earlier is not None:
                 if earlier.annotator_id != annotator_id or earlier.item_id != item_id:
@@ -163,7 +163,7 @@ def submit_label(engine: Engine, annotator_id: int, mode: str, item_id: int, ver
                 ranking=own_order, comment=comment, created_at=now()))
             return result.inserted_primary_key[0]
     except (IntegrityError, _Retry):  # a concurrent submit won: the same submit_id (a retry) gets its label
-        with engine.begin() as conn:
+        with reading(engine) as conn:
             earlier = conn.execute(select(labels).where(labels.c.submit_id == submit_id)).first()
         if earlier is None or earlier.annotator_id != annotator_id:
             raise QueueError(409, "this item was labelled by another request at the same moment; load the next item") from None
@@ -172,7 +172,7 @@ def submit_label(engine: Engine, annotator_id: int, mode: str, item_id: int, ver
 
 def skip_item(engine: Engine, annotator_id: int, item_id: int) -> None:
     """Leave an open item: its slot goes back to the pool, and this annotator never gets it again."""
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         gone = conn.execute(delete(assignments).where(assignments.c.item_id == item_id, assignments.c.annotator_id == annotator_id,
                                                       assignments.c.state == "open"))
         if gone.rowcount != 1:
@@ -182,9 +182,8 @@ def skip_item(engine: Engine, annotator_id: int, item_id: int) -> None:
 
 def undo_last(engine: Engine, annotator_id: int) -> int:
     """Withdraw the annotator's newest label (kept, marked undone) and reopen its item for them."""
-    with engine.begin() as conn:
-        last = conn.execute(select(labels).where(labels.c.annotator_id == annotator_id, labels.c.undone_at.is_(None))
-                            .order_by(labels.c.id.desc()).limit(1)).first()
+    with writing(engine) as conn:
+        last = conn.execute(_undoable(annotator_id)).first()
         if last is None:
             raise QueueError(409, "nothing to undo")
         withdrawn = conn.execute(update(labels).where(labels.c.id == last.id, labels.c.undone_at.is_(None)).values(undone_at=now()))
@@ -196,7 +195,7 @@ def undo_last(engine: Engine, annotator_id: int) -> int:
 
 def progress(engine: Engine, annotator_id: int, overlap: int) -> dict:
     """{'done': labels standing, 'left': items this annotator may still get (the open one too), 'total'}."""
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         done = conn.execute(select(func.count()).select_from(labels).where(
             labels.c.annotator_id == annotator_id, labels.c.undone_at.is_(None))).scalar_one()
         others = (select(func.count()).select_from(assignments)
@@ -208,7 +207,15 @@ def progress(engine: Engine, annotator_id: int, overlap: int) -> dict:
     return {"done": done, "left": left, "total": done + left}
 
 
+def _undoable(annotator_id: int):
+    """The annotator's newest standing label of its item's current version (an older version's label
+    is history, not something to take back)."""
+    return (select(labels).join(items, items.c.id == labels.c.item_id)
+            .where(labels.c.annotator_id == annotator_id, labels.c.undone_at.is_(None),
+                   labels.c.item_version == items.c.version, labels.c.assignment_id.is_not(None))
+            .order_by(labels.c.id.desc()).limit(1))
+
+
 def can_undo(engine: Engine, annotator_id: int) -> bool:
-    with engine.connect() as conn:
-        return conn.execute(select(labels.c.id).where(labels.c.annotator_id == annotator_id,
-                                                      labels.c.undone_at.is_(None)).limit(1)).first() is not None
+    with reading(engine) as conn:
+        return conn.execute(_undoable(annotator_id)).first() is not None

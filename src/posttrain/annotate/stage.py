@@ -6,7 +6,9 @@
 The project (annotations.sqlite, tokens.json) lives in output_dir. With `label_with=people` the app is
 served on host:port until every item has its `overlap` labels (people log in with the tokens in
 output_dir/tokens.json; `posttrain annotate status project=OUTPUT_DIR` shows progress); Ctrl-C stops
-it with every acknowledged label kept, and running the same command again resumes. With
+it with every acknowledged label kept, and running the same command again resumes. A project already
+in output_dir is always resumed, never replaced, whatever the options now say (its labels are
+people's work): to start over, remove the directory or choose another. With
 `label_with=scripted` the annotators and admins are scripted clients of the same HTTP API that label
 by `reward_funcs` (scripted.py). Then `final/` gets preferences.jsonl (+ rankings.jsonl for
 mode=ranking) and summary.json, so a pipeline reads `${annotate.final}/preferences.jsonl`.
@@ -44,14 +46,14 @@ def scripted_scorer(config: AnnotateConfig, engine):
     """score(item_id, completions) -> rewards, by reward_funcs with the item's prompt and hidden columns."""
     from sqlalchemy import select
 
-    from posttrain.annotate.store import items
+    from posttrain.annotate.store import items, reading
     from posttrain.methods.best_of_n import completion_value
     from posttrain.rewards import RewardFunctions
 
     rewards = RewardFunctions.from_options(config, config.dataset)
 
     def score(item_id: int, completions: list[str]) -> list[float]:
-        with engine.connect() as conn:
+        with reading(engine) as conn:
             item = conn.execute(select(items.c.prompt, items.c.hidden).where(items.c.id == item_id)).one()
         k = len(completions)
         conversational = isinstance(item.prompt, list)

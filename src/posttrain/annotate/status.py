@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from posttrain.annotate.export import export_rows, standing_labels
-from posttrain.annotate.store import annotators, labels, read_project, skips
+from posttrain.annotate.store import annotators, labels, read_project, reading, skips
 
 
 def project_status(engine: Engine) -> dict:
@@ -14,7 +14,7 @@ def project_status(engine: Engine) -> dict:
     all_items, by_item = standing_labels(engine)
     complete = sum(len(by_item.get(item["id"], [])) >= info["overlap"] for item in all_items)
     _, _, summary = export_rows(engine, info["mode"])
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         standing = dict(conn.execute(select(labels.c.annotator_id, func.count()).where(labels.c.undone_at.is_(None))
                                      .group_by(labels.c.annotator_id)).all())
         last = dict(conn.execute(select(labels.c.annotator_id, func.max(labels.c.created_at))

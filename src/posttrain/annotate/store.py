@@ -16,11 +16,15 @@ commit is fsynced (synchronous=FULL): a label acknowledged to the browser surviv
 from __future__ import annotations
 
 import json
+import threading
+import weakref
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from sqlalchemy import (JSON, Column, DateTime, ForeignKey, Integer, MetaData, String, Table, Text, UniqueConstraint,
                         create_engine, event)
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from posttrain.errors import ConfigError
 
@@ -93,7 +97,8 @@ labels = Table(
     "labels", metadata,
     Column("id", Integer, primary_key=True),
     Column("submit_id", String(64), nullable=False, unique=True),
-    Column("assignment_id", Integer, ForeignKey("assignments.id"), nullable=False),
+    # None once the assignment is gone (skipped or lapsed after an undo or a new version): the label stays
+    Column("assignment_id", Integer, ForeignKey("assignments.id", ondelete="SET NULL"), nullable=True),
     Column("item_id", Integer, ForeignKey("items.id"), nullable=False),
     Column("annotator_id", Integer, ForeignKey("annotators.id"), nullable=False),
     Column("item_version", Integer, nullable=False),
@@ -111,6 +116,28 @@ def database_url(project_dir: str, database: str | None = None) -> str:
     return f"sqlite:///{Path(project_dir).resolve() / DATABASE_FILE}"
 
 
+_write_locks: "weakref.WeakKeyDictionary[Engine, threading.Lock]" = weakref.WeakKeyDictionary()
+READ_ONLY = "posttrain_read_only"
+
+
+@contextmanager
+def writing(engine: Engine) -> Iterator[Connection]:
+    """A write transaction. On SQLite the server's threads queue on a lock first: SQLite admits one
+    writer at a time, and a lock hands over at once where its busy timeout polls (p99 in seconds)."""
+    lock = _write_locks.get(engine)
+    if lock is None:
+        with engine.begin() as conn:
+            yield conn
+        return
+    with lock, engine.begin() as conn:
+        yield conn
+
+
+def reading(engine: Engine) -> Connection:
+    """A read-only connection: on SQLite a deferred transaction, which WAL runs beside the writer."""
+    return engine.execution_options(**{READ_ONLY: True}).connect()
+
+
 def _sqlite_pragmas(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection, _record):
@@ -126,7 +153,8 @@ def _sqlite_pragmas(engine: Engine) -> None:
     def _begin(connection):
         # A deferred transaction that reads and then writes fails at once with SQLITE_BUSY under a
         # concurrent writer; IMMEDIATE takes the write lock first, so writers wait their turn.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def open_engine(url: str, must_exist: bool = True) -> Engine:
@@ -138,6 +166,7 @@ def open_engine(url: str, must_exist: bool = True) -> Engine:
                               "create one with `posttrain annotate create project=DIR ...`")
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=32, max_overflow=32)
         _sqlite_pragmas(engine)
+        _write_locks[engine] = threading.Lock()
         return engine
     try:
         return create_engine(url, pool_pre_ping=True)
@@ -153,7 +182,7 @@ def read_project(engine: Engine) -> dict:
     if not inspect(engine).has_table("project"):
         raise ConfigError(f"{engine.url.render_as_string(hide_password=True)} holds no annotation project; "
                           "create one with `posttrain annotate create`")
-    with engine.begin() as conn:
+    with reading(engine) as conn:
         row = conn.execute(select(project)).mappings().first()
     if row is None:
         raise ConfigError("the annotation database has no project row; re-create it with `posttrain annotate create`")
