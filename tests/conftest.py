@@ -390,3 +390,20 @@ def hub(tmp_path, monkeypatch):
     probe.reachable.cache_clear()
     yield constants
     probe.reachable.cache_clear()
+
+
+# tests/e2e/test_annotate_load.py, tests/e2e/test_annotate_durability.py: `posttrain annotate serve` subprocesses
+@pytest.fixture
+def annotate_servers():
+    """Start servers with `annotate_servers(project, port=None, *extra_options)`; all are killed at teardown, pass or fail."""
+    from annotate_servers import Server
+
+    started: list = []
+
+    def start(project, port: int | None = None, *extra: str):
+        started.append(Server(project, port, *extra).start())
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.kill()

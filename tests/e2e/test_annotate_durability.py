@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from e2e import test_annotate_load as load
+import annotate_servers as kit
 from posttrain.annotate.scripted import ApiError, Client
 
-pytestmark = load.pytestmark  # skipped, with the reason, when fastapi / uvicorn / sqlalchemy are missing
-servers = load.servers  # the fixture: start servers, all killed at teardown
+pytestmark = kit.needs_the_app
 
 GONE = (OSError, http.client.HTTPException)  # what urllib raises when the server dies under a request
 
@@ -83,11 +82,11 @@ def label_until_the_server_dies(person: Person, acknowledged: dict[str, int], ho
         person.open_item = person.in_flight = None
 
 
-def test_a_killed_server_loses_no_acknowledged_label_and_everyone_resumes(tmp_path, servers):
+def test_a_killed_server_loses_no_acknowledged_label_and_everyone_resumes(tmp_path, annotate_servers):
     items, overlap = 150, 2
     names = ["a0", "a1", "a2", "a3"]
-    project, tokens = load.create_project(tmp_path, items, names, overlap)
-    server = servers(project)
+    project, tokens = kit.create_project(tmp_path, items, names, overlap)
+    server = annotate_servers(project)
     people = [Person(name, Client(server.url, name, tokens[name]), holds=name in ("a0", "a1")) for name in names]
     acknowledged: dict[str, int] = {}
     hold = threading.Event()
@@ -105,12 +104,12 @@ def test_a_killed_server_loses_no_acknowledged_label_and_everyone_resumes(tmp_pa
     labelling.join(timeout=60)
     assert not errors, errors
 
-    with load.database(project) as db:
-        survived = {submit_id: label_id for label_id, submit_id, _, _ in load.standing_labels(db)}
+    with kit.database(project) as db:
+        survived = {submit_id: label_id for label_id, submit_id, _, _ in kit.standing_labels(db)}
     assert {s: survived.get(s) for s in acknowledged} == acknowledged, "an acknowledged label was lost"
     assert len(survived) < items * overlap, "the queue was finished before the kill: nothing was tested"
 
-    server = servers(project, server.port)  # the same address: the browsers keep their cookies
+    server = annotate_servers(project, server.port)  # the same address: the browsers keep their cookies
     for person in people:  # the same Client objects, no new login: sessions live in the database
         if person.in_flight is not None:  # its fate unknown, the page sends it again with the same submit_id
             submit_id = person.in_flight["submit_id"]
@@ -125,12 +124,12 @@ def test_a_killed_server_loses_no_acknowledged_label_and_everyone_resumes(tmp_pa
     progress = people[0].client.call("GET", "/api/next")
     assert progress["item"] is None and progress["progress"]["left"] == 0
     server.stop()
-    with load.database(project) as db:
-        labels = {submit_id: label_id for label_id, submit_id, _, _ in load.standing_labels(db)}
+    with kit.database(project) as db:
+        labels = {submit_id: label_id for label_id, submit_id, _, _ in kit.standing_labels(db)}
         assert labels == acknowledged and len(labels) == items * overlap
         assert db.execute("SELECT COUNT(*) FROM labels").fetchone()[0] == items * overlap  # nothing written twice
         assert db.execute("SELECT COUNT(*) FROM assignments WHERE state = 'done'").fetchone()[0] == items * overlap
-        load.check_overlap(db, overlap)
+        kit.check_overlap(db, overlap)
 
 
 # ---- (ii) the same submission twice at the same moment ----
@@ -141,10 +140,10 @@ def send_five_times(tab: Client, submission: dict, start: threading.Barrier, rep
         replies.append(tab.call("POST", "/api/label", submission)["label_id"])
 
 
-def test_one_submission_sent_twice_at_once_is_one_label(tmp_path, servers):
+def test_one_submission_sent_twice_at_once_is_one_label(tmp_path, annotate_servers):
     items = 10
-    project, tokens = load.create_project(tmp_path, items, ["ann"], 1)
-    server = servers(project)
+    project, tokens = kit.create_project(tmp_path, items, ["ann"], 1)
+    server = annotate_servers(project)
     tabs = [Client(server.url, "ann", tokens["ann"]) for _ in range(2)]  # two tabs: two sessions, one person
     for _ in range(items):
         submission = submission_for(tabs[0].call("GET", "/api/next")["item"])
@@ -156,17 +155,17 @@ def test_one_submission_sent_twice_at_once_is_one_label(tmp_path, servers):
             tabs[1].call("POST", "/api/label", {**submission, "submit_id": uuid.uuid4().hex})
         assert refused.value.status == 409
     server.stop()
-    with load.database(project) as db:
+    with kit.database(project) as db:
         assert db.execute("SELECT COUNT(*), COUNT(DISTINCT submit_id), COUNT(DISTINCT item_id) FROM labels").fetchone() == (items,) * 3
 
 
 # ---- (iii) eight people race for the slots of twenty items ----
 
-def test_a_race_for_slots_never_goes_beyond_the_overlap(tmp_path, servers):
+def test_a_race_for_slots_never_goes_beyond_the_overlap(tmp_path, annotate_servers):
     items, overlap = 20, 2
     names = [f"r{i}" for i in range(8)]
-    project, tokens = load.create_project(tmp_path, items, names, overlap)
-    server = servers(project)
+    project, tokens = kit.create_project(tmp_path, items, names, overlap)
+    server = annotate_servers(project)
     clients = [Client(server.url, name, tokens[name]) for name in names]
     acknowledged: dict[str, int] = {}
     start = threading.Barrier(len(clients))
@@ -177,19 +176,19 @@ def test_a_race_for_slots_never_goes_beyond_the_overlap(tmp_path, servers):
 
     assert not in_threads(race, [(c,) for c in clients])
     server.stop()
-    with load.database(project) as db:
-        load.check_overlap(db, overlap)
+    with kit.database(project) as db:
+        kit.check_overlap(db, overlap)
         per_item = db.execute("SELECT item_id, COUNT(DISTINCT annotator_id) FROM labels WHERE undone_at IS NULL "
                               "GROUP BY item_id").fetchall()
         assert sorted(per_item) == [(i, overlap) for i in range(1, items + 1)]  # every item filled, by different people
-        assert {s: i for i, s, _, _ in load.standing_labels(db)} == acknowledged
+        assert {s: i for i, s, _, _ in kit.standing_labels(db)} == acknowledged
 
 
 # ---- (iv) a lapsed lease ----
 
-def test_a_lapsed_lease_hands_the_item_on_and_refuses_the_late_label(tmp_path, servers):
-    project, tokens = load.create_project(tmp_path, 1, ["a", "b"], 1)
-    server = servers(project, None, "lease_minutes=0.01")  # 0.6 s
+def test_a_lapsed_lease_hands_the_item_on_and_refuses_the_late_label(tmp_path, annotate_servers):
+    project, tokens = kit.create_project(tmp_path, 1, ["a", "b"], 1)
+    server = annotate_servers(project, None, "lease_minutes=0.01")  # 0.6 s
     a, b = (Client(server.url, name, tokens[name]) for name in ("a", "b"))
     late = a.call("GET", "/api/next")["item"]
     time.sleep(1)  # a's browser sits idle past the lease
@@ -200,5 +199,5 @@ def test_a_lapsed_lease_hands_the_item_on_and_refuses_the_late_label(tmp_path, s
     assert refused.value.status == 409 and "handed to someone else" in str(refused.value)
     b_label = b.call("POST", "/api/label", submission_for(handed_on))["label_id"]
     server.stop()
-    with load.database(project) as db:
-        assert [(i, name) for i, _, _, name in load.standing_labels(db)] == [(b_label, "b")]
+    with kit.database(project) as db:
+        assert [(i, name) for i, _, _, name in kit.standing_labels(db)] == [(b_label, "b")]

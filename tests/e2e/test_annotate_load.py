@@ -1,38 +1,27 @@
 """`posttrain annotate serve` under load: 20 people label at once for a fixed time (60 s, or
 POSTTRAIN_LOAD_SECONDS), retrying, skipping and undoing now and then; afterwards the database holds
 exactly the labels the server acknowledged, no item went beyond its overlap, and export agrees.
-The throughput and per-endpoint latencies are printed (run pytest with -s) and written as JSON.
-
-The server helpers here are shared with test_annotate_durability.py."""
+The throughput and per-endpoint latencies are printed (run pytest with -s) and written as JSON."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
 import random
-import signal
-import socket
-import sqlite3
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections import Counter
-from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli, write_jsonl
+from annotate_servers import check_overlap, create_project, database, needs_the_app, standing_labels
+from conftest import run_cli
 
 from posttrain.annotate.scripted import ApiError, Client
 
-MISSING = [name for name in ("fastapi", "uvicorn", "sqlalchemy") if importlib.util.find_spec(name) is None]
-pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"posttrain annotate needs {', '.join(MISSING)}: pip install 'posttrain[annotate]'")
+pytestmark = needs_the_app
 
 LOAD_SECONDS = float(os.environ.get("POSTTRAIN_LOAD_SECONDS", "60"))
 ANNOTATORS = [f"a{i:02d}" for i in range(20)]
@@ -40,111 +29,6 @@ OVERLAP = 3
 ITEMS = 3000
 RESEND, SKIP, UNDO = 0.05, 0.05, 0.05  # per-item odds of each thing a person does besides labelling
 ENDPOINTS = ("next", "label", "skip", "undo")
-
-
-# ---- a project and its server, as a person starts them from the shell ----
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def create_project(root: Path, items: int, annotators: list[str], overlap: int) -> tuple[Path, dict[str, str]]:
-    """`annotate create` on `items` generated pairwise rows; (project dir, {name: token})."""
-    rows = [{"prompt": f"Question {i}: what is {i} + {i}?", "completions": [f"It is {2 * i}.", f"Perhaps {2 * i + 1}."]}
-            for i in range(items)]
-    samples = write_jsonl(root / "samples.jsonl", rows)
-    project = root / "project"
-    done = run_cli("annotate", "create", f"project={project}", f"samples={samples}", f"annotators=[{','.join(annotators)}]",
-                   "admins=[boss]", f"overlap={overlap}")
-    assert done.returncode == 0, done.stderr
-    return project, json.loads((project / "tokens.json").read_text())
-
-
-class Server:
-    """`annotate serve` in a subprocess (its output in a log file, so a full pipe never stalls it)."""
-
-    def __init__(self, project: Path, port: int | None = None, *extra: str):
-        self.project, self.port, self.extra = project, port or free_port(), extra
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> Server:
-        self.log_path = self.project.parent / f"serve-{self.port}-{time.monotonic_ns()}.log"
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-        with open(self.log_path, "w") as log:  # the child keeps its own copy of the descriptor
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "posttrain", "annotate", "serve", f"project={self.project}", "host=127.0.0.1",
-                 f"port={self.port}", *self.extra], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"the server exited with {self.process.returncode}:\n{self.log()}"
-            try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=2) as reply:
-                    if json.load(reply) == {"ok": True}:
-                        return self
-            except OSError:
-                time.sleep(0.1)
-        raise AssertionError(f"the server did not answer /healthz within 30 s:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown code runs, as when the machine loses power or the OOM killer strikes."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        """SIGTERM (uvicorn finishes the requests in flight), SIGKILL if it hangs."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-@pytest.fixture
-def servers():
-    """Start servers with `servers(project, ...)`; every one is killed at teardown, pass or fail."""
-    started: list[Server] = []
-
-    def start(project: Path, port: int | None = None, *extra: str) -> Server:
-        started.append(Server(project, port, *extra).start())
-        return started[-1]
-
-    yield start
-    for server in started:
-        server.kill()
-
-
-@contextmanager
-def database(project: Path):
-    """The project's SQLite file, read directly (not through the app), closed afterwards."""
-    with closing(sqlite3.connect(project / "annotations.sqlite")) as db:
-        yield db
-
-
-def standing_labels(db: sqlite3.Connection) -> list[tuple]:
-    """(label id, submit_id, item id, annotator name) of every label not undone."""
-    return db.execute("SELECT l.id, l.submit_id, l.item_id, a.name FROM labels l JOIN annotators a ON a.id = l.annotator_id "
-                      "WHERE l.undone_at IS NULL").fetchall()
-
-
-def check_overlap(db: sqlite3.Connection, overlap: int) -> None:
-    """No item beyond its overlap (claims and standing labels of its current version), nobody twice on one item."""
-    per_item = db.execute("SELECT item_id, COUNT(*), MAX(slot) FROM assignments GROUP BY item_id").fetchall()
-    assert all(count <= overlap and top < overlap for _, count, top in per_item), per_item
-    standing = db.execute("SELECT l.item_id, COUNT(*) FROM labels l JOIN items i ON i.id = l.item_id "
-                          "WHERE l.undone_at IS NULL AND l.item_version = i.version GROUP BY l.item_id").fetchall()
-    assert all(count <= overlap for _, count in standing), [row for row in standing if row[1] > overlap]
-    twice = db.execute("SELECT item_id, annotator_id FROM labels WHERE undone_at IS NULL "
-                       "GROUP BY item_id, annotator_id HAVING COUNT(*) > 1").fetchall()
-    assert not twice, f"(item, annotator) pairs with two standing labels: {twice}"
-    assert not db.execute("SELECT submit_id FROM labels GROUP BY submit_id HAVING COUNT(*) > 1").fetchall()
 
 
 # ---- the simulated people ----
@@ -251,9 +135,9 @@ def summarize(tally: Tally, wall: float, people: int) -> dict:
     return summary
 
 
-def test_twenty_people_label_at_once_and_the_database_holds_exactly_what_was_acknowledged(tmp_path, servers):
+def test_twenty_people_label_at_once_and_the_database_holds_exactly_what_was_acknowledged(tmp_path, annotate_servers):
     project, tokens = create_project(tmp_path, ITEMS, ANNOTATORS, OVERLAP)
-    server = servers(project)
+    server = annotate_servers(project)
     tally = Tally()
     wall = run_people(server.url, tokens, ANNOTATORS, LOAD_SECONDS, tally)
     server.stop()
