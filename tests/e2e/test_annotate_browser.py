@@ -58,8 +58,9 @@ def browser():
 def page(browser):
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
-    page.errors = []
+    page.errors, page.requested = [], []
     page.on("pageerror", lambda error: page.errors.append(str(error)))
+    page.on("request", lambda request: page.requested.append(request.url))
     yield page
     context.close()
 
@@ -99,6 +100,8 @@ def test_a_wrong_token_is_refused_and_the_right_one_shows_the_first_item(page, p
     progress(page, "0 done · 6 left")
     expect(page.locator("#whoami")).to_have_text("ana (annotator)")
     assert page.errors == []
+    # no internet needed: every script, style and call went to the app itself
+    assert page.requested and all(address.startswith(url + "/") for address in page.requested), page.requested
 
 
 def test_a_completion_that_tries_to_run_a_script_shows_as_text_and_markdown_renders(page, pairwise):
