@@ -407,3 +407,16 @@ def annotate_servers():
     yield start
     for server in started:
         server.kill()
+
+
+# tests/e2e/test_annotate_browser*.py: the system's Chromium, driven by Playwright
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    from annotate_pages import CHROMIUM
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()

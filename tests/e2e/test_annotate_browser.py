@@ -1,240 +1,339 @@
-"""The labelling page as a person uses it, in a real headless Chromium (Playwright driving the system's
-browser): log in, label with the mouse and the keyboard, comment, undo, skip, rank K by keyboard and by
-drag, the admin view, a phone-width screen, and a completion that tries to run a script."""
+"""The labelling page as a person uses it, in a real headless Chromium (Playwright's sync API driving the
+system's browser) against `posttrain annotate serve` subprocesses: log in, label by mouse and keyboard,
+undo, skip, comment, guidelines, a submission in flight and its retry, the admin view, a phone-width
+screen, CSRF, and a completion that tries to run a script (export and ranking: test_annotate_browser_export.py).
+
+POSTTRAIN_SCREENSHOT=1 also saves the labelling page at 1280x800 to docs/img/annotate.png."""
 
 from __future__ import annotations
 
 import json
-import shutil
+import os
+import re
+from contextlib import contextmanager
 
 import pytest
 
-import annotate_servers as kit
-from conftest import REPO, run_cli, write_jsonl
+from annotate_pages import CHROMIUM, expect, export, log_in, open_page, served
+from annotate_servers import MISSING
+from conftest import REPO
 
-pytestmark = kit.needs_the_app
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
-CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+if MISSING:
+    pytest.skip(f"posttrain annotate needs {', '.join(MISSING)}: pip install 'posttrain[annotate]'", allow_module_level=True)
+pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install playwright")
 if CHROMIUM is None:
-    pytest.skip("no Chromium on PATH (apt-get install chromium)", allow_module_level=True)
-expect = sync_api.expect
-expect.set_options(timeout=15_000)  # 2 busy CI cores: a page may take seconds to answer
+    pytest.skip("no chromium, chromium-browser or google-chrome on PATH for Playwright to drive", allow_module_level=True)
 
-HOSTILE = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2"> I liked it.'
-MARKDOWN = "A **fine** film.\n\n```python\nprint('<b>not bold</b>')\n```\n\n- tense\n- short"
-PEOPLE = ["ana", "ben", "cy", "dee", "eve"]  # one per test, so the tests share a server without sharing a queue
-
-
-@pytest.fixture(scope="module")
-def pairwise(tmp_path_factory):
-    """A pairwise project served for the module: (base URL, tokens, project dir)."""
-    root = tmp_path_factory.mktemp("browser")
-    rows = [{"prompt": "Review the film *Heat*.", "completions": [MARKDOWN, HOSTILE]}]
-    rows += [{"prompt": f"Review film number {i}.", "completions": [f"Film {i} is good.", f"Film {i} is bad."]} for i in range(5)]
-    project, tokens = _create(root, rows, "pairwise", PEOPLE)
-    server = kit.Server(project).start()
-    yield server.url, tokens, project
-    server.kill()
-
-
-def _create(root, rows, mode, people):
-    samples = write_jsonl(root / "samples.jsonl", rows)
-    project = root / "project"
-    done = run_cli("annotate", "create", f"project={project}", f"samples={samples}", f"mode={mode}", f"num_samples={len(rows[0]['completions'])}",
-                   f"annotators=[{','.join(people)}]", "admins=[boss]", f"overlap={len(people) + 1}")
-    assert done.returncode == 0, done.stderr
-    return project, json.loads((project / "tokens.json").read_text())
+SCREENSHOT = REPO / "docs" / "img" / "annotate.png"  # where README.md and docs/annotate.md show it
+HOSTILE = ('<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">\n\n'
+           "Some **bold** advice, then code:\n\n"
+           "```python\nprint('" + "a very long line " * 20 + "')\n```\n\n"
+           "See https://example.com/" + "path" * 40)
+PRIME = {"prompt": "Write a Python function that tells whether a number is prime.",
+         "completions": [("Here is a simple version:\n\n```python\ndef is_prime(n: int) -> bool:\n    if n < 2:\n        return False\n"
+                          "    for d in range(2, int(n ** 0.5) + 1):\n        if n % d == 0:\n            return False\n"
+                          "    return True\n```\n\nIt tries every divisor up to **the square root** of `n`."),
+                         ("A number is prime when it has *exactly two* divisors:\n\n1. Return False below 2.\n"
+                          "2. Try each divisor from 2 up.\n\n```python\ndef is_prime(n):\n    return n > 1 and all(n % d for d in range(2, n))\n```")]}
+REVIEW = {"prompt": "Review this reply.", "completions": [HOSTILE, "A plain reply."]}
+SHARED_ROWS = [PRIME, REVIEW] + [{"prompt": f"Question {i}: what is {i} + {i}?", "completions": [f"It is {2 * i}.", f"Perhaps {2 * i + 1}."]}
+                                 for i in range(6)]
+GUIDELINES = "Prefer the **correct** answer.\n\n- Tie only when neither is better.\n- Skip what you cannot judge."
+# One person per test, and every person sees every item (overlap = everyone): the tests share a server
+# without one test's labels changing what another is shown.
+SHARED_PEOPLE = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "henry", "ivan", "judy", "kim"]
 
 
 @pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
+def shared(tmp_path_factory):
+    """The pairwise project most tests share: (server, tokens, project dir)."""
+    guidelines = tmp_path_factory.mktemp("guidelines") / "guidelines.md"
+    guidelines.write_text(GUIDELINES)
+    with served(tmp_path_factory.mktemp("shared"), SHARED_ROWS, SHARED_PEOPLE, len(SHARED_PEOPLE) + 1,
+                f"guidelines={guidelines}") as project:
+        yield project
 
 
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    page.errors, page.requested = [], []
-    page.on("pageerror", lambda error: page.errors.append(str(error)))
-    page.on("request", lambda request: page.requested.append(request.url))
-    yield page
-    context.close()
+@contextmanager
+def labelling(browser, shared_project, name: str, width: int = 1280, height: int = 800, phone: bool = False):
+    server, tokens, _ = shared_project
+    with open_page(browser, server, width, height, phone) as page:
+        log_in(page, name, tokens[name])
+        yield page
 
 
-def log_in(page, url, name, token):
-    page.goto(url + "/")
-    page.wait_for_url("**/login")
-    page.fill("#name", name)
-    page.fill("#token", token)
-    page.click("#login")
-    page.wait_for_url(url + "/")
-    expect(page.locator("#progress")).to_contain_text(" done · ")  # the first item is on the page
+def shown_prompt(page) -> str:
+    return page.inner_text("#prompt").strip()
 
 
-def progress(page, text):
-    expect(page.locator("#progress")).to_have_text(text)
+def card_texts(page) -> list[str]:
+    return [text.strip() for text in page.locator("#completions .completion .body").all_inner_texts()]
 
 
-def export(project, tmp_path) -> list[dict]:
-    done = run_cli("annotate", "export", f"project={project}", f"output={tmp_path}")
-    assert done.returncode == 0, done.stderr
-    return [json.loads(line) for line in (tmp_path / "preferences.jsonl").read_text().splitlines()]
+def skip_to(page, prompt: str, key: str = "s") -> None:
+    """Skip (or with key="1", label) until the page shows `prompt`: the queue hands items out in its own order."""
+    for _ in range(len(SHARED_ROWS)):
+        if shown_prompt(page) == prompt:
+            return
+        before = page.inner_text("#progress")
+        page.keyboard.press(key)
+        expect(page.locator("#progress")).not_to_have_text(before)
+    assert shown_prompt(page) == prompt
 
 
-def test_a_wrong_token_is_refused_and_the_right_one_shows_the_first_item(page, pairwise):
-    url, tokens, _ = pairwise
-    page.goto(url + "/")
-    page.wait_for_url("**/login")
-    page.fill("#name", "ana")
-    page.fill("#token", "not-the-token")
-    page.click("#login")
-    expect(page.locator("#login-error")).to_have_text("Unknown name or wrong token.")
-    page.fill("#token", tokens["ana"])
-    page.click("#login")
-    expect(page.locator("#prompt")).to_contain_text("Review the film Heat.")
-    expect(page.locator("#completions .completion")).to_have_count(2)
-    progress(page, "0 done · 6 left")
-    expect(page.locator("#whoami")).to_have_text("ana (annotator)")
-    assert page.errors == []
-    # no internet needed: every script, style and call went to the app itself
-    assert page.requested and all(address.startswith(url + "/") for address in page.requested), page.requested
+def test_log_in_refuses_a_wrong_token_and_then_shows_the_first_item(browser, shared):
+    server, tokens, _ = shared
+    with open_page(browser, server) as page:
+        page.goto("/")
+        page.wait_for_url("**/login")
+        page.fill("#name", "alice")
+        page.fill("#token", "not-the-token")
+        page.click("#login")
+        expect(page.locator("#login-error")).to_contain_text("wrong token")
+        assert page.url.endswith("/login")
+
+        page.fill("#token", tokens["alice"])
+        page.click("#login")
+        page.wait_for_url(re.compile(r"/$"))
+        expect(page.locator("#progress")).to_have_text(f"0 done · {len(SHARED_ROWS)} left")
+        expect(page.locator("#whoami")).to_have_text("alice")
+        item = page.request.get("/api/next").json()["item"]  # the same item until it is labelled
+        row = next(r for r in SHARED_ROWS if r["prompt"] == item["prompt"])
+        assert shown_prompt(page) == row["prompt"]
+        cards = page.locator("#completions .completion")
+        expect(cards).to_have_count(2)
+        expect(cards.locator("h3")).to_have_text(["A", "B"])
+        for text, completion in zip(card_texts(page), item["completions"]):
+            first_line = completion.splitlines()[0].replace("*", "").replace("`", "")
+            assert text.startswith(first_line), (text, completion)
+        a, b = cards.nth(0).bounding_box(), cards.nth(1).bounding_box()
+        assert a["y"] == b["y"] and a["x"] + a["width"] <= b["x"], "side by side at 1280 px"
+        for button, label in (("#choose-a", "A is better"), ("#choose-tie", "Tie"), ("#choose-b", "B is better")):
+            expect(page.locator(button)).to_be_visible()
+            expect(page.locator(button)).to_contain_text(label)
 
 
-def test_a_completion_that_tries_to_run_a_script_shows_as_text_and_markdown_renders(page, pairwise):
-    url, tokens, _ = pairwise
-    log_in(page, url, "ben", tokens["ben"])
-    completions = page.locator("#completions")
-    expect(completions).to_contain_text("<script>window.__pwned=1</script>")
-    assert page.evaluate("window.__pwned") is None
-    assert completions.locator("script, img").count() == 0
-    expect(completions.locator("strong")).to_have_text("fine")
-    expect(completions.locator("pre > code.language-python")).to_have_text("print('<b>not bold</b>')")
-    assert completions.locator("b").count() == 0 and completions.locator("li").count() == 2
-    expect(page.locator("#prompt em")).to_have_text("Heat")
+def test_label_by_click_and_keys_then_undo_by_button_and_key(browser, shared):
+    with labelling(browser, shared, "bob") as page:
+        progress = page.locator("#progress")
+        n = len(SHARED_ROWS)
+        expect(progress).to_have_text(f"0 done · {n} left")
+        expect(page.locator("#undo")).to_be_disabled()
+        prompts = [shown_prompt(page)]
+        page.click("#choose-a")
+        expect(progress).to_have_text(f"1 done · {n - 1} left")
+        assert shown_prompt(page) != prompts[-1]
+        prompts.append(shown_prompt(page))
+        page.keyboard.press("3")  # B is better
+        expect(progress).to_have_text(f"2 done · {n - 2} left")
+        prompts.append(shown_prompt(page))
+        page.keyboard.press("2")  # tie
+        expect(progress).to_have_text(f"3 done · {n - 3} left")
+        assert len(set(prompts + [shown_prompt(page)])) == 4
+        assert page.eval_on_selector("#progress-bar", "bar => bar.value / bar.max") == pytest.approx(3 / n)
+
+        page.click("#undo")  # the tie is taken back: its item comes back
+        expect(progress).to_have_text(f"2 done · {n - 2} left")
+        assert shown_prompt(page) == prompts[2]
+        page.keyboard.press("u")  # and then "B is better"
+        expect(progress).to_have_text(f"1 done · {n - 1} left")
+        assert shown_prompt(page) == prompts[1]
+        expect(page.locator("#undo")).to_be_enabled()  # the first label still stands
+        page.keyboard.press("Control+z")
+        expect(progress).to_have_text(f"0 done · {n} left")
+        assert shown_prompt(page) == prompts[0]
+        expect(page.locator("#undo")).to_be_disabled()
+        page.keyboard.press("a")  # the letter keys label too
+        expect(progress).to_have_text(f"1 done · {n - 1} left")
 
 
-def test_mouse_and_keyboard_labels_undo_skip_and_the_comment_box(page, pairwise, tmp_path):
-    url, tokens, project = pairwise
-    log_in(page, url, "cy", tokens["cy"])
-    progress(page, "0 done · 6 left")
-    a_text = page.locator("#completions .completion .body").first.text_content()
-    page.click("#choose-a")  # the mouse: A is better
-    progress(page, "1 done · 5 left")
-    page.keyboard.press("3")  # the keyboard: B is better
-    progress(page, "2 done · 4 left")
-    page.click("#undo")  # the button takes the B label back: its item is shown again
-    progress(page, "1 done · 5 left")
-    page.keyboard.press("2")  # tie, this time
-    progress(page, "2 done · 4 left")
-    page.keyboard.press("u")
-    progress(page, "1 done · 5 left")
-    page.click("#comment")
-    page.keyboard.type("13 close call")  # digits typed in the comment box do not label
-    progress(page, "1 done · 5 left")
-    page.click("#choose-tie")
-    progress(page, "2 done · 4 left")
-    page.keyboard.press("s")  # skip: another item, nothing labelled
-    progress(page, "2 done · 3 left")
-    mine = [r for r in export(project, tmp_path) if "cy" in r["annotators"]]
-    assert len(mine) == 2  # the undone labels are not exported, the skipped item was never labelled
-    clicked = [r for r in mine if r["label"] == 1.0]
-    # A (as shown to cy, in their own random order) is `chosen`: its text as the page rendered it
-    assert len(clicked) == 1 and clicked[0]["chosen"].replace("*", "").startswith(a_text.strip()[:10])
-    tie = [r for r in mine if r["label"] == 0.5]
-    assert len(tie) == 1 and tie[0]["comments"] == ["13 close call"]
-    assert page.errors == []
+def test_skip_by_button_and_key_moves_on(browser, shared):
+    with labelling(browser, shared, "carol") as page:
+        n = len(SHARED_ROWS)
+        first = shown_prompt(page)
+        page.fill("#comment", "about the first item only")
+        page.click("#skip")
+        expect(page.locator("#progress")).to_have_text(f"0 done · {n - 1} left")
+        second = shown_prompt(page)
+        expect(page.locator("#comment")).to_have_value("")  # a comment stays with the item it was typed on
+        page.keyboard.press("s")
+        expect(page.locator("#progress")).to_have_text(f"0 done · {n - 2} left")
+        assert len({first, second, shown_prompt(page)}) == 3
 
 
-def test_labelling_everything_shows_all_done(page, pairwise):
-    url, tokens, _ = pairwise
-    log_in(page, url, "dee", tokens["dee"])
-    for left in range(5, -1, -1):
-        page.keyboard.press("1")
-        progress(page, f"{6 - left} done · {left} left")
-    expect(page.locator("#empty")).to_be_visible()
-    expect(page.locator("#empty")).to_contain_text("All done")
+def test_a_completion_never_runs_as_html_and_its_markdown_renders(browser, shared):
+    with labelling(browser, shared, "dave") as page:
+        skip_to(page, REVIEW["prompt"])
+        completions = page.locator("#completions")
+        hostile = completions.locator(".completion").filter(has_text="window.__pwned")
+        expect(hostile).to_have_count(1)
+        body = hostile.locator(".body")
+        expect(body).to_contain_text('<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">')
+        page.wait_for_timeout(200)  # time for an image's onerror, had one been made
+        assert page.evaluate("typeof window.__pwned") == "undefined"
+        expect(completions.locator("script, img, iframe, object")).to_have_count(0)
+        expect(body.locator("strong")).to_have_text("bold")
+        code = body.locator("pre > code.language-python")
+        expect(code).to_contain_text("print('a very long line")
+        assert body.locator("pre").evaluate("pre => pre.scrollWidth > pre.clientWidth"), "a long line scrolls in its box"
 
 
-def test_a_phone_width_screen_has_no_sideways_scroll(browser, pairwise):
-    url, tokens, _ = pairwise
-    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
-    page = context.new_page()
-    log_in(page, url, "eve", tokens["eve"])
-    expect(page.locator("#completions .completion")).to_have_count(2)
-    assert page.evaluate("document.documentElement.scrollWidth") <= 390
-    for button in ("#choose-a", "#choose-tie", "#choose-b", "#skip"):
-        expect(page.locator(button)).to_be_visible()
-    boxes = [page.locator(".completion").nth(i).bounding_box() for i in range(2)]
-    assert boxes[1]["y"] >= boxes[0]["y"] + boxes[0]["height"]  # stacked, not side by side
-    page.tap("#choose-b")
-    progress(page, "1 done · 5 left")
-    context.close()
+def test_keys_typed_in_the_comment_stay_there_and_the_comment_goes_with_the_label(browser, shared, tmp_path):
+    project = shared[2]
+    comment = "1 2 3 a t b s u g: keys typed here are only text"
+    with labelling(browser, shared, "erin") as page:
+        n = len(SHARED_ROWS)
+        prompt = shown_prompt(page)
+        page.click("#comment")
+        page.keyboard.type(comment)
+        page.keyboard.press("ArrowLeft")
+        expect(page.locator("#comment")).to_have_value(comment)
+        expect(page.locator("#progress")).to_have_text(f"0 done · {n} left")
+        expect(page.locator("#guidelines")).to_be_hidden()
+        assert shown_prompt(page) == prompt
+        page.click("#choose-b")
+        expect(page.locator("#progress")).to_have_text(f"1 done · {n - 1} left")
+        expect(page.locator("#comment")).to_have_value("")  # the next item starts without it
+    row = next(r for r in export(project, tmp_path / "export")["preferences.jsonl"] if r["prompt"] == prompt)
+    assert "erin" in row["annotators"] and comment in row["comments"]
 
 
-def test_the_admin_sees_everyones_progress_and_an_annotator_may_not(page, pairwise):
-    url, tokens, _ = pairwise
-    log_in(page, url, "ana", tokens["ana"])
-    page.goto(url + "/admin")
-    expect(page.locator("#status")).to_contain_text("Not allowed")
-    page.click("#logout")
-    page.wait_for_url("**/login")
-    log_in(page, url, "boss", tokens["boss"])
-    page.goto(url + "/admin")
-    expect(page.locator("#annotators tbody tr")).to_have_count(len(PEOPLE) + 1)
-    expect(page.locator("#annotators tbody")).to_contain_text("dee")
-    expect(page.locator("#complete")).to_contain_text("/ 6")
+def test_guidelines_open_with_the_button_and_the_g_key(browser, shared):
+    with labelling(browser, shared, "kim") as page:
+        panel, toggle = page.locator("#guidelines"), page.locator("#guidelines-toggle")
+        expect(panel).to_be_hidden()
+        page.keyboard.press("g")
+        expect(panel).to_be_visible()
+        expect(panel.locator("strong")).to_have_text("correct")  # the guidelines are markdown
+        expect(panel.locator("li")).to_have_count(2)
+        expect(toggle).to_have_attribute("aria-expanded", "true")
+        toggle.click()
+        expect(panel).to_be_hidden()
+        expect(toggle).to_have_attribute("aria-expanded", "false")
 
 
-def test_a_post_without_the_csrf_header_is_refused(page, pairwise):
-    url, tokens, _ = pairwise
-    log_in(page, url, "ana", tokens["ana"])  # the session cookie is set; the header is what is missing
-    reply = page.request.post(url + "/api/skip", data={"item_id": 1})
-    assert reply.status == 403 and "X-CSRF-Token" in reply.json()["detail"]
+MARKDOWN_CASES = {  # source -> the HTML its DOM serialises to (attributes other than class left out)
+    "# Title\n\nA **b** *i* `c <b>`": '<h1 class="md-heading">Title</h1><p>A <strong>b</strong> <em>i</em> <code>c &lt;b&gt;</code></p>',
+    "- one\n- two\n\n1. x\n2. y": "<ul><li>one</li><li>two</li></ul><ol><li>x</li><li>y</li></ol>",
+    "```js\nlet a = '<i>';\n```": "<pre><code class=\"language-js\">let a = '&lt;i&gt;';</code></pre>",
+    "line one\nline two": "<p>line one<br>line two</p>",
+    "<b>not html</b> & 2 * 3 * 4": "<p>&lt;b&gt;not html&lt;/b&gt; &amp; 2 * 3 * 4</p>",
+    "**unclosed and *em*": "<p>**unclosed and <em>em</em></p>",
+    "| a | table |\n> a quote": "<p>| a | table |<br>&gt; a quote</p>",
+}
 
 
-def test_ranking_k_completions_by_keyboard_and_by_drag(page, tmp_path):
-    rows = [{"prompt": f"Rank the replies {i}.", "completions": [f"first {i}", f"second {i}", f"third {i}"]} for i in range(2)]
-    project, tokens = _create(tmp_path, rows, "ranking", ["ana"])
-    server = kit.Server(project).start()
-    try:
-        log_in(page, server.url, "ana", tokens["ana"])
-        ranking = page.locator("#ranking li")
-        expect(ranking).to_have_count(3)
-        order = [ranking.nth(i).locator("span").text_content() for i in range(3)]  # display order, shuffled by the server
-        page.keyboard.press("3")  # pick the third and move it to the top
-        page.keyboard.press("ArrowUp")
-        page.keyboard.press("ArrowUp")
-        page.keyboard.press("Enter")
-        progress(page, "1 done · 1 left")
-        first_ranked = [order[2], order[0], order[1]]
-        order = [ranking.nth(i).locator("span").text_content() for i in range(3)]
-        ranking.nth(0).drag_to(ranking.nth(2))  # the mouse: the top one goes to the bottom
-        dragged = [ranking.nth(i).locator("span").text_content() for i in range(3)]
-        assert dragged == [order[1], order[2], order[0]]
-        page.click("#submit-ranking")
-        progress(page, "2 done · 0 left")
-        done = run_cli("annotate", "export", f"project={project}", f"output={tmp_path / 'out'}")
-        assert done.returncode == 0, done.stderr
-        rankings = [json.loads(line) for line in (tmp_path / "out" / "rankings.jsonl").read_text().splitlines()]
-        for row, wanted in zip(rankings, (first_ranked, dragged)):
-            by_rank = sorted(range(3), key=lambda i: row["ranking"][i])
-            assert [row["completions"][i] for i in by_rank] == wanted
-    finally:
-        server.kill()
+def test_markdown_renders_its_subset_and_leaves_the_rest_as_text(browser, shared):
+    with labelling(browser, shared, "kim") as page:
+        rendered = page.evaluate("""sources => sources.map(source => {
+            const box = document.createElement("div");
+            window.Markdown.renderInto(box, source);
+            return box.innerHTML.replace(/ (tabindex|start)="[^"]*"/g, "");
+        })""", list(MARKDOWN_CASES))
+        assert dict(zip(MARKDOWN_CASES, rendered)) == MARKDOWN_CASES
 
 
-def test_screenshot_for_the_readme(page, pairwise):
-    """docs/img/annotate.png, the README's picture of the page (written when POSTTRAIN_SCREENSHOT=1)."""
-    import os
+def test_a_submission_in_flight_disables_the_buttons_and_a_retry_keeps_its_submit_id(browser, shared):
+    with labelling(browser, shared, "judy") as page:
+        sent, held, lost = [], [], 4  # the first try and the page's 3 retries get no reply
 
-    url, tokens, _ = pairwise
-    log_in(page, url, "boss", tokens["boss"])
-    page.keyboard.press("g")
-    expect(page.locator("#guidelines")).to_be_visible()
-    page.fill("#comment", "Close call: both are short.")
-    if os.environ.get("POSTTRAIN_SCREENSHOT") == "1":
-        page.screenshot(path=str(REPO / "docs" / "img" / "annotate.png"))
+        def lose_then_hold(route):
+            sent.append(route.request.post_data_json)
+            if len(sent) <= lost:
+                route.abort("connectionreset")  # no reply: the label may or may not be saved
+            else:
+                held.append(route)
+
+        page.route("**/api/label", lose_then_hold)
+        page.click("#choose-a")
+        expect(page.locator("#choose-a")).to_be_disabled()
+        expect(page.locator("#status")).to_contain_text("Could not save", timeout=15_000)
+        expect(page.locator("#choose-a")).to_be_enabled()
+        assert len(sent) == lost
+
+        page.click("#choose-a")  # the person tries the same choice again
+        expect(page.locator("#choose-a")).to_be_disabled()
+        page.wait_for_timeout(300)
+        assert len(held) == 1
+        for button in ("#choose-tie", "#choose-b", "#skip", "#undo"):
+            expect(page.locator(button)).to_be_disabled()
+        page.keyboard.press("3")  # ignored while a label is in flight
+        page.wait_for_timeout(200)
+        assert len(sent) == lost + 1
+        held[0].continue_()
+        expect(page.locator("#progress")).to_have_text(f"1 done · {len(SHARED_ROWS) - 1} left")
+        expect(page.locator("#choose-a")).to_be_enabled()
+        page.unroute("**/api/label")
+        assert all(body == sent[0] for body in sent), "every try of one submission sends the same submit_id"
+        assert sent[0]["ranking"] == [0, 1] and re.fullmatch(r"[0-9a-f-]{16,64}", sent[0]["submit_id"])
+
+        with page.expect_request("**/api/label") as next_label:
+            page.keyboard.press("2")
+        assert next_label.value.post_data_json["submit_id"] != sent[0]["submit_id"]  # a new submission, a new id
+        expect(page.locator("#progress")).to_have_text(f"2 done · {len(SHARED_ROWS) - 2} left")
+
+
+def test_phone_width_has_no_horizontal_scroll_and_the_buttons_in_view(browser, shared):
+    with labelling(browser, shared, "frank", width=390, height=844, phone=True) as page:
+        skip_to(page, REVIEW["prompt"])  # a long code line and a long URL
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        for button in ("#choose-a", "#choose-tie", "#choose-b", "#skip", "#undo"):
+            expect(page.locator(button)).to_be_in_viewport()
+        a, b = (page.locator("#completions .completion").nth(i).bounding_box() for i in (0, 1))
+        assert b["y"] >= a["y"] + a["height"], "stacked on a phone"
+        page.keyboard.press("End")  # the action bar stays in reach at the bottom of a long item
+        expect(page.locator("#choose-b")).to_be_in_viewport()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.tap("#choose-b")
+        expect(page.locator("#progress")).to_contain_text("1 done")
+
+
+def test_admin_sees_each_person_and_an_annotator_is_not_allowed(browser, shared):
+    with labelling(browser, shared, "ivan") as page:
+        page.click("#choose-a")
+        expect(page.locator("#progress")).to_contain_text("1 done")
+        page.keyboard.press("3")
+        expect(page.locator("#progress")).to_contain_text("2 done")
+        page.keyboard.press("s")
+        expect(page.locator("#progress")).to_have_text(f"2 done · {len(SHARED_ROWS) - 3} left")
+        expect(page.locator("#admin-link")).to_be_hidden()
+        page.goto("/admin")
+        expect(page.locator("#status")).to_contain_text("Not allowed")
+        expect(page.locator("#annotators")).to_be_hidden()
+
+    with labelling(browser, shared, "boss") as page:
+        page.click("#admin-link")
+        page.wait_for_url("**/admin")
+        rows = page.locator("#annotators tbody tr")
+        expect(rows).to_have_count(len(SHARED_PEOPLE) + 1)  # and boss
+        ivan = rows.filter(has=page.locator("td", has_text=re.compile("^ivan$"))).locator("td")
+        expect(ivan).to_have_count(5)
+        assert ivan.all_inner_texts()[:4] == ["ivan", "annotator", "2", "1"]
+        assert re.search(r"\d", ivan.nth(4).inner_text()), "the time of ivan's last label"
+        expect(page.locator("#complete")).to_have_text(re.compile(rf"^\d+ / {len(SHARED_ROWS)}$"))
+        expect(page.locator("#agreement")).not_to_be_empty()
+        page.click("#logout")
+        page.wait_for_url("**/login")
+        assert page.request.get("/api/me").status == 401
+
+
+def test_a_post_without_the_csrf_header_is_refused(browser, shared):
+    with labelling(browser, shared, "grace") as page:
+        item_id = page.request.get("/api/next").json()["item"]["item_id"]
+        csrf = page.request.get("/api/me").json()["csrf"]
+        body, json_type = json.dumps({"item_id": item_id}), {"Content-Type": "application/json"}
+        assert page.request.post("/api/skip", data=body, headers=json_type).status == 403
+        assert page.request.post("/api/skip", data=body, headers={**json_type, "X-CSRF-Token": "forged"}).status == 403
+        assert page.request.post("/api/skip", form={"item_id": str(item_id)}, headers={"X-CSRF-Token": csrf}).status == 403
+        expect(page.locator("#progress")).to_have_text(f"0 done · {len(SHARED_ROWS)} left")
+        assert page.request.post("/api/skip", data=body, headers={**json_type, "X-CSRF-Token": csrf}).ok  # the same, with it
+
+
+def test_screenshot_for_the_docs(browser, shared):
+    if os.environ.get("POSTTRAIN_SCREENSHOT") != "1":
+        pytest.skip(f"POSTTRAIN_SCREENSHOT=1 saves the labelling page to {SCREENSHOT.relative_to(REPO)}")
+    with labelling(browser, shared, "henry") as page:
+        skip_to(page, PRIME["prompt"], key="1")  # labelling the items before it fills the progress bar a little
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT))
+    assert SCREENSHOT.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

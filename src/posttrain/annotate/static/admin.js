@@ -1,50 +1,95 @@
-// The admin view: items complete, labels, agreement, and each person's progress (refreshed every 10 s).
+// The admin view: items complete, labels, mean agreement, and each person's labels, skips and last
+// label (refreshed every 15 s). A person without the admin role sees a "not allowed" line instead.
 "use strict";
 
 (function () {
-  const api = window.annotateApi;
   const $ = (id) => document.getElementById(id);
+  const REFRESH_MS = 15000;
+  const { say } = window.annotateApi;
 
-  function cell(row, text) {
+  async function getJson(path) {
+    const reply = await window.annotateApi.request("GET", path, undefined, "/admin");
+    return reply.status === 401 ? null : { status: reply.status, data: reply.ok ? reply.data : null };
+  }
+
+  function cell(row, text, className) {
     const td = document.createElement("td");
     td.textContent = text;
+    if (className) td.className = className;
     row.appendChild(td);
   }
 
+  function when(iso) {
+    if (!iso) return "–";
+    const date = new Date(iso);
+    return Number.isNaN(date.getTime()) ? iso : date.toLocaleString();
+  }
+
+  function agreementText(status) {
+    if (status.agreement !== null && status.agreement !== undefined) return status.agreement.toFixed(3);
+    return status.project.overlap < 2 ? "n/a (overlap 1)" : "n/a (no item has 2 labels yet)";
+  }
+
+  function show(status) {
+    const p = status.project;
+    $("project-name").textContent = `${p.name} · ${p.mode}, K=${p.k}, ${p.overlap} label(s) per item`;
+    $("complete").textContent = `${status.complete} / ${status.items}`;
+    $("labels").textContent = String(status.labels);
+    $("agreement").textContent = agreementText(status);
+    const rows = status.annotators.map((a) => {
+      const row = document.createElement("tr");
+      cell(row, a.name);
+      cell(row, a.role);
+      cell(row, String(a.labels), "num");
+      cell(row, String(a.skips), "num");
+      cell(row, when(a.last_label_at));
+      return row;
+    });
+    $("annotators").tBodies[0].replaceChildren(...rows);
+    $("updated").textContent = "Updated " + new Date().toLocaleTimeString() + ".";
+    $("summary").hidden = false;
+  }
+
   async function refresh() {
-    const reply = await api.call("GET", "/api/admin/status");
+    let reply;
+    try {
+      reply = await getJson("/api/admin/status");
+    } catch (_) {
+      say("Could not reach the server; showing the last figures.", "error");
+      return true;
+    }
+    if (reply === null) return false;
     if (reply.status === 403) {
-      $("status").textContent = "Not allowed: only an admin sees the project's progress.";
-      $("status").className = "status error";
+      $("summary").hidden = true;
+      say("Not allowed: only an admin may see the project's progress.", "error");
       return false;
     }
-    if (!reply.ok) return true;
-    const s = reply.data;
-    $("project-name").textContent = `${s.project.name} · ${s.project.mode}, ${s.project.overlap} label(s) per item`;
-    $("complete").textContent = `${s.complete} / ${s.items}`;
-    $("labels").textContent = String(s.labels);
-    $("ties").textContent = String(s.ties);
-    $("agreement").textContent = s.agreement === null ? "n/a" : s.agreement.toFixed(3);
-    const body = $("annotators").tBodies[0];
-    body.replaceChildren();
-    for (const a of s.annotators) {
-      const row = document.createElement("tr");
-      [a.name, a.role, String(a.labels), String(a.skips), a.last_label_at || "–"].forEach((t) => cell(row, t));
-      body.appendChild(row);
+    if (!reply.data) {
+      say(`The server answered ${reply.status}.`, "error");
+      return true;
     }
-    $("summary").hidden = false;
+    say("");
+    show(reply.data);
     return true;
   }
 
-  async function start() {
-    const me = await api.call("GET", "/api/me");
-    if (!me.ok) return;
-    api.setCsrf(me.data.csrf);
-    $("logout").addEventListener("click", async () => {
-      await api.call("POST", "/api/logout", {});
+  async function logout(event) {
+    event.preventDefault();
+    try {
+      await window.annotateApi.request("POST", "/api/logout", {});
+    } finally {
       window.location.assign("/login");
-    });
-    if (await refresh()) setInterval(refresh, 10000);
+    }
+  }
+
+  async function start() {
+    const me = await getJson("/api/me");
+    if (me === null || !me.data) return;
+    window.annotateApi.setCsrf(me.data.csrf);
+    $("whoami").textContent = me.data.name;
+    $("logout").addEventListener("click", logout);
+    $("refresh").addEventListener("click", refresh);
+    if (await refresh()) setInterval(refresh, REFRESH_MS);
   }
 
   start();

@@ -1,36 +1,45 @@
-// The page's one door to the server: JSON in and out, the session's CSRF token on every POST, and
-// a 401 sends the person to the log-in page.
+// What every page shares: JSON requests to the app (the session's CSRF token on each POST; a 401
+// goes to the log-in page), the server's reason as a sentence, and the status line.
 "use strict";
 
 window.annotateApi = (function () {
   let csrf = "";
 
-  async function call(method, path, body) {
-    const headers = { "X-CSRF-Token": csrf };
-    const init = { method, headers, credentials: "same-origin" };
-    if (body !== undefined) {
-      headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
+  // `afterLogin`: the page to come back to once logged in (a 401 sends the person to /login first).
+  async function request(method, path, body, afterLogin) {
+    const init = { method, credentials: "same-origin", headers: {} };
+    if (method !== "GET") {
+      init.headers["Content-Type"] = "application/json";
+      init.headers["X-CSRF-Token"] = csrf;
+      init.body = JSON.stringify(body || {});
     }
-    const reply = await fetch(path, init);
-    let data = {};
+    const reply = await fetch(path, init); // throws on a network error
+    let data = null;
     try {
       data = await reply.json();
     } catch (_) {
-      data = {};
+      data = null;
     }
     if (reply.status === 401 && path !== "/api/login") {
-      window.location.assign("/login");
+      window.location.assign(afterLogin ? "/login?next=" + encodeURIComponent(afterLogin) : "/login");
     }
-    return { ok: reply.ok, status: reply.status, data };
+    return { status: reply.status, ok: reply.ok, data };
   }
 
-  function detail(data) {
+  function detail(data, fallback) {
     const d = data && data.detail;
-    if (typeof d === "string") return d;
-    if (Array.isArray(d) && d.length) return d.map((e) => e.msg || String(e)).join("; ");
-    return "the server refused the request";
+    let text = fallback;
+    if (typeof d === "string") text = d;
+    else if (Array.isArray(d) && d.length) text = d.map((e) => (e && e.msg) || String(e)).join("; ");
+    text = text.charAt(0).toUpperCase() + text.slice(1);
+    return /[.!?]$/.test(text) ? text : text + ".";
   }
 
-  return { call, detail, setCsrf: (token) => { csrf = token; } };
+  function say(text, kind) {
+    const status = document.getElementById("status");
+    status.textContent = text || "";
+    status.className = "status" + (kind ? " " + kind : "");
+  }
+
+  return { request, detail, say, setCsrf: (token) => { csrf = token; } };
 })();

@@ -1,83 +1,185 @@
-// Markdown to DOM without HTML parsing: every piece of text goes in through textContent, so a
-// completion's "<script>" is shown as those characters and never runs. Supported: paragraphs,
-// # headings, - / * / 1. lists, ``` fenced code, `inline code`, **bold**, *italic*.
+// A small markdown renderer that builds DOM nodes only (completions are untrusted text: nothing here
+// ever parses a string as HTML). Supported: paragraphs, # headings, - and 1. lists, ``` fenced code
+// (pre > code.language-X), `inline code`, **bold**, *italic*, backslash escapes. Anything else is text.
 "use strict";
 
 (function () {
-  function el(tag, className, text) {
+  const FENCE = /^\s{0,3}(`{3,}|~{3,})\s*([\w+#.-]*)[^`]*$/;
+  const HEADING = /^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$/;
+  const BULLET = /^\s{0,3}[-*+]\s+(.*)$/;
+  const NUMBERED = /^\s{0,3}(\d{1,9})[.)]\s+(.*)$/;
+  const ESCAPABLE = "\\`*_#-+.!()[]{}<>|~";
+
+  function el(tag, className) {
     const node = document.createElement(tag);
     if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;
     return node;
   }
 
-  // Inline spans: `code` first (its content is literal), then **bold** and *italic*.
-  function inline(parent, text) {
-    const pattern = /(`[^`\n]+`)|(\*\*[^*\n]+\*\*)|(\*[^*\n]+\*)/g;
-    let last = 0;
-    for (const match of text.matchAll(pattern)) {
-      if (match.index > last) parent.appendChild(document.createTextNode(text.slice(last, match.index)));
-      const token = match[0];
-      if (match[1]) parent.appendChild(el("code", null, token.slice(1, -1)));
-      else if (match[2]) inline(parent.appendChild(el("strong")), token.slice(2, -2));
-      else inline(parent.appendChild(el("em")), token.slice(1, -1));
-      last = match.index + token.length;
-    }
-    if (last < text.length) parent.appendChild(document.createTextNode(text.slice(last)));
-  }
-
-  function render(target, source) {
-    target.replaceChildren();
-    const lines = String(source).replace(/\r\n?/g, "\n").split("\n");
-    let paragraph = [];
-    let list = null;
+  // Inline spans: `code`, **bold**, *italic* (nesting allowed inside bold and italic).
+  function appendInline(parent, text) {
+    let plain = "";
     const flush = () => {
-      if (paragraph.length) {
-        const p = el("p");
-        paragraph.forEach((line, i) => {
-          if (i) p.appendChild(el("br"));
-          inline(p, line);
-        });
-        target.appendChild(p);
-      }
-      paragraph = [];
+      if (plain) parent.appendChild(document.createTextNode(plain));
+      plain = "";
     };
-    for (let i = 0; i < lines.length; i++) {
-      const line = lines[i];
-      const fence = line.match(/^\s*```\s*([\w+-]*)\s*$/);
-      if (fence) {
-        flush();
-        list = null;
-        const body = [];
-        for (i++; i < lines.length && !/^\s*```\s*$/.test(lines[i]); i++) body.push(lines[i]);
-        const pre = el("pre");
-        const code = el("code", fence[1] ? "language-" + fence[1] : null, body.join("\n"));
-        pre.appendChild(code);
-        target.appendChild(pre);
+    let i = 0;
+    while (i < text.length) {
+      const ch = text[i];
+      if (ch === "\\" && i + 1 < text.length && ESCAPABLE.includes(text[i + 1])) {
+        plain += text[i + 1];
+        i += 2;
         continue;
       }
-      const heading = line.match(/^(#{1,6})\s+(.*)$/);
-      const bullet = line.match(/^\s*[-*]\s+(.*)$/);
-      const numbered = line.match(/^\s*\d+[.)]\s+(.*)$/);
-      if (heading) {
-        flush();
-        list = null;
-        inline(target.appendChild(el("h" + Math.min(heading[1].length + 2, 6), "md-heading")), heading[2]);
-      } else if (bullet || numbered) {
-        flush();
-        const tag = bullet ? "ul" : "ol";
-        if (!list || list.tagName.toLowerCase() !== tag) list = target.appendChild(el(tag));
-        inline(list.appendChild(el("li")), (bullet || numbered)[1]);
-      } else if (!line.trim()) {
-        flush();
-        list = null;
-      } else {
-        list = null;
-        paragraph.push(line);
+      if (ch === "`") {
+        let ticks = 1;
+        while (text[i + ticks] === "`") ticks++;
+        const fence = "`".repeat(ticks);
+        const end = text.indexOf(fence, i + ticks);
+        if (end > i + ticks) {
+          flush();
+          const code = el("code");
+          code.textContent = text.slice(i + ticks, end).replace(/^ (.*) $/, "$1");
+          parent.appendChild(code);
+          i = end + ticks;
+          continue;
+        }
+        plain += fence;
+        i += ticks;
+        continue;
       }
+      if (ch === "*" && text[i + 1] === "*") {
+        const end = closingMark(text, "**", i + 2);
+        if (end > 0) {
+          flush();
+          const strong = el("strong");
+          appendInline(strong, text.slice(i + 2, end));
+          parent.appendChild(strong);
+          i = end + 2;
+          continue;
+        }
+        plain += "**"; // an unclosed ** stays text (and is not read as two single stars)
+        i += 2;
+        continue;
+      } else if (ch === "*") {
+        const end = closingMark(text, "*", i + 1);
+        if (end > 0) {
+          flush();
+          const em = el("em");
+          appendInline(em, text.slice(i + 1, end));
+          parent.appendChild(em);
+          i = end + 1;
+          continue;
+        }
+      }
+      plain += ch;
+      i++;
     }
     flush();
   }
 
-  window.renderMarkdown = render;
+  // Where `mark` closes an emphasis opened at `start` (text right after the opener and right
+  // before the closer must not be a space, as in CommonMark); -1 when it does not close.
+  function closingMark(text, mark, start) {
+    if (start >= text.length || /\s/.test(text[start])) return -1;
+    let at = start;
+    while ((at = text.indexOf(mark, at + 1)) > 0) {
+      const single = mark === "*" && (text[at + 1] === "*" || text[at - 1] === "*");
+      if (!/\s/.test(text[at - 1]) && !single) return at;
+      if (single) at++;
+    }
+    return -1;
+  }
+
+  // Lines of a paragraph keep their line breaks (model output often relies on them).
+  function paragraph(lines) {
+    const p = el("p");
+    lines.forEach((line, n) => {
+      if (n) p.appendChild(el("br"));
+      appendInline(p, line.trim());
+    });
+    return p;
+  }
+
+  function render(source) {
+    const fragment = document.createDocumentFragment();
+    const lines = String(source == null ? "" : source).replace(/\r\n?/g, "\n").split("\n");
+    let para = [];
+    let list = null; // {node, ordered}
+    const endParagraph = () => {
+      if (para.length) fragment.appendChild(paragraph(para));
+      para = [];
+    };
+    const endList = () => {
+      list = null;
+    };
+    for (let i = 0; i < lines.length; i++) {
+      const line = lines[i];
+      const fence = FENCE.exec(line);
+      if (fence) {
+        endParagraph();
+        endList();
+        const body = [];
+        const closer = new RegExp("^\\s{0,3}" + fence[1][0] + "{" + fence[1].length + ",}\\s*$");
+        i++;
+        while (i < lines.length && !closer.test(lines[i])) body.push(lines[i++]);
+        const pre = el("pre");
+        const code = el("code", fence[2] ? "language-" + fence[2].replace(/[^\w+#-]/g, "") : "");
+        code.textContent = body.join("\n");
+        pre.appendChild(code);
+        pre.tabIndex = 0; // a scrolling box must be reachable by keyboard
+        fragment.appendChild(pre);
+        continue;
+      }
+      if (!line.trim()) {
+        endParagraph();
+        // A blank line between items keeps the list going when the next item continues it.
+        const next = lines.slice(i + 1).find((l) => l.trim());
+        if (list && !(next && (list.ordered ? NUMBERED : BULLET).test(next))) endList();
+        continue;
+      }
+      const heading = HEADING.exec(line);
+      if (heading) {
+        endParagraph();
+        endList();
+        const h = el("h" + heading[1].length, "md-heading");
+        appendInline(h, heading[2]);
+        fragment.appendChild(h);
+        continue;
+      }
+      const bullet = BULLET.exec(line);
+      const numbered = bullet ? null : NUMBERED.exec(line);
+      if (bullet || numbered) {
+        endParagraph();
+        const ordered = Boolean(numbered);
+        if (!list || list.ordered !== ordered) {
+          list = { node: el(ordered ? "ol" : "ul"), ordered };
+          if (ordered && numbered[1] !== "1") list.node.start = Number(numbered[1]);
+          fragment.appendChild(list.node);
+        }
+        const li = el("li");
+        appendInline(li, (bullet || numbered)[bullet ? 1 : 2]);
+        list.node.appendChild(li);
+        continue;
+      }
+      if (list && /^\s{2,}\S/.test(line) && !para.length) {
+        // An indented line right after an item continues that item.
+        const last = list.node.lastChild;
+        last.appendChild(el("br"));
+        appendInline(last, line.trim());
+        continue;
+      }
+      endList();
+      para.push(line);
+    }
+    endParagraph();
+    return fragment;
+  }
+
+  // Replace `target`'s children with the rendered markdown of `source`.
+  function renderInto(target, source) {
+    target.replaceChildren(render(source));
+  }
+
+  window.Markdown = { render, renderInto };
 })();
