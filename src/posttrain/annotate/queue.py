@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import and_, delete, exists, func, insert, select, update
+from sqlalchemy import delete, exists, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -79,23 +79,17 @@ def next_item(engine: Engine, annotator_id: int, overlap: int, lease_seconds: fl
                     return _shown(conn, mine)
                 conn.execute(delete(assignments).where(assignments.c.state == "open", assignments.c.annotator_id != annotator_id,
                                                        assignments.c.leased_at < now() - timedelta(seconds=lease_seconds)))
-                taken = func.count(assignments.c.id)
-                candidate = conn.execute(
-                    select(items.c.id, items.c.completions, taken.label("taken"))
-                    .select_from(items.outerjoin(assignments, assignments.c.item_id == items.c.id))
-                    .where(~_has_assignment(annotator_id), ~_has_skip(annotator_id))
-                    .group_by(items.c.id).having(taken < overlap)
-                    .order_by(taken.desc(), items.c.id).limit(1)).first()
+                candidate = _candidate(conn, annotator_id, overlap)
                 if candidate is None:
                     return None
-                used = set(conn.execute(select(assignments.c.slot).where(assignments.c.item_id == candidate.id)).scalars())
+                used = set(conn.execute(select(assignments.c.slot).where(assignments.c.item_id == candidate)).scalars())
                 free = set(range(overlap)) - used
                 if not free:  # filled since the query above (PostgreSQL reads each statement's own snapshot)
                     raise _Retry()
                 slot = min(free)
-                k = len(candidate.completions)
+                k = len(conn.execute(select(items.c.completions).where(items.c.id == candidate)).scalar_one())
                 result = conn.execute(insert(assignments).values(
-                    item_id=candidate.id, annotator_id=annotator_id, slot=slot, display_order=_shuffle.sample(range(k), k),
+                    item_id=candidate, annotator_id=annotator_id, slot=slot, display_order=_shuffle.sample(range(k), k),
                     state="open", leased_at=now()))
                 claimed = conn.execute(select(assignments).where(assignments.c.id == result.inserted_primary_key[0])).one()
                 return _shown(conn, claimed)
@@ -104,13 +98,25 @@ def next_item(engine: Engine, annotator_id: int, overlap: int, lease_seconds: fl
     raise QueueError(503, "the queue is busy; try again")
 
 
-def _has_assignment(annotator_id: int):
-    mine = assignments.alias("mine")  # the outer query joins `assignments` itself
-    return exists().where(mine.c.item_id == items.c.id, mine.c.annotator_id == annotator_id)
+def _candidate(conn, annotator_id: int, overlap: int) -> int | None:
+    """The item to claim: one already started (the most claimed first, so items fill up before new
+    ones open), else the first untouched one. Both read only what has been handed out (an index walk
+    for the second), so the cost does not grow with the project's size."""
+    not_mine = ~assignments.c.item_id.in_(select(assignments.c.item_id).where(assignments.c.annotator_id == annotator_id)
+                                           .scalar_subquery())
+    not_skipped = ~assignments.c.item_id.in_(_skipped_by(annotator_id))
+    taken = func.count()
+    started = conn.execute(select(assignments.c.item_id).where(not_mine, not_skipped).group_by(assignments.c.item_id)
+                           .having(taken < overlap).order_by(taken.desc(), assignments.c.item_id).limit(1)).scalar()
+    if started is not None:
+        return started
+    untouched = ~exists().where(assignments.c.item_id == items.c.id)
+    return conn.execute(select(items.c.id).where(untouched, ~items.c.id.in_(_skipped_by(annotator_id)))
+                        .order_by(items.c.id).limit(1)).scalar()
 
 
-def _has_skip(annotator_id: int):
-    return exists().where(skips.c.item_id == items.c.id, skips.c.annotator_id == annotator_id)
+def _skipped_by(annotator_id: int):
+    return select(skips.c.item_id).where(skips.c.annotator_id == annotator_id).scalar_subquery()
 
 
 def check_ranking(ranking: list[int], k: int, mode: str) -> None:
@@ -194,16 +200,23 @@ def undo_last(engine: Engine, annotator_id: int) -> int:
 
 
 def progress(engine: Engine, annotator_id: int, overlap: int) -> dict:
-    """{'done': labels standing, 'left': items this annotator may still get (the open one too), 'total'}."""
+    """{'done': labels standing, 'left': items this annotator may still get (the open one too), 'total'}.
+
+    left = items − those they labelled − those they skipped − those others filled to the overlap (three
+    disjoint sets: a skip frees the slot, a filled item has no slot for them); each is counted from
+    what has been handed out, not by scanning every item."""
     with reading(engine) as conn:
         done = conn.execute(select(func.count()).select_from(labels).where(
             labels.c.annotator_id == annotator_id, labels.c.undone_at.is_(None))).scalar_one()
-        others = (select(func.count()).select_from(assignments)
-                  .where(assignments.c.item_id == items.c.id, assignments.c.annotator_id != annotator_id).scalar_subquery())
-        mine_done = exists().where(and_(assignments.c.item_id == items.c.id, assignments.c.annotator_id == annotator_id,
-                                        assignments.c.state == "done"))
-        left = conn.execute(select(func.count()).select_from(items).where(
-            ~mine_done, ~_has_skip(annotator_id), others < overlap)).scalar_one()
+        every = conn.execute(select(func.count()).select_from(items)).scalar_one()
+        labelled = conn.execute(select(func.count()).select_from(assignments).where(
+            assignments.c.annotator_id == annotator_id, assignments.c.state == "done")).scalar_one()
+        skipped = conn.execute(select(func.count()).select_from(skips).where(skips.c.annotator_id == annotator_id)).scalar_one()
+        filled = (select(assignments.c.item_id).where(assignments.c.annotator_id != annotator_id,
+                                                       ~assignments.c.item_id.in_(_skipped_by(annotator_id)))
+                  .group_by(assignments.c.item_id).having(func.count() >= overlap).subquery())
+        full = conn.execute(select(func.count()).select_from(filled)).scalar_one()
+    left = every - labelled - skipped - full
     return {"done": done, "left": left, "total": done + left}
 
 
