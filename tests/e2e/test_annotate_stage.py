@@ -78,3 +78,17 @@ def test_human_feedback_recipe_runs_the_whole_loop_offline(tmp_path):
     assert 0 < summary["agreement_mean"] < 1  # noisy (beta 5) people disagree sometimes
     evaluations = _rows(out / "compare" / "final" / "evaluations.jsonl")
     assert {e["policy"] for e in evaluations} >= {"sft", "dpo", "best_of_4"}
+
+
+def test_scripted_people_give_the_same_labels_for_the_same_seed(tmp_path):
+    (tmp_path / "rewards.py").write_text("def length(prompts, completions, **_):\n    return [len(c) / 10 for c in completions]\n")
+    samples = write_jsonl(tmp_path / "s.jsonl", [{"prompt": f"p{i}", "completions": ["x" * (i % 7), "y" * (i % 5)]} for i in range(30)])
+    exports = []
+    for run in ("one", "two"):
+        out = tmp_path / run
+        assert main(["annotate", f"output_dir={out}", f"samples={samples}", "label_with=scripted", "annotators=[a,b,c]",
+                     "admins=[]", "overlap=2", "scripted_beta=5", f"reward_funcs=[{tmp_path / 'rewards.py'}:length]"]) == 0
+        exports.append((out / "final" / "preferences.jsonl").read_text())
+    assert exports[0] == exports[1]
+    agreement = json.loads((tmp_path / "one" / "final" / "summary.json").read_text())["agreement_mean"]
+    assert 0 < agreement < 1  # the noisy people do disagree, the same way both times

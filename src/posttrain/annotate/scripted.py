@@ -13,7 +13,6 @@ import http.cookiejar
 import json
 import math
 import random
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -54,15 +53,14 @@ class Client:
 
 
 def ranking_by_reward(rewards: list[float], mode: str, tie_margin: float = 0.0, beta: float = 0.0,
-                      rng: random.Random | None = None) -> list[int]:
+                      noise: list[float] | None = None) -> list[int]:
     """The label a reward gives: pairwise [0, 1] / [1, 0] / [0, 0] (tie); K-wise ranks, best 0.
 
     beta = 0: by the rewards themselves (a pairwise gap at most `tie_margin` is a tie). beta > 0: a
-    noisy person, Plackett–Luce: completions ordered by β·r_i + Gumbel noise, so a pair is ordered
-    A ≻ B with probability σ(β (r_A − r_B)), the Bradley–Terry draw of `posttrain pairs`."""
+    noisy person, Plackett–Luce: completions ordered by β·r_i + g_i with g_i standard Gumbel (`noise`),
+    so a pair is ordered A ≻ B with probability σ(β (r_A − r_B)), the Bradley–Terry draw of `posttrain pairs`."""
     if beta > 0:
-        rng = rng or random.Random()
-        keys = [beta * r - math.log(-math.log(rng.random() or 1e-300)) for r in rewards]
+        keys = [beta * r + g for r, g in zip(rewards, noise or gumbel_noise(len(rewards), random.Random()))]
     else:
         keys = list(rewards)
     if mode == "pairwise":
@@ -77,20 +75,33 @@ def ranking_by_reward(rewards: list[float], mode: str, tie_margin: float = 0.0, 
     return ranks
 
 
+def gumbel_noise(count: int, rng: random.Random) -> list[float]:
+    return [-math.log(-math.log(rng.random() or 1e-300)) for _ in range(count)]
+
+
+def person_noise(seed: int, name: str, item_id: int, texts: list[str]) -> list[float]:
+    """One person's Gumbel draw for each completion of an item, fixed by (seed, person, item, text):
+    the same labels whatever order the page shows them in and whoever asks first."""
+    return [gumbel_noise(1, random.Random(f"{seed}:{name}:{item_id}:{text}"))[0] for text in texts]
+
+
+def label_one(client: Client, name: str, score: Callable[[int, list[str]], list[float]], mode: str,
+              tie_margin: float = 0.0, beta: float = 0.0, seed: int = 0) -> dict | None:
+    """Label the person's next item; the submission and the server's reply, or None when none is left."""
+    item = client.call("GET", "/api/next")["item"]
+    if item is None:
+        return None
+    texts = item["completions"]
+    noise = person_noise(seed, name, item["item_id"], texts) if beta > 0 else None
+    submission = {"item_id": item["item_id"], "version": item["version"], "submit_id": uuid.uuid4().hex,
+                  "ranking": ranking_by_reward(score(item["item_id"], texts), mode, tie_margin, beta, noise), "comment": ""}
+    return {**submission, **client.call("POST", "/api/label", submission)}
+
+
 def label_queue(client: Client, score: Callable[[int, list[str]], list[float]], mode: str, tie_margin: float = 0.0,
-                beta: float = 0.0, seed: int = 0, deadline: float | None = None,
-                on_label: Callable[[dict], None] | None = None) -> int:
-    """Label items until the queue is empty (or `deadline`, a time.monotonic() value); labels given."""
-    given, rng = 0, random.Random(seed)
-    while deadline is None or time.monotonic() < deadline:
-        item = client.call("GET", "/api/next")["item"]
-        if item is None:
-            break
-        ranking = ranking_by_reward(score(item["item_id"], item["completions"]), mode, tie_margin, beta, rng)
-        submission = {"item_id": item["item_id"], "version": item["version"], "submit_id": uuid.uuid4().hex,
-                      "ranking": ranking, "comment": ""}
-        reply = client.call("POST", "/api/label", submission)
+                beta: float = 0.0, seed: int = 0, name: str = "") -> int:
+    """Label items until the person's queue is empty; how many were labelled."""
+    given = 0
+    while label_one(client, name, score, mode, tie_margin, beta, seed) is not None:
         given += 1
-        if on_label is not None:
-            on_label({**submission, **reply})
     return given

@@ -19,7 +19,6 @@ The parts on their own: `posttrain annotate create|serve|export|status` (see `--
 from __future__ import annotations
 
 import json
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,25 +64,16 @@ def scripted_scorer(config: AnnotateConfig, engine):
 
 
 def _label_by_script(config: AnnotateConfig, engine, base_url: str, tokens: dict[str, str]) -> None:
-    from posttrain.annotate.scripted import Client, label_queue
+    """The scripted people take turns, one item each per round, so the same seed gives the same labels
+    (the load test is where they label at once)."""
+    from posttrain.annotate.scripted import Client, label_one
 
-    score, mode = scripted_scorer(config, engine), config.mode
-    errors: list[BaseException] = []
-
-    def work(index: int, name: str) -> None:
-        try:
-            label_queue(Client(base_url, name, tokens[name]), score, mode, config.tie_margin, config.scripted_beta,
-                        seed=config.seed * 1000 + index)
-        except BaseException as exc:  # re-raised in the caller's thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(i, name)) for i, name in enumerate(tokens)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
+    score = scripted_scorer(config, engine)
+    people = {name: Client(base_url, name, token) for name, token in tokens.items()}
+    while people:
+        for name in list(people):
+            if label_one(people[name], name, score, config.mode, config.tie_margin, config.scripted_beta, config.seed) is None:
+                del people[name]
 
 
 def _wait_for_people(engine, base_url: str, tokens_file: Path) -> None:
