@@ -59,6 +59,8 @@ STAGES: dict[str, StageSpec] = {spec.name: spec for spec in [
               "Supervised fine-tuning on input-output pairs (token-mean cross-entropy)."),
     StageSpec("eval", "posttrain.eval.evaluate", "EvalConfig", "run_eval", "eval",
               "Generate on held-out prompts and score them: accuracy, pass@k, avg@k, length."),
+    StageSpec("distill", "posttrain.algorithms.distill", "DistillConfig", "run_distill", "train",
+              "Knowledge distillation from a teacher (same tokenizer, any size): off-/on-policy (GKD), soft+hard targets, context distillation."),
     StageSpec("rm", "posttrain.algorithms.rm", "RewardConfig", "run_rm", "train",
               "Reward model from preference pairs, ties or K-wise rankings (Bradley-Terry)."),
     StageSpec("prm", "posttrain.algorithms.prm", "PRMConfig", "run_prm", "train",
