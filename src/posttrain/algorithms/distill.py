@@ -47,7 +47,7 @@ from posttrain.train.scaffold import load_model_for, load_tokenizer_for, start_r
 @dataclass
 class DistillConfig(TrainOptions):
     output_dir: str = output_dir_option("distill")
-    teacher: str | None = option(None, "The teacher: 'embedded', a trained run's final/ directory or a hub id; any size, the student's tokenizer.")
+    teacher: str | None = option("embedded", "The teacher: 'embedded', a trained run's final/ directory or a hub id; any size, the student's tokenizer.")
     lmbda: float = option(0.0, "Share of on-policy steps (GKD's lambda): 0 trains on the dataset's completions, 1 on the student's own samples.")
     beta: float = option(0.5, "Generalized JSD interpolation: 0 = forward KL(teacher||student), 1 = reverse KL(student||teacher).")
     temperature: float = option(1.0, "Softmax temperature of both the teacher's and the student's logits in the divergence.")
