@@ -36,6 +36,7 @@ from posttrain.generation import SamplingParams, generate, prompt_seeds
 from posttrain.losses.distill import distill_loss, generalized_jsd
 from posttrain.losses.sft import count_tokens
 from posttrain.models.logprobs import logits_at
+from posttrain.online.options import reject_unread
 from posttrain.options import TrainOptions, output_dir_option
 from posttrain.ranks import launched_world_size
 from posttrain.tasks.sources import default_eval_source, load_rows
@@ -70,6 +71,13 @@ class DistillConfig(TrainOptions):
             raise ConfigError(f"config key 'student_config' must be a mapping of model config keys, e.g. {{hidden_size: 128}}; got {self.student_config!r}")
         if self.lmbda > 0 and launched_world_size() > 1:
             raise ConfigError("on-policy distillation (lmbda > 0) runs on one process; set lmbda=0 or launch one process")
+        reject_unread(self)
+
+    def unread(self) -> dict[str, str]:
+        """Options this config will not read as set: key -> when it is read."""
+        if self.lmbda == 0:
+            return {key: "with lmbda > 0 (on-policy steps)" for key in ("max_new_tokens", "sample_temperature")}
+        return {"hard_weight": "with lmbda < 1 (off-policy steps have hard targets)"} if self.lmbda == 1 else {}
 
 
 PRESETS: dict[str, dict] = {
