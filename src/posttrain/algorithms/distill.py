@@ -76,7 +76,7 @@ class DistillConfig(TrainOptions):
     def unread(self) -> dict[str, str]:
         """Options this config will not read as set: key -> when it is read."""
         if self.lmbda == 0:
-            return {key: "with lmbda > 0 (on-policy steps)" for key in ("max_new_tokens", "sample_temperature")}
+            return {"sample_temperature": "with lmbda > 0 (on-policy steps)"}  # (not max_new_tokens: POSTTRAIN_SMOKE caps it)
         return {"hard_weight": "with lmbda < 1 (off-policy steps have hard targets)"} if self.lmbda == 1 else {}
 
 

@@ -156,7 +156,7 @@ def test_a_teacher_head_of_another_size_is_a_config_error(setup):
     ({"lmbda": -0.1}, "config key 'lmbda' must be in [0, 1], got -0.1"),
     ({"temperature": 0}, "temperature must be > 0"),
     ({"student_config": "big"}, "config key 'student_config' must be a mapping"),
-    ({"max_new_tokens": 64}, "config key 'max_new_tokens' is set (64) but this run never reads it: it applies only with lmbda > 0"),
+    ({"sample_temperature": 0.7}, "config key 'sample_temperature' is set (0.7) but this run never reads it: it applies only with lmbda > 0"),
     ({"lmbda": 1.0, "hard_weight": 0.5}, "config key 'hard_weight' is set (0.5) but this run never reads it: it applies only with lmbda < 1"),
 ])
 def test_config_errors(values, message):
