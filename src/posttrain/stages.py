@@ -71,6 +71,8 @@ STAGES: dict[str, StageSpec] = {spec.name: spec for spec in [
               "Online RL from rewards: GRPO and its family (DAPO, Dr.GRPO, GSPO, GRPO+), REINFORCE(++)."),
     StageSpec("rloo", "posttrain.algorithms.grpo", "RLOOConfig", "run_rloo", "rl",
               "Online RL with RLOO's leave-one-out baseline (the GRPO trainer with advantage=rloo)."),
+    StageSpec("online_dpo", "posttrain.algorithms.online_dpo", "OnlineDPOConfig", "run_online_dpo", "rl",
+              "Online DPO per batch: two samples per prompt from the current policy, ranked by reward, a DPO / IPO / SLiC step; BPO's behaviour anchor."),
     StageSpec("ppo", "posttrain.algorithms.ppo", "PPOConfig", "run_ppo", "rl",
               "RLHF with PPO: actor with a value head, frozen reference, KL in the reward, GAE, K epochs of clipped updates."),
     StageSpec("rejection", "posttrain.algorithms.rejection", "RejectionConfig", "run_rejection", "train",
