@@ -1,4 +1,4 @@
-"""Online DPO per batch (TRL's OnlineDPO; seed 003's online DAP), online IPO and SLiC, and BPO.
+"""Online DPO per batch (TRL's OnlineDPO; online DAP: DPO, IPO, SLiC), and BPO.
 
     posttrain online_dpo model=runs/sft/final dataset=task:sentiment reward_funcs=[task]
     posttrain online_dpo --preset online_ipo model=... dataset=prompts.jsonl reward_funcs=[reward_model:path=runs/rm/final]
@@ -16,7 +16,7 @@ ours with temperature=1).
 
 The anchor of the KL trust region (`reference`):
   initial    π_ref, a frozen copy of the starting policy (the adapter-disabled base under LoRA).
-  behaviour  BPO (Xu et al. 2024; seed 003 L3545-3571): π_β, the policy that sampled the data, so the
+  behaviour  BPO (Xu et al. 2024): π_β, the policy that sampled the data, so the
              trust region moves with training. With behaviour_refresh_steps=0 π_β is each round's
              sampler: its rollout log-probs are the anchor (no second model, no extra forward), and
              it is refreshed every num_iterations x num_minibatches optimizer steps. A multiple K of
@@ -132,7 +132,7 @@ class OnlineDPO(OnlineRL):
         losses = preference_loss(pairs, self.params, [cfg.loss_type])
         metrics = pair_metrics(pairs, self.params, [cfg.loss_type])
         metrics["pairs/ties"] = (float((~decided).sum()), float(labels.shape[0]))
-        if isinstance(self.experience.reference, BehaviourSnapshot):
+        if isinstance(getattr(self.experience, "reference", None), BehaviourSnapshot):
             metrics["behaviour/refreshes"] = (float(self.experience.reference.refreshes), 1.0)
         return losses.sum() + 0.0 * policy.sum(), metrics  # 0 x policy: a batch of ties still has a graph to backpropagate
 
