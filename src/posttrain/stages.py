@@ -75,6 +75,8 @@ STAGES: dict[str, StageSpec] = {spec.name: spec for spec in [
               "Online RL with RLOO's leave-one-out baseline (the GRPO trainer with advantage=rloo)."),
     StageSpec("ppo", "posttrain.algorithms.ppo", "PPOConfig", "run_ppo", "rl",
               "RLHF with PPO: actor with a value head, frozen reference, KL in the reward, GAE, K epochs of clipped updates."),
+    StageSpec("online_dpo", "posttrain.algorithms.online_dpo", "OnlineDPOConfig", "run_online_dpo", "rl",
+              "Online DPO per batch: two samples per prompt from the current policy, ranked by reward, a DPO / IPO / SLiC step; BPO's behaviour anchor."),
     StageSpec("rejection", "posttrain.algorithms.rejection", "RejectionConfig", "run_rejection", "train",
               "Rejection-sampling fine-tuning: expert iteration / RFT (best of n) and ReST-EM (threshold filter), then SFT, iterated."),
     StageSpec("pairs", "posttrain.algorithms.pairs", "PairsConfig", "run_pairs", "sample",

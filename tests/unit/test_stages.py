@@ -23,7 +23,7 @@ from posttrain.stages import KINDS, STAGES, get_stage, preset_values, stage_name
 
 SRC = Path(posttrain.__file__).parent
 SURFACES = ("posttrain.cli", "posttrain.api", "posttrain.pipeline", "posttrain.report")
-VALID_STAGES = "sft, eval, distill, rm, prm, dpo, kto, grpo, rloo, ppo, rejection, pairs, compare, constitution, annotate, quickstart"
+VALID_STAGES = "sft, eval, distill, rm, prm, dpo, kto, grpo, rloo, ppo, online_dpo, rejection, pairs, compare, constitution, annotate, quickstart"
 GRPO_PRESETS = "grpo, dapo, dr_grpo, gspo, grpo_plus, rloo, reinforce, reinforce_pp, remax"
 
 
@@ -49,7 +49,7 @@ def test_presets_resolve_and_build_a_config(name):
 
 
 def test_stages_with_presets():
-    assert {name for name, spec in STAGES.items() if spec.presets} == {"dpo", "grpo", "rloo", "ppo", "rejection", "distill"}
+    assert {name for name, spec in STAGES.items() if spec.presets} == {"dpo", "grpo", "rloo", "ppo", "online_dpo", "rejection", "distill"}
     assert get_stage("rloo").presets is get_stage("grpo").presets  # one module, one PRESETS
 
 
@@ -90,7 +90,7 @@ def test_pipeline_words_the_registry_errors_for_its_file(tmp_path, stage, expect
 
 def test_kinds_and_the_report_rl_stages():
     assert set(KINDS) == {spec.kind for spec in STAGES.values()}
-    assert collect.RL_STAGES == stage_names("rl") == ("grpo", "rloo", "ppo")
+    assert collect.RL_STAGES == stage_names("rl") == ("grpo", "rloo", "ppo", "online_dpo")
     assert stage_names("eval") == ("eval", "compare") and stage_names("sample") == ("pairs", "annotate")
     with pytest.raises(ValueError, match="unknown stage kind 'offline'; valid: train, rl, sample, eval"):
         stage_names("offline")

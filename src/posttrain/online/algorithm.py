@@ -81,12 +81,16 @@ class OnlineRL(Algorithm):
         # The packed layout's attention is switched on around each forward only (generation keeps its
         # masks); a checkpointed layer recomputes during backward, outside that switch: pad instead.
         self.packed = cfg.packing and can_share_prefix(model) and not cfg.gradient_checkpointing
-        needs_reference = cfg.loss_beta > 0 or (self.reward_kl is not None and self.reward_kl.value > 0)
         self.experience = RolloutExperience(
             cfg, self.tokenizer, self.rewards, self.estimator, backend=LocalBackend(model, self.tokenizer, replica),
-            policy=model, reference=ReferencePolicy(model) if needs_reference else None, critic=self.critic,
+            policy=model, reference=self.reference_for(model), critic=self.critic,
             reward_kl=self.reward_kl, kl_placement=getattr(cfg, "kl_placement", "every_token"),
             process_rewards=self.parts.process_rewards, packed=self.packed)
+
+    def reference_for(self, model):
+        """The policy whose per-token log-probs each round's samples get as `ref_logps` (None: none needed)."""
+        needs_reference = self.config.loss_beta > 0 or (self.reward_kl is not None and self.reward_kl.value > 0)
+        return ReferencePolicy(model) if needs_reference else None
 
     def evaluate_by_generation(self, model) -> dict[str, float]:
         """Greedy completions of the held-out prompts (`eval_dataset`), scored by the reward functions."""

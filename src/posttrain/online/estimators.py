@@ -119,3 +119,17 @@ def remax(rewards, token_rewards, mask, values, group, ctx):
 def gae(rewards, token_rewards, mask, values, group, ctx):
     """GAE(γ, λ) from the critic's values: Â_t = Σ_l (γλ)^l δ_{t+l}, returns Â + V."""
     return adv.gae(token_rewards, values, mask, ctx.get("gamma", 1.0), ctx.get("lam", 0.95))
+
+
+@estimator("preference", min_group=2)
+def preference(rewards, token_rewards, mask, values, group, ctx):
+    """Online DPO's labels: +1 for the highest-rewarded completion of a prompt (chosen), −1 for the
+    lowest (rejected), 0 for the rest; a group whose best and worst tie, or with fewer than two
+    trained completions, is all 0 (no preference: left out of the loss)."""
+    r = rewards.view(-1, group)
+    usable = ~torch.isnan(r) & mask.bool().any(-1).view(-1, group)
+    best = torch.where(usable, r, -torch.inf).argmax(-1, keepdim=True)  # the first of equal ones
+    worst = torch.where(usable, r, torch.inf).argmin(-1, keepdim=True)
+    decided = (usable.sum(-1, keepdim=True) >= 2) & (r.gather(-1, best) > r.gather(-1, worst))
+    labels = torch.zeros_like(r).scatter(-1, best, 1.0).scatter(-1, worst, -1.0) * decided
+    return labels.flatten(), returns_to_go(token_rewards, mask, ctx)

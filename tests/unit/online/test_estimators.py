@@ -124,3 +124,19 @@ def test_one_decorated_function_is_a_new_estimator():
         del ESTIMATORS["test_sign"]
     with pytest.raises(ValueError, match="critic must be one of"):
         estimator("bad", critic="sometimes")
+
+
+def test_preference_labels_the_best_and_worst_of_each_prompt_and_drops_ties():
+    # G = 2: prompt 1 has rewards 1 > 0 -> chosen, rejected; prompt 2 ties at 2, 2 -> no preference
+    adv, _ = run("preference")
+    assert adv.tolist() == [1.0, -1.0, 0.0, 0.0]
+    # G = 4, one prompt: rewards 0.5, 3, NaN (no reward), -1 -> the 3 is chosen, the -1 rejected, the rest 0
+    adv, _ = run("preference", rewards=torch.tensor([0.5, 3.0, float("nan"), -1.0]), group=4)
+    assert adv.tolist() == [0.0, 1.0, 0.0, -1.0]
+    # a completion left out of the loss (all-zero mask row) is never part of a pair: one usable left -> none
+    ctx = EstimatorContext(SimpleNamespace())
+    masked = MASK.clone()
+    masked[1] = 0
+    adv, _ = ESTIMATORS["preference"].compute(REWARDS, torch.zeros(4, 3), masked, None, 2, ctx)
+    assert adv.tolist() == [0.0, 0.0, 0.0, 0.0]
+    assert ESTIMATORS["preference"].min_group == 2
