@@ -147,3 +147,33 @@ class RewardOptions:
 @dataclass
 class MaskableRewardOptions(RewardOptions):
     reward_errors: str = option("raise", "A reward function that raises or returns NaN/inf: raise (one-line error) or mask (the sample is left out of the loss, counted).", choices=("raise", "mask"))
+
+
+REF_SYNCS = ("none", "soft", "hard")
+
+
+@dataclass
+class RefSyncOptions:
+    """Updating the reference policy during training (models.reference.ReferenceSync): TR-DPO for DPO,
+    a periodic (or EMA) reference for GRPO / PPO."""
+    ref_sync: str = option("none", "Move the reference policy during training, every ref_sync_steps optimizer steps: soft (θ_ref ← α θ + (1 − α) θ_ref, TR-DPO / an EMA reference), hard (θ_ref ← θ, a periodic refresh), none (frozen).", choices=REF_SYNCS)
+    ref_sync_steps: int = option(512, "τ: optimizer steps between reference updates (TRL's ref_model_sync_steps: 512).")
+    ref_sync_alpha: float = option(0.6, "α of ref_sync=soft (TRL's ref_model_mixup_alpha: 0.6).")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.ref_sync_steps < 1 or not 0 < self.ref_sync_alpha <= 1:
+            raise ConfigError(f"ref_sync_steps must be >= 1 and ref_sync_alpha in (0, 1], got {self.ref_sync_steps} and {self.ref_sync_alpha}")
+        defaults = RefSyncOptions.__dataclass_fields__
+        for key, when in (("ref_sync_steps", "with ref_sync=soft or hard"), ("ref_sync_alpha", "with ref_sync=soft")):
+            if getattr(self, key) != defaults[key].default and (self.ref_sync == "none" or (key == "ref_sync_alpha" and self.ref_sync == "hard")):
+                raise ConfigError(f"config key '{key}' is set ({getattr(self, key)!r}) but this run never reads it: it applies only {when}; "
+                                  "remove it or change that setting")
+        if self.ref_sync != "none" and getattr(self, "lora", False):
+            raise ConfigError(f"ref_sync={self.ref_sync} needs a reference model of its own to update, but under lora=true the reference "
+                              "is the adapter-disabled base (no copy is kept); use ref_sync=none, or train without LoRA")
+
+    def check_ref_sync(self, problem: str | None) -> None:
+        """A ConfigError when ref_sync is on but this run has no reference to update (`problem` says why)."""
+        if self.ref_sync != "none" and problem:
+            raise ConfigError(f"ref_sync={self.ref_sync} updates the reference policy, but {problem}; use ref_sync=none or give the run a reference")

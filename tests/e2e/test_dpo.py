@@ -91,12 +91,15 @@ def test_gradient_accumulation_equals_the_large_batch(tiny_llama, pairs, tmp_pat
 
 
 
-@pytest.mark.parametrize("extra", [["ref_model=copy"], ["ref_model=precompute", "lora=true", "lora_r=4", "lora_dropout=0.2"]],
-                         ids=["copy", "precompute-lora-dropout"])
+@pytest.mark.parametrize("extra", [["ref_model=copy", "ref_sync=soft", "ref_sync_steps=3", "ref_sync_alpha=0.5"],
+                                   ["ref_model=precompute", "lora=true", "lora_r=4", "lora_dropout=0.2"]],
+                         ids=["copy-tr-dpo-soft", "precompute-lora-dropout"])
 def test_killed_and_resumed_run_matches_uninterrupted(tiny_llama, pairs, tmp_path, extra):
     """SIGKILL after step 10 of 12 (checkpoint step-8, an epoch boundary: 32 pairs / 4 a step), resume=true:
     the same weights (torch.equal) and metrics lines as the run never killed, with a reference (β > 0),
-    accumulation (2 micro-batches a step), a logging window open across the checkpoint and eval steps."""
+    accumulation (2 micro-batches a step), a logging window open across the checkpoint and eval steps.
+    The copy reference moves (TR-DPO soft updates at steps 3, 6, 9, 12): the checkpoint restores the
+    reference of step 6, so the resumed run's rewards are the uninterrupted run's."""
     train_file, eval_file = pairs
     args = [f"model={tiny_llama}", f"dataset={train_file}", f"eval_dataset={eval_file}", "device=cpu", "max_length=128",
             "batch_size=2", "gradient_accumulation_steps=2", "max_steps=12", "learning_rate=1e-3", "warmup_steps=2",
@@ -114,9 +117,27 @@ def test_killed_and_resumed_run_matches_uninterrupted(tiny_llama, pairs, tmp_pat
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming at step 8" in resumed.stdout
     assert [r["step"] for r in read_metrics(broken)] == [3, 4, 6, 8, 9, 12]
+    if "ref_sync=soft" in extra:
+        assert [r.get("ref_syncs") for r in read_metrics(broken)] == [1, None, 2, None, 3, 4]  # 4, 8: eval lines
     assert without_timing(read_metrics(broken)) == without_timing(read_metrics(whole))
     a, b = final_weights(whole), final_weights(broken)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+def test_tr_dpo_hard_update_makes_the_reference_the_policy(tiny_llama, pairs, tmp_path):
+    """TR-DPO^τ (ref_sync=hard, τ = 3): after steps 3 and 6 the reference is the policy itself, so the
+    next step's implicit rewards β log π_θ/π_ref are exactly 0 and its loss is log 2, as at step 1;
+    between updates the reference lags and the margin is not 0."""
+    run_dpo(dpo_config(model=tiny_llama, dataset=pairs[0], output_dir=str(tmp_path / "run"), max_steps=7, beta=0.5,
+                       ref_sync="hard", ref_sync_steps=3))
+    records = read_metrics(tmp_path / "run")
+    assert [r["ref_syncs"] for r in records] == [0, 0, 1, 1, 1, 2, 2]
+    for r in records:
+        fresh = r["step"] in (1, 4, 7)
+        assert (r["rewards/chosen"] == pytest.approx(0.0, abs=1e-6)) == fresh
+        assert (abs(r["rewards/margins"]) < 1e-6) == fresh
+        if fresh:
+            assert r["loss"] == pytest.approx(math.log(2), abs=1e-6)
+
 
 def test_dpo_learns_the_preference(tiny_llama, pairs, tmp_path):
     """The implicit reward margin on the training pairs grows from 0 and ranks most pairs right."""

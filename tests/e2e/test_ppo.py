@@ -135,15 +135,16 @@ def test_ptx_term_is_logged_and_trains_on_the_sft_data(tiny_llama, setup, tmp_pa
 
 
 def test_resume_with_the_kl_controller_and_ptx_ends_where_the_uninterrupted_run_ends(tiny_llama, setup, tmp_path):
-    """SIGKILL after step 3 of 6, then resume=true: the adaptive KL coefficient and the ptx data position
-    come back from the checkpoint, so the weights (torch.equal) and every logged number but timings equal the
+    """SIGKILL after step 3 of 6, then resume=true: the adaptive KL coefficient, the ptx data position and the
+    reference moved at step 2 (ref_sync=soft: at step 4 it mixes into that one) come back from the checkpoint, so the weights (torch.equal) and every logged number but timings equal the
     uninterrupted run's."""
     from conftest import final_weights, run_cli, sft_rows, without_timing
 
     prompts, reward = setup
     sft = write_jsonl(tmp_path / "sft.jsonl", sft_rows(8))
     common = dict(max_steps=6, num_iterations=1, num_minibatches=2, prompts_per_step=8, save_steps=1, kl_coef=0.1,
-                  target_kl=100.0, kl_controller="double_halve", ptx_coef=1.0, ptx_dataset=sft)
+                  target_kl=100.0, kl_controller="double_halve", ptx_coef=1.0, ptx_dataset=sft, ref_sync="soft", ref_sync_steps=2,
+                  ref_sync_alpha=0.5)
     run_ppo(ppo_config(tiny_llama, prompts, reward, tmp_path / "full", **common))
     args = [f"{key}={value}" for key, value in {**common, "model": tiny_llama, "dataset": prompts, "reward_funcs": f"[{reward}]",
                                                  "output_dir": tmp_path / "cut", "max_new_tokens": 12, "max_length": 64,
@@ -159,12 +160,16 @@ def test_resume_with_the_kl_controller_and_ptx_ends_where_the_uninterrupted_run_
     assert all(torch.equal(full_weights[k], cut_weights[k]) for k in full_weights)
 
 
-@pytest.mark.parametrize("values", [{"critic": "model"}, {"advantage": "reinforce", "whiten_advantages": False},
-                                    {"ratio_level": "sequence", "beta": 0.05, "kl_estimator": "k1", "packing": True}],
-                         ids=["separate-critic", "reinforce-critic-baseline", "loss-options"])
+@pytest.mark.parametrize("values", [{"critic": "model", "critic_learning_rate": 1e-2}, {"advantage": "reinforce", "whiten_advantages": False},
+                                    {"ratio_level": "sequence", "beta": 0.05, "kl_estimator": "k1", "packing": True},
+                                    {"kl_coef": 0.0, "beta": 0.01}, {"policy_loss": "penalty"},
+                                    {"policy_loss": "clip_penalty", "penalty_target_kl": 0.0, "penalty_coef": 0.5}],
+                         ids=["separate-critic-own-lr", "reinforce-critic-baseline", "loss-options", "kl-in-loss", "penalty", "clip-penalty"])
 def test_ppo_compositions_train(tiny_llama, setup, tmp_path, values):
-    """PPO's parts compose: a separate critic trunk (trained, left out of final/), REINFORCE with the critic
-    as its baseline, and the policy-loss options GRPO has (they are read: a KL term appears in the loss)."""
+    """PPO's parts compose: a separate critic trunk (trained with its own learning rate and gradient clip, left
+    out of final/), REINFORCE with the critic as its baseline, the policy-loss options GRPO has (they are read:
+    a KL term appears in the loss), the KL in the loss instead of the reward (verl's use_kl_loss), PPO-penalty
+    and clip + KL (KL(π_old‖π_θ) in the loss, logged as kl_old with its coefficient)."""
     prompts, reward = setup
     run_ppo(ppo_config(tiny_llama, prompts, reward, tmp_path / "run", max_steps=4, **values))
     records = read_metrics(tmp_path / "run")
@@ -173,6 +178,27 @@ def test_ppo_compositions_train(tiny_llama, setup, tmp_path, values):
     assert not any("v_head" in k or "critic_trunk" in k for k in saved)
     if "beta" in values:
         assert "kl" in records[-1]  # the loss's KL term (k1) beside kl/k1, kl/k3
+    if values.get("kl_coef") == 0.0:
+        assert records[0]["kl_coef"] == 0.0 and records[-1]["kl"] > 0  # no KL in the reward, one in the loss
+    if "critic_learning_rate" in values:
+        assert all(r["grad_norm/own"] > 0 for r in records)
+    if "policy_loss" in values:
+        assert records[0]["kl_old"] == pytest.approx(0.0, abs=1e-6) and records[-1]["kl_old"] > 1e-6  # π_θ leaves π_old
+        assert [r["penalty_coef"] for r in records] == [values.get("penalty_coef", 1.0)] * 4  # a round is 8 steps
+
+
+def test_ppo_refreshes_its_reference_every_tau_steps(tiny_llama, setup, tmp_path):
+    """ref_sync=hard, τ = 2, one optimizer step per round: the round sampled after the refresh at step 2 has
+    π_ref = π_θ = π_old, so its KL to the reference is 0 (kl/k1, kl/k3 and the round's kl/sequence_k1),
+    while the rounds before a refresh measure the drift."""
+    prompts, reward = setup
+    run_ppo(ppo_config(tiny_llama, prompts, reward, tmp_path / "run", max_steps=4, num_iterations=1, num_minibatches=1,
+                       kl_coef=0.1, ref_sync="hard", ref_sync_steps=2))
+    records = read_metrics(tmp_path / "run")
+    assert [r["ref_syncs"] for r in records] == [0, 1, 1, 2]
+    for r in records:
+        fresh = r["step"] in (1, 3)
+        assert (abs(r["kl/k3"]) < 1e-6) == fresh and (abs(r["kl/sequence_k1"]) < 1e-5) == fresh
 
 
 @pytest.mark.parametrize("values, message", [

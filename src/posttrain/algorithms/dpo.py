@@ -14,7 +14,8 @@ over all pairs of the global batch.
 The reference policy (`ref_model`): a frozen copy of the starting model, the adapter-disabled base
 under LoRA, or log-probs precomputed once and cached (`precompute`); `ref_model_path` takes it from
 another model instead (iterative DPO with a fixed SFT reference). Reference-free losses (simpo, orpo,
-cpo, sft alone) use none.
+cpo, sft alone) use none. TR-DPO (`ref_sync=soft|hard`, `ref_sync_steps` τ, `ref_sync_alpha` α) moves the
+frozen copy during training: θ_ref ← α θ + (1 − α) θ_ref every τ steps (hard: α = 1), logged as `ref_syncs`.
 
 Logged: `rewards/chosen` and `rewards/rejected` (the implicit rewards β·log π_θ/π_ref; without a
 reference, what TRL's CPO / ORPO trainers log: β·log π_θ for cpo, the length-normalised β·log π_θ/|y|
@@ -42,16 +43,16 @@ from posttrain.losses.preference import (LOSSES, REFERENCE_FREE, SOFT_LABELS, Pa
                                          preference_loss)
 from posttrain.models.loading import resolve_device
 from posttrain.models.logprobs import sequence_logprobs
-from posttrain.models.reference import CACHE_NAME, ReferencePolicy, cache_key, load_reference, precompute
+from posttrain.models.reference import CACHE_NAME, ReferencePolicy, ReferenceSync, cache_key, load_reference, precompute
 from posttrain.models.shared_prefix_attention import use_shared_prefix_attention
-from posttrain.options import TrainOptions, output_dir_option
+from posttrain.options import RefSyncOptions, TrainOptions, output_dir_option
 from posttrain.tasks.sources import load_rows
 from posttrain.train.loop import Algorithm, train_offline
 from posttrain.train.scaffold import start_run
 
 
 @dataclass
-class DPOConfig(TrainOptions):
+class DPOConfig(RefSyncOptions, TrainOptions):
     output_dir: str = output_dir_option("dpo")
     learning_rate: float = option(5e-7, "Peak learning rate (AdamW); DPO wants a small one (TRL: 1e-6).")
     beta: float = option(0.1, "β: the KL strength; larger keeps the policy closer to the reference (SimPO: the reward scale, 2-2.5).")
@@ -78,6 +79,8 @@ class DPOConfig(TrainOptions):
             raise ConfigError(f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
         if self.beta <= 0:
             raise ConfigError(f"beta must be > 0, got {self.beta}")
+        self.check_ref_sync("reference-free losses have none" if self.reference_free else
+                            "ref_model=precompute fixes its log-probs before training (use ref_model=copy)" if self.ref_model == "precompute" else None)
 
     @property
     def reference_free(self) -> bool:
@@ -101,6 +104,7 @@ PRESETS: dict[str, dict] = {
     "rpo": {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, 1.0]},
     "apo_zero": {"loss_type": ["apo_zero"], "beta": 0.1},
     "apo_down": {"loss_type": ["apo_down"], "beta": 0.1},
+    "tr_dpo": {"loss_type": ["sigmoid"], "beta": 0.1, "ref_sync": "soft", "ref_sync_alpha": 0.6, "ref_sync_steps": 512},  # TR-DPO^α (TRL's defaults)
 }
 
 
@@ -113,6 +117,7 @@ class DPO(Algorithm):
         self.weights = config.loss_weights or [1.0] * len(config.loss_type)
         self.precompute_sets = list(precompute_sets)
         self.reference: ReferencePolicy | None = None
+        self.sync: ReferenceSync | None = None  # TR-DPO's reference updates (ref_sync)
         self.packed = False  # set in setup when the model takes the shared-prefix layout
 
     def setup(self, model) -> None:
@@ -122,6 +127,8 @@ class DPO(Algorithm):
         path = self.config.ref_model_path
         if self.config.ref_model == "copy":
             self.reference = ReferencePolicy(model, path)
+            if self.config.ref_sync != "none":
+                self.sync = ReferenceSync(self.reference, model, self.config.ref_sync, self.config.ref_sync_steps, self.config.ref_sync_alpha)
             return
         examples = [ex for group in self.precompute_sets for ex in group]
         key = cache_key(path or self.config.model, examples, ("prompt_ids", "chosen_ids", "chosen_mask", "rejected_ids", "rejected_mask"))
@@ -130,6 +137,16 @@ class DPO(Algorithm):
         scorer.to(device)
         precompute(scorer, examples, self.collate, _score_reference, self.config.precompute_batch_size,
                    Path(self.config.output_dir) / CACHE_NAME, key, device, write_cache=ranks.is_main())
+
+    def after_step(self, model, step: int, metrics: dict) -> dict:
+        return self.sync.after_step(model, step) if self.sync else {}
+
+    def state_dict(self) -> dict:
+        return {"ref_sync": self.sync.state_dict()} if self.sync else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.sync and "ref_sync" in state:
+            self.sync.load_state_dict(state["ref_sync"])
 
     def collate(self, items: list[dict]) -> dict:
         return collate_pairs(items, self.pad_token_id, self.packed)

@@ -35,7 +35,7 @@ from posttrain.online.algorithm import OnlineParts, OnlineRL
 from posttrain.online.estimators import ESTIMATORS
 from posttrain.online.options import PolicyLossOptions, RolloutOptions, reject_unread
 from posttrain.online.source import OnlineSource
-from posttrain.options import output_dir_option, restate
+from posttrain.options import RefSyncOptions, output_dir_option, restate
 from posttrain.rewards import RewardFunctions
 from posttrain.train import distributed
 from posttrain.train.loop import train
@@ -45,7 +45,7 @@ ADVANTAGES = tuple(name for name, e in ESTIMATORS.items() if e.critic != "requir
 
 
 @dataclass
-class GRPOConfig(PolicyLossOptions, RolloutOptions):
+class GRPOConfig(PolicyLossOptions, RefSyncOptions, RolloutOptions):
     output_dir: str = output_dir_option("grpo")
     advantage: str = option("grpo", "Advantage estimator: grpo (group-normalised), rloo (leave-one-out), reinforce (mean baseline), reinforce_pp (REINFORCE++, beta goes into the token rewards), remax (the greedy completion's reward as the baseline).", choices=ADVANTAGES)
     scale_rewards: str = option("group", "grpo advantages: divide by the group's std, the batch's std, or none (Dr.GRPO).", choices=("group", "batch", "none"))
@@ -57,6 +57,7 @@ class GRPOConfig(PolicyLossOptions, RolloutOptions):
         need = ESTIMATORS[self.advantage].min_group
         if self.num_generations < need:
             raise ConfigError(f"advantage={self.advantage} compares samples of the same prompt: num_generations must be >= {need}, got {self.num_generations}")
+        self.check_ref_sync(None if self.beta > 0 else "with beta = 0 no reference is loaded")
         reject_unread(self)
 
     def unread(self) -> dict[str, str]:

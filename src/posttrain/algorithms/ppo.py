@@ -27,6 +27,12 @@ given (InstructGPT's warm start of the value function from the reward model), el
 holds the actor only. PPO-ptx
 (`ptx_coef`, `ptx_dataset`) adds γ × the next-token loss of input-output data to every micro-batch
 (InstructGPT's PPO-ptx), so the policy keeps what SFT taught it.
+
+Variants (presets): the KL to π_ref in the loss instead of the reward (`kl_loss`: kl_coef=0, beta > 0,
+verl's use_kl_loss; both when both are > 0); PPO-penalty (`policy_loss=penalty`: −r·A + β_old·KL(π_old‖π_θ),
+no clipping, β_old doubled / halved each round around `penalty_target_kl`) and clip + KL
+(`policy_loss=clip_penalty`); a critic with its own learning rate and gradient clip (`critic_learning_rate`);
+a periodically refreshed reference (`ref_sync=hard ref_sync_steps=N`).
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from posttrain.online.algorithm import OnlineParts, OnlineRL
 from posttrain.online.critic import Critic
 from posttrain.online.estimators import ESTIMATORS
 from posttrain.online.options import CriticOptions, PolicyLossOptions, ProcessRewardOptions, PtxOptions, RewardKLOptions, RolloutOptions, reject_unread
-from posttrain.options import output_dir_option, restate
+from posttrain.options import RefSyncOptions, output_dir_option, restate
 from posttrain.rewards import RewardFunctions
 from posttrain.rewards.functions import monitor_functions
 from posttrain.train.scaffold import load_model_for
@@ -48,7 +54,7 @@ ADVANTAGES = tuple(name for name, e in ESTIMATORS.items() if e.critic != "none")
 
 
 @dataclass
-class PPOConfig(CriticOptions, RewardKLOptions, PtxOptions, ProcessRewardOptions, PolicyLossOptions, RolloutOptions):
+class PPOConfig(CriticOptions, RewardKLOptions, PtxOptions, ProcessRewardOptions, PolicyLossOptions, RefSyncOptions, RolloutOptions):
     output_dir: str = output_dir_option("ppo")
     advantage: str = option("gae", "Advantages from the critic: gae (GAE(gamma, lam)) or reinforce (the return-to-go minus V per token).", choices=ADVANTAGES)
     num_generations: int = restate(RolloutOptions, "num_generations", "Completions sampled per prompt.", default=1)
@@ -61,6 +67,7 @@ class PPOConfig(CriticOptions, RewardKLOptions, PtxOptions, ProcessRewardOptions
 
     def validate(self) -> None:
         super().validate()
+        self.check_ref_sync(None if self.beta > 0 or self.kl_coef > 0 else "with beta = 0 and kl_coef = 0 no reference is loaded")
         reject_unread(self)
 
     def unread(self) -> dict[str, str]:
@@ -74,7 +81,14 @@ class PPOConfig(CriticOptions, RewardKLOptions, PtxOptions, ProcessRewardOptions
 PRESETS: dict[str, dict] = {
     "instructgpt": {"kl_coef": 0.02, "gamma": 1.0, "lam": 0.95, "epsilon_low": 0.2, "epsilon_high": 0.2,
                     "vf_coef": 0.5, "entropy_coef": 0.0},  # seed 003's RLHF pseudocode values
-    "ppo_penalty": {"target_kl": 0.01, "kl_controller": "double_halve"},
+    # PPO-penalty (Schulman et al. 2017; S3 L1022-1030): -r·A + β_old KL(π_old‖π_θ), no clip, β_old doubled /
+    # halved after each round around d_targ = 0.01 (the paper's best); the KL to π_ref stays in the reward
+    "ppo_penalty": {"policy_loss": "penalty", "penalty_coef": 1.0, "penalty_target_kl": 0.01},
+    "clip_penalty": {"policy_loss": "clip_penalty", "penalty_coef": 1.0, "penalty_target_kl": 0.01},  # L^CLIP+KL (S3 L1031-1039)
+    # the adaptive KL in the reward with PPO-penalty's double/halve rule (this preset was `ppo_penalty` before)
+    "adaptive_kl": {"target_kl": 0.01, "kl_controller": "double_halve"},
+    # verl's use_kl_loss: the KL to π_ref in the loss (k3, verl's low_var_kl, coefficient 0.001), none in the reward
+    "kl_loss": {"kl_coef": 0.0, "beta": 0.001, "kl_estimator": "k3"},
 }
 
 

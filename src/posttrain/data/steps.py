@@ -39,6 +39,16 @@ class Algorithm:
         """Online algorithms: `eval_*` metrics from sampling on held-out prompts (default: none)."""
         return {}
 
+    def after_step(self, model, step: int, metrics: dict) -> dict:
+        """Called after every optimizer step with the step's metrics (over all processes); e.g. to move the
+        reference or a loss coefficient. Returns values to log with the step (the latest are logged)."""
+        return {}
+
+    def own_optimizer(self) -> tuple[tuple[str, ...], float] | None:
+        """(module names, learning rate): modules trained as if by an optimizer of their own, with this
+        learning rate and their own gradient-norm clip (a separate critic's); None: one for everything."""
+        return None
+
     def state_dict(self) -> dict:
         """What the algorithm changes as it trains (a KL controller, a data position), saved in every
         checkpoint so that a resumed run ends where the uninterrupted one ends."""

@@ -64,6 +64,7 @@ import torch
 from posttrain.losses.kl import LOSS_KL_ESTIMATORS, check_kl_estimator, kl_per_token
 
 AGGREGATIONS = ("grpo", "token_mean", "dr_grpo")
+POLICY_LOSSES = ("clip", "penalty", "clip_penalty")  # PPO-clip, PPO-penalty, the two together (S3 L1022-1039)
 RATIO_LEVELS = ("token", "sequence", "sequence_product")
 
 
@@ -117,7 +118,7 @@ def policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.
                 aggregation: str = "grpo", max_completion_length: int | None = None,
                 delta: float | None = None, kl_importance_weight: bool = False,
                 entropy: torch.Tensor | None = None, entropy_coef: float = 0.0,
-                tis_weights: torch.Tensor | None = None) -> PolicyLossOutput:
+                tis_weights: torch.Tensor | None = None, clip: bool = True, old_kl_coef: float = 0.0) -> PolicyLossOutput:
     """The clipped surrogate (+ β·KL) of the module docstring, summed in `aggregation`'s units.
 
     logps: (B, T) log π_θ of the sampled completion tokens (carries the gradient); old_logps: the
@@ -142,7 +143,16 @@ def policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.
     kl_importance_weight: train on r·KL_t instead of KL_t (DeepSeek-V3.2's unbiased KL gradient, not
     in the seeds; TRL 1.16's default `use_bias_correction_kl=True`). Same value on-policy (r = 1), a
     different gradient; the `kl` metric stays the unweighted token mean.
+
+    clip=False, old_kl_coef = β_old > 0: PPO-penalty (Schulman et al. 2017; S3 L1022-1030),
+    ℓ_{i,t} = −r Â + β_old KL_t(π_old‖π_θ), no clipping; clip=True with old_kl_coef > 0 is L^CLIP+KL
+    (S3 L1031-1039). The seed's KL is the full-vocabulary Σ_a π_old(a) log(π_old(a)/π_θ(a)); π_old's
+    distributions are not kept, so it is estimated on the sampled token, which π_old drew: with
+    ρ = π_θ/π_old, KL_t = ρ − log ρ − 1 (k3 with π_θ in the reference's place; ≥ 0, and its expectation
+    and its gradient's under π_old are the full KL's and its gradient). Its token mean is `kl_old`.
     """
+    if old_kl_coef < 0:
+        raise ValueError(f"old_kl_coef must be >= 0, got {old_kl_coef}")
     _check(logps, old_logps, advantages, mask, ref_logps, beta, kl_estimator, ratio_level, epsilon_low,
            epsilon_high, aggregation, max_completion_length, delta, entropy, entropy_coef, tis_weights)
     dtype = torch.promote_types(logps.dtype, torch.float32)  # bf16 log-probs: do the arithmetic in fp32
@@ -166,12 +176,17 @@ def policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.
 
     clipped = torch.clamp(ratio, 1 - epsilon_low, 1 + epsilon_high)
     unclipped = ratio if delta is None else torch.clamp(ratio, max=delta)
-    per_token = -torch.minimum(unclipped * adv, clipped * adv)
+    per_token = -torch.minimum(unclipped * adv, clipped * adv) if clip else -ratio * adv
     per_token = per_token.expand(logps.shape)
     if tis_weights is not None:
         per_token = per_token * clean(tis_weights.detach())
     if entropy_coef > 0:
         per_token = per_token - entropy_coef * clean(entropy)
+
+    kl_old = None
+    if old_kl_coef > 0:  # KL(π_old‖π_θ) on π_old's tokens: kl_per_token's k3 of (log π_old − log π_θ)
+        kl_old = kl_per_token(clean(old_logps.detach()), lp, "k3")
+        per_token = per_token + old_kl_coef * kl_old
 
     kl = None
     if ref_logps is not None:
@@ -210,6 +225,8 @@ def policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.
         }
         if kl is not None:
             metrics["kl"] = ((kl.detach() * m).sum(), n_tokens)
+        if kl_old is not None:
+            metrics["kl_old"] = ((kl_old.detach() * m).sum(), n_tokens)
     return PolicyLossOutput(loss=loss, weight=weight, metrics=metrics)
 
 

@@ -13,6 +13,9 @@ Three sources, chosen by `ref_model`:
 With `ref_model_path` (DPO) the reference is another model loaded from that path instead of the
 starting policy, for `copy` and `precompute` alike: iterative DPO can keep the SFT model as π_ref in
 every round instead of refreshing it to the previous round's policy.
+
+`ReferenceSync` moves a frozen reference during training (TR-DPO's soft and hard updates, a periodic
+or EMA reference for GRPO / PPO); both the offline and the online stages use it.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from pathlib import Path
 
 import torch
 
+import posttrain.ranks as ranks
 from posttrain.data.collate import to_device
+from posttrain.errors import ConfigError
 from posttrain.models.loading import is_peft
 from posttrain.models.logprobs import SequenceLogprobs, sequence_logprobs
 
@@ -87,6 +92,56 @@ class ReferencePolicy:
     def sequence_logprobs(self, policy, input_ids, target_mask=None, **inputs) -> SequenceLogprobs:
         with self.scoring(policy, input_ids.device) as model:
             return sequence_logprobs(model, input_ids, target_mask, **inputs)
+
+
+class ReferenceSync:
+    """Updates of a frozen reference every `steps` optimizer steps (TR-DPO, Gorbatovski et al. 2024; TRL's
+    SyncRefModelCallback, whose arithmetic this is):
+
+        soft:  θ_ref ← α θ + (1 − α) θ_ref            hard:  θ_ref ← θ
+
+    The seeds list the reference variants "slowly updated" (Stiennon, S3 L1598), EMA-updated (Xu et al.,
+    S3 L3520-3526) and step-wise (sDPO, S3 L3399-3410); soft every step is the EMA reference. The
+    reference's weights are in the algorithm's state once they have moved, so a resumed run scores with
+    exactly the reference the uninterrupted run had."""
+
+    def __init__(self, reference: ReferencePolicy, policy, mode: str, steps: int, alpha: float):
+        if reference.frozen is None:
+            raise ConfigError(f"ref_sync={mode} needs a reference model of its own; under LoRA the reference is the adapter-disabled base")
+        self.model, self.steps, self.alpha, self.syncs = reference.frozen, steps, 1.0 if mode == "hard" else alpha, 0
+        ours, theirs = _shapes(self.model), _shapes(policy)
+        if ours != theirs:
+            raise ConfigError("ref_sync mixes the policy's weights into the reference, but ref_model_path has other parameters "
+                              f"({len(ours)} tensors against the policy's {len(theirs)}); use a reference of the policy's architecture")
+
+    @torch.no_grad()
+    def after_step(self, policy, step: int) -> dict:
+        """Update the reference when `step` is a multiple of τ; returns {"ref_syncs": updates so far} to log.
+        Collective under FSDP (each process gathers the full weights)."""
+        if step % self.steps == 0:
+            weights = dict(policy.named_parameters())
+            for name, target in self.model.named_parameters():
+                source = ranks.full_tensor(weights[name].detach()).to(target.device, target.dtype)
+                if self.alpha == 1.0:
+                    target.copy_(source)
+                else:
+                    target.mul_(1.0 - self.alpha).add_(source, alpha=self.alpha)
+            self.syncs += 1
+        return {"ref_syncs": self.syncs}
+
+    def state_dict(self) -> dict:
+        if not self.syncs:  # still the starting weights, which a resumed run loads anyway
+            return {"syncs": 0}
+        return {"syncs": self.syncs, "weights": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.syncs = int(state.get("syncs", 0))
+        if "weights" in state:
+            self.model.load_state_dict(state["weights"])
+
+
+def _shapes(model) -> dict:
+    return {name: tuple(p.shape) for name, p in model.named_parameters()}
 
 
 def cache_key(model_name: str, examples: list[dict], fields: tuple[str, ...]) -> str:

@@ -5,7 +5,10 @@ PPO are the same object with different parts.
                 estimator (online.estimators) + a reference / a critic / a KL in the reward as asked
     loss        the clipped surrogate (losses.policy) with the stage's PolicyLossOptions, plus with a
                 critic c_v × its (clipped) value loss, plus with ptx γ × the SFT loss of ptx data
-    state       what changes as it trains (the KL controller, the ptx position), in every checkpoint
+    state       what changes as it trains (the KL controllers, the ptx position, a moving reference), in
+                every checkpoint
+    after_step  the reference refresh (`ref_sync`, models.reference.ReferenceSync) and, with
+                policy_loss=penalty / clip_penalty, PPO-penalty's β_old rule at the end of each round
 
 `OnlineParts` says which parts a stage wants; `OnlineRL.setup` builds them around the prepared policy.
 """
@@ -20,10 +23,11 @@ import torch
 
 import posttrain.ranks as ranks
 from posttrain.data.steps import Algorithm
+from posttrain.errors import ConfigError
 from posttrain.losses.kl import kl_estimate
 from posttrain.losses.policy import policy_loss
 from posttrain.losses.ppo import AdaptiveKLController, FixedKLController, explained_variance, value_loss
-from posttrain.models.reference import ReferencePolicy
+from posttrain.models.reference import ReferencePolicy, ReferenceSync
 from posttrain.models.shared_prefix_attention import can_share_prefix
 from posttrain.online.critic import Critic
 from posttrain.online.estimators import ESTIMATORS
@@ -53,6 +57,9 @@ class OnlineRL(Algorithm):
         self.ptx = PtxTerm(self.parts.ptx_rows, config.ptx_coef, config.batch_size, tokenizer.pad_token_id) \
             if self.parts.ptx_rows else None
         self.reward_kl = self._reward_kl()
+        self.penalty = self._penalty()
+        self._round_kl = [0.0, 0]  # PPO-penalty: KL(π_old‖π_θ) summed over the round's last pass, and its steps
+        self.ref_sync: ReferenceSync | None = None
         self.experience: RolloutExperience | None = None
         self.policy = None
         self.packed = False
@@ -68,6 +75,19 @@ class OnlineRL(Algorithm):
             return AdaptiveKLController(coef, cfg.target_kl, cfg.kl_horizon, mode=cfg.kl_controller)
         return FixedKLController(coef)
 
+    def _penalty(self):
+        """β_old of KL(π_old‖π_θ) in the loss (policy_loss=penalty / clip_penalty), adapted by PPO-penalty's rule."""
+        cfg = self.config
+        if getattr(cfg, "policy_loss", "clip") == "clip":
+            return None
+        if cfg.penalty_target_kl > 0:
+            return AdaptiveKLController(cfg.penalty_coef, cfg.penalty_target_kl, mode="double_halve")
+        return FixedKLController(cfg.penalty_coef)
+
+    def own_optimizer(self):
+        lr = getattr(self.config, "critic_learning_rate", None)
+        return (("v_head", "critic_trunk"), lr) if self.critic is not None and lr else None
+
     def setup(self, model) -> None:
         cfg = self.config
         self.policy = model
@@ -81,9 +101,15 @@ class OnlineRL(Algorithm):
         # The packed layout's attention is switched on around each forward only (generation keeps its
         # masks); a checkpointed layer recomputes during backward, outside that switch: pad instead.
         self.packed = cfg.packing and can_share_prefix(model) and not cfg.gradient_checkpointing
+        reference = self.reference_for(model)
+        if getattr(cfg, "ref_sync", "none") != "none":
+            if reference is None:
+                raise ConfigError(f"ref_sync={cfg.ref_sync} refreshes the reference policy, but this run has none (no KL term: beta = 0 "
+                                  "and no KL in the reward); set beta > 0 (or kl_coef > 0) or ref_sync=none")
+            self.ref_sync = ReferenceSync(reference, model, cfg.ref_sync, cfg.ref_sync_steps, cfg.ref_sync_alpha)
         self.experience = RolloutExperience(
             cfg, self.tokenizer, self.rewards, self.estimator, backend=LocalBackend(model, self.tokenizer, replica),
-            policy=model, reference=self.reference_for(model), critic=self.critic,
+            policy=model, reference=reference, critic=self.critic,
             reward_kl=self.reward_kl, kl_placement=getattr(cfg, "kl_placement", "every_token"),
             process_rewards=self.parts.process_rewards, packed=self.packed)
 
@@ -122,7 +148,8 @@ class OnlineRL(Algorithm):
                              beta=cfg.loss_beta, kl_estimator=cfg.kl_estimator, ratio_level=cfg.ratio_level,
                              epsilon_low=cfg.epsilon_low, epsilon_high=cfg.epsilon_high, aggregation=cfg.loss_type,
                              max_completion_length=cfg.max_new_tokens, entropy=out.entropy, entropy_coef=cfg.entropy_coef,
-                             tis_weights=batch.get("tis_weights"))
+                             tis_weights=batch.get("tis_weights"), clip=getattr(cfg, "policy_loss", "clip") != "penalty",
+                             old_kl_coef=self.penalty.value if self.penalty is not None else 0.0)
         total, metrics = result.loss, dict(result.metrics)
         tokens = mask.sum()
         per_token = self.batch_weight(batch) / tokens.clamp(min=1)  # a token sum in the loss's units
@@ -152,8 +179,32 @@ class OnlineRL(Algorithm):
                 metrics["values/explained_variance"] = (variance * tokens, tokens)
         return cfg.vf_coef * v_loss
 
+    def after_step(self, model, step: int, metrics: dict) -> dict:
+        out = self.ref_sync.after_step(model, step) if self.ref_sync is not None else {}
+        if self.penalty is not None:
+            out["penalty_coef"] = self._adapt_penalty(step, metrics.get("kl_old", math.nan))
+        return out
+
+    def _adapt_penalty(self, step: int, kl_old: float) -> float:
+        """PPO-penalty's rule once per round, on d = KL(π_old‖π_θ) averaged over the round's last pass (each
+        minibatch measured just before its own update: the KL the round's updates reached; the first pass
+        starts at π_old, where it is 0). A round is num_iterations × num_minibatches optimizer steps."""
+        cfg = self.config
+        per_round = cfg.num_iterations * cfg.num_minibatches
+        if (step - 1) % per_round >= per_round - cfg.num_minibatches and math.isfinite(kl_old):
+            self._round_kl = [self._round_kl[0] + kl_old, self._round_kl[1] + 1]
+        if step % per_round == 0:
+            if self._round_kl[1]:
+                self.penalty.update(self._round_kl[0] / self._round_kl[1], self._round_kl[1])
+            self._round_kl = [0.0, 0]
+        return self.penalty.value
+
     def state_dict(self) -> dict:
         state = {}
+        if self.ref_sync is not None:
+            state["ref_sync"] = self.ref_sync.state_dict()
+        if self.penalty is not None:
+            state["penalty"], state["round_kl"] = self.penalty.state_dict(), list(self._round_kl)
         if self.reward_kl is not None:
             state["kl"] = self.reward_kl.state_dict()
         if self.ptx is not None:
@@ -161,6 +212,11 @@ class OnlineRL(Algorithm):
         return state
 
     def load_state_dict(self, state: dict) -> None:
+        if "ref_sync" in state and self.ref_sync is not None:
+            self.ref_sync.load_state_dict(state["ref_sync"])
+        if "penalty" in state and self.penalty is not None:
+            self.penalty.load_state_dict(state["penalty"])
+            self._round_kl = list(state["round_kl"])
         if "kl" in state and self.reward_kl is not None:
             self.reward_kl.load_state_dict(state["kl"])
         if "ptx_at" in state and self.ptx is not None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from posttrain.config import option
 from posttrain.errors import ConfigError
 from posttrain.losses.kl import LOSS_KL_ESTIMATORS
-from posttrain.losses.policy import AGGREGATIONS, RATIO_LEVELS
+from posttrain.losses.policy import AGGREGATIONS, POLICY_LOSSES, RATIO_LEVELS
 from posttrain.losses.ppo import KL_CONTROL_MODES, KL_PLACEMENTS
 from posttrain.online.critic import CRITICS
 from posttrain.options import MaskableRewardOptions, SamplingOptions, TopKSamplingOptions, TrainOptions, restate
@@ -77,6 +77,9 @@ class PolicyLossOptions:
     entropy_coef: float = option(0.0, "Entropy bonus: subtract entropy_coef x the policy's entropy per token, aggregated like the loss (seed: c_e = 0.01; GRPO+ uses 0).")
     epsilon_low: float = option(0.2, "Clip the ratio below at 1 - epsilon_low.")
     epsilon_high: float = option(0.2, "Clip the ratio above at 1 + epsilon_high (> epsilon_low: DAPO's clip-higher).")
+    policy_loss: str = option("clip", "The surrogate: clip (PPO-clip), penalty (PPO-penalty: -r·A + β_old·KL(π_old‖π_θ), no clipping), clip_penalty (the clipped surrogate + β_old·KL(π_old‖π_θ), the seed's L^CLIP+KL).", choices=POLICY_LOSSES)
+    penalty_coef: float = option(1.0, "β_old: the starting weight of KL(π_old‖π_θ) in the loss with policy_loss=penalty or clip_penalty (Schulman et al. 2017 start at 1).")
+    penalty_target_kl: float = option(0.01, "d_targ: after each round β_old doubles if the round's KL(π_old‖π_θ) > 1.5 d_targ and halves if < d_targ / 1.5 (PPO-penalty's rule); 0: β_old stays fixed.")
     tis_cap: float = option(0.0, "Truncated importance sampling: the trainer recomputes the old log-probs with its own forward and weights each token's loss by min(pi_trainer / pi_rollout, tis_cap), for rollout backends whose log-probs differ from the trainer's (vLLM); mismatch/kl is logged. 0: off (the rollout's log-probs are the old ones).")
 
     def validate(self) -> None:
@@ -87,11 +90,20 @@ class PolicyLossOptions:
             raise ConfigError(f"beta and entropy_coef must be >= 0, got {self.beta} and {self.entropy_coef}")
         if self.tis_cap and self.tis_cap < 1:
             raise ConfigError(f"tis_cap must be 0 (off) or >= 1 (the largest importance weight), got {self.tis_cap}")
+        if self.penalty_coef <= 0 or self.penalty_target_kl < 0:
+            raise ConfigError(f"penalty_coef must be > 0 and penalty_target_kl >= 0, got {self.penalty_coef} and {self.penalty_target_kl}")
+        if self.policy_loss != "clip" and self.num_iterations * self.num_minibatches == 1:
+            raise ConfigError(f"policy_loss={self.policy_loss}: with one optimizer step per round the policy is π_old at every update, so "
+                              "KL(π_old‖π_θ) is 0 with a zero gradient; set num_iterations >= 2 or num_minibatches >= 2")
 
     def unread(self) -> dict[str, str]:
         out = super().unread()
         if self.loss_beta == 0:
             out["kl_estimator"] = "with a KL term in the loss (beta > 0)"
+        if self.policy_loss == "clip":
+            out["penalty_coef"] = out["penalty_target_kl"] = "with policy_loss=penalty or clip_penalty"
+        elif self.policy_loss == "penalty":
+            out["epsilon_low"] = out["epsilon_high"] = "with policy_loss=clip or clip_penalty"
         return out
 
     @property
@@ -102,6 +114,7 @@ class PolicyLossOptions:
 
 @dataclass
 class CriticOptions:
+    critic_learning_rate: float | None = option(None, "The critic's own learning rate (same schedule) and gradient-norm clip, as if it had an optimizer of its own (the seed's separate actor and critic optimisers, S3 L1449-1472); with critic=value_head it is the head's. null: the critic trains with the actor's learning_rate in one optimizer, one clip.")
     critic: str = option("value_head", "The critic: value_head (one linear layer on the actor's trunk, one forward) or model (a separate trunk: the reward model's when given, else a copy of the actor's).", choices=CRITICS)
     vf_coef: float = option(0.1, "Weight of the value loss (seed: c_v = 0.5).")
     cliprange_value: float = option(0.2, "Clip the value update around the old values (0: no clipping).")
@@ -113,6 +126,8 @@ class CriticOptions:
         super().validate()
         if self.vf_coef < 0 or not 0 <= self.gamma <= 1 or not 0 <= self.lam <= 1:
             raise ConfigError(f"vf_coef must be >= 0 and gamma, lam in [0, 1]; got {self.vf_coef}, {self.gamma}, {self.lam}")
+        if self.critic_learning_rate is not None and self.critic_learning_rate <= 0:
+            raise ConfigError(f"critic_learning_rate must be > 0 (null: the actor's learning_rate), got {self.critic_learning_rate}")
 
     def unread(self) -> dict[str, str]:
         out = super().unread()

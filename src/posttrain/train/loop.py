@@ -81,17 +81,21 @@ def enable_checkpointing(model) -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
-def build_optimizer(model, config) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters; no weight decay on biases and norm weights (1-D)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
-        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-    ]
+def build_optimizer(model, config, own: tuple[tuple[str, ...], float] | None = None) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters; no weight decay on biases and norm weights (1-D). With `own`
+    (module names, learning rate), those modules' parameters get that learning rate and, in `train_step`,
+    a gradient-norm clip of their own (`clip` of a group): an optimizer of their own in all but name, as
+    AdamW keeps its moments per parameter."""
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = []
+    for owned, lr in ((False, config.learning_rate), (True, own[1] if own else None)):
+        chosen = [p for n, p in params if (own is not None and any(part in own[0] for part in n.split("."))) == owned]
+        groups += [{"params": [p for p in chosen if p.ndim >= 2], "weight_decay": config.weight_decay, "lr": lr, "clip": int(owned)},
+                   {"params": [p for p in chosen if p.ndim < 2], "weight_decay": 0.0, "lr": lr, "clip": int(owned)}]
     groups = [g for g in groups if g["params"]]
     kw = dict(lr=config.learning_rate, betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_epsilon)
     # fused AdamW: one kernel for all parameters (CPU and CUDA); not for FSDP2's DTensors on CPU.
-    fused = not (distributed.is_sharded(model) and params[0].device.type == "cpu")
+    fused = not (distributed.is_sharded(model) and params[0][1].device.type == "cpu")
     return torch.optim.AdamW(groups, fused=fused, foreach=None if fused else True, **kw)
 
 
@@ -109,15 +113,17 @@ class Precision:
     def backward(self, loss: torch.Tensor) -> None:
         (self.scaler.scale(loss) if self.scaler else loss).backward()
 
-    def step(self, optimizer, params, max_norm: float, loss_is_finite: bool = True) -> tuple[float, bool]:
+    def step(self, optimizer, params, max_norm: float, loss_is_finite: bool = True, own_params=()) -> tuple[float, bool]:
         """Unscale, clip to max_norm (0: measure only), step; returns (the pre-clip gradient norm, whether
-        the optimizer stepped). A non-finite loss or gradient norm skips the step: weights and optimizer
+        the optimizer stepped). `own_params` (modules with an optimizer of their own) are clipped apart,
+        their norm kept in `own_norm`. A non-finite loss or gradient norm skips the step: weights and optimizer
         state stay as they were. Under fp16 an overflowing gradient is the loss scaler's to handle as
         usual (it skips that step itself and lowers the scale), so only a non-finite loss counts there."""
         if self.scaler:
             self.scaler.unscale_(optimizer)
-        norm = float(ranks.full_tensor(torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))))
-        finite = loss_is_finite and (self.scaler is not None or math.isfinite(norm))
+        norm, self.own_norm = (_clip(ps, max_norm) if ps else None for ps in (params, own_params))
+        norm = norm if norm is not None else 0.0
+        finite = loss_is_finite and (self.scaler is not None or all(math.isfinite(n) for n in (norm, self.own_norm or 0.0)))
         if self.scaler:
             if finite:
                 self.scaler.step(optimizer)
@@ -125,6 +131,10 @@ class Precision:
         elif finite:
             optimizer.step()
         return norm, finite
+
+
+def _clip(params: list, max_norm: float) -> float:
+    return float(ranks.full_tensor(torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))))
 
 
 def _add_metrics(sums: dict, metrics: dict) -> None:
@@ -179,11 +189,13 @@ def train_step(model, algorithm: Algorithm, batches: list[dict], optimizer, sche
         _add_metrics(sums, metrics)
     out, tokens = _reduce(float(loss_sum), local_weight, tokens, sums)  # a NaN on any rank is a NaN sum on all
     lr = scheduler.get_last_lr()[0]
-    params = [p for p in model.parameters() if p.requires_grad]
-    grad_norm, stepped = precision.step(optimizer, params, config.max_grad_norm, loss_is_finite=math.isfinite(out["loss"]))
+    params, own = ([p for g in optimizer.param_groups if g.get("clip", 0) == k for p in g["params"]] for k in (0, 1))
+    grad_norm, stepped = precision.step(optimizer, params, config.max_grad_norm, loss_is_finite=math.isfinite(out["loss"]), own_params=own)
     if stepped:
         scheduler.step()
     optimizer.zero_grad(set_to_none=True)
+    if own:  # the modules with an optimizer of their own (a separate critic)
+        out["grad_norm/own"] = precision.own_norm
     return {**out, "grad_norm": grad_norm, "lr": lr}, tokens, stepped
 
 
@@ -234,7 +246,7 @@ def train(config, *, build_model, tokenizer, algorithm: Algorithm, source: StepS
     model = prepare_model(build_model(), config)
     algorithm.setup(model)
     model = distributed.shard_model(model, info.device)
-    optimizer = build_optimizer(model, config)
+    optimizer = build_optimizer(model, config, algorithm.own_optimizer())
     scheduler = build_scheduler(optimizer, total_steps, config.lr_scheduler, config.warmup_steps, config.warmup_ratio)
     precision = Precision(config.mixed_precision, info.device)
     evals = eval_batches(eval_items or [], algorithm.collate, config.batch_size)
@@ -280,6 +292,7 @@ def train(config, *, build_model, tokenizer, algorithm: Algorithm, source: StepS
             began = time.perf_counter()
             metrics, tokens, stepped = train_step(model, algorithm, source.next_step(step - 1), optimizer, scheduler, precision, config, info.device)
             num_tokens += tokens
+            algorithm_log = algorithm.after_step(model, step, metrics)
             nonfinite.update(stepped)
             # a skipped step adds its flag (and the source's numbers) to the window, not its NaN loss
             window.add({**(metrics if stepped else {}), "nonfinite": float(not stepped), **source.metrics()}, tokens, time.perf_counter() - began)
@@ -288,7 +301,7 @@ def train(config, *, build_model, tokenizer, algorithm: Algorithm, source: StepS
             record = {}
             if _due(step, config.logging_steps) or step == total_steps or nonfinite.exhausted:
                 record = window.pop()
-                record.update(lr=metrics["lr"], num_tokens=int(num_tokens), nonfinite_steps=nonfinite.total)
+                record.update(lr=metrics["lr"], num_tokens=int(num_tokens), nonfinite_steps=nonfinite.total, **algorithm_log)
                 if source.steps_per_epoch:
                     record["epoch"] = step / source.steps_per_epoch
             if nonfinite.exhausted:  # no eval, no checkpoint: the last checkpoint stays the last good one
