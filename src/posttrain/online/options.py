@@ -20,7 +20,48 @@ from posttrain.options import MaskableRewardOptions, SamplingOptions, TopKSampli
 
 
 @dataclass
-class RolloutOptions(MaskableRewardOptions, TopKSamplingOptions, TrainOptions):
+class AsyncRolloutOptions:
+    async_rollout: bool = option(False, "Generate the next round on a thread, from a snapshot of the weights, while the trainer trains on this one (one process; holds a second copy of the policy). The loss's ratio is to the sampling policy (with tis_cap: decoupled, the trainer's log-probs at training time as the old ones, weighted by min(pi_old / pi_sampler, tis_cap)).")
+    max_staleness: int = option(1, "With async_rollout: the most optimizer steps the sampling weights may lag the weights a round's first step trains; the producer waits until then (0: exactly the synchronous run). At most one round is generated ahead.")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.max_staleness < 0:
+            raise ConfigError(f"max_staleness must be >= 0 (0: synchronous), got {self.max_staleness}")
+
+    def unread(self) -> dict[str, str]:
+        out = super().unread()
+        if not self.async_rollout:
+            out["max_staleness"] = "with async_rollout=true"
+        return out
+
+
+PROMPT_FILTERS = ("off", "solved", "unsolved", "both")
+
+
+@dataclass
+class CurriculumOptions:
+    prompt_filter: str = option("off", "Leave out prompts whose pass rate over their last filter_window groups is 1.0 (solved), 0.0 (unsolved) or either (both), once seen in filter_min_seen groups; they carry no GRPO signal (Llama 4's pass@k filtering). Paused while too few prompts are left for a round.", choices=PROMPT_FILTERS)
+    filter_window: int = option(4, "Groups per prompt the pass rate is taken over (the most recent).")
+    filter_min_seen: int = option(2, "Groups a prompt must have been sampled in before it can be filtered.")
+    pass_threshold: float = option(0.5, "A completion passes when its reward is >= this.")
+    difficulty_column: str | None = option(None, "Difficulty schedule: take each epoch's prompts in increasing order of this dataset column (easy first; ties in the seeded random order), e.g. difficulty for task:arithmetic.")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.filter_window < 1 or not 1 <= self.filter_min_seen <= self.filter_window:
+            raise ConfigError(f"need filter_window >= 1 and 1 <= filter_min_seen <= filter_window, got {self.filter_window} "
+                              f"and {self.filter_min_seen}")
+
+    def unread(self) -> dict[str, str]:
+        """The end of the unread() chain of the option groups (the groups below it have none)."""
+        if self.prompt_filter != "off":
+            return {}
+        return dict.fromkeys(("filter_window", "filter_min_seen", "pass_threshold"), "with prompt_filter set")
+
+
+@dataclass
+class RolloutOptions(AsyncRolloutOptions, CurriculumOptions, MaskableRewardOptions, TopKSamplingOptions, TrainOptions):
     learning_rate: float = option(1e-6, "Peak learning rate (AdamW).")
     max_steps: int = option(100, "Optimizer steps (each generation round gives num_iterations x num_minibatches of them).")
     batch_size: int = option(16, "Samples (completions) per micro-batch; an optimizer step's samples are split into micro-batches of this size.")
@@ -62,7 +103,7 @@ class RolloutOptions(MaskableRewardOptions, TopKSamplingOptions, TrainOptions):
 
     def unread(self) -> dict[str, str]:
         """Options this config will not read as set: key -> the condition under which it is read."""
-        out = {}
+        out = super().unread()
         if not self.overlong_buffer:
             out["overlong_penalty"] = "with overlong_buffer > 0"
         return out

@@ -22,7 +22,6 @@ function whose calls timed out `MAX_TIMEOUTS_IN_A_ROW` times in a row on any pro
 from __future__ import annotations
 
 import math
-import random
 import sys
 import time
 
@@ -33,6 +32,8 @@ from posttrain.data.steps import StepSource
 from posttrain.data.tokenize import tokenize_prompt
 from posttrain.errors import DataError, UserError
 from posttrain.generation import SamplingParams, prompt_seeds
+from posttrain.online.async_rollout import RolloutProducer
+from posttrain.online.curriculum import PromptCurriculum
 from posttrain.online.experience import Sample
 from posttrain.online.reward_monitor import RewardMonitor
 from posttrain.rewards.functions import MAX_TIMEOUTS_IN_A_ROW, declared_range
@@ -50,6 +51,10 @@ class OnlineSource(StepSource):
         self._last_served: float | None = None
         self._reward_monitor: RewardMonitor | None = None  # built on the first round (the reward functions are known then)
         self._reward_monitor_state: dict = {}
+        self.curriculum = PromptCurriculum(rows, config)
+        self._order: tuple[int, list[int]] = (-1, [])  # (epoch, its prompt order)
+        self._producer: RolloutProducer | None = None  # async_rollout: built on the first round (the policy exists then)
+        self._producer_state: dict | None = None
 
     # ------------------------------------------------------------------ StepSource
 
@@ -60,19 +65,35 @@ class OnlineSource(StepSource):
             metrics["time/train_seconds"] = now - self._last_served  # the previous step's training
         if not self.plan:
             metrics.update(self._make_experience(step + 1))
-        self._metrics = metrics
         step_plan = self.plan.pop(0)
+        if self.config.async_rollout:
+            # steps between the weights that sampled each of this step's samples and the ones it trains (`step` taken)
+            staleness = [step - self.samples[i].extra["policy_version"] for micro in step_plan for i in micro]
+            metrics["async/staleness_mean"], metrics["async/staleness_max"] = _mean(staleness), float(max(staleness))
+            self._async_producer().start_if_due(step)  # the next round, on its thread, while this step trains
+        self._metrics = metrics
         batches = [self.algorithm.collate([self.samples[i] for i in micro]) for micro in step_plan]
         self._last_served = time.perf_counter()
         return batches
+
+    def _async_producer(self) -> RolloutProducer:
+        if self._producer is None:
+            self._producer = RolloutProducer(self.algorithm.experience, self.tokenizer, self.config,
+                                             lambda version: self._collect(version, self._producer.maker))
+            if self._producer_state is not None:
+                self._producer.load_state_dict(self._producer_state, self._decode_round)
+        return self._producer
 
     def metrics(self) -> dict[str, float]:
         return self._metrics
 
     def state_dict(self) -> dict:
         monitor = self._reward_monitor.state_dict() if self._reward_monitor is not None else self._reward_monitor_state
-        return {"plan": self.plan, "samples": [s.__dict__ for s in self.samples], "cursor": self.cursor, "round": self.round,
-                "reward_monitor": monitor}
+        state = {}
+        if self.config.async_rollout:  # first: waits for a round being sampled ahead (it moves the cursor and the curriculum)
+            state["async"] = self._producer.state_dict(self._encode_round) if self._producer is not None else self._producer_state
+        return state | {"plan": self.plan, "samples": [s.__dict__ for s in self.samples], "cursor": self.cursor, "round": self.round,
+                        "reward_monitor": monitor, "curriculum": self.curriculum.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.plan, self.cursor, self.round = state["plan"], state["cursor"], state["round"]
@@ -80,18 +101,37 @@ class OnlineSource(StepSource):
         self._reward_monitor_state = state.get("reward_monitor", {})  # absent in checkpoints from before it existed
         if self._reward_monitor is not None:
             self._reward_monitor.load_state_dict(self._reward_monitor_state)
+        self.curriculum.load_state_dict(state.get("curriculum", {}))
+        self._producer_state = state.get("async")
+
+    @staticmethod
+    def _encode_round(collected: dict) -> dict:
+        return collected | {"samples": [s.__dict__ for s in collected["samples"]]}
+
+    @staticmethod
+    def _decode_round(state: dict) -> dict:
+        return state | {"samples": [Sample(**s) for s in state["samples"]]}
 
     # ------------------------------------------------------------------ one generation round
 
-    def _next_prompts(self, count: int) -> list[int]:
-        """The next `count` prompt indices of this process, from the seeded per-epoch order."""
+    def _next_prompts(self, count: int, stats: dict) -> list[int]:
+        """The next `count` prompt indices of this process, from the per-epoch order (online.curriculum),
+        skipping the prompts the curriculum filters (counted in stats["filtered_prompts"])."""
         world, rank = ranks.world_size(), ranks.rank()
         out = []
         while len(out) < count:
             epoch, position = divmod(self.cursor, len(self.rows))
-            order = random.Random(self.config.seed + epoch).sample(range(len(self.rows)), len(self.rows))
-            take = order[position:position + (count - len(out)) * world]
-            self.cursor += len(take)
+            if self._order[0] != epoch:
+                self._order = (epoch, self.curriculum.order(epoch))
+            take = []
+            for index in self._order[1][position:]:
+                if len(take) == (count - len(out)) * world:
+                    break
+                self.cursor += 1
+                if self.curriculum.keeps(index, self.config.prompts_per_step * world):
+                    take.append(index)
+                else:
+                    stats["filtered_prompts"] += 1
             out += take[rank::world]
         return out[:count]
 
@@ -117,16 +157,35 @@ class OnlineSource(StepSource):
         return self._prompt_cache[index]
 
     def _make_experience(self, step: int) -> dict[str, float]:
-        """One round of experience; its metrics (logged at optimizer step `step`)."""
-        cfg, maker = self.config, self.algorithm.experience
+        """One round of experience (sampled now, or ahead by the async producer) made ready to train on;
+        its metrics (logged at optimizer step `step`)."""
         began = time.perf_counter()
-        maker.backend.sync_weights()  # an engine with its own copy of the weights samples from the current policy
-        stats = {"prompts_too_long": 0, "dropped_groups": 0, "sampling_rounds": 0}
+        version = step - 1  # optimizer steps taken: the policy that takes step `step`
+        if self.config.async_rollout:
+            collected = self._async_producer().take(version)
+        else:
+            self.algorithm.experience.backend.sync_weights()  # an engine with its own copy of the weights samples from the current policy
+            collected = self._collect(version, self.algorithm.experience)
+        waited = time.perf_counter() - began
+        metrics = self._finish_round(step, collected)
+        metrics["time/experience_seconds"] = time.perf_counter() - began
+        if self.config.async_rollout:
+            metrics["time/rollout_wait_seconds"] = waited  # the trainer's wait for its round (all of its sampling when synchronous)
+        return metrics
+
+    def _collect(self, version: int, maker) -> dict:
+        """Sample and score one round with `maker` (policy `version`): its samples, not yet finished, and
+        what its metrics need. Touches only the prompt order, the curriculum and the round counter, so it
+        may run on the async producer's thread while the trainer trains."""
+        cfg = self.config
+        began = time.perf_counter()
+        stats = {"prompts_too_long": 0, "dropped_groups": 0, "sampling_rounds": 0, "filtered_prompts": 0}
         kept: list[list[Sample]] = []
         spare: list[list[Sample]] = []
         rollout_seconds, reward_seconds, completion_tokens = 0.0, 0.0, 0
         reward_log: dict[str, list] = {"rewards": {}, "monitors": {}, "total": []}  # per sample, None kept
         seen: list[Sample] = []
+        pass_rates: list[float] = []
         while stats["sampling_rounds"] < cfg.max_sampling_rounds:
             # every process asks for the same number of prompts, so the global order stays in step:
             # the round goes on while any process still lacks groups (a decision over all processes)
@@ -135,7 +194,7 @@ class OnlineSource(StepSource):
                 break
             stats["sampling_rounds"] += 1
             indices = []
-            for i in self._next_prompts(want):
+            for i in self._next_prompts(want, stats):
                 if self._prompt_ids(i) is None:
                     stats["prompts_too_long"] += 1
                 else:
@@ -155,6 +214,15 @@ class OnlineSource(StepSource):
             for name, values in scored.rewards.monitors.items():
                 reward_log["monitors"].setdefault(name, []).extend(values)
             reward_log["total"].extend(scored.rewards.total)
+            # every process's groups update the pass rates, so every process filters alike
+            assert len(scored.groups) == len(indices)  # one group per prompt, in the prompts' order
+            for i, group in zip(indices, scored.groups):
+                for s in group:
+                    s.extra["prompt_index"] = i
+            for index, group_rewards in gathered([(i, [s.reward for s in g]) for i, g in zip(indices, scored.groups)]):
+                rate = self.curriculum.record(index, group_rewards)
+                if rate is not None:
+                    pass_rates.append(rate)
             for group in scored.groups:
                 seen += group
                 usable = [s.reward for s in group if s.reward is not None]
@@ -171,20 +239,34 @@ class OnlineSource(StepSource):
         if not samples:
             raise DataError(self._too_long_message(f"all {stats['prompts_too_long']} prompts drawn for generation round "
                                                    f"{self.round} are too long to generate from"))
-        reward_metrics = self._reward_metrics(step, reward_log)  # may stop the run (timeouts): before the reference forward
+        for s in samples:
+            s.extra["policy_version"] = version
+        return {"samples": samples, "round": self.round, "stats": stats, "filled": filled, "reward_log": reward_log,
+                "lengths": [len(s.completion_ids) for s in seen], "truncated": sum(s.truncated for s in seen),
+                "empty": sum(not s.extra.get("text", "").strip() for s in seen),
+                "flat_groups": [float(_all_equal([s.reward for s in g if s.reward is not None])) for g in kept],
+                "pass_rates": pass_rates, "filtered": len(self.curriculum.filtered),
+                "rollout_seconds": rollout_seconds, "reward_seconds": reward_seconds,
+                "completion_tokens": completion_tokens, "collect_seconds": time.perf_counter() - began}
+
+    def _finish_round(self, step: int, collected: dict) -> dict[str, float]:
+        """Reference / old log-probs and advantages of a collected round with the current policy (the
+        trainer's thread); the round becomes the plan of the next optimizer steps; its metrics."""
+        maker, samples, stats = self.algorithm.experience, collected["samples"], collected["stats"]
+        reward_metrics = self._reward_metrics(step, collected["reward_log"])  # may stop the run (timeouts): before the reference forward
         t0 = time.perf_counter()
         adv_stats = maker.finish(samples)
         finish_seconds = time.perf_counter() - t0
         self.samples = samples
-        self.plan = self._plan(len(samples))
+        self.plan = self._plan(len(samples), collected["round"])
         # logged numbers cover every process's samples, as one process with the whole round would log them
         rewards = gathered([s.reward for s in samples if s.reward is not None])
-        lengths = gathered([len(s.completion_ids) for s in seen])
-        flat_groups = gathered([float(_all_equal([s.reward for s in g if s.reward is not None])) for g in kept])
-        counts = ranks.all_reduce_sum([sum(s.truncated for s in seen), sum(not s.extra.get("text", "").strip() for s in seen),
-                                       stats["dropped_groups"], filled, sum(not s.trained for s in samples),
-                                       stats["prompts_too_long"]])
+        lengths = gathered(collected["lengths"])
+        flat_groups = gathered(collected["flat_groups"])
+        counts = ranks.all_reduce_sum([collected["truncated"], collected["empty"], stats["dropped_groups"], collected["filled"],
+                                       sum(not s.trained for s in samples), stats["prompts_too_long"]])
         truncated, empty, dropped, filled, masked, too_long = counts
+        rollout_seconds = collected["rollout_seconds"]
         metrics = {
             "reward/mean": _mean(rewards), "reward/std": _std(rewards),
             "completion/mean_length": _mean(lengths), "completion/max_length": float(max(lengths, default=0)),
@@ -193,12 +275,19 @@ class OnlineSource(StepSource):
             "groups/zero_std_fraction": _mean(flat_groups),
             "groups/dropped": dropped, "groups/filled_after_cap": filled,
             "samples/masked": masked, "prompts/too_long": too_long, "sampling_rounds": float(stats["sampling_rounds"]),
-            "time/rollout_seconds": rollout_seconds, "time/reward_seconds": reward_seconds,
-            "time/advantage_seconds": finish_seconds, "time/experience_seconds": time.perf_counter() - began,
-            "rollout/tokens_per_second": completion_tokens / max(rollout_seconds, 1e-9),
+            "time/rollout_seconds": rollout_seconds, "time/reward_seconds": collected["reward_seconds"],
+            "time/advantage_seconds": finish_seconds,
+            "rollout/tokens_per_second": collected["completion_tokens"] / max(rollout_seconds, 1e-9),
             **adv_stats,
             **reward_metrics,
         }
+        if self.config.prompt_filter != "off" or self.config.difficulty_column is not None:
+            metrics |= {"curriculum/dropped": float(stats["filtered_prompts"]), "curriculum/filtered": float(collected["filtered"]),
+                        "curriculum/pass_rate_mean": _mean(collected["pass_rates"])}
+            if self.config.difficulty_column is not None:  # of the round's prompts
+                column = self.config.difficulty_column
+                metrics["curriculum/difficulty_mean"] = _mean(gathered(
+                    [float(self.rows[s.extra["prompt_index"]][column]) for s in samples[::self.config.num_generations]]))  # one per group
         return metrics
 
     def _reward_metrics(self, step: int, log: dict) -> dict[str, float]:
@@ -235,14 +324,14 @@ class OnlineSource(StepSource):
                 print(jump.line(), file=sys.stderr, flush=True)
         return metrics | diagnostics
 
-    def _plan(self, count: int) -> list[list[list[int]]]:
+    def _plan(self, count: int, round_: int) -> list[list[list[int]]]:
         """μ passes, each over num_minibatches optimizer steps of micro-batches. A minibatch is a fixed
         contiguous part of this process's samples (its share of a contiguous run of the shuffled global
         prompt order), and each pass visits the minibatches in a seeded order every process shares, so N
         processes take exactly the steps of one process holding the whole round."""
         cfg = self.config
         plan = []
-        g = torch.Generator().manual_seed(cfg.seed * 7919 + self.round)
+        g = torch.Generator().manual_seed(cfg.seed * 7919 + round_)
         per_step = math.ceil(count / cfg.num_minibatches)
         parts = [list(range(m * per_step, min(count, (m + 1) * per_step))) for m in range(cfg.num_minibatches)]
         for _ in range(cfg.num_iterations):

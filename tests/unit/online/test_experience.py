@@ -33,10 +33,10 @@ def test_completion_logps_line_up_with_each_samples_tokens(tiny_qwen2, packed):
 
 def test_round_plan_is_mu_passes_of_minibatches_of_micro_batches():
     class Config:
-        seed, num_iterations, num_minibatches, batch_size = 0, 2, 3, 4
+        seed, num_iterations, num_minibatches, batch_size, difficulty_column = 0, 2, 3, 4, None
 
     source = OnlineSource(algorithm=None, rows=[], tokenizer=None, config=Config())
-    plan = source._plan(24)
+    plan = source._plan(24, round_=0)
     assert len(plan) == 2 * 3  # optimizer steps per round
     for step in plan:
         assert [len(micro) for micro in step] == [4, 4]  # 8 samples per step in micro-batches of 4

@@ -13,7 +13,7 @@ from tiny_tokenizers import plain_tokenizer
 
 
 def test_no_prompt_that_fits_is_an_error_naming_the_limit():
-    config = SimpleNamespace(dataset="long.jsonl", max_length=16, max_new_tokens=8)
+    config = SimpleNamespace(dataset="long.jsonl", max_length=16, max_new_tokens=8, difficulty_column=None)
     rows = [{"prompt": "word " * 20}, {"prompt": "word " * 30}]
     source = OnlineSource(algorithm=None, rows=rows, tokenizer=plain_tokenizer(), config=config)
     with pytest.raises(DataError, match=r"^long.jsonl: every prompt is too long to generate from \(the shortest of 2 has \d+ "
