@@ -75,6 +75,27 @@ def test_from_base_fine_tunes_the_base_model_every_iteration(tmp_path):
     assert all(r["kept"] == 6 and "eval_accuracy_before" not in r for r in records)  # best, no min_reward: one per prompt
 
 
+def test_rest_grows_once_then_improves_with_rising_thresholds_each_from_the_last(tmp_path):
+    """ReST: one Grow step (8 sentiment samples), two Improve steps at 0.3 then 0.6 on the same samples, the
+    second fine-tuning the first's model; every kept sample passes its step's threshold."""
+    from posttrain.algorithms.rejection import RejectionConfig, run_rejection
+
+    out = tmp_path / "run"
+    cfg = build_config(RejectionConfig, {
+        "model": "embedded", "dataset": "task:sentiment", "reward_funcs": ["task"], "output_dir": str(out),
+        "selection": "threshold", "improve_thresholds": [0.3, 0.6], "iterations": 1, "num_samples": 4,
+        "prompts_per_iteration": 2, "max_new_tokens": 24, "max_steps": 1, "batch_size": 1, "eval_greedy": False, "device": "cpu"})
+    run_rejection(cfg)
+    records = _read_jsonl(out / "iterations.jsonl")
+    assert [(r["step"], r["iteration"], r["improve"], r["threshold"]) for r in records] == [(1, 1, 1, 0.3), (2, 1, 2, 0.6)]
+    assert records[0]["trained_from"] == "embedded" and records[1]["trained_from"] == str(out / "iter-1-improve-1" / "final")
+    assert records[0]["sample_reward_mean"] == records[1]["sample_reward_mean"]  # the same Grow samples
+    first, second = (_read_jsonl(out / f"iter-1-improve-{i}" / "samples.jsonl") for i in (1, 2))
+    assert all(r["reward"] >= 0.3 for r in first) and all(r["reward"] >= 0.6 for r in second)
+    assert len(second) == records[1]["kept"] <= len(first) == records[0]["kept"]
+    assert [r for r in first if r["reward"] >= 0.6] == second  # the harder filter of the same samples
+
+
 def test_rest_em_preset_keeps_only_answers_the_tasks_accuracy_scorer_finds_correct(tmp_path):
     from posttrain.tasks import get_task
 

@@ -185,3 +185,26 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     # the dark header is drawn at the top and the light page body below it
     assert sum(image.getpixel((640, 20))) < 150 and sum(image.getpixel((640, 400))) > 600
     assert shot.stat().st_size > 50_000, sys.platform
+
+
+def test_proxy_vs_gold_across_rounds_is_a_table_and_a_chart_per_monitor(tmp_path):
+    """Iterative RLHF's monitor: two GRPO rounds logging the gold as a monitor; the section lists each round's
+    last proxy, its first and last gold, the gap and the correlation, in pipeline order."""
+    for name, (proxy, gold) in (("grpo1", (0.6, 0.5)), ("grpo2", (0.9, 0.55))):
+        rows = [{"step": s, "loss": 0.0, "monitor/gold/at_max": 0.0, "monitor/gold/proxy": proxy * s / 4,
+                 "monitor/gold/gold": gold * s / 4, "monitor/gold/gap": (proxy - gold) * s / 4, "monitor/gold/correlation": 0.8}
+                for s in (1, 2, 3, 4)]
+        _write_jsonl(tmp_path / name / "metrics.jsonl", rows)
+        (tmp_path / name / "config.yaml").write_text(f"output_dir: {tmp_path / name}\n")
+    _write_jsonl(tmp_path / "pipeline.jsonl", [{"name": n, "stage": "grpo", "status": "done", "seconds": 1.0, "metrics": {}}
+                                               for n in ("grpo1", "grpo2")])
+    html = write_report(tmp_path).read_text()
+    section = html[html.index('<section id="proxy-gold-rounds">'):]
+    section = section[:section.index("</section>")]
+    assert len(re.findall(r'src="data:image/png;base64,', section)) == 1 and 'alt="proxy vs gold by round: gold"' in section
+    cells = re.findall(r"<tr><td>(\w+)<span class='tag'>grpo</span></td>((?:<td class='num'>[^<]*</td>)+)</tr>", section)
+    values = [(name, re.findall(r"<td class='num'>([^<]*)</td>", tds)) for name, tds in cells]
+    assert values == [("grpo1", ["0.6", "0.125", "0.5", "0.1", "0.8"]), ("grpo2", ["0.9", "0.1375", "0.55", "0.35", "0.8"])]
+    from posttrain.report.html import _proxy_gold_rounds
+
+    assert _proxy_gold_rounds(collect(tmp_path / "grpo1")) == ""  # a single run: its own hacking panel only

@@ -24,7 +24,7 @@ from posttrain.stages import KINDS, STAGES, get_stage, preset_values, stage_name
 SRC = Path(posttrain.__file__).parent
 SURFACES = ("posttrain.cli", "posttrain.api", "posttrain.pipeline", "posttrain.report")
 VALID_STAGES = "sft, eval, distill, rm, prm, dpo, kto, grpo, rloo, ppo, online_dpo, rejection, pairs, compare, constitution, annotate, quickstart"
-GRPO_PRESETS = "grpo, dapo, dr_grpo, gspo, grpo_plus, rloo, reinforce, reinforce_pp, remax"
+GRPO_PRESETS = "grpo, dapo, dr_grpo, gspo, grpo_plus, rloo, reinforce, reinforce_pp, remax, p3o"
 
 
 @pytest.mark.parametrize("name", list(STAGES))
@@ -49,7 +49,7 @@ def test_presets_resolve_and_build_a_config(name):
 
 
 def test_stages_with_presets():
-    assert {name for name, spec in STAGES.items() if spec.presets} == {"dpo", "grpo", "rloo", "ppo", "online_dpo", "rejection", "distill"}
+    assert {name for name, spec in STAGES.items() if spec.presets} == {"dpo", "grpo", "rloo", "ppo", "online_dpo", "rejection", "distill", "pairs"}
     assert get_stage("rloo").presets is get_stage("grpo").presets  # one module, one PRESETS
 
 

@@ -37,7 +37,9 @@ import torch
 
 import posttrain.ranks as ranks
 from posttrain.config import option
+from posttrain.data.converters import RANKING_PAIRS
 from posttrain.data.pairs import INVALID_PAIR_POLICIES, collate_pairs, load_pairs
+from posttrain.data.sources import parse_shard, shard_rows
 from posttrain.errors import ConfigError, DataError
 from posttrain.losses.preference import (LOSSES, REFERENCE_FREE, SOFT_LABELS, PairLogps, PreferenceParams, implicit_rewards,
                                          preference_loss)
@@ -66,6 +68,8 @@ class DPOConfig(RefSyncOptions, TrainOptions):
     ref_model_path: str | None = option(None, "Take the reference from this model instead of the starting one (iterative DPO: keep the SFT model as the reference every round); null: the starting model.")
     precompute_batch_size: int = option(16, "Pairs per forward pass when precomputing reference log-probs.")
     packing: bool = option(True, "Lay each pair out as its prompt once, then chosen and rejected, with no padding and attention per sequence (the same log-probs as padded batches; sdpa / eager models, others pad).")
+    ranking_pairs: str = option("all", "Ranking rows (prompt, completions, ranking) become: all, every C(K,2) pair; best_worst, best vs worst with the middle dropped (CPO's triplets).", choices=tuple(RANKING_PAIRS))
+    data_shard: str | None = option(None, "K/N: train on the K-th of N equal contiguous slices of dataset (sDPO: step K on slice K, from and against step K-1's model; the sdpo recipe).")
     invalid_pairs: str = option("error", "Pairs with identical or empty sides, or differing prompts: error, or drop them (counted in the log).", choices=INVALID_PAIR_POLICIES)
 
     def validate(self) -> None:
@@ -81,6 +85,8 @@ class DPOConfig(RefSyncOptions, TrainOptions):
             raise ConfigError(f"beta must be > 0, got {self.beta}")
         self.check_ref_sync("reference-free losses have none" if self.reference_free else
                             "ref_model=precompute fixes its log-probs before training (use ref_model=copy)" if self.ref_model == "precompute" else None)
+        if self.data_shard:
+            parse_shard(self.data_shard)
 
     @property
     def reference_free(self) -> bool:
@@ -100,11 +106,12 @@ PRESETS: dict[str, dict] = {
     "slic": {"loss_type": ["hinge"], "beta": 1.0},
     "simpo": {"loss_type": ["simpo"], "beta": 2.0, "simpo_gamma": 0.5},  # seed 003 L3573: β 2-2.5, γ 0.5-1.5
     "orpo": {"loss_type": ["orpo"], "orpo_lambda": 0.1},
-    "cpo": {"loss_type": ["cpo"], "beta": 0.1},
+    "cpo": {"loss_type": ["cpo"], "beta": 0.1, "ranking_pairs": "best_worst"},  # triplets: best vs worst
     "rpo": {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, 1.0]},
     "apo_zero": {"loss_type": ["apo_zero"], "beta": 0.1},
     "apo_down": {"loss_type": ["apo_down"], "beta": 0.1},
     "tr_dpo": {"loss_type": ["sigmoid"], "beta": 0.1, "ref_sync": "soft", "ref_sync_alpha": 0.6, "ref_sync_steps": 512},  # TR-DPO^α (TRL's defaults)
+    "mdpo": {"loss_type": ["sigmoid", "anchor"], "beta": 0.1},  # seed 003 L3444-3450: DPO + anchor, β 0.1
 }
 
 
@@ -215,9 +222,12 @@ def orient_pairs(examples: list[dict], loss_types: list[str], source: str) -> li
     return out
 
 
-def load_examples(tokenizer, source: str, split: str | None, config: DPOConfig, what: str) -> list[dict]:
-    examples, dropped = load_pairs(tokenizer, load_rows(source, split), source, max_length=config.max_length, truncation=config.truncation,
-                                   invalid_pairs=config.invalid_pairs)
+def load_examples(tokenizer, source: str, split: str | None, config: DPOConfig, what: str, shard: str | None = None) -> list[dict]:
+    rows = load_rows(source, split)
+    if shard:  # sDPO: this step's slice of the training data
+        rows = shard_rows(rows, shard)
+    examples, dropped = load_pairs(tokenizer, rows, source, max_length=config.max_length, truncation=config.truncation,
+                                   invalid_pairs=config.invalid_pairs, ranking_pairs=config.ranking_pairs)
     if dropped and ranks.is_main():
         print(f"posttrain: {what}: dropped {sum(dropped.values())} pairs ({', '.join(f'{k}: {v}' for k, v in dropped.items())})")
     return orient_pairs(examples, config.loss_type, source)
@@ -226,7 +236,7 @@ def load_examples(tokenizer, source: str, split: str | None, config: DPOConfig, 
 def run_dpo(config: DPOConfig) -> dict:
     """Train, evaluate and save to output_dir; returns the last logged metrics."""
     _, tokenizer = start_run(config)
-    train_examples = load_examples(tokenizer, config.dataset, config.dataset_split, config, "training data")
+    train_examples = load_examples(tokenizer, config.dataset, config.dataset_split, config, "training data", config.data_shard)
     eval_examples = load_examples(tokenizer, config.eval_dataset, None, config, "eval data") if config.eval_dataset else []
     algorithm = DPO(config, tokenizer.pad_token_id, precompute_sets=[train_examples, eval_examples])
     return train_offline(config, tokenizer=tokenizer, algorithm=algorithm, items=train_examples, eval_items=eval_examples,

@@ -9,7 +9,8 @@ prompts, scores them with the reward functions (TRL's convention, `f(prompts, co
 and turns rewards into advantages with a registered estimator (`advantage`, online/estimators.py:
 grpo = group-normalised, with `scale_rewards` group / batch / none; rloo = leave-one-out;
 reinforce = mean baseline; reinforce_pp = REINFORCE++, its KL in the token rewards; remax = the
-greedy completion's reward as the baseline). The
+greedy completion's reward as the baseline; p3o = pairwise, P3O's reward difference within a prompt's
+samples with the KL in the trajectory reward). The
 policy is then updated `num_iterations` (μ) times over those samples, each pass in `num_minibatches`
 optimizer steps, against the log-probs the samples were drawn with (frozen).
 
@@ -47,9 +48,9 @@ ADVANTAGES = tuple(name for name, e in ESTIMATORS.items() if e.critic != "requir
 @dataclass
 class GRPOConfig(PolicyLossOptions, RefSyncOptions, RolloutOptions):
     output_dir: str = output_dir_option("grpo")
-    advantage: str = option("grpo", "Advantage estimator: grpo (group-normalised), rloo (leave-one-out), reinforce (mean baseline), reinforce_pp (REINFORCE++, beta goes into the token rewards), remax (the greedy completion's reward as the baseline).", choices=ADVANTAGES)
+    advantage: str = option("grpo", "Advantage estimator: grpo (group-normalised), rloo (leave-one-out), reinforce (mean baseline), reinforce_pp (REINFORCE++, beta goes into the token rewards), remax (the greedy completion's reward as the baseline), p3o (pairwise: the reward difference to the prompt's other samples, beta in the reward).", choices=ADVANTAGES)
     scale_rewards: str = option("group", "grpo advantages: divide by the group's std, the batch's std, or none (Dr.GRPO).", choices=("group", "batch", "none"))
-    beta: float = restate(PolicyLossOptions, "beta", "β: weight of the KL to the reference: a term of the loss, or with advantage=reinforce_pp -β·k1 in every token's reward (0: no reference model is loaded).")
+    beta: float = restate(PolicyLossOptions, "beta", "β: weight of the KL to the reference: a term of the loss, or with advantage=reinforce_pp or p3o -β·k1 in every token's reward (0: no reference model is loaded).")
     population_std: bool = option(False, "grpo advantages: divide by the population std sqrt(1/G sum (r - mean)^2) instead of the sample std (n - 1, TRL's).")
 
     def validate(self) -> None:
@@ -93,6 +94,9 @@ PRESETS: dict[str, dict] = {
     "reinforce": {"advantage": "reinforce", "loss_type": "token_mean", "beta": 0.0},
     "reinforce_pp": {"advantage": "reinforce_pp", "loss_type": "token_mean", "beta": 0.0},
     "remax": {"advantage": "remax", "loss_type": "token_mean", "beta": 0.0},  # Li et al. 2023
+    # P3O (S3 L3530-3543): two samples per prompt, the pair's reward difference (KL in the reward), a clipped
+    # trajectory-wise ratio π(y|x)/π_old(y|x) per sample (P3O's "separate clipping"), no critic
+    "p3o": {"advantage": "p3o", "num_generations": 2, "loss_type": "grpo", "ratio_level": "sequence_product", "beta": 0.05},
 }
 
 

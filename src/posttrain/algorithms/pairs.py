@@ -23,7 +23,11 @@ The shared building block of:
 
 Selection (per prompt, over the k samples in sampling order; a sample without a reward is skipped):
 `first_two` the first two samples (InstructGPT-style comparison); `max_gap` see above; `all_pairs`
-every pair (i < j) with gap ≥ min_gap (the RS-DPO paper's own PDGRS step keeps all such pairs).
+every pair (i < j) with gap ≥ min_gap (the RS-DPO paper's own PDGRS step keeps all such pairs);
+`rso` RSO's statistical rejection sampling (Liu et al. 2024; seed 003 L3476-3490): `rso_samples`
+of the k samples are accepted as draws from the optimal policy π* ∝ π_sft·exp(r/β) (β = `rso_beta`),
+then paired in acceptance order (1st with 2nd, 3rd with 4th, ...), the `rso` preset labelling them
+by the reward (the RM), for DPO (`sigmoid`) or SLiC (`hinge`).
 
 Labels: `hard` chosen = the higher reward, equal rewards dropped (counted as `ties`);
 `bradley_terry` the seeded draw above (equal rewards are a fair coin; label_beta → ∞ gives `hard`);
@@ -51,7 +55,7 @@ from posttrain.errors import ConfigError, UserError, naming_option
 from posttrain.methods.best_of_n import completion_value
 from posttrain.options import GenerationBatchOptions, ModelOptions, RewardOptions, SamplingOptions, TopPSamplingOptions, restate
 
-SELECTIONS = ("first_two", "max_gap", "all_pairs")
+SELECTIONS = ("first_two", "max_gap", "all_pairs", "rso")
 LABELS = ("hard", "bradley_terry", "judge")
 
 
@@ -67,6 +71,8 @@ class PairsConfig(RewardOptions, GenerationBatchOptions, TopPSamplingOptions, Mo
     num_samples: int = option(2, "k: completions sampled per prompt.")
     selection: str = option("first_two", "Which pairs of a prompt's k samples: first_two, max_gap (RS-DPO: the largest reward gap), all_pairs.", choices=SELECTIONS)
     min_gap: float = option(0.0, "Keep a pair only if its reward gap |r1 - r2| is at least this.")
+    rso_beta: float = option(0.5, "selection=rso: β of the target π* ∝ π·exp(r/β); small β approaches top-k-over-k samples (best-of-n), large β accepts samples as drawn.")
+    rso_samples: int = option(2, "selection=rso: samples accepted per prompt (paired in order; even, at most num_samples).")
     labels: str = option("hard", "Who decides chosen: hard (higher reward), bradley_terry (draw with P = sigmoid(label_beta (r1 - r2))), judge (a pairwise LLM judge, RLAIF).", choices=LABELS)
     label_beta: float = option(5.0, "labels=bradley_terry: inverse temperature of the draw (5: noisy, IMDb-style labels).")
     judge: str = option("pairwise_judge", "labels=judge: the judge, as a built-in spec pairwise_judge[:model=DIR:method=logprob:...].")
@@ -86,14 +92,43 @@ class PairsConfig(RewardOptions, GenerationBatchOptions, TopPSamplingOptions, Mo
             raise ConfigError(f"temperature must be > 0 (k greedy samples are identical) and top_p in (0, 1], got {self.temperature} and {self.top_p}")
         if self.min_gap < 0 or self.label_beta <= 0:
             raise ConfigError(f"min_gap must be >= 0 and label_beta > 0, got {self.min_gap} and {self.label_beta}")
+        if self.selection == "rso" and (self.rso_beta <= 0 or self.rso_samples < 2 or self.rso_samples % 2 or self.rso_samples > self.num_samples):
+            raise ConfigError(f"selection=rso needs rso_beta > 0 and an even rso_samples in [2, num_samples={self.num_samples}], "
+                              f"got {self.rso_beta} and {self.rso_samples}")
         if not self.reward_funcs:
             raise ConfigError("reward_funcs is empty; pairs are selected (and, unless labels=judge, labelled) by reward")
         if self.labels == "judge" and not self.judge.split(":")[0] == "pairwise_judge":
             raise ConfigError(f"judge must be a pairwise_judge[:key=value...] spec, got {self.judge!r}")
 
 
-def select_pairs(candidates: list, rule: str, min_gap: float = 0.0) -> tuple[list[tuple], int]:
-    """(pairs (a, b) in sampling order, how many were below min_gap) from one prompt's Candidates."""
+PRESETS: dict[str, dict] = {
+    "rso": {"selection": "rso", "labels": "hard", "num_samples": 8, "rso_samples": 2, "rso_beta": 0.5},
+}
+
+
+def statistical_rejection_sample(rewards: list[float], count: int, beta: float, rng: random.Random) -> list[int]:
+    """RSO's statistical rejection sampling (Liu et al. 2024, Algorithm 1): indices of `count` of the
+    candidates y_i ~ π_sft, accepted as samples of π*(y) ∝ π_sft(y)·exp(r(y)/β). Passes over the
+    remaining candidates in order, accepting each with probability exp((r_i − r_max)/β), r_max the
+    largest remaining reward (so the best is always accepted in the pass where it is reached),
+    until `count` are accepted. β → 0 gives the top `count` by reward; β → ∞ the first `count`."""
+    remaining = list(range(len(rewards)))
+    accepted: list[int] = []
+    while len(accepted) < count and remaining:
+        best = max(rewards[i] for i in remaining)
+        for i in list(remaining):
+            if rng.random() < math.exp((rewards[i] - best) / beta):
+                accepted.append(i)
+                remaining.remove(i)
+                if len(accepted) == count:
+                    break
+    return accepted
+
+
+def select_pairs(candidates: list, rule: str, min_gap: float = 0.0, rng: random.Random | None = None,
+                 rso_beta: float = 0.5, rso_samples: int = 2) -> tuple[list[tuple], int]:
+    """(pairs (a, b) in sampling order, how many were below min_gap) from one prompt's Candidates;
+    rule `rso` draws from `rng`."""
     if rule not in SELECTIONS:
         raise ConfigError(f"selection must be one of {', '.join(SELECTIONS)}, got {rule!r}")
     scored = [c for c in candidates if c.reward is not None]
@@ -107,6 +142,9 @@ def select_pairs(candidates: list, rule: str, min_gap: float = 0.0) -> tuple[lis
         if i_max == i_min:  # all equal: the first two
             i_max, i_min = 0, 1
         pairs = [(scored[min(i_max, i_min)], scored[max(i_max, i_min)])]
+    elif rule == "rso":
+        picked = statistical_rejection_sample([c.reward for c in scored], rso_samples, rso_beta, rng or random.Random(0))
+        pairs = [(scored[picked[i]], scored[picked[i + 1]]) for i in range(0, len(picked) - 1, 2)]
     else:
         pairs = [(scored[i], scored[j]) for i in range(len(scored)) for j in range(i + 1, len(scored))]
     kept = [(a, b) for a, b in pairs if abs(a.reward - b.reward) >= min_gap]
@@ -126,7 +164,7 @@ def make_pairs(groups: list, config: PairsConfig, judge=None, seed: int = 0) -> 
     counts = {"prompts": len(groups), "candidate_pairs": 0, "below_min_gap": 0, "identical": 0, "ties": 0, "unjudged": 0}
     unlabelled = []  # (row, a, b)
     for group in groups:
-        pairs, below = select_pairs(group.candidates, config.selection, config.min_gap)
+        pairs, below = select_pairs(group.candidates, config.selection, config.min_gap, rng, config.rso_beta, config.rso_samples)
         counts["below_min_gap"] += below
         for a, b in pairs:
             counts["candidate_pairs"] += 1

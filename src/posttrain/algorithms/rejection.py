@@ -1,4 +1,4 @@
-"""Rejection-sampling fine-tuning: expert iteration, RFT and ReST-EM.
+"""Rejection-sampling fine-tuning: expert iteration, RFT, ReST and ReST-EM.
 
     posttrain rejection model=embedded dataset=task:arithmetic reward_funcs=[task:arithmetic:accuracy] \
         selection=threshold threshold=1 from_base=true iterations=3 num_samples=8 learning_rate=5e-4
@@ -21,7 +21,13 @@ Each iteration k = 1..iterations:
    iteration, to limit over-fitting, is the ReST-EM paper's choice (Singh et al. 2023), and the
    reason we offer it. Sampling always uses the newest policy.
 
-Per iteration, `iterations.jsonl` (and `metrics.jsonl`, with `step` = iteration) records the mean
+ReST (Gulcehre et al. 2023; seed 003 L3251-3266, the `rest` preset): each iteration is one Grow step
+(step 1) followed by several Improve steps (2-3), one per entry of `improve_thresholds`, which must
+rise: Improve step i keeps the Grow samples with reward >= threshold_i and fine-tunes the previous
+Improve step's model (BC, ReST's best loss), so Improve runs more often than Grow and each filters
+harder; samples land in `iter-K-improve-I/`.
+
+Per iteration (per Improve step under ReST), `iterations.jsonl` (and `metrics.jsonl`, with `step` = iteration) records the mean
 reward of the samples, the fraction kept, the SFT loss, and greedy held-out scores before and
 after (eval_dataset; task:NAME:test:200 for an embedded task). `final/` is the last iteration's
 model.
@@ -53,6 +59,7 @@ class RejectionConfig(MaskableRewardOptions, GenerationBatchOptions, TopKSamplin
     min_reward: float | None = option(None, "selection=best: keep a prompt's top sample only if its reward is at least this (null: always).")
     threshold: float = option(1.0, "selection=threshold: keep samples whose reward, the weighted sum of reward_funcs, is at least this. 1.0 keeps correct answers with one 0/1 reward such as task::accuracy (the rest_em preset's); the default reward task sums every scorer (arithmetic: accuracy + format, 0-2), so 1.0 also keeps well-formatted wrong answers.")
     max_per_prompt: int = option(0, "selection=threshold: keep at most this many samples per prompt, highest reward first (0: no cap).")
+    improve_thresholds: list[float] = option([], "ReST (Gulcehre et al. 2023): Improve steps per Grow step, one per threshold, rising (e.g. [0.5, 0.7, 0.9] for a reward in [0, 1]); each keeps the Grow step's samples with reward >= its threshold and fine-tunes the previous Improve step's model. Empty: one Improve step at `threshold`. Needs selection=threshold.")
     from_base: bool = option(False, "Fine-tune from the base model each iteration (ReST-EM) instead of continuing from the last policy (expert iteration).")
     temperature: float = restate(SamplingOptions, "temperature", "Sampling temperature (ReST-EM: 1.0).")
     top_p: float = restate(TopPSamplingOptions, "top_p", "Nucleus sampling threshold (ReST-EM: 0.95).")
@@ -78,11 +85,18 @@ class RejectionConfig(MaskableRewardOptions, GenerationBatchOptions, TopKSamplin
             raise ConfigError(f"max_new_tokens ({self.max_new_tokens}) must be below max_length ({self.max_length}), which also holds the prompt")
         if self.resume:
             raise ConfigError("rejection does not resume; rerun with overwrite_output_dir=true")
+        if self.improve_thresholds and self.selection != "threshold":
+            raise ConfigError("improve_thresholds (ReST's Improve steps) filter by threshold; set selection=threshold")
+        if any(b < a for a, b in zip(self.improve_thresholds, self.improve_thresholds[1:])):
+            raise ConfigError(f"improve_thresholds must rise (ReST filters harder at each Improve step), got {self.improve_thresholds}")
 
 
 PRESETS: dict[str, dict] = {
     "expert_iteration": {"selection": "best", "from_base": False},
     # seed 003 L3268-3281: a filter on binary correctness, so the reward is the task's accuracy alone (0/1)
+    # seed 003 L3251-3266: Grow once, Improve several times with rising thresholds on a [0, 1] reward
+    # (a learned RM or the sentiment gold reward), each Improve continuing from the last (BC loss = SFT)
+    "rest": {"selection": "threshold", "improve_thresholds": [0.5, 0.7, 0.9], "from_base": False},
     "rest_em": {"selection": "threshold", "reward_funcs": ["task::accuracy"], "threshold": 1.0, "from_base": True,
                 "temperature": 1.0, "top_p": 0.95},
 }
@@ -125,9 +139,40 @@ def _sample_iteration(policy: str, config: RejectionConfig, tokenizer, rows: lis
     return sample_and_score(model, tokenizer, rows, rewards, config.num_samples, params, config.generation_batch_size)
 
 
+def _improve(config: RejectionConfig, run, rewards, prompts, candidates, threshold: float, start: str, name: str,
+             eval_rows, scores, tokenizer) -> tuple[dict, str, dict]:
+    """One Improve step: keep the samples that pass, fine-tune `start` on them into run/name/;
+    returns (its record, the new policy, the held-out scores after it)."""
+    from posttrain.algorithms.sft import run_sft
+
+    kept = select_best(candidates, config.selection, min_reward=config.min_reward, threshold=threshold,
+                       max_per_prompt=config.max_per_prompt)
+    num_samples = len(prompts) * config.num_samples
+    record = {"prompts": len(prompts), "samples": num_samples,
+              "sample_reward_mean": mean_reward(candidates), "kept": len(kept), "kept_fraction": len(kept) / num_samples,
+              "prompts_kept_fraction": len({id(row) for row, _ in kept}) / len(prompts),
+              "reward_timeouts": report_timeouts(rewards)}
+    if not kept:
+        what = name.replace("iter-", "iteration ").replace("-improve-", ", Improve step ")
+        raise UserError(f"{what} kept none of {num_samples} samples (mean reward {record['sample_reward_mean']:.3g}); "
+                        f"lower {'min_reward' if config.selection == 'best' else 'threshold'} or raise num_samples")
+    record["kept_reward_mean"] = sum(c.reward for _, c in kept) / len(kept)
+    out_dir = run.root / name
+    _write_samples(out_dir / "samples.jsonl", kept)
+    print(f"rejection: {name}: kept {len(kept)}/{num_samples} samples "
+          f"(mean reward {record['sample_reward_mean']:.3f}); SFT from {start}")
+    sft = run_sft(_sft_config(config, start, out_dir / "samples.jsonl", out_dir))
+    policy = str(out_dir / "final")
+    record.update(sft_loss=sft.get("loss"), sft_steps=sft.get("step"), trained_from=start)
+    if eval_rows:
+        after = _greedy_scores(policy, config, tokenizer, eval_rows, rewards)
+        record.update({f"eval_{n}_before": v for n, v in scores.items()} | {f"eval_{n}_after": v for n, v in after.items()})
+        scores = after
+    return record, policy, scores
+
+
 def run_rejection(config: RejectionConfig) -> dict:
     """Run every iteration, write output_dir/{iter-K/, iterations.jsonl, final/}; returns the last record."""
-    from posttrain.algorithms.sft import run_sft
     from posttrain.rewards import RewardFunctions
     from posttrain.tasks.sources import default_eval_source, load_rows
 
@@ -146,39 +191,23 @@ def run_rejection(config: RejectionConfig) -> dict:
         (run.root / name).write_text("")
     policy = config.model
     scores = _greedy_scores(policy, config, tokenizer, eval_rows, rewards) if eval_rows else {}
+    thresholds = config.improve_thresholds or [config.threshold]
     record: dict = {}
-    for k in range(1, config.iterations + 1):
+    for k in range(1, config.iterations + 1):  # Grow: sample once from the newest policy
         prompts = draw_rows(rows, config.prompts_per_iteration, config.seed + k)
         candidates = _sample_iteration(policy, config, tokenizer, prompts, rewards, k)
-        kept = select_best(candidates, config.selection, min_reward=config.min_reward, threshold=config.threshold,
-                           max_per_prompt=config.max_per_prompt)
-        num_samples = len(prompts) * config.num_samples
-        record = {"step": k, "iteration": k, "prompts": len(prompts), "samples": num_samples,
-                  "sample_reward_mean": mean_reward(candidates), "kept": len(kept), "kept_fraction": len(kept) / num_samples,
-                  "prompts_kept_fraction": len({id(row) for row, _ in kept}) / len(prompts),
-                  "reward_timeouts": report_timeouts(rewards)}
-        if not kept:
-            raise UserError(f"iteration {k} kept none of {num_samples} samples (mean reward {record['sample_reward_mean']:.3g}); "
-                            f"lower {'min_reward' if config.selection == 'best' else 'threshold'} or raise num_samples")
-        record["kept_reward_mean"] = sum(c.reward for _, c in kept) / len(kept)
-        iter_dir = run.root / f"iter-{k}"
-        _write_samples(iter_dir / "samples.jsonl", kept)
-        start = config.model if config.from_base else policy
-        print(f"rejection: iteration {k}: kept {len(kept)}/{num_samples} samples "
-              f"(mean reward {record['sample_reward_mean']:.3f}); SFT from {start}")
-        sft = run_sft(_sft_config(config, start, iter_dir / "samples.jsonl", iter_dir))
-        policy = str(iter_dir / "final")
-        record.update(sft_loss=sft.get("loss"), sft_steps=sft.get("step"), trained_from=start)
-        if eval_rows:
-            after = _greedy_scores(policy, config, tokenizer, eval_rows, rewards)
-            record.update({f"eval_{n}_before": v for n, v in scores.items()} | {f"eval_{n}_after": v for n, v in after.items()})
-            scores = after
-        line = json.dumps(record) + "\n"
-        for name in ("iterations.jsonl", "metrics.jsonl"):
-            with (run.root / name).open("a") as f:
-                f.write(line)
-        print("rejection: " + ", ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
-                                         for key, value in record.items()))
+        for i, threshold in enumerate(thresholds, 1):  # Improve: filter the same samples, each time harder
+            step = (k - 1) * len(thresholds) + i
+            name = f"iter-{k}" if len(thresholds) == 1 else f"iter-{k}-improve-{i}"
+            start = config.model if config.from_base and i == 1 else policy
+            record, policy, scores = _improve(config, run, rewards, prompts, candidates, threshold, start, name, eval_rows, scores, tokenizer)
+            record = {"step": step, "iteration": k, **({"improve": i, "threshold": threshold} if config.improve_thresholds else {}), **record}
+            line = json.dumps(record) + "\n"
+            for file in ("iterations.jsonl", "metrics.jsonl"):
+                with (run.root / file).open("a") as f:
+                    f.write(line)
+            print("rejection: " + ", ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+                                             for key, value in record.items()))
     with atomic_dir(run.final) as tmp:
         shutil.copytree(policy, tmp, dirs_exist_ok=True)
     print(f"rejection: done; model saved to {run.final}")

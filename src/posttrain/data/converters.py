@@ -3,6 +3,7 @@
 Every converter keeps the columns it does not consume (`answer`, `id`, ...) on each row it makes.
 
 - `rankings_to_pairs`   K-wise rankings -> all C(K,2) preference pairs, each tagged `group` = source row index.
+- `rankings_to_best_worst` K-wise rankings -> one pair per row, best vs worst, the middle dropped (CPO's triplets).
 - `pairs_to_unpaired`   preference pairs -> 2 unpaired rows each (chosen: label True, rejected: label False).
 - `unpaired_to_pairs`   unpaired rows -> preference pairs, desirable vs undesirable of the SAME prompt.
 - `signed_to_pairs`     seed 000's (x, y⁻, y⁺, b) rows -> preference pairs; `pairs_to_signed` is the inverse.
@@ -35,6 +36,18 @@ def rankings_to_pairs(rows: list[dict]) -> list[dict]:
         best_first = [c for _, c in sorted(zip(row["ranking"], row["completions"]), key=lambda t: t[0])]
         for a, b in combinations(range(len(best_first)), 2):
             out.append({**extra, "prompt": row["prompt"], "chosen": best_first[a], "rejected": best_first[b], "group": g})
+    return out
+
+
+def rankings_to_best_worst(rows: list[dict]) -> list[dict]:
+    """One (chosen, rejected) pair per ranking row: the best-ranked completion against the worst, every
+    middle one dropped (CPO's triplets, Xu et al. 2024; seed 003 L3388-3398: of three translations the
+    best is chosen, the worst rejected, the middle discarded). `group` = source row index."""
+    out = []
+    for g, row in enumerate(rows):
+        extra = _extra(row, ("completions", "ranking"))
+        by_rank = dict(zip(row["ranking"], row["completions"]))
+        out.append({**extra, "prompt": row["prompt"], "chosen": by_rank[min(by_rank)], "rejected": by_rank[max(by_rank)], "group": g})
     return out
 
 
@@ -157,18 +170,23 @@ _CONVERTERS = {
 }
 
 
-def convert(rows: list[dict], from_format: str, to_format: str) -> list[dict]:
+# How a ranking becomes pairs: every C(K,2) pair, or best vs worst only (CPO's triplets).
+RANKING_PAIRS = {"all": rankings_to_pairs, "best_worst": rankings_to_best_worst}
+
+
+def convert(rows: list[dict], from_format: str, to_format: str, ranking_pairs: str = "all") -> list[dict]:
     """Convert validated rows of `from_format` into `to_format` (see the module docstring for the rules)."""
     if from_format == to_format:
         return rows
     if (from_format, to_format) not in _CONVERTERS:
         raise ValueError(f"no conversion from {from_format} to {to_format}")
     for step in _CONVERTERS[(from_format, to_format)]:
-        rows = step(rows)
+        rows = (RANKING_PAIRS[ranking_pairs] if step is rankings_to_pairs else step)(rows)
     return rows
 
 
-def prepare_records(records: list[dict], expected_formats: list[str] | str, source) -> tuple[list[dict], str]:
+def prepare_records(records: list[dict], expected_formats: list[str] | str, source,
+                    ranking_pairs: str = "all") -> tuple[list[dict], str]:
     """Validate `records`; if their format is not expected but converts to one that is, convert them.
 
     Returns (rows, format). Expected formats are tried in the order given. Raises DataError like
@@ -181,7 +199,7 @@ def prepare_records(records: list[dict], expected_formats: list[str] | str, sour
         for target in expected:
             if (fmt, target) in _CONVERTERS:
                 F.validate(records, fmt, source)
-                rows = convert(records, fmt, target)
+                rows = convert(records, fmt, target, ranking_pairs)
                 if not rows:
                     raise data_error(
                         source, None, None,

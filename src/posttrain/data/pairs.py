@@ -30,9 +30,10 @@ _IDENTICAL = "identical sides"
 
 
 def load_pairs(tokenizer, records: list[dict], source: str, *, max_length: int, truncation: bool,
-               invalid_pairs: str = "error") -> tuple[list[dict], Counter]:
+               invalid_pairs: str = "error", ranking_pairs: str = "all") -> tuple[list[dict], Counter]:
     """Check the rows read from `source` as preference pairs and tokenize them; returns (examples,
-    dropped counts by reason). Errors name `source` and the row."""
+    dropped counts by reason). Errors name `source` and the row. Ranking rows become every pair
+    (`ranking_pairs="all"`) or best vs worst (`"best_worst"`, CPO's triplets)."""
     if invalid_pairs not in INVALID_PAIR_POLICIES:
         raise ConfigError(f"invalid_pairs must be one of {INVALID_PAIR_POLICIES}, got {invalid_pairs!r}")
     dropped: Counter = Counter()
@@ -40,7 +41,7 @@ def load_pairs(tokenizer, records: list[dict], source: str, *, max_length: int, 
     if invalid_pairs == "drop":
         records = _drop_invalid(records, dropped)
     try:
-        rows, _ = prepare_records(records, [PREFERENCE], source)
+        rows, _ = prepare_records(records, [PREFERENCE], source, ranking_pairs)
     except DataError as e:
         if "is empty" in str(e):  # an empty side: say how to skip such pairs instead
             raise DataError(f"{e}; or set invalid_pairs=drop to skip pairs with an empty side") from None

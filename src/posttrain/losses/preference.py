@@ -167,10 +167,18 @@ def discopop(p: PairLogps, c: PreferenceParams) -> torch.Tensor:
     return (1 - gate) * -F.logsigmoid(z) + gate * torch.exp(-z)
 
 
+def anchor(p: PairLogps, c: PreferenceParams) -> torch.Tensor:
+    """MDPO's reward anchor (Wang et al. 2024; seed 003 L3439-3455): keep the chosen implicit reward
+    above 0 so DPO cannot widen the margin by lowering log π_θ(y_w):  ℓ = −log σ(βρ_w).
+    Added to DPO it is MDPO's text objective, `loss_type=[sigmoid, anchor]` (the `mdpo` preset);
+    it is the chosen half of bco_pair."""
+    return -F.logsigmoid(c.beta * p.chosen_logratios)
+
+
 LOSSES = {
     "sigmoid": sigmoid, "hinge": hinge, "ipo": ipo, "robust": robust, "simpo": simpo, "orpo": orpo,
     "cpo": cpo, "sft": sft, "apo_zero": apo_zero, "apo_down": apo_down, "bco_pair": bco_pair,
-    "nca_pair": nca_pair, "sppo_hard": sppo_hard, "discopop": discopop,
+    "nca_pair": nca_pair, "sppo_hard": sppo_hard, "discopop": discopop, "anchor": anchor,
 }
 REFERENCE_FREE = frozenset({"simpo", "orpo", "cpo", "sft"})
 SOFT_LABELS = frozenset({"sigmoid"})  # the losses that read μ; the others need μ ∈ {0, 1}

@@ -90,6 +90,17 @@ def rloo(rewards, token_rewards, mask, values, group, ctx):
     return adv.rloo_advantages(rewards, group), returns_to_go(token_rewards, mask, ctx)
 
 
+@estimator("p3o", min_group=2, kl_in_reward=True)
+def p3o(rewards, token_rewards, mask, values, group, ctx):
+    """P3O: pairwise, Â_i = mean over siblings j of (R_i − R_j), R the trajectory reward with its KL penalty."""
+    # P3O (Wu et al. 2023; seed 003 L3530-3543): a pair's gradient is ½(R_1 − R_2)∇(log π(y_1) − log π(y_2)),
+    # R the trajectory reward r − β·Σ_t k1_t (the KL-from-SFT penalty sits in the token rewards; summed here).
+    # Averaged over the C(G,2) pairs of a prompt it is (1/G) Σ_i Â_i ∇log π(y_i) with Â_i = 1/(G−1) Σ_{j≠i} (R_i − R_j),
+    # RLOO's leave-one-out advantage of R; for G = 2, Â_1 = R_1 − R_2 and the (1/G) mean gives the pair's gradient.
+    trajectory = torch.where(torch.isnan(rewards), rewards, token_rewards.float().sum(-1))
+    return adv.rloo_advantages(trajectory, group), returns_to_go(token_rewards, mask, ctx)
+
+
 @estimator("reinforce", critic="optional")
 def reinforce(rewards, token_rewards, mask, values, group, ctx):
     """REINFORCE with a baseline: the batch mean reward, or with a critic V(s_t) per token (G_t − V_t)."""

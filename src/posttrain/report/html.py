@@ -193,6 +193,37 @@ def _reward_hacking(data: ReportData) -> str:
     return f'<p class="note">{escape(note)}</p>' + "".join(parts)
 
 
+def _proxy_gold_rounds(data: ReportData) -> str:
+    """Iterative RLHF's monitor: per RL run of the pipeline (a round), in order, the trained reward (proxy) and each
+    monitor (gold) at its last logged step; shown when at least two runs log the same monitor."""
+    rounds: dict[str, list] = {}
+    for run in data.runs:
+        for name in _hacking_keys(run)[1]:
+            rounds.setdefault(name, []).append(run)
+    parts = []
+    for name, runs in rounds.items():
+        if len(runs) < 2:
+            continue
+        last = {key: [run.last(f"monitor/{name}/{key}") for run in runs] for key in ("proxy", "gold", "gap", "correlation")}
+        first_gold = [next(iter(run.series(f"monitor/{name}/gold")[1]), None) for run in runs]
+        rows = "".join(f"<tr><td>{escape(run.name)}<span class='tag'>{escape(run.stage)}</span></td>"
+                       + "".join(f"<td class='num'>{_opt(v)}</td>" for v in (last["proxy"][i], first_gold[i], last["gold"][i],
+                                                                             last["gap"][i], last["correlation"][i])) + "</tr>"
+                       for i, run in enumerate(runs))
+        png = plots.rounds_chart(f"Proxy vs gold by round: {name}", [run.name for run in runs],
+                                 {"trained reward (proxy)": last["proxy"], f"{name} (gold)": last["gold"], "gap": last["gap"]})
+        parts.append(f"<h3>{escape(name)}</h3><figure class='wide'>{_img(png, f'proxy vs gold by round: {name}')}</figure>"
+                     "<table><tr><th>round</th><th>proxy</th><th>gold at start</th><th>gold</th><th>gap</th><th>correlation</th></tr>"
+                     + rows + "</table>")
+    if not parts:
+        return ""
+    note = ("One row per RL stage of the pipeline, in order (iterative RLHF: one per round, each against a reward model "
+            "retrained on the previous policy's samples): the trained reward and the monitor (gold) at the stage's last "
+            "logged step, on 0..1 where declared. A gap that grows round over round while the gold stalls is reward "
+            "hacking that retraining the reward model did not catch.")
+    return f'<p class="note">{escape(note)}</p>' + "".join(parts)
+
+
 def _samples(data: ReportData) -> str:
     by_prompt: dict[str, list] = {}
     for s in data.samples:
@@ -220,6 +251,7 @@ SECTIONS = [
     ("win-rates", "Win rates vs SFT", _win_rates),
     ("rm-accuracy", "Reward-model accuracy", _rm_accuracy),
     ("reward-hacking", "Reward hacking", _reward_hacking),
+    ("proxy-gold-rounds", "Proxy vs gold across rounds", _proxy_gold_rounds),
     ("curves", "Training curves", _curves),
     ("samples", "Sample completions", _samples),
 ]

@@ -159,6 +159,22 @@ def reward_kl_scatter(points: list[Evaluation], runs: list[Run], unit: str = "to
     return _png(fig)
 
 
+def rounds_chart(title: str, labels: list[str], series: dict[str, list[float | None]], ylabel: str = "") -> bytes:
+    """One line per series over the runs of a pipeline in order (x = `labels`, one per round); None: no point."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(4.2, 1.1 * len(labels) + 2.4), 3.0))
+    for i, (name, values) in enumerate(series.items()):
+        xs = [x for x, v in enumerate(values) if v is not None]
+        ax.plot(xs, [values[x] for x in xs], ":" if "gap" in name else "-", marker="o", markersize=4, linewidth=1.6,
+                color=PALETTE[i % len(PALETTE)], label=name)
+    ax.axhline(0.0, color="#9ca3af", linewidth=0.8)
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, loc="left")
+    ax.legend(loc="best")
+    return _png(fig)
+
+
 def bar_chart(title: str, labels: list[str], values: list[float], *, ylabel: str = "", ylim: tuple[float, float] | None = None,
               reference: float | None = None, reference_label: str = "") -> bytes:
     """Horizontal-label bar chart with the value printed on each bar."""

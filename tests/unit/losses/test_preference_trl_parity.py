@@ -195,3 +195,19 @@ def test_orpo_stable_for_near_certain_sequences():
     odds_l = (-40.0, -1e-6 - math.log(1e-6))
     expected = [-c + 0.1 * math.log1p(math.exp(-(w - l))) for c, w, l in zip((-1e-7, -30.0), odds_w, odds_l)]
     torch.testing.assert_close(loss, torch.tensor(expected, dtype=torch.float64), atol=1e-4, rtol=1e-5)
+
+
+def test_mdpo_anchor_is_trls_bco_pair_without_its_rejected_half(dpo_trainer):
+    """TRL has no MDPO anchor; its bco_pair (no running shift in 1.16) is −log σ(βρ_w) − log σ(−βρ_l), so
+    our mdpo list [sigmoid, anchor] plus the rejected half, computed here, must equal TRL's [sigmoid, bco_pair]."""
+    trainer, batch = dpo_trainer
+    trainer.loss_types, trainer.loss_weights, trainer.beta, trainer.label_smoothing = ["sigmoid", "bco_pair"], [1.0, 1.0], 0.1, 0.0
+    with torch.no_grad():
+        theirs = trainer.compute_loss(trainer.model, batch)
+        inputs = dict(input_ids=batch["input_ids"], target_mask=batch["completion_mask"], attention_mask=batch["attention_mask"])
+        policy, ref = sequence_logprobs(trainer.model, **inputs), sequence_logprobs(trainer.ref_model, **inputs)
+    n = batch["input_ids"].shape[0] // 2
+    p = PairLogps(*policy.sums.split(n), *ref.sums.split(n))
+    ours = preference_loss(p, PreferenceParams(beta=0.1), ["sigmoid", "anchor"]).mean()
+    rejected_half = -torch.nn.functional.logsigmoid(-0.1 * p.rejected_logratios).mean()
+    assert float(ours + rejected_half) == pytest.approx(float(theirs), abs=1e-5)

@@ -94,6 +94,41 @@ def test_remax_subtracts_the_greedy_completions_reward():
         run("remax")
 
 
+def test_p3o_pairwise_advantage_of_the_kl_penalised_trajectory_reward():
+    """R_i = r_i − Σ_t β·k1_t, here −0.1 per completion token: R = 1 − 0.2, 0 − 0.1, 2 − 0.3, 2 − 0.2 = 0.8, −0.1, 1.7, 1.8.
+    G = 2: Â_1 = R_1 − R_2 = 0.9, Â_2 = −0.9; the second pair ties on r but not on R: −0.1, 0.1."""
+    tokens = last_token_rewards() - 0.1 * MASK
+    adv, _ = run("p3o", token_rewards=tokens)
+    torch.testing.assert_close(adv, torch.tensor([0.9, -0.9, -0.1, 0.1]))
+    assert ESTIMATORS["p3o"].kl_in_reward and ESTIMATORS["p3o"].min_group == 2
+
+
+def test_p3o_over_all_pairs_of_a_group():
+    """G = 3, R = 3, 0, 1 (no KL): Â_i = mean_{j≠i}(R_i − R_j) = (3 + 2)/2, (−3 − 1)/2, (−2 + 1)/2 = 2.5, −2, −0.5.
+    A NaN reward (unscored) gets 0 and leaves its siblings' means: R = 3, NaN, 1 -> 2, 0, −2."""
+    mask = torch.ones(3, 1)
+    for rewards, expected in (([3.0, 0.0, 1.0], [2.5, -2.0, -0.5]), ([3.0, math.nan, 1.0], [2.0, 0.0, -2.0])):
+        r = torch.tensor(rewards)
+        ctx = EstimatorContext(SimpleNamespace(), None, None)
+        adv, _ = ESTIMATORS["p3o"].compute(r, torch.nan_to_num(r).view(3, 1), mask, None, 3, ctx)
+        torch.testing.assert_close(adv, torch.tensor(expected))
+
+
+def test_p3o_preset_loss_gives_the_papers_pair_gradient():
+    """With the p3o preset's loss (trajectory ratio π(y|x)/π_old(y|x), grpo aggregation (1/G) Σ_i) on-policy, the
+    gradient is ½(R_1 − R_2)∇(log π(y_1) − log π(y_2)) (descent on −): d loss/d log π(y_1|x) = −(R_1 − R_2)/2,
+    here R = 0.8, −0.1 -> −0.45 and +0.45 on every token of y_1 and y_2 (∇log π(y) = Σ_t ∇log π(y_t|·))."""
+    from posttrain.algorithms.grpo import PRESETS
+    from posttrain.losses.policy import policy_loss
+
+    preset = PRESETS["p3o"]
+    adv, _ = run("p3o", token_rewards=last_token_rewards() - 0.1 * MASK)
+    logps = (-1.0 * MASK[:2]).requires_grad_(True)
+    out = policy_loss(logps, logps.detach(), adv[:2], MASK[:2], ratio_level=preset["ratio_level"], aggregation=preset["loss_type"])
+    (out.loss / out.weight).backward()  # the loop divides the summed loss by its weight (sequences)
+    torch.testing.assert_close(logps.grad, torch.tensor([[-0.45, -0.45, 0.0], [0.45, 0.0, 0.0]]))
+
+
 def test_gae_by_hand():
     # one row of 3 tokens, reward 1 at the last, V = 0.2, 0.4, 0.6, gamma 0.9, lambda 0.5
     mask = torch.ones(1, 3)
