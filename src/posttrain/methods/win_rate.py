@@ -68,9 +68,10 @@ def fit_logistic(x: list[float], p: list[float], l2: float = 1.0, steps: int = 1
         g_f += l2 * phi
         h_ff += l2
         det = h_tt * h_ff - h_tf * h_tf
-        if det <= 1e-300:
-            break
-        d_t, d_f = (h_ff * g_t - h_tf * g_f) / det, (h_tt * g_f - h_tf * g_t) / det
+        if det > 1e-12 * max(h_tt * h_ff, 1e-300):
+            d_t, d_f = (h_ff * g_t - h_tf * g_f) / det, (h_tt * g_f - h_tf * g_t) / det
+        else:  # x ≡ 0 and no penalty: φ is not identified; keep it and fit θ alone
+            d_t, d_f = g_t / max(h_tt, 1e-300), 0.0
         step = 1.0
         while step > 1e-8 and loss(theta - step * d_t, phi - step * d_f) > current + 1e-15:
             step /= 2

@@ -61,11 +61,11 @@ def detect_kind(row: dict) -> str | None:
         return None
     if {"question", "answer"} <= keys and "####" in str(_get(row, "answer")):
         return "gsm8k"
-    if "problem" in keys and "solution" in keys:
-        return "math"
-    if {"problem", "answer"} <= keys:
-        return "aime"
-    return None
+    if "problem" not in keys:
+        return None
+    if keys & {"level", "type", "subject"} or ("solution" in keys and "answer" not in keys):
+        return "math"  # the MATH family carries its level and subject
+    return "aime" if "answer" in keys else None
 
 
 def benchmark_rows(rows: list[dict], source: str, kind: str | None = None) -> list[dict]:
