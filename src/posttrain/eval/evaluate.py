@@ -63,6 +63,9 @@ class EvalConfig(TopKSamplingOptions, ModelOptions):
         if self.num_samples < 1 or self.batch_size < 1:
             raise UserError("num_samples and batch_size must be >= 1")
         kind = str(self.judge).split(":")[0] if self.judge else None
+        if kind not in (None, "judge", "pairwise_judge"):
+            raise ConfigError(f"judge must be pairwise_judge[:key=value...] (a win rate against win_rate_vs) or "
+                              f"judge[:template=mt_bench...] (a 1-10 rating), got {self.judge!r}")
         if kind == "pairwise_judge" and not self.win_rate_vs:
             raise ConfigError("judge=pairwise_judge needs win_rate_vs=COLUMN (reference completions in the data) or =MODEL")
         if self.win_rate_vs and kind != "pairwise_judge":

@@ -24,12 +24,9 @@ def build_judge(spec: str):
     from posttrain.rewards.judge import PairwiseJudge, PointwiseJudge
     from posttrain.rewards.registry import build
 
-    name = str(spec).split(":")[0]
-    if name not in ("judge", "pairwise_judge"):
-        raise ConfigError(f"judge must be pairwise_judge[:key=value...] (win rate against win_rate_vs) or "
-                          f"judge[:template=mt_bench...] (a 1-10 rating), got {spec!r}")
-    judge = build(spec)[1]
-    assert isinstance(judge, (PairwiseJudge, PointwiseJudge))
+    judge = build(spec)[1] if str(spec).split(":")[0] in ("judge", "pairwise_judge") else None
+    if not isinstance(judge, (PairwiseJudge, PointwiseJudge)):
+        raise ConfigError(f"judge must be pairwise_judge[:key=value...] or judge[:key=value...], got {spec!r}")
     return judge
 
 
