@@ -49,7 +49,7 @@ def test_presets_resolve_and_build_a_config(name):
 
 
 def test_stages_with_presets():
-    assert {name for name, spec in STAGES.items() if spec.presets} == {"dpo", "grpo", "rloo", "ppo", "online_dpo", "rejection", "distill", "pairs"}
+    assert {name for name, spec in STAGES.items() if spec.presets} == {"dpo", "grpo", "rloo", "ppo", "online_dpo", "rejection", "distill", "pairs", "eval"}
     assert get_stage("rloo").presets is get_stage("grpo").presets  # one module, one PRESETS
 
 

@@ -46,6 +46,23 @@ Response B:
 
 Reply with a single letter: A or B."""
 
+# MT-Bench's single-answer grading prompt (Zheng et al. 2023, FastChat's "single-v1" judge prompt):
+# a short explanation, then "Rating: [[k]]" on 1-10. `template=mt_bench` selects it.
+MT_BENCH_TEMPLATE = """[Instruction]
+Please act as an impartial judge and evaluate the quality of the response provided by an AI assistant to the \
+user question displayed below. Your evaluation should consider factors such as the helpfulness, relevance, \
+accuracy, depth, creativity, and level of detail of the response. Begin your evaluation by providing a short \
+explanation. Be as objective as possible. After providing your explanation, you must rate the response on a \
+scale of 1 to 10 by strictly following this format: "[[rating]]", for example: "Rating: [[5]]".
+
+[Question]
+{prompt}
+
+[The Start of Assistant's Answer]
+{completion}
+[The End of Assistant's Answer]"""
+
+BUILTIN_TEMPLATES = {"mt_bench": MT_BENCH_TEMPLATE}
 REQUIRED = {"pointwise": ("{completion}",), "pairwise": ("{completion_a}", "{completion_b}")}
 DEFAULTS = {"pointwise": POINTWISE_TEMPLATE, "pairwise": PAIRWISE_TEMPLATE}
 _PLACEHOLDER = re.compile(r"\{(prompt|completion|completion_a|completion_b|min_score|max_score)\}")
@@ -55,6 +72,8 @@ def load_template(path: str | None, kind: str) -> str:
     """The default template of `kind` ('pointwise' or 'pairwise') for None, else the file's text, checked."""
     if path is None or path == "":
         return DEFAULTS[kind]
+    if str(path) in BUILTIN_TEMPLATES and kind == "pointwise":
+        return BUILTIN_TEMPLATES[str(path)]
     file = Path(str(path)).expanduser()
     if not file.is_file():
         raise ConfigError(f"judge template file not found: {path}; give a text file with the placeholders "
@@ -88,7 +107,8 @@ def prompt_text(prompt) -> str:
 
 
 _NUMBER = r"(-?\d+(?:\.\d+)?)"
-_SCORE_PATTERNS = (re.compile(r"(?i:score)\s*(?:is|of)?\s*[:=]?\s*" + _NUMBER), re.compile(r"^\s*" + _NUMBER))
+_SCORE_PATTERNS = (re.compile(r"\[\[\s*" + _NUMBER + r"\s*\]\]"),  # MT-Bench's "Rating: [[7]]"
+                   re.compile(r"(?i:score|rating)\s*(?:is|of)?\s*[:=]?\s*" + _NUMBER), re.compile(r"^\s*" + _NUMBER))
 _VERDICT_PATTERNS = (
     re.compile(r"^[\s(\[\"'*]*([AB])[\s)\]\"'*]*[.!]?\s*$"),  # the whole answer is the letter
     re.compile(r"\[\[([AB])\]\]"),
@@ -99,7 +119,8 @@ _VERDICT_PATTERNS = (
 
 
 def parse_score(text: str, min_score: float, max_score: float) -> float | None:
-    """(s − min)/(max − min) for the score s in `text` ("Score: 7" or a leading number), None if absent or out of range."""
+    """(s − min)/(max − min) for the score s in `text` ("[[7]]", "Score: 7", "Rating: 7" or a leading number, in
+    that order of precedence), None if absent or out of range."""
     for pattern in _SCORE_PATTERNS:
         match = pattern.search(text)
         if match:

@@ -21,11 +21,11 @@ SCALAR_COLUMNS = ("label", "margin", "b")
 FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
 
 
-def read_records(source: str, split: str | None = None) -> list[dict]:
+def read_records(source: str, split: str | None = None, config: str | None = None) -> list[dict]:
     """Rows of `source` as dicts: a .jsonl/.json/.parquet/.csv file, a `save_to_disk` directory or a hub name.
 
     `split` picks a split of a DatasetDict directory, a JSON file shaped {split: [...]} or a hub dataset
-    (default "train").
+    (default "train"); `config` a hub dataset's configuration (openai/gsm8k's "main").
     """
     source = str(source)
     if os.path.isdir(source):
@@ -49,7 +49,7 @@ def read_records(source: str, split: str | None = None) -> list[dict]:
     parent = os.path.dirname(source)
     if lower.endswith(FILE_SUFFIXES) or source.startswith((".", "/", "~")) or (parent and os.path.isdir(parent)):
         raise data_error(source, None, None, "no such file; check the path")
-    return _read_hub(source, split)
+    return _read_hub(source, split, config)
 
 
 # ----------------------------------------------------------------------------------------------- files
@@ -245,7 +245,7 @@ def _read_directory(source: str, split: str | None) -> list[dict]:
     return _rows_of(source, loaded)
 
 
-def _read_hub(source: str, split: str | None) -> list[dict]:
+def _read_hub(source: str, split: str | None, config: str | None = None) -> list[dict]:
     import datasets
 
     from posttrain import hub
@@ -255,7 +255,7 @@ def _read_hub(source: str, split: str | None) -> list[dict]:
                          "reached to look for a data set of that name; offline? set HF_HUB_OFFLINE=1 (data sets in the "
                          "Hugging Face cache only) or give a local file")
     try:
-        loaded = datasets.load_dataset(source, split=split or "train")
+        loaded = datasets.load_dataset(source, config, split=split or "train")
     except Exception as e:
         raise data_error(source, None, None, f"no such file or dataset: not a local path, and datasets.load_dataset failed ({_short(e)})") from None
     return _rows_of(source, loaded)

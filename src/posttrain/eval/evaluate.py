@@ -4,6 +4,13 @@ reward, pass@k and avg@k (the work is `methods.heldout.evaluate`, which training
 With num_samples=1 and temperature=0 (the defaults) the headline `score` is greedy accuracy (or
 mean reward). With num_samples=k > 1, sampling at `temperature`, it also reports avg@k (mean score
 over all k samples) and unbiased pass@j for j = 1, 2, 4, ..., k.
+
+Math benchmarks (GSM8K, MATH, MATH-500, AIME: by hub name or columns, `tasks.benchmarks`) are scored
+by `math_accuracy` unless `scorer=` says otherwise. An LLM judge adds (`methods.judge_eval`):
+`judge=pairwise_judge[...]` with `win_rate_vs=` a column of reference completions or a reference
+model gives the AlpacaEval-style win rate (both orders judged), its 95% interval and the
+length-controlled win rate; `judge=judge:template=mt_bench` gives the MT-Bench-style 1-10 rating
+and the count of replies without a rating.
 """
 
 from __future__ import annotations
@@ -21,6 +28,21 @@ from posttrain.methods.heldout import evaluate, format_report
 from posttrain.options import ModelOptions, SamplingOptions, TopKSamplingOptions, restate
 
 
+# Evaluation protocols of the seeds and of the benchmarks' users (SEED_NOTES 5.2, 6.5); the hub
+# datasets are their usual names (tasks.benchmarks), override dataset= for a local copy.
+PRESETS: dict[str, dict] = {
+    "gsm8k": {"dataset": "openai/gsm8k", "temperature": 0.0, "max_new_tokens": 1024},  # greedy accuracy
+    "math500": {"dataset": "HuggingFaceH4/MATH-500", "num_samples": 4, "temperature": 1.0, "top_p": 0.95,
+                "max_new_tokens": 2048},  # ReST-EM's sampling: T = 1.0, top-p 0.95
+    "aime": {"dataset": "HuggingFaceH4/aime_2024", "num_samples": 32, "temperature": 1.0, "top_p": 0.7,
+             "max_new_tokens": 4096},  # DAPO's AIME24 avg@32 at T = 1.0, top-p 0.7
+    "alpaca_eval": {"judge": "pairwise_judge", "win_rate_vs": "output", "temperature": 0.0,
+                    "max_new_tokens": 512},  # AlpacaEval: the reference outputs are the data's 'output' column
+    "mt_bench": {"judge": "judge:template=mt_bench:max_new_tokens=512", "temperature": 0.0,
+                 "max_new_tokens": 512},  # MT-Bench single-answer grading, "Rating: [[k]]"
+}
+
+
 @dataclass
 class EvalConfig(TopKSamplingOptions, ModelOptions):
     dataset: str = option("task:arithmetic:test", "Prompts to evaluate: task:NAME[:split[:N]] or a file / dataset with a 'prompt' column.")
@@ -34,10 +56,20 @@ class EvalConfig(TopKSamplingOptions, ModelOptions):
     success_threshold: float = option(0.5, "A sample counts as correct for pass@k when its score is >= this.")
     output_file: str | None = option(None, "Where to write the JSON report (default: runs/eval/MODEL__DATASET[__kK-tT].json, named after what was measured so evaluations never overwrite one another).")
     show_samples: int = option(3, "Sample outputs printed to the console and kept in the report.")
+    judge: str | None = option(None, "An LLM judge: pairwise_judge[:model=..:method=..] for a win rate against win_rate_vs (AlpacaEval-style, both orders judged, length-controlled too), or judge:template=mt_bench[:...] for an MT-Bench-style 1-10 rating.")
+    win_rate_vs: str | None = option(None, "The reference a pairwise judge compares with: a column of the dataset holding reference completions (AlpacaEval's 'output'), else a model (directory, hub id, 'embedded') sampled once per prompt with the same settings.")
 
     def validate(self) -> None:
         if self.num_samples < 1 or self.batch_size < 1:
             raise UserError("num_samples and batch_size must be >= 1")
+        kind = str(self.judge).split(":")[0] if self.judge else None
+        if kind not in (None, "judge", "pairwise_judge"):
+            raise ConfigError(f"judge must be pairwise_judge[:key=value...] (a win rate against win_rate_vs) or "
+                              f"judge[:template=mt_bench...] (a 1-10 rating), got {self.judge!r}")
+        if kind == "pairwise_judge" and not self.win_rate_vs:
+            raise ConfigError("judge=pairwise_judge needs win_rate_vs=COLUMN (reference completions in the data) or =MODEL")
+        if self.win_rate_vs and kind != "pairwise_judge":
+            raise ConfigError("win_rate_vs is read only with judge=pairwise_judge[...]; set the judge or drop win_rate_vs")
         if self.num_samples > 1 and self.temperature == 0:
             raise UserError("num_samples > 1 with temperature=0 gives k identical greedy samples; set temperature (e.g. 1.0)")
 
@@ -77,6 +109,34 @@ def check_output_file(path: Path) -> None:
     check_creatable_dir(path.parent, f"output_file {path}: its folder")
 
 
+def _judge_scorer(cfg: EvalConfig, rows: list[dict]) -> dict:
+    """{"judge_win_rate": JudgeWinRate} or {"judge_rating": JudgeRating} for cfg.judge."""
+    from posttrain.errors import naming_option
+    from posttrain.methods.judge_eval import REFERENCE_COLUMN, JudgeRating, JudgeWinRate, build_judge
+
+    with naming_option("judge"):
+        judge = build_judge(cfg.judge)
+    if cfg.win_rate_vs:
+        return {"judge_win_rate": JudgeWinRate(judge, REFERENCE_COLUMN)}
+    return {"judge_rating": JudgeRating(judge)}
+
+
+def _with_reference(cfg: EvalConfig, rows: list[dict]) -> list[dict]:
+    """win_rate_vs names no column, so it is a model: its completion of each prompt (with its own
+    tokenizer), sampled with the policy's settings."""
+    from posttrain.generation import SamplingParams
+    from posttrain.methods.judge_eval import add_reference_completions
+    from posttrain.train.scaffold import load_model_for, load_tokenizer_for
+
+    tokenizer = load_tokenizer_for(cfg, cfg.win_rate_vs, "win_rate_vs")
+    reference = load_model_for(cfg, cfg.win_rate_vs, option="win_rate_vs")
+    params = SamplingParams(max_new_tokens=_default_max_new_tokens(cfg), temperature=cfg.temperature, top_p=cfg.top_p,
+                            top_k=cfg.top_k, seed=cfg.seed)
+    rows = add_reference_completions(reference, tokenizer, rows, params, cfg.batch_size)
+    del reference
+    return rows
+
+
 def run_eval(cfg: EvalConfig) -> dict:
     from posttrain.methods.scoring import resolve_scorers
     from posttrain.tasks.sources import load_rows
@@ -85,17 +145,27 @@ def run_eval(cfg: EvalConfig) -> dict:
     torch.manual_seed(cfg.seed)
     out_path = Path(cfg.output_file or default_output_file(cfg))
     check_output_file(out_path)
-    scorers = resolve_scorers(cfg.scorer, cfg.dataset)
     rows = load_rows(cfg.dataset, cfg.dataset_split)
     if cfg.limit:
         rows = rows[:cfg.limit]
+    scorers = resolve_scorers(cfg.scorer, cfg.dataset, rows, required=cfg.judge is None)
+    judged = _judge_scorer(cfg, rows) if cfg.judge else None
+    if cfg.win_rate_vs:  # the reference completions go to one column the judge reads (`completion` is not passed on)
+        from posttrain.methods.judge_eval import REFERENCE_COLUMN
+
+        rows = ([{**r, REFERENCE_COLUMN: r[cfg.win_rate_vs]} for r in rows] if cfg.win_rate_vs in rows[0]
+                else _with_reference(cfg, rows))
     tokenizer = load_tokenizer_for(cfg)
     model = load_model_for(cfg)
-    report = evaluate(model, tokenizer, rows, scorers, num_samples=cfg.num_samples, temperature=cfg.temperature,
-                      top_p=cfg.top_p, top_k=cfg.top_k, max_new_tokens=_default_max_new_tokens(cfg),
-                      batch_size=cfg.batch_size, success_threshold=cfg.success_threshold, seed=cfg.seed,
-                      show_samples=cfg.show_samples)
+    report = evaluate(model, tokenizer, rows, {**scorers, **judged} if judged else scorers, num_samples=cfg.num_samples,
+                      temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
+                      max_new_tokens=_default_max_new_tokens(cfg), batch_size=cfg.batch_size,
+                      success_threshold=cfg.success_threshold, seed=cfg.seed, show_samples=cfg.show_samples,
+                      headline=next(iter(scorers), None))
     report = {"model": cfg.model, "dataset": cfg.dataset, **report}
+    if judged:  # the win rate's interval and length control, or the rating's invalid count
+        report.update(next(iter(judged.values())).summary())
+        report["judge"] = cfg.judge
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(report, indent=2, ensure_ascii=False))
     print(f"eval {cfg.model} on {cfg.dataset}:\n{format_report(report)}\nwrote {out_path}")

@@ -14,8 +14,10 @@ from posttrain.errors import UserError
 
 
 def evaluate(model, tokenizer, rows: list[dict], scorers: dict, *, num_samples=1, temperature=0.0, top_p=1.0, top_k=0,
-             max_new_tokens=128, batch_size=64, success_threshold=0.5, seed=0, show_samples=3) -> dict:
-    """Generate `num_samples` completions per row, score them with every scorer, return the report dict."""
+             max_new_tokens=128, batch_size=64, success_threshold=0.5, seed=0, show_samples=3,
+             headline: str | None = "") -> dict:
+    """Generate `num_samples` completions per row, score them with every scorer, return the report dict.
+    avg@k and pass@k are of the `headline` scorer ("": the first; None: none of them, e.g. a judge's rating)."""
     from posttrain.data.tokenize import tokenize_prompt
     from posttrain.generation import SamplingParams, generate
     from posttrain.methods.metrics import summarize_scores
@@ -54,9 +56,10 @@ def evaluate(model, tokenizer, rows: list[dict], scorers: dict, *, num_samples=1
     for name, values in scores.items():
         finite = [v for v in values if not math.isnan(v)]
         report[name] = sum(finite) / max(len(finite), 1)
-    headline = next(iter(scores))
-    per_prompt = [scores[headline][i:i + num_samples] for i in range(0, len(scores[headline]), num_samples)]
-    report.update(summarize_scores(per_prompt, success_threshold))
+    headline = next(iter(scores)) if headline == "" else headline
+    if headline is not None:
+        per_prompt = [scores[headline][i:i + num_samples] for i in range(0, len(scores[headline]), num_samples)]
+        report.update(summarize_scores(per_prompt, success_threshold))
     report["mean_length"] = sum(lengths) / len(lengths)
     report["truncation_rate"] = sum(truncated) / len(truncated)
     report["generation_tokens_per_s"] = sum(lengths) / elapsed

@@ -1,4 +1,4 @@
-"""Find scoring functions: an embedded task's scorers, or a TRL-style reward function by reference."""
+"""Find scoring functions: an embedded task's scorers, a built-in reward, or a TRL-style reward function by reference."""
 
 from __future__ import annotations
 
@@ -8,19 +8,33 @@ from posttrain.callables import load_callable
 from posttrain.errors import UserError
 
 
-def resolve_scorers(scorer: str | None, dataset: str) -> dict[str, Callable]:
-    """Named scoring functions; the first one is the headline metric."""
+def resolve_scorers(scorer: str | None, dataset: str, rows: list[dict] | None = None,
+                    required: bool = True) -> dict[str, Callable]:
+    """Named scoring functions; the first one is the headline metric. With no `scorer`: the task's own
+    scorers, `math_accuracy` for a math benchmark's rows (`tasks.benchmarks`), else none when not
+    `required` (an LLM judge scores instead)."""
     from posttrain.tasks.sources import is_task_source, parse_task_source
 
+    if scorer is None and not is_task_source(dataset):
+        if rows and rows[0].get("benchmark") in ("gsm8k", "math", "aime"):
+            from posttrain.rewards.math import math_accuracy
+
+            return {"score": math_accuracy()}
+        if not required:
+            return {}
+        raise UserError("eval on a prompt file needs scorer=task:NAME, module:function or file.py:function "
+                        "(or judge=... for an LLM judge)")
     if scorer is None:
-        if not is_task_source(dataset):
-            raise UserError("eval on a prompt file needs scorer=task:NAME, module:function or file.py:function")
         scorer = "task:" + parse_task_source(dataset)[0]
     if scorer.startswith("task:"):
         from posttrain.tasks import get_task
 
         task = get_task(scorer[len("task:"):])
         return {"score": task.score, **task.scorers}
+    from posttrain.rewards.registry import BUILTIN, build
+
+    if scorer.split(":")[0] in BUILTIN:  # a built-in reward spec, e.g. math_accuracy:mode=integer
+        return {"score": build(scorer)[1]}
     return {"score": load_callable(scorer)}
 
 

@@ -226,10 +226,14 @@ def _load(model: str, device: str, dtype: str):
 
 
 def pointwise_judge(model: str = "embedded", template: str | None = None, method: str = "generate",
-                    min_score: float = 1, max_score: float = 10, prefill: str = "Score:", chat: bool = True,
+                    min_score: float = 1, max_score: float = 10, prefill: str | None = None, chat: bool = True,
                     temperature: float = 0.0, max_new_tokens: int = 8, batch_size: int = 16,
                     device: str = "cpu", dtype: str = "float32", seed: int = 0):
-    """An LLM judge that scores each completion alone; reward in [0, 1] (see the module docstring)."""
+    """An LLM judge that scores each completion alone; reward in [0, 1] (see the module docstring).
+    `prefill` defaults to "Score:", and to nothing with `template=mt_bench` (its judge explains, then
+    writes "Rating: [[k]]")."""
+    if prefill is None:
+        prefill = "" if template == "mt_bench" else "Score:"
     lm, tokenizer = _load(model, device, dtype)
     return PointwiseJudge(lm, tokenizer, load_template(template, "pointwise"), min_score=min_score, max_score=max_score,
                           method=method, temperature=temperature, max_new_tokens=max_new_tokens,

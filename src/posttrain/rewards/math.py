@@ -16,6 +16,7 @@ import threading
 from functools import lru_cache
 from typing import Callable
 
+from posttrain.data.answers import extract_boxed, extract_hash_answer
 from posttrain.errors import ConfigError, UserError
 from posttrain.rewards.format import completion_text
 from posttrain.rewards.registry import check_choice
@@ -23,27 +24,9 @@ from posttrain.rewards.registry import check_choice
 MODES = ("verify", "integer", "exact")
 EXTRACTS = ("auto", "boxed", "answer_tag", "none")
 
-_BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 # An integer, optionally signed, with optional thousands separators: 1,234 or 1{,}234 or 1\,234.
 _INTEGER = re.compile(r"[+-]?(?:\d{1,3}(?:(?:,|\{,\}|\\,)\d{3})+|\d+)")
-
-
-def extract_boxed(text: str) -> str | None:
-    """The content of the last `\\boxed{...}` (or `\\fbox{...}`) whose braces close; nested braces are
-    kept and escaped braces `\\{ \\}` do not count."""
-    found = None
-    for match in _BOX.finditer(text):
-        depth, i = 1, match.end()
-        while i < len(text) and depth:
-            if text[i] == "\\":
-                i += 2  # an escaped character, e.g. \{ in a set
-                continue
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            i += 1
-        if depth == 0:
-            found = text[match.end():i - 1]
-    return found
 
 
 def extract_answer_tag(text: str) -> str | None:
@@ -53,8 +36,8 @@ def extract_answer_tag(text: str) -> str | None:
 
 
 def extract_answer(text: str, extract: str = "auto") -> str | None:
-    """The answer text: `boxed`, `answer_tag`, `auto` (the last box, else the last answer tag) or
-    `none` (the whole text). None when nothing is found or it is blank."""
+    """The answer text: `boxed`, `answer_tag`, `auto` (the last box, else the last answer tag, else
+    GSM8K's `#### N`) or `none` (the whole text). None when nothing is found or it is blank."""
     if extract == "none":
         found = text
     elif extract == "boxed":
@@ -64,6 +47,7 @@ def extract_answer(text: str, extract: str = "auto") -> str | None:
     else:
         found = extract_boxed(text)
         found = extract_answer_tag(text) if found is None else found
+        found = extract_hash_answer(text) if found is None else found
     return found if found is not None and found.strip() else None
 
 

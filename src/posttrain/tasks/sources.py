@@ -6,10 +6,13 @@ It lives with the tasks, one layer above `data`, so that the data layer never re
 
 from __future__ import annotations
 
+import os
+
 from posttrain.data.readers import read_records
 from posttrain.errors import DataError
 from posttrain.smoke import cap_rows
 from posttrain.tasks import get_task
+from posttrain.tasks.benchmarks import benchmark_rows, hub_benchmark
 
 TASK_PREFIX = "task:"
 
@@ -35,10 +38,16 @@ def parse_task_source(source: str, default_split: str = "train") -> tuple[str, s
 
 
 def load_rows(source: str, split: str | None = None) -> list[dict]:
+    """Rows of a task or of `read_records`; a math benchmark (GSM8K, MATH, AIME: by hub name or by its
+    columns) becomes prompt + answer rows, read from its evaluation split unless `split` says otherwise."""
     if is_task_source(source):
         name, task_split, limit = parse_task_source(source, split or "train")
         return cap_rows(get_task(name).rows(task_split, limit), source)
-    return cap_rows(read_records(source, split), source)
+    hub = hub_benchmark(source) if not os.path.exists(source) else None
+    if hub:
+        rows = read_records(source, split or hub.split, config=hub.config)
+        return cap_rows(benchmark_rows(rows, source, hub.kind), source)
+    return cap_rows(benchmark_rows(read_records(source, split), source), source)
 
 
 def default_eval_source(train_source: str) -> str | None:

@@ -33,3 +33,16 @@ def test_templates_load_check_and_fill_in_one_pass(tmp_path):
         load_template(str(bad), "pointwise")
     with pytest.raises(ConfigError, match="not found"):
         load_template(str(tmp_path / "missing.txt"), "pairwise")
+
+
+def test_mt_bench_rating_template_and_parse():
+    from posttrain.data.judge_format import MT_BENCH_TEMPLATE
+
+    assert load_template("mt_bench", "pointwise") == MT_BENCH_TEMPLATE
+    filled = fill(MT_BENCH_TEMPLATE, prompt="Name a prime.", completion="7")
+    assert "[Question]\nName a prime.\n\n[The Start of Assistant's Answer]\n7\n[The End" in filled
+    # MT-Bench's judge explains first; "[[k]]" wins over any number before it
+    assert parse_score("Score 3 would be harsh; 9 is too kind. Rating: [[7]]", 1, 10) == pytest.approx(6 / 9)
+    assert parse_score("Rating: [[10]]", 1, 10) == 1.0 and parse_score("Rating: 4", 1, 10) == pytest.approx(3 / 9)
+    assert parse_score("7]]", 1, 10) == pytest.approx(6 / 9)  # after a "Rating: [[" prefill
+    assert parse_score("Rating: [[11]]", 1, 10) is None and parse_score("[[rating]]", 1, 10) is None
