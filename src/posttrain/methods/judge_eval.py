@@ -82,6 +82,13 @@ class JudgeRating:
                 "judge_rated": n}
 
 
+def judged_win_rate(judge, prompts: list, samples: list[str], references: list[str]) -> dict:
+    """The summary of JudgeWinRate (win rate, interval, counts, LC win rate) for aligned sample / reference pairs."""
+    scorer = JudgeWinRate(judge)
+    scorer(prompts, samples, **{REFERENCE_COLUMN: references})
+    return scorer.summary()
+
+
 def add_reference_completions(model, tokenizer, rows: list[dict], params, batch_size: int) -> list[dict]:
     """The rows with the reference model's completion (one per prompt, sampled with `params`) in REFERENCE_COLUMN."""
     from posttrain.methods.best_of_n import sample_and_score
