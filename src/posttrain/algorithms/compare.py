@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from posttrain.config import option
 from posttrain.data.sources import draw_rows, write_jsonl
 from posttrain.errors import ConfigError, naming_option
+from posttrain.methods.metrics import mean_stderr
 from posttrain.online.options import reject_unread
 from posttrain.options import GenerationBatchOptions, SamplingOptions, restate
 
@@ -128,18 +129,6 @@ def win_rate(policy_scores: list[float | None], reference_scores: list[float | N
     if not pairs:
         return float("nan")
     return sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in pairs) / len(pairs)
-
-
-def mean_stderr(values: list[float | None]) -> tuple[float, float]:
-    """(mean, standard error std/sqrt(count) with the n−1 std) of the non-None values."""
-    xs = [v for v in values if v is not None]
-    if not xs:
-        return float("nan"), float("nan")
-    mean = sum(xs) / len(xs)
-    if len(xs) < 2:
-        return mean, float("nan")
-    var = sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)
-    return mean, math.sqrt(var / len(xs))
 
 
 def pick_by_judge(judge, groups: list[tuple], rule: str = "borda") -> list[int]:

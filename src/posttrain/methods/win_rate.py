@@ -22,6 +22,8 @@ from __future__ import annotations
 import math
 from statistics import NormalDist
 
+from posttrain.methods.metrics import mean_stderr
+
 TIE_TOLERANCE = 1e-9
 
 
@@ -35,8 +37,7 @@ def win_rate_summary(preferences: list[float | None], confidence: float = 0.95) 
            "losses": sum(p < 0.5 and not t for p, t in zip(judged, tie)), "unjudged": len(preferences) - n}
     if not n:
         return {"win_rate": float("nan"), "win_rate_stderr": float("nan"), "win_rate_ci": [float("nan")] * 2, **out}
-    mean = sum(judged) / n
-    stderr = math.sqrt(sum((p - mean) ** 2 for p in judged) / (n - 1) / n) if n > 1 else float("nan")
+    mean, stderr = mean_stderr(judged)
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
     ci = [max(0.0, mean - z * stderr), min(1.0, mean + z * stderr)] if n > 1 else [float("nan")] * 2
     return {"win_rate": mean, "win_rate_stderr": stderr, "win_rate_ci": ci, **out}
