@@ -27,7 +27,6 @@ from posttrain.methods.metrics import mean_stderr
 TIE_TOLERANCE = 1e-9
 
 
-
 def win_rate_summary(preferences: list[float | None], confidence: float = 0.95) -> dict:
     """win_rate, its stderr and confidence interval, and the counts of wins / ties / losses / unjudged."""
     judged = [p for p in preferences if p is not None]
