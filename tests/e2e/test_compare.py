@@ -103,3 +103,20 @@ def test_judge_selector_picks_the_judges_tournament_winner(models, tmp_path):
     assert rows["best_of_3"]["kl"] == pytest.approx(math.log(3) - 2 / 3) and 0 <= rows["best_of_3"]["win_rate"] <= 1
     with pytest.raises(ConfigError, match="pairwise_judge"):
         build_config(CompareConfig, {"selector_judge": "pointwise_judge"})
+
+
+def test_llm_judge_win_rate_against_the_reference(models, tmp_path):
+    """judge=pairwise_judge: the same model under another name writes the same samples, and identical texts
+    judged in both orders tie exactly; the perturbed policy's judged win rate is its pairs' mean preference."""
+    ref, policy = models
+    config = build_config(CompareConfig, {
+        "reference": ref, "policies": [f"self={ref}", f"perturbed={policy}"], "dataset": "task:sentiment",
+        "judge": "pairwise_judge:model=embedded-judge:method=logprob", "prompts": 4, "samples_per_prompt": 1,
+        "max_new_tokens": 16, "device": "cpu", "output_dir": str(tmp_path / "run"), "seed": 0})
+    rows = {r["policy"]: r for r in run_compare(config)["evaluations"]}
+    assert rows["sft"]["judge_win_rate"] == 0.5
+    assert rows["self"]["judge_win_rate"] == pytest.approx(0.5) and rows["self"]["judge_ties"] == 4
+    low, high = rows["perturbed"]["judge_win_rate_ci"]
+    assert low <= rows["perturbed"]["judge_win_rate"] <= high and 0 <= rows["perturbed"]["judge_lc_win_rate"] <= 1
+    with pytest.raises(ConfigError, match="judge must be a pairwise_judge"):
+        build_config(CompareConfig, {"judge": "judge:model=embedded"})

@@ -20,6 +20,9 @@ sample `samples_per_prompt` completions at temperature `temperature` (1.0: the p
   is the same sum divided by the number of sampled tokens;
 - `win_rate`: sample j of the policy on prompt x against sample j of the reference on x, under the
   gold reward: a win counts 1, a tie 0.5, a loss 0 (so the reference against itself is exactly 0.5).
+- with `judge=pairwise_judge[...]`, also the same pairs judged by an LLM in both orders (AlpacaFarm's
+  simulated annotator): `judge_win_rate` with its 95% interval `judge_win_rate_ci` and the
+  length-controlled `judge_lc_win_rate` (`methods.win_rate`; the reference against itself is 0.5).
 
 `best_of_n=[n...]`: the reference samples n completions, `selector_funcs` (reward specs, e.g. a
 learned reward model) pick the best, and the gold reward scores the pick. Its KL is the analytic
@@ -42,6 +45,7 @@ from dataclasses import dataclass
 from posttrain.config import option
 from posttrain.data.sources import draw_rows, write_jsonl
 from posttrain.errors import ConfigError, naming_option
+from posttrain.methods.metrics import mean_stderr
 from posttrain.online.options import reject_unread
 from posttrain.options import GenerationBatchOptions, SamplingOptions, restate
 
@@ -56,6 +60,7 @@ class CompareConfig(GenerationBatchOptions, SamplingOptions):
     selector_funcs: list[str] = option(["task"], "Reward specs that pick the best of n (e.g. reward_model:path=DIR); as grpo's reward_funcs.")
     selector_judge: str | None = option(None, "Pick the best of n by a pairwise LLM judge instead: pairwise_judge[:model=DIR:method=logprob:rule=borda|copeland]; overrides selector_funcs.")
     gold_funcs: list[str] = option(["task"], "Reward specs of the gold score (default: the dataset's task scorers).")
+    judge: str | None = option(None, "Also judge each policy's samples against the reference's with an LLM: pairwise_judge[:model=DIR:method=logprob]; both orders, adds judge_win_rate, its 95% interval and the length-controlled judge_lc_win_rate.")
     dataset: str = option("task:sentiment", "Held-out prompts: task:NAME[:split] (default split: test), a file or a dataset.")
     dataset_split: str | None = option(None, "Split to read (default: test for task:NAME, train otherwise).")
     prompts: int = option(100, "Prompts drawn (seeded, without replacement); 0 uses every prompt.")
@@ -80,6 +85,8 @@ class CompareConfig(GenerationBatchOptions, SamplingOptions):
             raise ConfigError("samples_per_prompt and max_new_tokens must be >= 1 and prompts >= 0")
         if self.temperature <= 0:
             raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+        if self.judge is not None and self.judge.split(":")[0] != "pairwise_judge":
+            raise ConfigError(f"judge must be a pairwise_judge[:key=value...] spec, got {self.judge!r}")
         if self.selector_judge is not None and self.selector_judge.split(":")[0] != "pairwise_judge":
             raise ConfigError(f"selector_judge must be a pairwise_judge[:key=value...] spec, got {self.selector_judge!r}")
         if not self.gold_funcs or (self.best_of_n and not self.selector_funcs and not self.selector_judge):
@@ -122,18 +129,6 @@ def win_rate(policy_scores: list[float | None], reference_scores: list[float | N
     if not pairs:
         return float("nan")
     return sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in pairs) / len(pairs)
-
-
-def mean_stderr(values: list[float | None]) -> tuple[float, float]:
-    """(mean, standard error std/sqrt(count) with the n−1 std) of the non-None values."""
-    xs = [v for v in values if v is not None]
-    if not xs:
-        return float("nan"), float("nan")
-    mean = sum(xs) / len(xs)
-    if len(xs) < 2:
-        return mean, float("nan")
-    var = sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)
-    return mean, math.sqrt(var / len(xs))
 
 
 def pick_by_judge(judge, groups: list[tuple], rule: str = "borda") -> list[int]:
@@ -217,6 +212,12 @@ def run_compare(config: CompareConfig) -> dict:
 
         with naming_option("selector_judge"):
             judge = build(config.selector_judge)[1]
+    win_judge = None
+    if config.judge:
+        from posttrain.methods.judge_eval import build_judge
+
+        with naming_option("judge"):
+            win_judge = build_judge(config.judge)
     selector = None
     if config.best_of_n and not judge:
         with naming_option("selector_funcs"):
@@ -241,6 +242,8 @@ def run_compare(config: CompareConfig) -> dict:
         mean, stderr = mean_stderr(scores)
         results.append({"policy": name, "reward": mean, "reward_stderr": stderr, "kl": kl, "kl_per_token": kl_per_token,
                         "win_rate": win_rate(scores, ref_scores), "judge": "gold", "samples": len(samples)})
+        if win_judge is not None:
+            results[-1].update(_judged(win_judge, name, samples, ref_samples))
         shown.extend({"policy": name, "prompt": _text(row["prompt"]), "completion": c.text, "score": c.reward}
                      for row, c in samples[:k * config.report_prompts:k])
 
@@ -286,6 +289,17 @@ def run_compare(config: CompareConfig) -> dict:
     return {"evaluations": evaluations, "metrics": metrics}
 
 
+def _judged(judge, name: str, samples: list, ref_samples: list) -> dict:
+    """The LLM judge's win rate of `samples` against the reference's, pair by pair (the reference itself: ½ exactly)."""
+    from posttrain.methods.judge_eval import judged_win_rate
+
+    if name == REFERENCE_NAME:  # identical texts judged in both orders give P = ½ on every pair
+        return {"judge_win_rate": 0.5, "judge_win_rate_ci": [0.5, 0.5], "judge_lc_win_rate": 0.5}
+    out = judged_win_rate(judge, [row["prompt"] for row, _ in samples], [c.text for _, c in samples],
+                          [c.text for _, c in ref_samples])
+    return {key: out[key] for key in ("judge_win_rate", "judge_win_rate_ci", "judge_lc_win_rate", "judge_ties")}
+
+
 def _completion(row: dict, candidate):
     from posttrain.methods.best_of_n import completion_value
 
@@ -294,7 +308,9 @@ def _completion(row: dict, candidate):
 
 def format_table(results: list[dict]) -> str:
     """The printed summary: policy, gold reward ± stderr, KL (sequence), win rate vs the reference."""
-    lines = [f"{'policy':<14} {'gold reward':>20} {'KL(seq)':>9} {'win rate':>9}"]
+    judged = any("judge_win_rate" in r for r in results)
+    lines = [f"{'policy':<14} {'gold reward':>20} {'KL(seq)':>9} {'win rate':>9}" + (f" {'judge WR':>9} {'judge LC':>9}" if judged else "")]
     for r in results:
-        lines.append(f"{r['policy']:<14} {r['reward']:>11.4f} ± {r['reward_stderr']:<6.4f} {r['kl']:>9.4f} {r['win_rate']:>9.3f}")
+        lines.append(f"{r['policy']:<14} {r['reward']:>11.4f} ± {r['reward_stderr']:<6.4f} {r['kl']:>9.4f} {r['win_rate']:>9.3f}"
+                     + (f" {r['judge_win_rate']:>9.3f} {r['judge_lc_win_rate']:>9.3f}" if judged else ""))
     return "\n".join(lines)

@@ -45,9 +45,9 @@ PRESETS: dict[str, dict] = {
 
 @dataclass
 class EvalConfig(TopKSamplingOptions, ModelOptions):
-    dataset: str = option("task:arithmetic:test", "Prompts to evaluate: task:NAME[:split[:N]] or a file / dataset with a 'prompt' column.")
+    dataset: str = option("task:arithmetic:test", "Prompts to evaluate: task:NAME[:split[:N]], a file / dataset with a 'prompt' column, or a math benchmark (openai/gsm8k, HuggingFaceH4/MATH-500, HuggingFaceH4/aime_2024, ... or a file in their columns).")
     dataset_split: str | None = option(None, "Split of a DatasetDict directory or hub dataset.")
-    scorer: str | None = option(None, "Scoring function: task:NAME, module:function or file.py:function, called as f(prompts, completions, **columns). Default: the task's own.")
+    scorer: str | None = option(None, "Scoring function: task:NAME, a built-in reward spec (math_accuracy[:mode=integer...]), module:function or file.py:function, called as f(prompts, completions, **columns). Default: the task's own; math_accuracy for a math benchmark.")
     limit: int = option(0, "Evaluate only the first N prompts (0: all).")
     num_samples: int = option(1, "Samples per prompt (k of avg@k / pass@k).")
     temperature: float = restate(SamplingOptions, "temperature", "Sampling temperature; 0 is greedy.", default=0.0)

@@ -10,10 +10,9 @@ scale (1-10 by default) and counts the replies it could not read.
 
 from __future__ import annotations
 
-import math
-
 from posttrain.data.values import completion_text
 from posttrain.errors import ConfigError, UserError
+from posttrain.methods.metrics import mean_stderr
 from posttrain.methods.win_rate import length_controlled_win_rate, win_rate_summary
 
 REFERENCE_COLUMN = "reference_completion"
@@ -74,12 +73,17 @@ class JudgeRating:
 
     def summary(self) -> dict:
         """judge_rating (mean of the valid ratings) with its stderr, judge_invalid (unreadable replies), judge_rated."""
-        valid = [r for r in self.ratings if r is not None]
-        n = len(valid)
-        mean = sum(valid) / n if n else float("nan")
-        stderr = math.sqrt(sum((r - mean) ** 2 for r in valid) / (n - 1) / n) if n > 1 else float("nan")
-        return {"judge_rating": mean, "judge_rating_stderr": stderr, "judge_invalid": len(self.ratings) - n,
-                "judge_rated": n}
+        mean, stderr = mean_stderr(self.ratings)
+        rated = sum(r is not None for r in self.ratings)
+        return {"judge_rating": mean, "judge_rating_stderr": stderr, "judge_invalid": len(self.ratings) - rated,
+                "judge_rated": rated}
+
+
+def judged_win_rate(judge, prompts: list, samples: list[str], references: list[str]) -> dict:
+    """The summary of JudgeWinRate (win rate, interval, counts, LC win rate) for aligned sample / reference pairs."""
+    scorer = JudgeWinRate(judge)
+    scorer(prompts, samples, **{REFERENCE_COLUMN: references})
+    return scorer.summary()
 
 
 def add_reference_completions(model, tokenizer, rows: list[dict], params, batch_size: int) -> list[dict]:

@@ -1,7 +1,8 @@
-"""Sample-based evaluation metrics: avg@k and the unbiased pass@k estimator."""
+"""Sample-based evaluation metrics: avg@k, the unbiased pass@k estimator, a mean with its standard error."""
 
 from __future__ import annotations
 
+import math
 from math import comb
 
 
@@ -31,3 +32,15 @@ def summarize_scores(scores_per_prompt: list[list[float]], threshold: float) -> 
         vals = [pass_at_k(n, sum(x >= threshold for x in s), k) for s in scores_per_prompt]
         out[f"pass@{k}"] = sum(vals) / len(vals)
     return out
+
+
+def mean_stderr(values: list[float | None]) -> tuple[float, float]:
+    """(mean, standard error std/sqrt(count) with the n−1 std) of the non-None values."""
+    xs = [v for v in values if v is not None]
+    if not xs:
+        return float("nan"), float("nan")
+    mean = sum(xs) / len(xs)
+    if len(xs) < 2:
+        return mean, float("nan")
+    var = sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)
+    return mean, math.sqrt(var / len(xs))

@@ -22,18 +22,21 @@ from __future__ import annotations
 import math
 from statistics import NormalDist
 
+from posttrain.methods.metrics import mean_stderr
+
+TIE_TOLERANCE = 1e-9
 
 
 def win_rate_summary(preferences: list[float | None], confidence: float = 0.95) -> dict:
     """win_rate, its stderr and confidence interval, and the counts of wins / ties / losses / unjudged."""
     judged = [p for p in preferences if p is not None]
     n = len(judged)
-    out = {"wins": sum(p > 0.5 for p in judged), "ties": sum(p == 0.5 for p in judged),
-           "losses": sum(p < 0.5 for p in judged), "unjudged": len(preferences) - n}
+    tie = [abs(p - 0.5) <= TIE_TOLERANCE for p in judged]  # soft preferences: ½ up to rounding is a tie
+    out = {"wins": sum(p > 0.5 and not t for p, t in zip(judged, tie)), "ties": sum(tie),
+           "losses": sum(p < 0.5 and not t for p, t in zip(judged, tie)), "unjudged": len(preferences) - n}
     if not n:
         return {"win_rate": float("nan"), "win_rate_stderr": float("nan"), "win_rate_ci": [float("nan")] * 2, **out}
-    mean = sum(judged) / n
-    stderr = math.sqrt(sum((p - mean) ** 2 for p in judged) / (n - 1) / n) if n > 1 else float("nan")
+    mean, stderr = mean_stderr(judged)
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
     ci = [max(0.0, mean - z * stderr), min(1.0, mean + z * stderr)] if n > 1 else [float("nan")] * 2
     return {"win_rate": mean, "win_rate_stderr": stderr, "win_rate_ci": ci, **out}

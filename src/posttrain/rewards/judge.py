@@ -185,7 +185,7 @@ class PairwiseJudge(LMJudge):
             return self.first_wins(prompts, completions_a, completions_b)
         both = self.first_wins(list(prompts) * 2, list(completions_a) + list(completions_b),
                                list(completions_b) + list(completions_a))
-        return [None if x is None or y is None else (x + 1.0 - y) / 2 for x, y in zip(both[:n], both[n:])]
+        return [None if x is None or y is None else (x - y + 1.0) / 2 for x, y in zip(both[:n], both[n:])]  # x = y: ½ exactly
 
     def compare(self, prompt, a, b) -> float | None:
         """P(a ≻ b) for one pair (the `compare` of `aggregation.best_of_n`)."""

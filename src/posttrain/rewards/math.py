@@ -189,7 +189,7 @@ def math_accuracy(mode: str = "verify", extract: str = "auto", column: str = "an
     answer, `wrong` when it does not, `missing` when it has no answer (None: same as `wrong`).
 
     - extract: where the answer is. `auto` the last `\\boxed{...}`/`\\fbox{...}` (nested braces kept),
-      else the last `<answer>...</answer>`; `boxed`; `answer_tag`; `none` the whole completion (in
+      else the last `<answer>...</answer>`, else GSM8K's `#### N`; `boxed`; `answer_tag`; `none` the whole completion (in
       `verify` mode math-verify then finds the answer itself: a box, "final answer is", the last math).
     - mode: `verify` Math-Verify: `verify(parse(gold), parse(answer))` (gold first, as its API
       requires); the answer and a gold without `$`/box are parsed as `$...$` with LaTeX and plain-

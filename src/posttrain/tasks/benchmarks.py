@@ -3,7 +3,7 @@ names and by their columns, turned into `prompt` + `answer` rows that `math_accu
 
 | benchmark | columns | gold answer |
 |---|---|---|
-| GSM8K (openai/gsm8k) | `question`, `answer` | the text after `####` in `answer` ("#### 1,234" -> "1234") |
+| GSM8K (openai/gsm8k) | `question`, `answer` | the text after `####` in `answer` ("#### 1,234" -> "1234"; the full text goes to `solution`) |
 | MATH (hendrycks/competition_math, ...) | `problem`, `solution`, `level`, `type` | the last `\\boxed{}` of `solution` |
 | MATH-500 (HuggingFaceH4/MATH-500) | `problem`, `solution`, `answer`, `subject`, `level` | `answer` |
 | AIME (HuggingFaceH4/aime_2024, AI-MO/aimo-validation-aime, ...) | `problem`, `answer` (any case) | `answer` |
@@ -82,6 +82,8 @@ def benchmark_rows(rows: list[dict], source: str, kind: str | None = None) -> li
             need = "question and an answer with '#### N'" if kind == "gsm8k" else "problem and answer (or a solution with \\boxed{})"
             raise data_error(source, i, None, f"a {kind} row needs {need}; found columns {', '.join(row)}")
         kept = {k: v for k, v in row.items() if k.lower() not in ("prompt", "answer")}
+        if kind == "gsm8k":  # the worked solution is not lost when `answer` becomes the bare number
+            kept.setdefault("solution", _get(row, "answer"))
         out.append({**kept, "prompt": [{"role": "user", "content": f"{str(question).strip()}\n\n{INSTRUCTION}"}],
                     "answer": gold, "benchmark": kind})
     return out

@@ -71,3 +71,19 @@ def test_penalized_fit_matches_an_independent_optimizer():
     opt.step(closure)
     assert [theta, phi] == pytest.approx(params.tolist(), abs=1e-6)
     assert phi > 0  # longer outputs were preferred: the length term takes part of the win rate
+
+
+def test_lc_removes_a_simulated_judges_length_bias():
+    """A judge with no quality preference (θ* = 0) but a length bias φ* = 1.5 on tanh(Δ / std Δ), and a
+    policy ~100 characters longer than the reference: the raw win rate is inflated (0.62), the LC win
+    rate recovers σ(θ*) = ½ and the fit recovers φ*."""
+    import random
+
+    rng = random.Random(0)
+    policy = [max(1, int(rng.gauss(300, 100))) for _ in range(2000)]
+    reference = [max(1, int(rng.gauss(200, 100))) for _ in range(2000)]
+    x = length_feature([a - b for a, b in zip(policy, reference)])
+    prefs = [float(rng.random() < 1 / (1 + math.exp(-1.5 * xi))) for xi in x]
+    lc = length_controlled_win_rate(prefs, policy, reference)
+    assert win_rate_summary(prefs)["win_rate"] > 0.6
+    assert lc["lc_win_rate"] == pytest.approx(0.5, abs=0.03) and lc["length_weight"] == pytest.approx(1.5, abs=0.15)

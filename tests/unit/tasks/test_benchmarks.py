@@ -34,7 +34,7 @@ def test_each_benchmark_becomes_prompt_and_gold_answer(tmp_path):
     gsm8k = load_rows(write(tmp_path / "gsm8k.parquet", GSM8K))
     assert [r["answer"] for r in gsm8k] == ["1234", "3.5"]  # after '####', thousands comma dropped
     assert gsm8k[0]["prompt"] == [{"role": "user", "content": f"{GSM8K[0]['question']}\n\n{INSTRUCTION}"}]
-    assert gsm8k[0]["benchmark"] == "gsm8k"
+    assert gsm8k[0]["benchmark"] == "gsm8k" and gsm8k[0]["solution"] == GSM8K[0]["answer"]
     math_rows = load_rows(write(tmp_path / "math.jsonl", MATH))
     assert math_rows[0]["answer"] == "\\frac{1}{2}" and math_rows[0]["level"] == "Level 1"  # the solution's box
     assert load_rows(write(tmp_path / "math500.jsonl", MATH_500))[0]["answer"] == "\\{1,2\\}"  # its answer column
