@@ -96,3 +96,22 @@ def test_help_example_file_is_a_valid_pipeline(tmp_path):
     pipeline = load_pipeline(str(path), ["pairs=pairs.jsonl", f"output_dir={tmp_path / 'run'}"])
     assert [(s.name, s.stage) for s in pipeline.stages] == [("sft", "sft"), ("dpo", "dpo")]
     assert pipeline.stages[1].config.model == f"{tmp_path / 'run'}/sft/final" and pipeline.stages[1].config.dataset == "pairs.jsonl"
+
+
+def test_the_canon_recipes_wire_their_method(tmp_path):
+    """sdpo: step 2 starts from (so its reference is) step 1 and reads the other half of the pairs; rso: pairs
+    by statistical rejection sampling, scored by the reward model; iterative_rlhf: round 2's reward model is
+    trained on the round-1 policy's samples and GRPO keeps the gold as a monitor in every round."""
+    out = str(tmp_path / "x")
+    sdpo = {s.name: s.config for s in load_pipeline("sdpo", [f"output_dir={out}"]).stages}
+    step1, step2, everything = sdpo["dpo_step1"], sdpo["dpo_step2"], sdpo["dpo_all"]
+    assert (step1.data_shard, step2.data_shard, everything.data_shard) == ("1/2", "2/2", None)
+    assert step1.model == everything.model == f"{out}/sft/final" and step2.model == f"{out}/dpo_step1/final"
+    assert step2.ref_model_path is None and step1.dataset == step2.dataset  # reference = frozen copy of its start
+    rso = {s.name: s.config for s in load_pipeline("rso", [f"output_dir={out}"]).stages}
+    assert rso["rso_pairs"].selection == "rso" and rso["rso_pairs"].reward_funcs == [f"reward_model:path={out}/rm/final"]
+    assert rso["dpo"].dataset == f"{out}/rso_pairs/final/pairs.jsonl"
+    rounds = {s.name: s.config for s in load_pipeline("iterative_rlhf", [f"output_dir={out}"]).stages}
+    assert rounds["pairs2"].model == f"{out}/grpo1/final" and rounds["rm2"].dataset == f"{out}/pairs2/final/pairs.jsonl"
+    assert rounds["grpo2"].model == f"{out}/grpo1/final" and rounds["grpo2"].reward_funcs == [f"reward_model:path={out}/rm2/final"]
+    assert rounds["grpo1"].monitor_funcs == rounds["grpo2"].monitor_funcs == ["task::gold"]

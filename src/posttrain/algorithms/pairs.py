@@ -69,7 +69,7 @@ class PairsConfig(RewardOptions, GenerationBatchOptions, TopPSamplingOptions, Mo
     eval_dataset: str | None = option(None, "Held-out prompts for eval_pairs.jsonl (default for task:NAME: its test split).")
     eval_prompts: int = option(0, "Held-out prompts to make eval pairs from (0: no eval_pairs.jsonl).")
     num_samples: int = option(2, "k: completions sampled per prompt.")
-    selection: str = option("first_two", "Which pairs of a prompt's k samples: first_two, max_gap (RS-DPO: the largest reward gap), all_pairs.", choices=SELECTIONS)
+    selection: str = option("first_two", "Which pairs of a prompt's k samples: first_two, max_gap (RS-DPO: the largest reward gap), all_pairs, rso (RSO: rso_samples accepted by statistical rejection sampling toward pi* ~ pi exp(r/rso_beta), paired in order).", choices=SELECTIONS)
     min_gap: float = option(0.0, "Keep a pair only if its reward gap |r1 - r2| is at least this.")
     rso_beta: float = option(0.5, "selection=rso: β of the target π* ∝ π·exp(r/β); small β approaches top-k-over-k samples (best-of-n), large β accepts samples as drawn.")
     rso_samples: int = option(2, "selection=rso: samples accepted per prompt (paired in order; even, at most num_samples).")
@@ -128,7 +128,7 @@ def statistical_rejection_sample(rewards: list[float], count: int, beta: float, 
 def select_pairs(candidates: list, rule: str, min_gap: float = 0.0, rng: random.Random | None = None,
                  rso_beta: float = 0.5, rso_samples: int = 2) -> tuple[list[tuple], int]:
     """(pairs (a, b) in sampling order, how many were below min_gap) from one prompt's Candidates;
-    rule `rso` draws from `rng`."""
+    rule `rso` draws from `rng` and pairs the accepted samples in acceptance order."""
     if rule not in SELECTIONS:
         raise ConfigError(f"selection must be one of {', '.join(SELECTIONS)}, got {rule!r}")
     scored = [c for c in candidates if c.reward is not None]

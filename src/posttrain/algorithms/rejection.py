@@ -22,12 +22,13 @@ Each iteration k = 1..iterations:
    reason we offer it. Sampling always uses the newest policy.
 
 ReST (Gulcehre et al. 2023; seed 003 L3251-3266, the `rest` preset): each iteration is one Grow step
-(step 1) followed by several Improve steps (2-3), one per entry of `improve_thresholds`, which must
-rise: Improve step i keeps the Grow samples with reward >= threshold_i and fine-tunes the previous
+(the sampling of step 1) followed by several Improve steps (steps 2-3), one per entry of
+`improve_thresholds`, which must rise: Improve step i keeps the Grow samples with reward >= threshold_i and fine-tunes the previous
 Improve step's model (BC, ReST's best loss), so Improve runs more often than Grow and each filters
 harder; samples land in `iter-K-improve-I/`.
 
-Per iteration (per Improve step under ReST), `iterations.jsonl` (and `metrics.jsonl`, with `step` = iteration) records the mean
+Per iteration (per Improve step under ReST), `iterations.jsonl` (and `metrics.jsonl`, with `step` =
+the iteration, or the Improve step's running count under ReST) records the mean
 reward of the samples, the fraction kept, the SFT loss, and greedy held-out scores before and
 after (eval_dataset; task:NAME:test:200 for an embedded task). `final/` is the last iteration's
 model.
@@ -94,11 +95,11 @@ class RejectionConfig(MaskableRewardOptions, GenerationBatchOptions, TopKSamplin
 PRESETS: dict[str, dict] = {
     "expert_iteration": {"selection": "best", "from_base": False},
     # seed 003 L3268-3281: a filter on binary correctness, so the reward is the task's accuracy alone (0/1)
+    "rest_em": {"selection": "threshold", "reward_funcs": ["task::accuracy"], "threshold": 1.0, "from_base": True,
+                "temperature": 1.0, "top_p": 0.95},
     # seed 003 L3251-3266: Grow once, Improve several times with rising thresholds on a [0, 1] reward
     # (a learned RM or the sentiment gold reward), each Improve continuing from the last (BC loss = SFT)
     "rest": {"selection": "threshold", "improve_thresholds": [0.5, 0.7, 0.9], "from_base": False},
-    "rest_em": {"selection": "threshold", "reward_funcs": ["task::accuracy"], "threshold": 1.0, "from_base": True,
-                "temperature": 1.0, "top_p": 0.95},
 }
 
 
@@ -155,7 +156,7 @@ def _improve(config: RejectionConfig, run, rewards, prompts, candidates, thresho
     if not kept:
         what = name.replace("iter-", "iteration ").replace("-improve-", ", Improve step ")
         raise UserError(f"{what} kept none of {num_samples} samples (mean reward {record['sample_reward_mean']:.3g}); "
-                        f"lower {'min_reward' if config.selection == 'best' else 'threshold'} or raise num_samples")
+                        f"lower {'min_reward' if config.selection == 'best' else 'improve_thresholds' if config.improve_thresholds else 'threshold'} or raise num_samples")
     record["kept_reward_mean"] = sum(c.reward for _, c in kept) / len(kept)
     out_dir = run.root / name
     _write_samples(out_dir / "samples.jsonl", kept)

@@ -211,7 +211,7 @@ def _proxy_gold_rounds(data: ReportData) -> str:
                                                                              last["gap"][i], last["correlation"][i])) + "</tr>"
                        for i, run in enumerate(runs))
         png = plots.rounds_chart(f"Proxy vs gold by round: {name}", [run.name for run in runs],
-                                 {"trained reward (proxy)": last["proxy"], f"{name} (gold)": last["gold"], "gap": last["gap"]})
+                                 {"trained reward (proxy)": last["proxy"], f"monitor {name} (gold)": last["gold"], "gap": last["gap"]})
         parts.append(f"<h3>{escape(name)}</h3><figure class='wide'>{_img(png, f'proxy vs gold by round: {name}')}</figure>"
                      "<table><tr><th>round</th><th>proxy</th><th>gold at start</th><th>gold</th><th>gap</th><th>correlation</th></tr>"
                      + rows + "</table>")
