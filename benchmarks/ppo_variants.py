@@ -37,7 +37,7 @@ PPO_VARIANTS = {
     "critic=model, critic_lr 1e-3": {"critic": "model", "critic_learning_rate": 1e-3},
     "ref_sync=hard, every 4": {"ref_sync": "hard", "ref_sync_steps": 4},
 }
-DPO_COMMON = dict(model="embedded", max_steps=16, batch_size=8, max_length=128, learning_rate=5e-4, beta=0.1,
+DPO_COMMON = dict(model="embedded", max_steps=16, batch_size=8, max_length=256, learning_rate=5e-4, beta=0.1,
                   logging_steps=8, lr_scheduler="constant", device="cpu", seed=0)
 DPO_VARIANTS = {"dpo": {}, "TR-DPO soft (α 0.6, τ 4)": {"ref_sync": "soft", "ref_sync_steps": 4},
                 "TR-DPO hard (τ 4)": {"ref_sync": "hard", "ref_sync_steps": 4}}
