@@ -128,6 +128,9 @@ CASES = [
     # ---------------------------------------------------------------------------------------- config
     Case("sft-unknown-key", "config", ["sft", "pakcing=true"], ["pakcing", "packing"]),
     Case("dpo-bad-type", "config", ["dpo", "beta=high"], ["beta"]),
+    Case("dpo-tr-dpo-under-lora", "config", ["dpo", "ref_sync=soft", "lora=true"], ["ref_sync=soft", "lora=true", "ref_sync=none"]),
+    Case("ppo-penalty-one-step-a-round", "config", ["ppo", "policy_loss=penalty", "num_iterations=1", "num_minibatches=1"],
+         ["policy_loss=penalty", "num_iterations >= 2"]),
     Case("kto-bad-choice", "config", ["kto", "loss_type=nope"], ["loss_type"]),
     Case("rm-bad-range", "config", ["rm", "dataset={examples}/pairs.jsonl", "batch_size=0"], ["batch_size"]),
     Case("ppo-negative-target-kl", "config", ["ppo", "target_kl=-0.1"], ["target_kl must be >= 0"], subprocess=True),  # issue 17

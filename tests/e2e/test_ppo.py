@@ -209,6 +209,9 @@ def test_ppo_refreshes_its_reference_every_tau_steps(tiny_llama, setup, tmp_path
     ({"ptx_dataset": "x.jsonl"}, "'ptx_dataset'"),
     ({"process_reward_mode": "diff"}, "'process_reward_mode'"),
     ({"kl_estimator": "k1"}, "'kl_estimator'"),
+    ({"kl_coef": 0.0, "ref_sync": "hard"}, "ref_sync=hard updates the reference policy, but with beta = 0 and kl_coef = 0 no reference is loaded"),
+    ({"critic_learning_rate": 0.0}, "critic_learning_rate must be > 0 (null: the actor's learning_rate), got 0.0"),
+    ({"policy_loss": "penalty", "penalty_coef": 0.0}, "penalty_coef must be > 0"),
 ])
 def test_ppo_refuses_options_it_never_reads(values, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -188,7 +188,8 @@ class OnlineRL(Algorithm):
     def _adapt_penalty(self, step: int, kl_old: float) -> float:
         """PPO-penalty's rule once per round, on d = KL(π_old‖π_θ) averaged over the round's last pass (each
         minibatch measured just before its own update: the KL the round's updates reached; the first pass
-        starts at π_old, where it is 0). A round is num_iterations × num_minibatches optimizer steps."""
+        starts at π_old, where it is 0; with num_iterations = 1 the last pass is the first, and its first
+        minibatch's 0 is in the mean). A round is num_iterations × num_minibatches optimizer steps."""
         cfg = self.config
         per_round = cfg.num_iterations * cfg.num_minibatches
         if (step - 1) % per_round >= per_round - cfg.num_minibatches and math.isfinite(kl_old):

@@ -155,7 +155,7 @@ class PolicyLossOptions:
 
 @dataclass
 class CriticOptions:
-    critic_learning_rate: float | None = option(None, "The critic's own learning rate (same schedule) and gradient-norm clip, as if it had an optimizer of its own (the seed's separate actor and critic optimisers, S3 L1449-1472); with critic=value_head it is the head's. null: the critic trains with the actor's learning_rate in one optimizer, one clip.")
+    critic_learning_rate: float | None = option(None, "The critic's own learning rate (same schedule) and gradient-norm clip, as if it had an optimizer of its own (InstructGPT's separate actor and critic optimizers); with critic=value_head it is the head's. null: the critic trains with the actor's learning_rate in one optimizer, one clip.")
     critic: str = option("value_head", "The critic: value_head (one linear layer on the actor's trunk, one forward) or model (a separate trunk: the reward model's when given, else a copy of the actor's).", choices=CRITICS)
     vf_coef: float = option(0.1, "Weight of the value loss (seed: c_v = 0.5).")
     cliprange_value: float = option(0.2, "Clip the value update around the old values (0: no clipping).")

@@ -66,3 +66,19 @@ def test_simpo_logs_rewards_on_mean_token_logprobs(tiny_llama, pairs):
     torch.testing.assert_close(metrics["rewards/margins"], (2.0 * (mean_w - mean_l)).sum())
     assert float(metrics["rewards/accuracies"]) == float((mean_w > mean_l).sum())
     torch.testing.assert_close(metrics["logps/chosen"], logps.sums.split(len(examples))[0].sum())  # still summed
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"ref_sync": "soft", "loss_type": ["simpo"]}, "ref_sync=soft updates the reference policy, but reference-free losses have none"),
+    ({"ref_sync": "hard", "ref_model": "precompute"}, "ref_model=precompute fixes its log-probs before training (use ref_model=copy)"),
+    ({"ref_sync": "soft", "lora": True}, "ref_sync=soft needs a reference model of its own to update, but under lora=true"),
+    ({"ref_sync_steps": 8}, "'ref_sync_steps' is set (8) but this run never reads it: it applies only with ref_sync=soft or hard"),
+    ({"ref_sync": "soft", "ref_sync_alpha": 1.5}, "ref_sync_alpha in (0, 1]"),
+])
+def test_tr_dpo_settings_without_a_reference_to_move_are_refused(values, message):
+    from posttrain.algorithms.dpo import DPOConfig
+    from posttrain.config import build_config
+    from posttrain.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        build_config(DPOConfig, values)

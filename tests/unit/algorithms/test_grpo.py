@@ -67,6 +67,13 @@ def test_the_loss_has_no_kl_term_under_reinforce_pp():
     ({"overlong_penalty": 0.5}, "'overlong_penalty'"),
     ({"num_generations": 1}, "advantage=grpo compares samples of the same prompt: num_generations must be >= 2"),
     ({"temperature": 0.0}, "online RL needs temperature > 0, got 0.0"),
+    ({"ref_sync": "hard"}, "ref_sync=hard updates the reference policy, but with beta = 0 no reference is loaded"),
+    ({"beta": 0.1, "ref_sync": "hard", "ref_sync_alpha": 0.5}, "'ref_sync_alpha' is set (0.5) but this run never reads it: it applies only with ref_sync=soft"),
+    ({"beta": 0.1, "ref_sync": "soft", "lora": True}, "under lora=true the reference is the adapter-disabled base"),
+    ({"ref_sync_steps": 0}, "ref_sync_steps must be >= 1"),
+    ({"policy_loss": "penalty"}, "policy_loss=penalty: with one optimizer step per round the policy is π_old at every update"),
+    ({"penalty_coef": 2.0}, "'penalty_coef' is set (2.0) but this run never reads it: it applies only with policy_loss=penalty or clip_penalty"),
+    ({"policy_loss": "penalty", "num_iterations": 2, "epsilon_high": 0.28}, "'epsilon_high'"),
 ])
 def test_options_the_composition_never_reads_are_refused(values, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -77,3 +84,5 @@ def test_options_it_reads_are_accepted():
     build_config(GRPOConfig, {"scale_rewards": "batch", "population_std": True, "beta": 0.1, "kl_estimator": "k1",
                               "overlong_buffer": 4, "overlong_penalty": 0.5, "dynamic_sampling": True, "max_sampling_rounds": 5})
     build_config(GRPOConfig, {"advantage": "remax", "num_generations": 1})
+    build_config(GRPOConfig, {"beta": 0.04, "ref_sync": "soft", "ref_sync_steps": 10, "ref_sync_alpha": 0.1,
+                              "policy_loss": "clip_penalty", "num_minibatches": 2, "penalty_coef": 0.5, "penalty_target_kl": 0.0})
