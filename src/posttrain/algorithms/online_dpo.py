@@ -25,7 +25,7 @@ The anchor of the KL trust region (`reference`):
 The algorithm is online/algorithm.py's OnlineRL with this loss: the rollout, reward, packing, ranks,
 checkpoint and logging code are GRPO's. Logged as TRL does: rewards/chosen, rewards/rejected,
 rewards/margins, rewards/accuracies (implicit rewards β log π/π_anchor), logps/chosen, logps/rejected,
-plus reward/mean of the samples (the number that should rise).
+kl/sequence_k1 (Σ_t log π_θ/π_anchor per completion, mean), plus reward/mean of the samples (the number that should rise).
 """
 
 from __future__ import annotations
@@ -132,6 +132,7 @@ class OnlineDPO(OnlineRL):
         losses = preference_loss(pairs, self.params, [cfg.loss_type])
         metrics = pair_metrics(pairs, self.params, [cfg.loss_type])
         metrics["pairs/ties"] = (float((~decided).sum()), float(labels.shape[0]))
+        metrics["kl/sequence_k1"] = ((policy - anchor).detach().sum(), float(policy.shape[0]))  # TRL's objective/kl: to the anchor
         if isinstance(getattr(self.experience, "reference", None), BehaviourSnapshot):
             metrics["behaviour/refreshes"] = (float(self.experience.reference.refreshes), 1.0)
         return losses.sum() + 0.0 * policy.sum(), metrics  # 0 x policy: a batch of ties still has a graph to backpropagate
