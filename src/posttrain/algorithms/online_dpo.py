@@ -57,6 +57,7 @@ ONLINE_LOSSES = ("sigmoid", "ipo", "hinge")
 class OnlineDPOConfig(RolloutOptions):
     output_dir: str = output_dir_option("online_dpo")
     learning_rate: float = option(5e-7, "Peak learning rate (AdamW); TRL's OnlineDPO default 5e-7.")
+    batch_size: int = restate(RolloutOptions, "batch_size", "Samples per micro-batch, rounded up to whole prompts (a multiple of num_generations): a pair is never split.")
     num_generations: int = restate(RolloutOptions, "num_generations", "Completions per prompt: the best and the worst by reward form its pair (TRL: 2).", default=2)
     beta: float = option(0.1, "β: the KL strength of the preference loss (IPO's target margin is 1/(2β); SLiC's hinge margin is 1/β).")
     loss_type: str = option("sigmoid", "Preference loss: sigmoid (DPO), ipo (online IPO), hinge (SLiC).", choices=ONLINE_LOSSES)
@@ -67,9 +68,9 @@ class OnlineDPOConfig(RolloutOptions):
         super().validate()
         if self.num_generations < 2:
             raise ConfigError(f"online DPO compares completions of the same prompt: num_generations must be >= 2, got {self.num_generations}")
-        if self.batch_size % self.num_generations or self.prompts_per_step % self.num_minibatches:
-            raise ConfigError(f"a pair must stay in one micro-batch: batch_size ({self.batch_size}) must be a multiple of num_generations "
-                              f"({self.num_generations}) and prompts_per_step ({self.prompts_per_step}) of num_minibatches ({self.num_minibatches})")
+        if self.prompts_per_step % self.num_minibatches:
+            raise ConfigError(f"a pair must stay in one optimizer step: prompts_per_step ({self.prompts_per_step}) must be a multiple "
+                              f"of num_minibatches ({self.num_minibatches})")
         if self.beta <= 0:
             raise ConfigError(f"beta must be > 0, got {self.beta}")
         if self.behaviour_refresh_steps < 0 or self.behaviour_refresh_steps % self.steps_per_round:
@@ -102,6 +103,8 @@ PRESETS: dict[str, dict] = {
 
 class OnlineDPO(OnlineRL):
     """OnlineRL whose loss is a preference loss on each prompt's (chosen, rejected) pair."""
+
+    whole_groups = True  # the online source keeps a prompt's samples in one micro-batch
 
     def __init__(self, config: OnlineDPOConfig, tokenizer, rewards):
         super().__init__(config, tokenizer, rewards)

@@ -164,8 +164,7 @@ def test_the_behaviour_snapshot_refreshes_every_k_rounds_and_resumes(trainer):
 
 @pytest.mark.parametrize("values, message", [
     ({"num_generations": 1}, "num_generations must be >= 2"),
-    ({"batch_size": 5}, "a pair must stay in one micro-batch"),
-    ({"prompts_per_step": 3, "num_minibatches": 2}, "a pair must stay in one micro-batch"),
+    ({"prompts_per_step": 3, "num_minibatches": 2}, "a pair must stay in one optimizer step"),
     ({"beta": 0.0}, "beta must be > 0"),
     ({"reference": "behaviour", "num_minibatches": 2, "behaviour_refresh_steps": 3}, "multiple of the 2 optimizer steps"),
     ({"behaviour_refresh_steps": 4}, "applies only with reference=behaviour"),
