@@ -11,7 +11,23 @@ on-policy) over the first and the last 5 steps.
     python benchmarks/bench_online_dpo.py                              # online_dpo and bpo_k10, 40 steps each
     python benchmarks/bench_online_dpo.py --variants bpo_k1 online_ipo --steps 20
 
-On an idle 2-core CPU the default takes about 2.5 minutes (--threads 1).
+On an idle 2-core CPU the default takes about 3 minutes (--threads 1).
+
+Measured 2026-12-04 on the shared 2-core VM while other jobs ran (so the seconds are upper bounds;
+40 steps took ~56 s of CPU time each):
+
+    $ python benchmarks/bench_online_dpo.py
+    policy        held-out gold  KL(seq)  win rate   train reward first->last 5 steps  pair acc  seconds
+    start          0.4641 ±0.022    0.000
+    online_dpo     0.8052 ±0.016   27.303     0.805                   0.5560 -> 0.7993     0.500    183.3
+    bpo_k10        0.7934 ±0.016   39.814     0.782                   0.5560 -> 0.7785     0.628    196.3
+
+    $ python benchmarks/bench_online_dpo.py --variants online_dpo bpo_k1
+    online_dpo     0.8052 ±0.016   27.303     0.805                   0.5560 -> 0.7993     0.500    168.3
+    bpo_k1         1.0000 ±0.000  335.289     1.000                   0.5515 -> 1.0000     0.000    175.7
+
+bpo_k1 games the gold reward ("... recommend recommend recommend ..."): with π_β refreshed every step
+the loss is log 2 at every step and nothing holds the policy near anything.
 """
 
 from __future__ import annotations
@@ -29,8 +45,8 @@ VARIANTS = {
     "online_dpo": ("online_dpo", {}),  # π_ref: the starting model
     "online_ipo": ("online_ipo", {}),
     "online_slic": ("online_slic", {}),
-    "bpo_k10": ("bpo", {"behaviour_refresh_steps": 10}),  # π_β: a snapshot refreshed every 10 steps
-    "bpo_k1": ("bpo", {}),  # π_β refreshed every step: at μ = 1 the anchor is the policy itself, no trust region
+    "bpo_k10": ("bpo", {}),  # the preset: π_β a snapshot refreshed every 10 steps
+    "bpo_k1": ("bpo", {"behaviour_refresh_steps": 0}),  # π_β refreshed every step: the anchor is the policy itself, no trust region
 }
 
 

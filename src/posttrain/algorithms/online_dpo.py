@@ -21,6 +21,8 @@ The anchor of the KL trust region (`reference`):
              sampler: its rollout log-probs are the anchor (no second model, no extra forward), and
              it is refreshed every num_iterations x num_minibatches optimizer steps. A multiple K of
              that keeps a frozen snapshot refreshed every K steps (logged: behaviour/refreshes).
+             Refreshed every step, π_β is the policy itself (Δ = 0): no trust region at all; the
+             `bpo` preset refreshes every 10 steps.
 
 The algorithm is online/algorithm.py's OnlineRL with this loss: the rollout, reward, packing, ranks,
 checkpoint and logging code are GRPO's. Logged as TRL does: rewards/chosen, rewards/rejected,
@@ -97,7 +99,9 @@ PRESETS: dict[str, dict] = {
     "online_dpo": {"loss_type": "sigmoid", "beta": 0.1, "reference": "initial"},  # TRL OnlineDPOConfig defaults
     "online_ipo": {"loss_type": "ipo", "beta": 0.1, "reference": "initial"},  # Calandriello et al. 2024 (S3 L3380-3386)
     "online_slic": {"loss_type": "hinge", "beta": 1.0, "reference": "initial"},
-    "bpo": {"loss_type": "sigmoid", "beta": 0.1, "reference": "behaviour"},  # Xu et al. 2024 (S3 L3545-3571)
+    # Xu et al. 2024 (S3 L3545-3571): π_β refreshed every K = T/F steps; refreshed every step (K = 0 with
+    # one-step rounds) it is the policy itself, Δ = 0, and nothing holds the policy back (bench: KL 335)
+    "bpo": {"loss_type": "sigmoid", "beta": 0.1, "reference": "behaviour", "behaviour_refresh_steps": 10},
 }
 
 
