@@ -21,11 +21,13 @@ The anchor of the KL trust region (`reference`):
              sampler: its rollout log-probs are the anchor (no second model, no extra forward), and
              it is refreshed every num_iterations x num_minibatches optimizer steps. A multiple K of
              that keeps a frozen snapshot refreshed every K steps (logged: behaviour/refreshes).
+             Refreshed every step, π_β is the policy itself (Δ = 0): no trust region at all; the
+             `bpo` preset refreshes every 10 steps.
 
 The algorithm is online/algorithm.py's OnlineRL with this loss: the rollout, reward, packing, ranks,
 checkpoint and logging code are GRPO's. Logged as TRL does: rewards/chosen, rewards/rejected,
 rewards/margins, rewards/accuracies (implicit rewards β log π/π_anchor), logps/chosen, logps/rejected,
-plus reward/mean of the samples (the number that should rise).
+kl/sequence_k1 (Σ_t log π_θ/π_anchor per completion, mean), plus reward/mean of the samples (the number that should rise).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ ONLINE_LOSSES = ("sigmoid", "ipo", "hinge")
 class OnlineDPOConfig(RolloutOptions):
     output_dir: str = output_dir_option("online_dpo")
     learning_rate: float = option(5e-7, "Peak learning rate (AdamW); TRL's OnlineDPO default 5e-7.")
+    batch_size: int = restate(RolloutOptions, "batch_size", "Samples per micro-batch, rounded up to whole prompts (a multiple of num_generations): a pair is never split.")
     num_generations: int = restate(RolloutOptions, "num_generations", "Completions per prompt: the best and the worst by reward form its pair (TRL: 2).", default=2)
     beta: float = option(0.1, "β: the KL strength of the preference loss (IPO's target margin is 1/(2β); SLiC's hinge margin is 1/β).")
     loss_type: str = option("sigmoid", "Preference loss: sigmoid (DPO), ipo (online IPO), hinge (SLiC).", choices=ONLINE_LOSSES)
@@ -67,9 +70,9 @@ class OnlineDPOConfig(RolloutOptions):
         super().validate()
         if self.num_generations < 2:
             raise ConfigError(f"online DPO compares completions of the same prompt: num_generations must be >= 2, got {self.num_generations}")
-        if self.batch_size % self.num_generations or self.prompts_per_step % self.num_minibatches:
-            raise ConfigError(f"a pair must stay in one micro-batch: batch_size ({self.batch_size}) must be a multiple of num_generations "
-                              f"({self.num_generations}) and prompts_per_step ({self.prompts_per_step}) of num_minibatches ({self.num_minibatches})")
+        if self.prompts_per_step % self.num_minibatches:
+            raise ConfigError(f"a pair must stay in one optimizer step: prompts_per_step ({self.prompts_per_step}) must be a multiple "
+                              f"of num_minibatches ({self.num_minibatches})")
         if self.beta <= 0:
             raise ConfigError(f"beta must be > 0, got {self.beta}")
         if self.behaviour_refresh_steps < 0 or self.behaviour_refresh_steps % self.steps_per_round:
@@ -96,12 +99,16 @@ PRESETS: dict[str, dict] = {
     "online_dpo": {"loss_type": "sigmoid", "beta": 0.1, "reference": "initial"},  # TRL OnlineDPOConfig defaults
     "online_ipo": {"loss_type": "ipo", "beta": 0.1, "reference": "initial"},  # Calandriello et al. 2024 (S3 L3380-3386)
     "online_slic": {"loss_type": "hinge", "beta": 1.0, "reference": "initial"},
-    "bpo": {"loss_type": "sigmoid", "beta": 0.1, "reference": "behaviour"},  # Xu et al. 2024 (S3 L3545-3571)
+    # Xu et al. 2024 (S3 L3545-3571): π_β refreshed every K = T/F steps; refreshed every step (K = 0 with
+    # one-step rounds) it is the policy itself, Δ = 0, and nothing holds the policy back (bench: KL 335)
+    "bpo": {"loss_type": "sigmoid", "beta": 0.1, "reference": "behaviour", "behaviour_refresh_steps": 10},
 }
 
 
 class OnlineDPO(OnlineRL):
     """OnlineRL whose loss is a preference loss on each prompt's (chosen, rejected) pair."""
+
+    whole_groups = True  # the online source keeps a prompt's samples in one micro-batch
 
     def __init__(self, config: OnlineDPOConfig, tokenizer, rewards):
         super().__init__(config, tokenizer, rewards)
@@ -132,6 +139,7 @@ class OnlineDPO(OnlineRL):
         losses = preference_loss(pairs, self.params, [cfg.loss_type])
         metrics = pair_metrics(pairs, self.params, [cfg.loss_type])
         metrics["pairs/ties"] = (float((~decided).sum()), float(labels.shape[0]))
+        metrics["kl/sequence_k1"] = ((policy - anchor).detach().sum(), float(policy.shape[0]))  # TRL's objective/kl: to the anchor
         if isinstance(getattr(self.experience, "reference", None), BehaviourSnapshot):
             metrics["behaviour/refreshes"] = (float(self.experience.reference.refreshes), 1.0)
         return losses.sum() + 0.0 * policy.sum(), metrics  # 0 x policy: a batch of ties still has a graph to backpropagate

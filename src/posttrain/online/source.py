@@ -332,12 +332,14 @@ class OnlineSource(StepSource):
         cfg = self.config
         plan = []
         g = torch.Generator().manual_seed(cfg.seed * 7919 + round_)
-        per_step = math.ceil(count / cfg.num_minibatches)
+        group = cfg.num_generations if getattr(self.algorithm, "whole_groups", False) else 1  # a pair loss reads a prompt's samples together
+        per_step = math.ceil(count / group / cfg.num_minibatches) * group
+        size = math.ceil(cfg.batch_size / group) * group
         parts = [list(range(m * per_step, min(count, (m + 1) * per_step))) for m in range(cfg.num_minibatches)]
         for _ in range(cfg.num_iterations):
             order = torch.randperm(cfg.num_minibatches, generator=g).tolist() if cfg.num_minibatches > 1 else [0]
             for m in order:
-                plan.append([parts[m][k:k + cfg.batch_size] for k in range(0, len(parts[m]), cfg.batch_size)])
+                plan.append([parts[m][k:k + size] for k in range(0, len(parts[m]), size)])
         return plan
 
 

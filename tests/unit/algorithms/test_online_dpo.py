@@ -6,7 +6,7 @@ completions (its `_generate` returns them): its loss is ours for sigmoid. For ev
 also checked against the closed form computed from TRL's own per-token log-probs (`_forward`):
 
     ρ = Σ_t log π_θ − Σ_t log π_ref,  Δ = ρ_w − ρ_l
-    sigmoid  −log σ(βΔ)              hinge  max(0, 1 − βΔ)
+    sigmoid  −log σ(βΔ)              hinge  max(0, 1 − βΔ)       kl/sequence_k1  mean ρ over the samples
     ipo      (ρ_w/|y_w| − ρ_l/|y_l| − 1/(2β))²   (TRL's online IPO uses Δ unnormalised; ours, like our
              offline IPO and TRL's DPOTrainer, the per-token means)
 
@@ -104,7 +104,7 @@ def closed_forms(trainer):
     delta = rho[chosen] - rho[rejected]
     h = rho[chosen] / length[chosen] - rho[rejected] / length[rejected]
     return {"sigmoid": float(-F.logsigmoid(BETA * delta).mean()), "hinge": float(torch.relu(1 - BETA * delta).mean()),
-            "ipo": float(((h - 1 / (2 * BETA)) ** 2).mean()), "margins": float(BETA * delta.mean())}
+            "ipo": float(((h - 1 / (2 * BETA)) ** 2).mean()), "margins": float(BETA * delta.mean()), "kl": float(rho.mean())}
 
 
 def test_the_sigmoid_loss_is_trls_online_dpo_loss_on_the_same_completions(trainer):
@@ -125,6 +125,8 @@ def test_every_loss_type_is_its_closed_form(trainer, loss_type):
     loss, metrics, _ = ours(trainer, loss_type)
     assert loss == pytest.approx(expected[loss_type], rel=1e-5, abs=1e-6)
     assert float(metrics["rewards/margins"]) / 2 == pytest.approx(expected["margins"], rel=1e-5, abs=1e-7)
+    kl_sum, samples = metrics["kl/sequence_k1"]  # Σ_t log π_θ/π_ref per completion, mean over all four
+    assert float(kl_sum) / samples == pytest.approx(expected["kl"], rel=1e-5, abs=1e-7)
 
 
 def test_a_tied_pair_is_left_out_and_counted(trainer):
@@ -162,8 +164,7 @@ def test_the_behaviour_snapshot_refreshes_every_k_rounds_and_resumes(trainer):
 
 @pytest.mark.parametrize("values, message", [
     ({"num_generations": 1}, "num_generations must be >= 2"),
-    ({"batch_size": 5}, "a pair must stay in one micro-batch"),
-    ({"prompts_per_step": 3, "num_minibatches": 2}, "a pair must stay in one micro-batch"),
+    ({"prompts_per_step": 3, "num_minibatches": 2}, "a pair must stay in one optimizer step"),
     ({"beta": 0.0}, "beta must be > 0"),
     ({"reference": "behaviour", "num_minibatches": 2, "behaviour_refresh_steps": 3}, "multiple of the 2 optimizer steps"),
     ({"behaviour_refresh_steps": 4}, "applies only with reference=behaviour"),
