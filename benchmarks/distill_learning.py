@@ -1,11 +1,11 @@
 """Distillation learning results on the embedded tasks (CPU, a few minutes each, 1 thread).
 
-    python benchmarks/distill_learning.py size                 # embedded model -> random-init students of another size
+    python benchmarks/distill_learning.py size [--data sentiment]   # embedded model -> random-init students of another size
     python benchmarks/distill_learning.py task --teacher DIR   # an SFT-trained teacher -> the embedded base: accuracy
     python benchmarks/distill_learning.py context              # context distillation: only the teacher reads a system prompt
 
 Every run is `posttrain distill` (run_distill) with the options printed; "held-out KL" is the token
-mean of KL(teacher || student) at T = 1 on held-out arithmetic completions (the stage's eval_kl), "CE"
+mean of KL(teacher || student) at T = 1 on 48 held-out completions of the task (the stage's eval_kl), "CE"
 the student's cross-entropy on those tokens (eval_ce), both before training (the initial student,
 scored by the same Distill.loss) and after. `task` also scores greedy accuracy on held-out problems
 with `posttrain eval`. Measured output is quoted in docs/distill.md.
@@ -34,8 +34,8 @@ SYSTEM = ("You are a careful arithmetic tutor. Work digit by digit from the righ
           "reaches ten, check the sum, then give only the number inside the answer tags.")
 
 
-def options(out: Path, name: str, **values) -> dict:
-    base = dict(dataset="task:arithmetic", eval_dataset="task:arithmetic:test:48", batch_size=8, max_steps=60,
+def options(out: Path, name: str, data: str = "arithmetic", **values) -> dict:
+    base = dict(dataset=f"task:{data}", eval_dataset=f"task:{data}:test:48", batch_size=8, max_steps=60,
                 learning_rate=3e-3, lr_scheduler="cosine", warmup_ratio=0.05, logging_steps=20, device="cpu",
                 output_dir=str(out / name))
     return {**base, **values}
@@ -90,11 +90,11 @@ VARIANTS = {  # name -> stage options
 
 
 def size(args, out: Path) -> None:
-    print(f"teacher: embedded (3.48M parameters); student: random init, embedded config with {STUDENT}")
+    print(f"teacher: embedded (3.48M parameters); student: random init, embedded config with {STUDENT}; task:{args.data}")
     rows = []
     for name in args.variants or list(VARIANTS)[:3]:
         values = options(out, name.split(":")[0].split(" (")[0].replace(" ", "_"), teacher="embedded", student_config=STUDENT,
-                         max_steps=args.steps, **VARIANTS[name])
+                         max_steps=args.steps, data=args.data, **VARIANTS[name])
         before = initial(values)
         after, seconds = train(values)
         rows.append((name, before, after, seconds, VARIANTS[name]))
@@ -131,6 +131,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--lr", type=float, default=3e-4, help="task / context: learning rate (size uses 3e-3)")
     parser.add_argument("--limit", type=int, default=100)
+    parser.add_argument("--data", default="arithmetic", choices=("arithmetic", "sentiment"), help="size: the embedded task")
     parser.add_argument("--variants", nargs="*", choices=list(VARIANTS))
     parser.add_argument("--out", default=None)
     args = parser.parse_args()

@@ -93,7 +93,8 @@ class Distill(Algorithm):
     loop divides by the step's completion tokens)."""
 
     def __init__(self, teacher, tokenizer, config: DistillConfig):
-        self.teacher, self.tokenizer, self.config, self.student = teacher.eval().requires_grad_(False), tokenizer, config, None
+        self.teacher = teacher.eval().requires_grad_(False)  # forward-only, no dropout
+        self.tokenizer, self.config, self.student = tokenizer, config, None
 
     def setup(self, model) -> None:
         self.student = model  # samples on on-policy steps
