@@ -185,3 +185,10 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     # the dark header is drawn at the top and the light page body below it
     assert sum(image.getpixel((640, 20))) < 150 and sum(image.getpixel((640, 400))) > 600
     assert shot.stat().st_size > 50_000, sys.platform
+
+
+def test_an_online_dpo_run_directory_is_named_by_its_metrics(tmp_path):
+    from posttrain.report.collect import _infer_stage
+
+    assert _infer_stage(tmp_path / "run", [{"step": 1, "reward/mean": 0.5, "rewards/margins": 0.1, "pairs/ties": 0.2}]) == "online_dpo"
+    assert _infer_stage(tmp_path / "run", [{"step": 1, "reward/mean": 0.5}]) == "grpo"
