@@ -208,3 +208,10 @@ def test_proxy_vs_gold_across_rounds_is_a_table_and_a_chart_per_monitor(tmp_path
     from posttrain.report.html import _proxy_gold_rounds
 
     assert _proxy_gold_rounds(collect(tmp_path / "grpo1")) == ""  # a single run: its own hacking panel only
+
+
+def test_an_online_dpo_run_directory_is_named_by_its_metrics(tmp_path):
+    from posttrain.report.collect import _infer_stage
+
+    assert _infer_stage(tmp_path / "run", [{"step": 1, "reward/mean": 0.5, "rewards/margins": 0.1, "pairs/ties": 0.2}]) == "online_dpo"
+    assert _infer_stage(tmp_path / "run", [{"step": 1, "reward/mean": 0.5}]) == "grpo"

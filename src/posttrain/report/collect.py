@@ -118,6 +118,8 @@ def _infer_stage(path: Path, records: list[dict]) -> str:
     keys = set().union(*records) if records else set()
     if "value_loss" in keys or "values/mean" in keys:
         return "ppo"
+    if "pairs/ties" in keys:  # before grpo: online DPO logs the rollout metrics too
+        return "online_dpo"
     if "reward/mean" in keys:
         return "grpo"
     if "rewards/margins" in keys:
