@@ -10,7 +10,7 @@ per step (sampling, rewards, training: tokens / tokens_per_second of each logged
 mode, run alternately. The reward curves are the per-step median of `reward/mean` and of the accuracy
 reward over the repeats; the same seed gives both modes the same prompts in the same order.
 
-    python benchmarks/bench_async.py                           # 3 repeats x 2 modes x 12 steps
+    python benchmarks/bench_async.py                           # 3 repeats x 2 modes x 8 steps, 2 threads
     python benchmarks/bench_async.py --repeats 1 --steps 6     # a quick look
 """
 
@@ -31,13 +31,14 @@ from pathlib import Path
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="embedded")
-    p.add_argument("--steps", type=int, default=12)
+    p.add_argument("--steps", type=int, default=8)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--prompts-per-step", type=int, default=8)
+    p.add_argument("--prompts-per-step", type=int, default=4)
     p.add_argument("--num-generations", type=int, default=8)
-    p.add_argument("--max-new-tokens", type=int, default=96)
+    p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--max-staleness", type=int, default=1)
     p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--threads", type=int, default=2, help="torch's intra-op threads of each run (OMP_NUM_THREADS); async splits them half and half while both threads run, at least 1 each")
     p.add_argument("--extra", default="", help="more key=value options for both modes, e.g. 'tis_cap=2'")
     return p.parse_args()
 
@@ -54,7 +55,7 @@ def command(args, out: Path, asynchronous: bool) -> list[str]:
 
 def run(args, out: Path, asynchronous: bool) -> dict:
     cmd = command(args, out, asynchronous)
-    result = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    result = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(args.threads)})
     if result.returncode:
         sys.exit(f"failed: {shlex.join(cmd)}\n{result.stderr[-2000:]}")
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -78,7 +79,7 @@ def main() -> None:
                 runs[mode].append(run(args, Path(tmp) / f"{mode}-{k}", mode == "async"))
                 print(f"  {mode} run {k + 1}: {runs[mode][-1]['steps_per_second']:.3f} steps/s", flush=True)
     print(f"\n$ {shlex.join(['python', 'benchmarks/bench_async.py', *sys.argv[1:]])}   ({(time.time() - began) / 60:.1f} min)")
-    print(f"sync command:  {shlex.join(command(args, Path('OUT'), False)[1:])}")
+    print(f"sync command:  OMP_NUM_THREADS={args.threads} python {shlex.join(command(args, Path('OUT'), False)[1:])}")
     print(f"async command: ... async_rollout=true max_staleness={args.max_staleness}")
     median = {mode: statistics.median(r["steps_per_second"] for r in rs) for mode, rs in runs.items()}
     for mode, rs in runs.items():

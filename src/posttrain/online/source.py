@@ -17,6 +17,11 @@ every process once; the per-function means, the reward-hacking diagnostics (onli
 the timeout counts come from them, so every process logs and decides the same. A reward or monitor
 function whose calls timed out `MAX_TIMEOUTS_IN_A_ROW` times in a row on any process stops the run
 (every process at once) with one line.
+
+A round is made in two halves: `_collect` samples and scores it (with async_rollout, on the producer's
+thread from a snapshot of the weights, online.async_rollout), and `_finish_round` computes reference /
+old log-probs, advantages and the plan with the current policy on the trainer's thread. The prompt order
+and filter come from online.curriculum.
 """
 
 from __future__ import annotations
