@@ -23,3 +23,18 @@ def test_no_prompt_that_fits_is_an_error_naming_the_limit():
     fits = OnlineSource(algorithm=None, rows=[*rows, {"prompt": "hi"}], tokenizer=plain_tokenizer(), config=config)
     fits.check_some_prompt_fits()  # one short prompt is enough: the long ones are skipped and counted
     assert fits._prompt_ids(0) is None and fits._prompt_ids(2) is not None
+
+
+def test_the_curriculum_reads_the_pass_functions_values_group_by_group():
+    """pass_function picks that reward function's values (per sample, group-major) out of the round's
+    rewards; unset, the total rewards; a name that is not a reward function is a one-line ConfigError."""
+    from posttrain.errors import ConfigError
+    from posttrain.online.experience import Sample
+
+    groups = [[Sample([1], [2], [0.0], g, reward=r) for r in rewards] for g, rewards in enumerate([[1.5, 0.5], [2.0, 1.0]])]
+    scored = SimpleNamespace(groups=groups, rewards=SimpleNamespace(per_function={"accuracy": [1.0, 0.0, 1.0, None], "format": [0.5] * 4}))
+    source = lambda name: OnlineSource(None, [], None, SimpleNamespace(difficulty_column=None, pass_function=name))  # noqa: E731
+    assert source("accuracy")._pass_values(scored) == [[1.0, 0.0], [1.0, None]]
+    assert source(None)._pass_values(scored) == [[1.5, 0.5], [2.0, 1.0]]
+    with pytest.raises(ConfigError, match=r"^pass_function=acc is not one of the reward functions \(accuracy, format\)"):
+        source("acc")._pass_values(scored)
