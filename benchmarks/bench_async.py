@@ -12,6 +12,22 @@ reward over the repeats; the same seed gives both modes the same prompts in the 
 
     python benchmarks/bench_async.py                           # 3 repeats x 2 modes x 8 steps, 2 threads
     python benchmarks/bench_async.py --repeats 1 --steps 6     # a quick look
+
+Measured 2026-12-04 on the 2-core VM while five other jobs loaded it (load average 10-14), so only the ratio
+means anything, and even it is what a busy machine gives:
+
+    $ python benchmarks/bench_async.py --threads 1     (5.0 min)
+      sync   0.238 steps/s (median of 3: 0.238, 0.222, 0.262); trainer waits 2.19 s/step for its round
+      async  0.271 steps/s (median of 3: 0.264, 0.271, 0.278); trainer waits 0.03 s/step for its round
+      async / sync: 1.14x steps/s
+      reward per step (median over runs)
+        sync  1.156 0.344 0.594 0.594 0.844 0.000 0.531 0.500
+        async 1.156 0.312 0.562 0.625 0.812 0.000 0.531 0.531
+
+Sampling is hidden (the trainer waits 0.03 s instead of 2.19 s per step), but the trainer's own step slows
+while the sampler shares the cores, which the other jobs kept busy: 1.14x, not the max(sample, train) /
+(sample + train) bound an idle machine would approach. `--threads 2` measured 0.057 vs 0.229 steps/s
+(4.05x), but that is sync's 2-thread OpenMP teams collapsing on the overloaded cores, not async's gain.
 """
 
 from __future__ import annotations

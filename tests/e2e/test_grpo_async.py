@@ -81,7 +81,7 @@ def test_resume_with_a_round_sampled_ahead_and_a_curriculum(tiny_llama, setup, t
     """Killed after step 3, resumed from step-2: the round sampled ahead at step 2 and the curriculum's
     pass rates come from the checkpoint; metrics and weights equal the uninterrupted run's."""
     prompts, rewards = setup
-    values = {"max_steps": 5, "save_steps": 2, "async_rollout": True, "max_staleness": 1, "prompt_filter": "solved",
+    values = {"max_steps": 5, "save_steps": 2, "async_rollout": True, "max_staleness": 1, "prompt_filter": "solved", "pass_function": "solved_below_4",
               "filter_min_seen": 1, "filter_window": 2, "difficulty_column": "level"}
     run_grpo(config(tiny_llama, prompts, rewards, tmp_path / "full", reward_funcs=[f"{rewards}:solved_below_4"], **values))
     cli = {"model": tiny_llama, "dataset": prompts, "output_dir": tmp_path / "cut", "prompts_per_step": 2, "num_generations": 4,
@@ -105,6 +105,8 @@ def test_bad_settings_are_one_line_errors(tiny_llama, setup, tmp_path):
         config(tiny_llama, prompts, rewards, tmp_path, max_staleness=3)
     with pytest.raises(UserError, match="filter_min_seen <= filter_window"):
         config(tiny_llama, prompts, rewards, tmp_path, prompt_filter="solved", filter_min_seen=5, filter_window=4)
+    with pytest.raises(UserError, match=r"pass_function=nope is not one of the reward functions \(letter_a\)"):
+        run_grpo(config(tiny_llama, prompts, rewards, tmp_path / "nope", prompt_filter="both", pass_function="nope", max_steps=1))
     result = run_cli("grpo", f"model={tiny_llama}", f"dataset={prompts}", f"reward_funcs=[{rewards}:letter_a]",
                      f"output_dir={tmp_path / 'run'}", "difficulty_column=nope", "max_steps=1", "max_new_tokens=8", "max_length=48")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr

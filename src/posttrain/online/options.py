@@ -44,7 +44,8 @@ class CurriculumOptions:
     prompt_filter: str = option("off", "Leave out prompts whose pass rate over their last filter_window groups is 1.0 (solved), 0.0 (unsolved) or either (both), once seen in filter_min_seen groups; they carry no GRPO signal (Llama 4's pass@k filtering). Paused while too few prompts are left for a round.", choices=PROMPT_FILTERS)
     filter_window: int = option(4, "Groups per prompt the pass rate is taken over (the most recent).")
     filter_min_seen: int = option(2, "Groups a prompt must have been sampled in before it can be filtered.")
-    pass_threshold: float = option(0.5, "A completion passes when its reward is >= this.")
+    pass_threshold: float = option(0.5, "A completion passes when its reward (or pass_function's value) is >= this.")
+    pass_function: str | None = option(None, "The reward function whose value decides a pass (e.g. accuracy for task:arithmetic, whose total reward adds format); default: the total reward.")
     difficulty_column: str | None = option(None, "Difficulty schedule: take each epoch's prompts in increasing order of this dataset column (easy first; ties in the seeded random order), e.g. difficulty for task:arithmetic.")
 
     def validate(self) -> None:
@@ -57,7 +58,7 @@ class CurriculumOptions:
         """The end of the unread() chain of the option groups (the groups below it have none)."""
         if self.prompt_filter != "off":
             return {}
-        return dict.fromkeys(("filter_window", "filter_min_seen", "pass_threshold"), "with prompt_filter set")
+        return dict.fromkeys(("filter_window", "filter_min_seen", "pass_threshold", "pass_function"), "with prompt_filter set")
 
 
 @dataclass

@@ -35,7 +35,7 @@ import torch
 import posttrain.ranks as ranks
 from posttrain.data.steps import StepSource
 from posttrain.data.tokenize import tokenize_prompt
-from posttrain.errors import DataError, UserError
+from posttrain.errors import ConfigError, DataError, UserError
 from posttrain.generation import SamplingParams, prompt_seeds
 from posttrain.online.async_rollout import RolloutProducer
 from posttrain.online.curriculum import PromptCurriculum
@@ -224,7 +224,7 @@ class OnlineSource(StepSource):
             for i, group in zip(indices, scored.groups):
                 for s in group:
                     s.extra["prompt_index"] = i
-            for index, group_rewards in gathered([(i, [s.reward for s in g]) for i, g in zip(indices, scored.groups)]):
+            for index, group_rewards in gathered(list(zip(indices, self._pass_values(scored)))):
                 rate = self.curriculum.record(index, group_rewards)
                 if rate is not None:
                     pass_rates.append(rate)
@@ -253,6 +253,21 @@ class OnlineSource(StepSource):
                 "pass_rates": pass_rates, "filtered": len(self.curriculum.filtered),
                 "rollout_seconds": rollout_seconds, "reward_seconds": reward_seconds,
                 "completion_tokens": completion_tokens, "collect_seconds": time.perf_counter() - began}
+
+    def _pass_values(self, scored) -> list[list[float | None]]:
+        """Per group, the values the curriculum's pass rate reads: pass_function's, or the total rewards."""
+        name = self.config.pass_function
+        if name is None:
+            return [[s.reward for s in g] for g in scored.groups]
+        if name not in scored.rewards.per_function:
+            raise ConfigError(f"pass_function={name} is not one of the reward functions ({', '.join(scored.rewards.per_function)}); "
+                              f"name one of them or unset it")
+        values, at = scored.rewards.per_function[name], 0  # per sample, in the groups' (group-major) order
+        out = []
+        for group in scored.groups:
+            out.append(values[at:at + len(group)])
+            at += len(group)
+        return out
 
     def _finish_round(self, step: int, collected: dict) -> dict[str, float]:
         """Reference / old log-probs and advantages of a collected round with the current policy (the

@@ -32,9 +32,24 @@ def test_no_prompt_that_fits_is_an_error_naming_the_limit():
     (True, [[[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]]),
 ])
 def test_the_plan_keeps_a_prompts_samples_together_when_the_loss_needs_them(whole_groups, expected):
-    config = SimpleNamespace(seed=0, num_generations=2, num_minibatches=1, num_iterations=1, batch_size=3)
+    config = SimpleNamespace(seed=0, num_generations=2, num_minibatches=1, num_iterations=1, batch_size=3, difficulty_column=None, pass_function=None)
     source = OnlineSource(algorithm=SimpleNamespace(whole_groups=whole_groups), rows=[], tokenizer=None, config=config)
-    assert source._plan(10) == expected
+    assert source._plan(10, 0) == expected
     config.num_minibatches, config.batch_size = 2, 16  # 5 groups over 2 steps: 3 groups, then 2; never half a group
-    plan = source._plan(10)
+    plan = source._plan(10, 0)
     assert sorted(len(step[0]) for step in plan) == ([4, 6] if whole_groups else [5, 5])
+
+
+def test_the_curriculum_reads_the_pass_functions_values_group_by_group():
+    """pass_function picks that reward function's values (per sample, group-major) out of the round's
+    rewards; unset, the total rewards; a name that is not a reward function is a one-line ConfigError."""
+    from posttrain.errors import ConfigError
+    from posttrain.online.experience import Sample
+
+    groups = [[Sample([1], [2], [0.0], g, reward=r) for r in rewards] for g, rewards in enumerate([[1.5, 0.5], [2.0, 1.0]])]
+    scored = SimpleNamespace(groups=groups, rewards=SimpleNamespace(per_function={"accuracy": [1.0, 0.0, 1.0, None], "format": [0.5] * 4}))
+    source = lambda name: OnlineSource(None, [], None, SimpleNamespace(difficulty_column=None, pass_function=name))  # noqa: E731
+    assert source("accuracy")._pass_values(scored) == [[1.0, 0.0], [1.0, None]]
+    assert source(None)._pass_values(scored) == [[1.5, 0.5], [2.0, 1.0]]
+    with pytest.raises(ConfigError, match=r"^pass_function=acc is not one of the reward functions \(accuracy, format\)"):
+        source("acc")._pass_values(scored)
