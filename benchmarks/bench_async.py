@@ -26,8 +26,16 @@ means anything, and even it is what a busy machine gives:
 
 Sampling is hidden (the trainer waits 0.03 s instead of 2.19 s per step), but the trainer's own step slows
 while the sampler shares the cores, which the other jobs kept busy: 1.14x, not the max(sample, train) /
-(sample + train) bound an idle machine would approach. `--threads 2` measured 0.057 vs 0.229 steps/s
-(4.05x), but that is sync's 2-thread OpenMP teams collapsing on the overloaded cores, not async's gain.
+(sample + train) bound an idle machine would approach.
+
+    $ python benchmarks/bench_async.py --threads 2     (4.6 min; run 1 on the idle machine, load 0.2; 2-3 loaded)
+      sync   0.281 steps/s (median of 3: 1.011, 0.281, 0.065); trainer waits 1.92 s/step for its round
+      async  0.376 steps/s (median of 3: 1.280, 0.351, 0.376); trainer waits 0.00 s/step for its round
+      async / sync: 1.34x steps/s   (per pair: 1.27x idle, 1.25x, 5.8x)
+      reward per step (median over runs): the same as above
+
+The idle pair is the fair figure: 1.27x. The 5.8x pair (and a 4.05x quick look) is sync's 2-thread OpenMP
+teams collapsing on overloaded cores, not async's gain (async runs 1 + 1 threads while both work).
 """
 
 from __future__ import annotations
