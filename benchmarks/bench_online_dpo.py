@@ -27,7 +27,9 @@ Measured 2026-12-04 on the shared 2-core VM while other jobs ran (so the seconds
     bpo_k1         1.0000 ±0.000  335.289     1.000                   0.5515 -> 1.0000     0.000    175.7
 
 bpo_k1 games the gold reward ("... recommend recommend recommend ..."): with π_β refreshed every step
-the loss is log 2 at every step and nothing holds the policy near anything.
+the loss is log 2 at every step and nothing holds the policy near anything. (Measured when BPO kept a
+frozen snapshot of its own; the ref_sync=hard preset and reference=behaviour give the same metrics to
+the last digit on the tiny model of tests/e2e, so the numbers stand.)
 """
 
 from __future__ import annotations
@@ -45,8 +47,8 @@ VARIANTS = {
     "online_dpo": ("online_dpo", {}),  # π_ref: the starting model
     "online_ipo": ("online_ipo", {}),
     "online_slic": ("online_slic", {}),
-    "bpo_k10": ("bpo", {}),  # the preset: π_β a snapshot refreshed every 10 steps
-    "bpo_k1": ("bpo", {"behaviour_refresh_steps": 0}),  # π_β refreshed every step: the anchor is the policy itself, no trust region
+    "bpo_k10": ("bpo", {}),  # the preset: π_β the initial reference hard-synced every 10 steps (ref_sync=hard ref_sync_steps=10)
+    "bpo_k1": ("online_dpo", {"reference": "behaviour"}),  # π_β each one-step round's sampler: the anchor is the policy itself, no trust region
 }
 
 

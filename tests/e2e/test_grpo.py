@@ -212,11 +212,11 @@ def test_held_out_eval_by_generation_is_logged(tiny_llama, setup, tmp_path):
 
 
 @pytest.mark.parametrize("stage, extra", [("grpo", ["beta=0.05"]), ("ppo", ["num_generations=2", "kl_coef=0.05"]),
-                                          ("online_dpo", ["reference=behaviour", "behaviour_refresh_steps=2"])])
+                                          ("online_dpo", ["ref_sync=hard", "ref_sync_steps=2"])])
 def test_online_trainers_run_under_fsdp2(tiny_llama, setup, tmp_path, stage, extra):
     """Two processes: each samples from its own full copy of the policy (refreshed from the shards every
     round), trains its share under FSDP2, and rank 0 writes a plain final/ (PPO: without the value head;
-    online DPO: its behaviour snapshot refreshed from the shards every 2 steps)."""
+    online DPO: its reference hard-synced from the shards every 2 steps)."""
     import os
     import subprocess
     import sys

@@ -1,4 +1,4 @@
-"""The online_dpo stage end to end on a tiny model: the sampled reward rises; BPO's behaviour snapshot
+"""The online_dpo stage end to end on a tiny model: the sampled reward rises; BPO's hard-synced reference
 comes back with a resumed run, which ends exactly where the uninterrupted one ends; a bad option is one
 line and exit 2. (tests/e2e/test_online_dpo.py is the round-level recipe.)"""
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import final_weights, read_metrics, without_timing, write_jsonl
-from posttrain.algorithms.online_dpo import OnlineDPOConfig, run_online_dpo
+from posttrain.algorithms.online_dpo import PRESETS, OnlineDPOConfig, run_online_dpo
 from posttrain.cli import main
 from posttrain.config import build_config
 from posttrain.train.loop import STOP_ENV, STOP_SIGNAL_ENV, Interrupted
@@ -46,11 +46,11 @@ def test_the_reward_of_the_samples_rises(tiny_llama, setup, tmp_path):
     assert 0 < records[0]["pairs/ties"] < 1  # short completions with no 'a' tie: left out, counted
 
 
-def test_bpo_resumes_with_its_behaviour_snapshot(tiny_llama, setup, tmp_path):
-    """π_β refreshed every 3 steps (rounds 1, 4, 7 ...); a run stopped by SIGINT after step 4 saves step-4,
-    whose π_β is the round-4 snapshot, older than the policy; steps 5 and 6 score against it. The resumed
-    run's weights and metrics equal the uninterrupted run's."""
-    values = dict(max_steps=6, reference="behaviour", behaviour_refresh_steps=3, learning_rate=1e-2)
+def test_bpo_resumes_with_its_hard_synced_reference(tiny_llama, setup, tmp_path):
+    """π_β, the initial reference hard-synced every 3 steps (after steps 3, 6 ...); a run stopped by SIGINT
+    after step 4 saves step-4, whose π_β is the policy after step 3, older than the policy; steps 5 and 6
+    score against it. The resumed run's weights and metrics equal the uninterrupted run's."""
+    values = {**PRESETS["bpo"], "ref_sync_steps": 3, "max_steps": 6, "learning_rate": 1e-2}
     run_online_dpo(config(tiny_llama, setup, tmp_path / "full", **values))
     with pytest.MonkeyPatch.context() as env:
         env.setenv(STOP_ENV, "4")
@@ -59,13 +59,17 @@ def test_bpo_resumes_with_its_behaviour_snapshot(tiny_llama, setup, tmp_path):
             run_online_dpo(config(tiny_llama, setup, tmp_path / "cut", **values))
     run_online_dpo(config(tiny_llama, setup, tmp_path / "cut", resume=True, **values))
     full, cut = read_metrics(tmp_path / "full"), read_metrics(tmp_path / "cut")
-    assert [r["behaviour/refreshes"] for r in full] == [1, 1, 1, 2, 2, 2]
+    assert [r["ref_syncs"] for r in full] == [0, 0, 1, 1, 1, 2]
     assert without_timing(cut) == without_timing(full)
     full_weights, cut_weights = final_weights(tmp_path / "full"), final_weights(tmp_path / "cut")
     assert all(torch.equal(full_weights[k], cut_weights[k]) for k in full_weights)
 
 
-def test_a_bad_option_is_one_line_and_exit_2(capsys):
-    assert main(["online_dpo", "reference=behaviour", "num_minibatches=2", "behaviour_refresh_steps=3"]) == 2
+@pytest.mark.parametrize("args, message", [
+    (["reference=behaviour", "ref_sync=hard"], "ref_sync=hard updates the reference policy, but with reference=behaviour"),
+    (["--preset", "bpo", "lora=true"], "under lora=true the reference is the adapter-disabled base"),
+])
+def test_a_bad_option_is_one_line_and_exit_2(capsys, args, message):
+    assert main(["online_dpo", *args]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "behaviour_refresh_steps must be 0 or a multiple of the 2 optimizer steps" in err
+    assert err.count("\n") == 1 and message in err

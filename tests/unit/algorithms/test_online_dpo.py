@@ -26,7 +26,7 @@ from datasets import Dataset  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 from conftest import make_model_dir  # noqa: E402
-from posttrain.algorithms.online_dpo import BehaviourSnapshot, OnlineDPO, OnlineDPOConfig  # noqa: E402
+from posttrain.algorithms.online_dpo import PRESETS, OnlineDPO, OnlineDPOConfig  # noqa: E402
 from posttrain.config import build_config  # noqa: E402
 from posttrain.errors import ConfigError  # noqa: E402
 from posttrain.online.estimators import ESTIMATORS, EstimatorContext  # noqa: E402
@@ -144,33 +144,43 @@ def test_a_tied_pair_is_left_out_and_counted(trainer):
     assert expected["sigmoid"] != pytest.approx(loss)
 
 
-def test_the_behaviour_snapshot_refreshes_every_k_rounds_and_resumes(trainer):
+def test_bpo_is_the_initial_reference_hard_synced_every_10_steps(trainer):
+    """The bpo preset's π_β is the one reference mechanism of every stage (models.reference.ReferenceSync,
+    tests/unit/models/test_reference_sync.py): a frozen copy of the starting policy that becomes the policy
+    after every 10th optimizer step; reference=behaviour (per round) has no reference model at all."""
     policy = copy.deepcopy(trainer.model)
-    snapshot = BehaviourSnapshot(policy, rounds=2)
+    config = build_config(OnlineDPOConfig, {**PRESETS["bpo"], "device": "cpu"})
+    assert (config.reference, config.ref_sync, config.ref_sync_steps) == ("initial", "hard", 10)
+    algorithm = OnlineDPO(config, trainer.processing_class, None)
+    algorithm.setup(policy)
+    frozen = algorithm.experience.reference.frozen
+    assert algorithm.ref_sync.model is frozen and frozen is not policy
     weight = lambda m: next(m.parameters()).detach().clone()  # noqa: E731
-    seen = []
-    for _ in range(4):  # rounds 1..4: refreshed on rounds 1 and 3
-        with snapshot.scoring(policy, torch.device("cpu")) as model:
-            seen.append(weight(model))
-        with torch.no_grad():
-            next(policy.parameters()).add_(1.0)  # the policy trains between rounds
-    assert torch.equal(seen[0], seen[1]) and torch.equal(seen[2], seen[3]) and not torch.equal(seen[1], seen[2])
-    assert torch.allclose(seen[2], seen[0] + 2.0) and snapshot.refreshes == 2
-    resumed = BehaviourSnapshot(policy, rounds=2)  # a resumed run: the snapshot and its count come back
-    resumed.load_state_dict(snapshot.state_dict())
-    with resumed.scoring(policy, torch.device("cpu")) as model:  # round 5 refreshes, as the uninterrupted run would
-        assert torch.equal(weight(model), weight(policy)) and resumed.refreshes == 3
+    start = weight(policy)
+    with torch.no_grad():
+        next(policy.parameters()).add_(1.0)  # the policy trains
+    assert algorithm.after_step(policy, 9, {}) == {"ref_syncs": 0} and torch.equal(weight(frozen), start)
+    assert algorithm.after_step(policy, 10, {}) == {"ref_syncs": 1} and torch.equal(weight(frozen), weight(policy))
+    per_round = OnlineDPO(build_config(OnlineDPOConfig, {"reference": "behaviour", "device": "cpu"}), trainer.processing_class, None)
+    per_round.setup(copy.deepcopy(trainer.model))
+    assert per_round.experience.reference is None and per_round.ref_sync is None  # the anchor: the rollout log-probs
 
 
 @pytest.mark.parametrize("values, message", [
     ({"num_generations": 1}, "num_generations must be >= 2"),
     ({"prompts_per_step": 3, "num_minibatches": 2}, "a pair must stay in one optimizer step"),
     ({"beta": 0.0}, "beta must be > 0"),
-    ({"reference": "behaviour", "num_minibatches": 2, "behaviour_refresh_steps": 3}, "multiple of the 2 optimizer steps"),
-    ({"behaviour_refresh_steps": 4}, "applies only with reference=behaviour"),
+    ({"reference": "behaviour", "ref_sync": "hard"}, "ref_sync=hard updates the reference policy, but with reference=behaviour"),
+    ({**PRESETS["bpo"], "lora": True}, "under lora=true the reference is the adapter-disabled base"),
+    ({"ref_sync_steps": 4}, "applies only with ref_sync=soft or hard"),
     ({"loss_type": "simpo"}, "loss_type"),
 ])
 def test_impossible_settings_are_config_errors(values, message):
     with pytest.raises(ConfigError, match=message):
         build_config(OnlineDPOConfig, values)
+
+
+def test_bpo_per_round_works_under_lora():
+    """reference=behaviour reads no reference model, so LoRA (no copy of the policy) is fine."""
+    assert build_config(OnlineDPOConfig, {"reference": "behaviour", "lora": True}).ref_sync == "none"
 
