@@ -8,6 +8,32 @@
 Every run starts from the embedded model (it already writes reviews of every shade), scores with the sentiment
 task's gold reward and writes under runs/bench-canon/. The gold reward of a policy is the mean over 64
 held-out films x 2 samples (temperature 1, 48 tokens, seed 0), as in tests/e2e/test_rejection_expert_iteration.py.
+
+Measured 2026-12-04 on the shared 2-core VM (other jobs running; times are wall clock):
+
+    $ python benchmarks/canon_methods.py rso          # 176 s
+    64 prompts x 8 samples: mean gold 0.523, best-of-8 0.926
+    selection              pairs   chosen  rejected    both     gap
+    first_two                 64    0.706     0.344   0.525   0.362
+    max_gap (RS-DPO)          64    0.926     0.116   0.521   0.810
+    rso beta=1                64    0.778     0.441   0.609   0.338
+    rso beta=0.1              64    0.923     0.782   0.852   0.142
+    rso beta=0.02             64    0.926     0.829   0.878   0.097
+
+    $ python benchmarks/canon_methods.py mdpo         # 36 min (loaded machine)
+    loss       gold  eval acc  eval r_chosen  eval r_rejected  eval logp_chosen
+    (start)   0.525
+    dpo       0.598     0.578         -0.079           -0.200            -47.37
+    mdpo      0.541     0.547         -0.011           -0.079            -46.69
+
+    $ python benchmarks/canon_methods.py p3o --steps 20
+    preset    reward first 5  reward last 5    kl/k1   gold
+    rloo               0.527          0.575        -  0.546
+    p3o                0.541          0.535   0.0073  0.524
+
+RSO's accepted samples move from the policy's distribution toward the best of k as β falls; MDPO's anchor holds the
+chosen reward near 0 (DPO's larger margin gave more gold here); 20 GRPO steps are inside the noise (no claim).
+`rest` (expert iteration vs --preset rest) was not run in the session.
 """
 
 from __future__ import annotations
