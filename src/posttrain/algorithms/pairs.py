@@ -24,7 +24,7 @@ The shared building block of:
 Selection (per prompt, over the k samples in sampling order; a sample without a reward is skipped):
 `first_two` the first two samples (InstructGPT-style comparison); `max_gap` see above; `all_pairs`
 every pair (i < j) with gap ≥ min_gap (the RS-DPO paper's own PDGRS step keeps all such pairs);
-`rso` RSO's statistical rejection sampling (Liu et al. 2024; seed 003 L3476-3490): `rso_samples`
+`rso` RSO's statistical rejection sampling (Liu et al. 2024): `rso_samples`
 of the k samples are accepted as draws from the optimal policy π* ∝ π_sft·exp(r/β) (β = `rso_beta`),
 then paired in acceptance order (1st with 2nd, 3rd with 4th, ...), the `rso` preset labelling them
 by the reward (the RM), for DPO (`sigmoid`) or SLiC (`hinge`).

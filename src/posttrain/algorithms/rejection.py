@@ -21,7 +21,7 @@ Each iteration k = 1..iterations:
    iteration, to limit over-fitting, is the ReST-EM paper's choice (Singh et al. 2023), and the
    reason we offer it. Sampling always uses the newest policy.
 
-ReST (Gulcehre et al. 2023; seed 003 L3251-3266, the `rest` preset): each iteration is one Grow step
+ReST (Gulcehre et al. 2023, the `rest` preset): each iteration is one Grow step
 (the sampling of step 1) followed by several Improve steps (steps 2-3), one per entry of
 `improve_thresholds`, which must rise: Improve step i keeps the Grow samples with reward >= threshold_i and fine-tunes the previous
 Improve step's model (BC, ReST's best loss), so Improve runs more often than Grow and each filters
