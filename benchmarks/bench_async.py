@@ -34,6 +34,19 @@ while the sampler shares the cores, which the other jobs kept busy: 1.14x, not t
       async / sync: 1.34x steps/s   (per pair: 1.27x idle, 1.25x, 5.8x)
       reward per step (median over runs): the same as above
 
+Re-measured on the idle VM (load < 1.5) after the merge, 2026-12-04 16:30:
+
+    $ python benchmarks/bench_async.py --threads 1     (1.2 min)
+      sync   0.923 steps/s (median of 3: 0.875, 0.923, 0.929); trainer waits 0.49 s/step for its round
+      async  1.668 steps/s (median of 3: 1.638, 1.668, 1.671); trainer waits 0.00 s/step for its round
+      async / sync: 1.81x steps/s
+    $ python benchmarks/bench_async.py --threads 2     (1.1 min)
+      sync   1.453 steps/s (median of 3: 1.016, 1.476, 1.453); trainer waits 0.34 s/step for its round
+      async  1.502 steps/s (median of 3: 1.432, 1.502, 1.756); trainer waits 0.01 s/step for its round
+      async / sync: 1.03x steps/s
+
+The best configuration of each on the two cores: async at 1 + 1 threads (1.668) against sync at 2 threads
+(1.453), 1.15x; the reward curves are the ones above. The loaded figures that follow are kept for the record.
 The idle pair is the fair figure: 1.27x. The 5.8x pair (and a 4.05x quick look) is sync's 2-thread OpenMP
 teams collapsing on overloaded cores, not async's gain (async runs 1 + 1 threads while both work).
 """
