@@ -110,6 +110,8 @@ CASES = [
     Case("dpo-wrong-type", "data", ["dpo", "dataset={files}/pairs_number.jsonl"], ["column 'rejected'", "got int"]),
     Case("dpo-empty", "data", ["dpo", "dataset={files}/empty.jsonl"], ["empty.jsonl"]),
     Case("kto-label-not-bool", "data", ["kto", "dataset={files}/feedback_yes.jsonl"], ["column 'label'", "expected a bool"]),
+    Case("distill-missing-file", "data", ["distill", "dataset={files}/nope.jsonl"], ["nope.jsonl", "no such file"]),
+    Case("online-dpo-no-prompt-column", "data", ["online_dpo", "dataset={files}/no_prompt.jsonl", "reward_funcs=[format]"], ["prompt"]),
     Case("kto-missing-file", "data", ["kto", "dataset={files}/nope.jsonl"], ["nope.jsonl"]),
     Case("grpo-prompts-too-long", "data", ["grpo", "dataset={files}/long_prompts.jsonl", "reward_funcs=[format]",
                                            "max_length=64", "max_new_tokens=8"], ["every prompt is too long", "max_length"],
@@ -132,6 +134,8 @@ CASES = [
     Case("ppo-penalty-one-step-a-round", "config", ["ppo", "policy_loss=penalty", "num_iterations=1", "num_minibatches=1"],
          ["policy_loss=penalty", "num_iterations >= 2"]),
     Case("kto-bad-choice", "config", ["kto", "loss_type=nope"], ["loss_type"]),
+    Case("distill-beta-out-of-range", "config", ["distill", "beta=2"], ["beta", "[0, 1]"]),
+    Case("online-dpo-one-generation", "config", ["online_dpo", "num_generations=1"], ["num_generations must be >= 2"]),
     Case("rm-bad-range", "config", ["rm", "dataset={examples}/pairs.jsonl", "batch_size=0"], ["batch_size"]),
     Case("ppo-negative-target-kl", "config", ["ppo", "target_kl=-0.1"], ["target_kl must be >= 0"], subprocess=True),  # issue 17
     Case("grpo-conflicting-lengths", "config", ["grpo", "max_new_tokens=64", "max_length=32"], ["max_new_tokens", "max_length"]),
