@@ -13,12 +13,38 @@ RewardOptions (reward_funcs, reward_weights, reward_workers) < MaskableRewardOpt
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import sys
 from dataclasses import dataclass
 
 from posttrain.config import option
 from posttrain.errors import ConfigError
 
 SAMPLING_KEYS = ("max_new_tokens", "temperature", "top_p", "top_k", "stop")  # generation.SamplingParams fields
+
+# issue 18: experiment tracking. report_to's trackers -> the package each imports (also its pip extra's name).
+TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "trackio": "trackio"}
+
+
+def tracker_installed(name: str) -> bool:
+    """Whether `name`'s package can be imported, without importing it (mlflow alone takes seconds)."""
+    package = TRACKER_PACKAGES[name]
+    if package in sys.modules:
+        return sys.modules[package] is not None  # None: an import made to fail
+    return importlib.util.find_spec(package) is not None
+
+
+def resolve_report_to(names: list[str]) -> list[str]:
+    """report_to as the trackers to start: none -> [], all -> every installed one; a named tracker whose
+    package is missing is a ConfigError that says what to install."""
+    if "all" in names:
+        return [name for name in TRACKER_PACKAGES if tracker_installed(name)]
+    chosen = list(dict.fromkeys(name for name in names if name != "none"))
+    for name in chosen:
+        if not tracker_installed(name):
+            package = TRACKER_PACKAGES[name]
+            raise ConfigError(f"report_to={name} needs the {package} package: pip install 'posttrain[{package}]' (or leave {name} out of report_to)")
+    return chosen
 
 
 def restate(group, name: str, help: str | None = None, default=dataclasses.MISSING):
@@ -85,6 +111,10 @@ class TrainOptions(LoraOptions):
     mixed_precision: str = option("no", "Autocast dtype for forward/backward (weights stay in their dtype).", choices=("no", "bf16", "fp16"))
     gradient_checkpointing: bool = option(False, "Recompute activations in backward to save memory.")
     overwrite_output_dir: bool = option(False, "Allow writing into an output_dir that already holds a finished run.")
+    # issue 18: experiment tracking (train/trackers.py)
+    report_to: list[str] = option(["none"], "Experiment trackers that get the metrics, the resolved config and sample completions, besides metrics.jsonl: none, or any of tensorboard, wandb, mlflow, trackio; all: every installed one. Their files go in output_dir unless TENSORBOARD_LOGDIR / WANDB_DIR / MLFLOW_TRACKING_URI / TRACKIO_DIR say otherwise.", choices=("none", "all", *TRACKER_PACKAGES))
+    run_name: str | None = option(None, "The run's name in the trackers (default: output_dir's last part).")
+    tracker_project: str | None = option(None, "Project (wandb, trackio) or experiment (mlflow) that holds the run (default: $WANDB_PROJECT, $MLFLOW_EXPERIMENT_NAME, $TRACKIO_PROJECT, else posttrain).")
 
     def validate(self) -> None:
         positive = ("batch_size", "gradient_accumulation_steps", "max_length")
@@ -100,6 +130,7 @@ class TrainOptions(LoraOptions):
             raise ConfigError(f"config key 'warmup_ratio' must be in [0, 1), got {self.warmup_ratio}")
         if self.max_steps <= 0 and self.num_epochs <= 0:
             raise ConfigError("set max_steps > 0 or num_epochs > 0, otherwise there is nothing to train")
+        resolve_report_to(self.report_to)  # issue 18: experiment tracking (a missing package is a ConfigError now)
 
 
 @dataclass

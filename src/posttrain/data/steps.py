@@ -76,6 +76,11 @@ class StepSource:
         """Extra numbers about the step just made (e.g. rollout rewards); logged as window means."""
         return {}
 
+    def completions(self) -> list[dict]:
+        """Sample completions made since the last call, as table rows (prompt, completion, reward, ...) for
+        the experiment trackers; online sources have them, offline data none."""
+        return []
+
     def state_dict(self) -> dict:
         return {}
 

@@ -52,6 +52,7 @@ class OnlineSource(StepSource):
         self.cursor = 0  # prompts consumed (global order position)
         self.round = 0
         self._metrics: dict[str, float] = {}
+        self._unlogged: tuple[int, list[Sample]] | None = None  # (step, samples) of a round not yet in completions()
         self._prompt_cache: dict[int, list[int] | None] = {}
         self._last_served: float | None = None
         self._reward_monitor: RewardMonitor | None = None  # built on the first round (the reward functions are known then)
@@ -91,6 +92,15 @@ class OnlineSource(StepSource):
 
     def metrics(self) -> dict[str, float]:
         return self._metrics
+
+    def completions(self) -> list[dict]:
+        """This process's samples of the newest round not handed out yet, one row each (the trackers' table)."""
+        if self._unlogged is None:
+            return []
+        (step, samples), self._unlogged = self._unlogged, None
+        decode = lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
+        return [{"step": step, "prompt": decode(s.prompt_ids), "completion": s.extra.get("text", decode(s.completion_ids)),
+                 "reward": s.reward, "advantage": s.advantage if isinstance(s.advantage, float) else None} for s in samples]
 
     def state_dict(self) -> dict:
         monitor = self._reward_monitor.state_dict() if self._reward_monitor is not None else self._reward_monitor_state
@@ -278,6 +288,7 @@ class OnlineSource(StepSource):
         adv_stats = maker.finish(samples)
         finish_seconds = time.perf_counter() - t0
         self.samples = samples
+        self._unlogged = (step, samples)  # for completions()
         self.plan = self._plan(len(samples), collected["round"])
         # logged numbers cover every process's samples, as one process with the whole round would log them
         rewards = gathered([s.reward for s in samples if s.reward is not None])

@@ -42,6 +42,7 @@ from posttrain.train.metrics import MetricsWindow, MetricsWriter, truncate_metri
 from posttrain.train.rundir import atomic_dir, check_run_dir, prepare_run_dir
 from posttrain.train.scaffold import load_model_for
 from posttrain.train.schedule import build_scheduler
+from posttrain.train.trackers import start_trackers
 
 STOP_ENV = "POSTTRAIN_STOP_AFTER_STEP"  # tests: kill the process (SIGKILL) right after this step
 STOP_SIGNAL_ENV = "POSTTRAIN_STOP_SIGNAL"  # tests: ... or send it this signal instead (TERM, INT)
@@ -269,7 +270,8 @@ def train(config, *, build_model, tokenizer, algorithm: Algorithm, source: StepS
         truncate_metrics(run.metrics, start)
     ranks.barrier()
 
-    writer = MetricsWriter(run.metrics, total_steps, start, enabled=ranks.is_main())
+    trackers = start_trackers(config, run.root, start) if ranks.is_main() else None  # report_to
+    writer = MetricsWriter(run.metrics, total_steps, start, enabled=ranks.is_main(), trackers=trackers)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     writer.message(
         f"posttrain: {'resuming at step ' + str(start) + ' of' if start else 'training'} {total_steps} steps, "
@@ -315,6 +317,8 @@ def train(config, *, build_model, tokenizer, algorithm: Algorithm, source: StepS
             if record:
                 last = {"step": step, **record}
                 writer.log(last)
+                if trackers:
+                    writer.log_table("completions", step, source.completions())
             writer.advance(step)
             saved = None
             if _due(step, config.save_steps) or (config.save_steps > 0 and step == total_steps):

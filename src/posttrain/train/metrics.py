@@ -64,8 +64,9 @@ def format_record(record: dict, headline_only: bool = False) -> str:
 class MetricsWriter:
     """Appends records to metrics.jsonl and keeps the user informed; a no-op on ranks other than 0."""
 
-    def __init__(self, path: str | Path, total_steps: int, start_step: int = 0, enabled: bool = True, stream=None):
+    def __init__(self, path: str | Path, total_steps: int, start_step: int = 0, enabled: bool = True, stream=None, trackers=None):
         self.enabled = enabled
+        self.trackers = trackers  # train.trackers.Trackers (report_to): each record goes to them too
         self.stream = stream or sys.stdout
         self.path = Path(path)
         self.file = open(path, "a", encoding="utf-8") if enabled else None
@@ -89,6 +90,8 @@ class MetricsWriter:
                 raise
             self._abandon_file()
             raise DiskFullError(disk_full_message(code, "metrics.jsonl", self.path.parent, "the checkpoints are intact")) from None
+        if self.trackers:
+            self.trackers.log(clean)
         if self.bar is not None:
             shown = {k: _fmt(v) for k, v in record.items() if k in BAR_KEYS}
             self.bar.set_postfix(shown, refresh=False)
@@ -97,6 +100,11 @@ class MetricsWriter:
         else:
             line = format_record(record, headline_only=True)
             print(f"[{record.get('step', '?')}/{self.total_steps}] {line}", file=self.stream, flush=True)
+
+    def log_table(self, name: str, step: int, rows: list[dict]) -> None:
+        """Rows of a table (sample completions) for the trackers that show tables."""
+        if self.enabled and self.trackers:
+            self.trackers.log_table(name, step, rows)
 
     def advance(self, step: int) -> None:
         if self.bar is not None:
@@ -129,6 +137,8 @@ class MetricsWriter:
             print(text, file=self.stream, flush=True)
 
     def close(self) -> None:
+        if self.trackers:
+            self.trackers.finish()
         if self.bar is not None:
             self.bar.close()
         if self.file is not None:

@@ -24,8 +24,10 @@ from posttrain.errors import ConfigError
 RESUMABLE_CHANGES = frozenset({
     "resume", "overwrite_output_dir", "logging_steps", "eval_steps", "save_steps", "keep_last",
     "max_steps", "num_epochs", "device", "max_nonfinite_steps",
+    "report_to", "run_name", "tracker_project",  # issue 18: experiment tracking
 })
-RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoints", "final")
+RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoints", "final",
+             "trackers.json", "tensorboard", "wandb", "mlruns", "trackio")  # issue 18: what report_to's trackers write (train/trackers.py)
 
 
 @dataclass(frozen=True)
