@@ -98,9 +98,12 @@ class OnlineSource(StepSource):
         if self._unlogged is None:
             return []
         (step, samples), self._unlogged = self._unlogged, None
-        decode = lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
-        return [{"step": step, "prompt": decode(s.prompt_ids), "completion": s.extra.get("text", decode(s.completion_ids)),
-                 "reward": s.reward, "advantage": s.advantage if isinstance(s.advantage, float) else None} for s in samples]
+        def prompt(s: Sample) -> str:  # as the dataset has it; a conversation as "role: content" lines
+            turns = self.rows[s.extra["prompt_index"]]["prompt"]
+            return turns if isinstance(turns, str) else "\n".join(f"{t['role']}: {t['content']}" for t in turns)
+
+        return [{"step": step, "prompt": prompt(s), "completion": s.extra.get("text", ""), "reward": s.reward,
+                 "advantage": s.advantage if isinstance(s.advantage, float) else None} for s in samples]  # PPO's per token: None
 
     def state_dict(self) -> dict:
         monitor = self._reward_monitor.state_dict() if self._reward_monitor is not None else self._reward_monitor_state
