@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from posttrain.config import option
 from posttrain.errors import ConfigError
+from posttrain.hub import check_push_options
 
 SAMPLING_KEYS = ("max_new_tokens", "temperature", "top_p", "top_k", "stop")  # generation.SamplingParams fields
 
@@ -85,6 +86,10 @@ class TrainOptions(LoraOptions):
     mixed_precision: str = option("no", "Autocast dtype for forward/backward (weights stay in their dtype).", choices=("no", "bf16", "fp16"))
     gradient_checkpointing: bool = option(False, "Recompute activations in backward to save memory.")
     overwrite_output_dir: bool = option(False, "Allow writing into an output_dir that already holds a finished run.")
+    # issue 18: hub
+    push_to_hub: bool = option(False, "At the end, upload final/ with its model card (README.md) to the Hugging Face Hub repo hub_model_id (token: HF_TOKEN or `huggingface-cli login`, never the config).")
+    hub_model_id: str | None = option(None, "Hub repo to push to, NAMESPACE/NAME or NAME (under your account); created if missing. Required with push_to_hub=true.")
+    hub_private_repo: bool | None = option(None, "Create the repo private (true) or public (false); default: the Hub's default. An existing repo keeps its visibility.")
 
     def validate(self) -> None:
         positive = ("batch_size", "gradient_accumulation_steps", "max_length")
@@ -100,6 +105,7 @@ class TrainOptions(LoraOptions):
             raise ConfigError(f"config key 'warmup_ratio' must be in [0, 1), got {self.warmup_ratio}")
         if self.max_steps <= 0 and self.num_epochs <= 0:
             raise ConfigError("set max_steps > 0 or num_epochs > 0, otherwise there is nothing to train")
+        check_push_options(self.push_to_hub, self.hub_model_id, self.hub_private_repo)  # issue 18: hub
 
 
 @dataclass
