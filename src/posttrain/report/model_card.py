@@ -106,7 +106,10 @@ def _hub_name(source: str | None) -> str | None:
 
 def front_matter(stage: str, config, architecture: str) -> dict:
     tag, _ = next((v for k, v in HEADS.items() if architecture.endswith(k)), CAUSAL_LM)
-    tags = ["posttrain", stage] + [str(getattr(config, key)) for key in ("loss_type", "advantage") if isinstance(getattr(config, key, None), str)]
+    tags = ["posttrain", stage]
+    for key in ("loss_type", "advantage"):  # the variant: dpo's losses (ipo, simpo, ...), grpo's estimator and aggregation
+        value = getattr(config, key, None)
+        tags += [str(v) for v in (value if isinstance(value, list) else [value] if value else [])]
     meta = {"library_name": "posttrain", "pipeline_tag": tag, "tags": list(dict.fromkeys(tags + ["transformers"]))}
     if _hub_name(config.model):
         meta["base_model"] = config.model
