@@ -74,3 +74,15 @@ def test_unreachable_hub_is_one_user_error(token, hub):
     with pytest.raises(UserError, match=r"^could not create the Hub repo me/model: the Hub at http://127.0.0.1:9 cannot be reached "
                                         r"\(ConnectError\); check the network \(or HF_ENDPOINT\)$"):
         hub_module.create_repo("me/model", None)
+
+
+def test_resume_may_turn_the_push_on(token, tmp_path):
+    """Where final/ goes is not what the run computes: a run may be resumed with push_to_hub=true."""
+    from posttrain import config_for
+    from posttrain.train.rundir import check_run_dir, prepare_run_dir, run_dir
+
+    out = str(tmp_path / "run")
+    prepare_run_dir(run_dir(out), config_for("sft", output_dir=out))
+    check_run_dir(config_for("sft", output_dir=out, resume=True, push_to_hub=True, hub_model_id="me/m", hub_private_repo=True))
+    with pytest.raises(ConfigError, match="resume=true but learning_rate differ"):
+        check_run_dir(config_for("sft", output_dir=out, resume=True, learning_rate=1.0))

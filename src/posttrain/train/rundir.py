@@ -24,6 +24,7 @@ from posttrain.errors import ConfigError
 RESUMABLE_CHANGES = frozenset({
     "resume", "overwrite_output_dir", "logging_steps", "eval_steps", "save_steps", "keep_last",
     "max_steps", "num_epochs", "device", "max_nonfinite_steps",
+    "push_to_hub", "hub_model_id", "hub_private_repo",  # issue 18: hub (where final/ goes, not what it holds)
 })
 RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoints", "final")
 
