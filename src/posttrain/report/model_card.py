@@ -56,7 +56,7 @@ def run_stage(spec, config):
     repo_id = hub.create_repo(config.hub_model_id, config.hub_private_repo) if pushing else None
     result = spec.runner(config)
     final = Path(getattr(config, "output_dir", "")) / "final"
-    if not (_rank0() and hasattr(config, "push_to_hub") and (final / "config.json").is_file()):
+    if not (_rank0() and hasattr(config, "push_to_hub") and final.is_dir()):
         return result
     metrics = last_metrics(final.parent, result)
     figures = draw_figures(final, spec.name) if pushing else []
@@ -104,6 +104,16 @@ def _hub_name(source: str | None) -> str | None:
     return source
 
 
+def architecture_of(final: Path) -> tuple[str, bool]:
+    """(final/'s architecture, whether final/ holds a LoRA adapter: merge_lora=false)."""
+    if (final / "config.json").is_file():
+        return (json.loads((final / "config.json").read_text(encoding="utf-8")).get("architectures") or [""])[0], False
+    if (final / "adapter_config.json").is_file():  # the adapter's task type names the head
+        task = json.loads((final / "adapter_config.json").read_text(encoding="utf-8")).get("task_type")
+        return {"SEQ_CLS": "ForSequenceClassification", "TOKEN_CLS": "ForTokenClassification"}.get(task, "ForCausalLM"), True
+    return "", False
+
+
 def front_matter(stage: str, config, architecture: str) -> dict:
     tag, _ = next((v for k, v in HEADS.items() if architecture.endswith(k)), CAUSAL_LM)
     tags = ["posttrain", stage]
@@ -123,7 +133,7 @@ def front_matter(stage: str, config, architecture: str) -> dict:
 def model_card(stage: str, config, metrics: dict, load_from: str, figures: list[tuple[str, str]], pushed: bool = False) -> str:
     """The card's markdown: YAML front matter, then method, base model, data, config, metrics, loading."""
     final = Path(config.output_dir) / "final"
-    architecture = (json.loads((final / "config.json").read_text(encoding="utf-8")).get("architectures") or [""])[0]
+    architecture, adapter = architecture_of(final)
     meta = front_matter(stage, config, architecture)
     method, paper = METHODS.get(stage, (stage, None))
     _, auto_class = next((v for k, v in HEADS.items() if architecture.endswith(k)), CAUSAL_LM)
@@ -134,9 +144,12 @@ def model_card(stage: str, config, metrics: dict, load_from: str, figures: list[
              f"Trained with [posttrain]({REPO_URL}), stage `{stage}`: {method}."]
     if paper:
         lines += ["", f"Method: {paper}."]
-    lines += ["", f"- Base model: {base}", f"- Training data: {data}", f"- Architecture: `{architecture or 'unknown'}`", "",
-              "## How to load", "", "```python", f"from transformers import {auto_class}, AutoTokenizer", "",
-              f'model = {auto_class}.from_pretrained("{load_from}")', f'tokenizer = AutoTokenizer.from_pretrained("{load_from}")', "```", ""]
+    kind = f"a LoRA adapter (peft) on the base model, {auto_class.removeprefix('AutoModel')}" if adapter else f"`{architecture or 'unknown'}`"
+    loader = auto_class.replace("AutoModel", "AutoPeftModel") if adapter else auto_class
+    lines += ["", f"- Base model: {base}", f"- Training data: {data}", f"- Architecture: {kind}", "",
+              "## How to load", "", "```python", f"from {'peft' if adapter else 'transformers'} import {loader}",
+              "from transformers import AutoTokenizer", "",
+              f'model = {loader}.from_pretrained("{load_from}")', f'tokenizer = AutoTokenizer.from_pretrained("{load_from}")', "```", ""]
     if auto_class == CAUSAL_LM[1]:
         lines += ["With posttrain (evaluate it, or train it further):", "", "```bash",
                   f"posttrain eval model={load_from}", f"posttrain dpo model={load_from} dataset=...", "```", ""]

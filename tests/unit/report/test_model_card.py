@@ -45,6 +45,7 @@ def test_reward_model_card_from_local_files(tmp_path):
     config = config_for("rm", model=str(tmp_path), dataset=str(data), output_dir=str(final.parent))
     meta, body = _split(model_card("rm", config, {}, str(final), []))
     assert meta == {"library_name": "posttrain", "pipeline_tag": "text-classification", "tags": ["posttrain", "rm", "transformers"]}
+    assert "from transformers import AutoModelForSequenceClassification\n" in body
     assert f'AutoModelForSequenceClassification.from_pretrained("{final}")' in body
     assert f"reward_funcs=[reward_model:path={final}]" in body and "## Final metrics" not in body
     assert f"`posttrain report {final.parent}` draws them" in body  # no figures drawn: the card says how
@@ -62,3 +63,16 @@ def test_last_metrics_reads_the_last_record_else_the_result(tmp_path):
     (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5, "note": "x", "done": true}\n')
     assert last_metrics(tmp_path, {"loss": 9.0}) == {"step": 2, "loss": 1.5}
     assert last_metrics(tmp_path / "nothing", {"accuracy": 0.5, "iteration": 3}) == {"accuracy": 0.5, "iteration": 3}
+
+
+def test_lora_adapter_card_loads_with_peft(tmp_path):
+    """merge_lora=false: final/ holds adapter_config.json (no config.json); the card says to load it with peft."""
+    final = tmp_path / "run" / "final"
+    final.mkdir(parents=True)
+    (final / "adapter_config.json").write_text(json.dumps({"task_type": "SEQ_CLS", "peft_type": "LORA"}))
+    config = config_for("rm", dataset="me/prefs", lora=True, merge_lora=False, output_dir=str(final.parent))
+    meta, body = _split(model_card("rm", config, {}, "me/rm-lora", [], pushed=True))
+    assert meta["pipeline_tag"] == "text-classification"
+    assert "from peft import AutoPeftModelForSequenceClassification" in body
+    assert 'model = AutoPeftModelForSequenceClassification.from_pretrained("me/rm-lora")' in body
+    assert "- Architecture: a LoRA adapter (peft) on the base model, ForSequenceClassification" in body
