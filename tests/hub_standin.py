@@ -94,7 +94,7 @@ class HubStandIn:
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's name)
+            def do_POST(self):  # http.server's name
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 path = self.path.split("?")[0]
                 name, status, body = hub.answer(path, raw)
@@ -106,7 +106,7 @@ class HubStandIn:
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_POST  # noqa: N815 (anything else gets the stand-in's 404, recorded)
+            do_GET = do_POST  # anything else gets the stand-in's 404, recorded
 
             def log_message(self, *args):  # quiet
                 pass

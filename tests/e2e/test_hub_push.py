@@ -5,7 +5,6 @@ creation) or after it (at the commit) with final/ intact."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import yaml
