@@ -55,6 +55,8 @@ def test_no_token_names_the_login(token, monkeypatch):
 
 
 def test_cli_refuses_push_before_any_work(token, monkeypatch, tmp_path, capsys):
+    from huggingface_hub import constants
+
     from posttrain.cli import main
 
     monkeypatch.delenv("HF_TOKEN")
@@ -64,6 +66,10 @@ def test_cli_refuses_push_before_any_work(token, monkeypatch, tmp_path, capsys):
         "posttrain: error: push_to_hub=true needs hub_model_id=NAMESPACE/NAME (or NAME, under your account): the Hub repo to create or update"]
     assert main(["sft", "push_to_hub=true", "hub_model_id=me/model", f"output_dir={out}"]) == 2
     assert "no Hugging Face token was found" in capsys.readouterr().err
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # HF_HUB_OFFLINE=1, as huggingface_hub read it at import
+    assert main(["sft", "push_to_hub=true", "hub_model_id=me/model", f"output_dir={out}"]) == 2
+    assert capsys.readouterr().err.startswith("posttrain: error: push_to_hub=true but offline mode is on")
     assert not out.exists()
 
 

@@ -55,17 +55,23 @@ def run_stage(spec, config):
     pushing = bool(getattr(config, "push_to_hub", False)) and _rank0()
     repo_id = hub.create_repo(config.hub_model_id, config.hub_private_repo) if pushing else None
     result = spec.runner(config)
+    publish(spec.name, config, result, repo_id)
+    return result
+
+
+def publish(stage: str, config, result, repo_id: str | None = None) -> None:
+    """On rank 0, after `stage` ran with `config` (and returned `result`): final/README.md, then the
+    push to `repo_id` (the repo `run_stage` created) when there is one."""
     final = Path(getattr(config, "output_dir", "")) / "final"
     if not (_rank0() and hasattr(config, "push_to_hub") and final.is_dir()):
-        return result
+        return
     metrics = last_metrics(final.parent, result)
-    figures = draw_figures(final, spec.name) if pushing else []
-    card = model_card(spec.name, config, metrics, repo_id or str(final.resolve()), figures, pushed=pushing)
+    figures = draw_figures(final, stage) if repo_id else []
+    card = model_card(stage, config, metrics, repo_id or str(final.resolve()), figures, pushed=bool(repo_id))
     (final / "README.md").write_text(card, encoding="utf-8")
-    if pushing:
-        url = hub.push_folder(final, repo_id, f"posttrain {spec.name}: {final.parent.name}")
+    if repo_id:
+        url = hub.push_folder(final, repo_id, f"posttrain {stage}: {final.parent.name}")
         print(f"posttrain: pushed {final} to {url}", flush=True)
-    return result
 
 
 def last_metrics(run_root: Path, result) -> dict:
