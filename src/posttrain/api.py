@@ -96,7 +96,9 @@ def run(stage_config) -> dict:
     spec = stage_of_config(stage_config)
     if spec is None:
         raise ConfigError(f"run() takes a stage config from posttrain.config_for(...), got {type(stage_config).__name__}")
-    return spec.runner(stage_config)
+    from posttrain.report.model_card import run_stage
+
+    return run_stage(spec, stage_config)  # final/README.md, and the push with push_to_hub=true
 
 
 def stage_help(stage: str) -> str:

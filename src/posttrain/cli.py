@@ -46,8 +46,10 @@ def run_stage(stage: str, config_file: str | None, overrides: list[str], preset:
     from posttrain.config import load_config
 
     spec = get_stage(stage)
+    from posttrain.report.model_card import run_stage as run_with_card
+
     config = load_config(spec.config_class, config_file, overrides, preset=preset_values(stage, preset))
-    return spec.runner(config)
+    return run_with_card(spec, config)  # final/README.md, and the push with push_to_hub=true
 
 
 def _print_help(command: str, description: str, doc: str | None, config_cls, presets: dict) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from posttrain.config import option
 from posttrain.errors import ConfigError
+from posttrain.hub import check_push_options
 
 SAMPLING_KEYS = ("max_new_tokens", "temperature", "top_p", "top_k", "stop")  # generation.SamplingParams fields
 
@@ -115,6 +116,10 @@ class TrainOptions(LoraOptions):
     report_to: list[str] = option(["none"], "Experiment trackers that get the metrics, the resolved config and sample completions, besides metrics.jsonl: none, or any of tensorboard, wandb, mlflow, trackio; all: every installed one. Their files go in output_dir unless TENSORBOARD_LOGDIR / WANDB_DIR / MLFLOW_TRACKING_URI / TRACKIO_DIR say otherwise.", choices=("none", "all", *TRACKER_PACKAGES))
     run_name: str | None = option(None, "The run's name in the trackers (default: output_dir's last part).")
     tracker_project: str | None = option(None, "Project (wandb, trackio) or experiment (mlflow) that holds the run (default: $WANDB_PROJECT, $MLFLOW_EXPERIMENT_NAME, $TRACKIO_PROJECT, else posttrain).")
+    # issue 18: hub
+    push_to_hub: bool = option(False, "At the end, upload final/ with its model card (README.md) to the Hugging Face Hub repo hub_model_id (token: HF_TOKEN or `huggingface-cli login`, never the config).")
+    hub_model_id: str | None = option(None, "Hub repo to push to, NAMESPACE/NAME or NAME (under your account); created if missing. Required with push_to_hub=true.")
+    hub_private_repo: bool | None = option(None, "Create the repo private (true) or public (false); default: the Hub's default. An existing repo keeps its visibility.")
 
     def validate(self) -> None:
         positive = ("batch_size", "gradient_accumulation_steps", "max_length")
@@ -131,6 +136,7 @@ class TrainOptions(LoraOptions):
         if self.max_steps <= 0 and self.num_epochs <= 0:
             raise ConfigError("set max_steps > 0 or num_epochs > 0, otherwise there is nothing to train")
         resolve_report_to(self.report_to)  # issue 18: experiment tracking (a missing package is a ConfigError now)
+        check_push_options(self.push_to_hub, self.hub_model_id, self.hub_private_repo)  # issue 18: hub
 
 
 @dataclass

@@ -259,6 +259,7 @@ def resolved_yaml(pipeline: Pipeline) -> str:
 def run_pipeline(pipeline: Pipeline, log=print) -> list[dict]:
     """Run (or skip) each stage in order; returns one record per stage, also in pipeline.jsonl."""
     from posttrain.train.rundir import check_creatable_dir
+    from posttrain.report.model_card import run_stage as run_with_card
 
     check_creatable_dir(pipeline.output_dir, "output_dir")
     for stage in pipeline.stages:
@@ -288,7 +289,7 @@ def run_pipeline(pipeline: Pipeline, log=print) -> list[dict]:
         log(f"{head}: {'resuming' if status == 'resume' else 'running'} -> {stage.dir}", flush=True)
         began = time.perf_counter()
         try:
-            metrics = get_stage(stage.stage).runner(config)
+            metrics = run_with_card(get_stage(stage.stage), config)  # final/README.md, push_to_hub
         except BaseException:
             records.append({"name": stage.name, "stage": stage.stage, "status": "failed",
                             "seconds": round(time.perf_counter() - began, 3), "metrics": {}})

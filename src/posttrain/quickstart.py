@@ -33,6 +33,7 @@ class QuickstartConfig:
 def run_quickstart(cfg: QuickstartConfig) -> dict:
     from posttrain.algorithms.sft import SFTConfig, run_sft
     from posttrain.eval.evaluate import EvalConfig, run_eval
+    from posttrain.report.model_card import publish
 
     from posttrain.train.rundir import check_creatable_dir
 
@@ -54,7 +55,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
         "batch_size": cfg.batch_size, "packing": True, "warmup_ratio": 0.05, "seed": cfg.seed, "logging_steps": 20,
         "overwrite_output_dir": cfg.overwrite_output_dir,
     })
-    run_sft(sft_cfg)
+    publish("sft", sft_cfg, run_sft(sft_cfg))  # sft/final/README.md, the model card
     print("[3/3] evaluating the fine-tuned model")
     after = evaluate(str(out / "sft" / "final"), "after")
     summary = {"task": cfg.task, "score_before": before["score"], "score_after": after["score"],

@@ -16,6 +16,7 @@ def test_sft_runs_writes_final_and_returns_the_last_metrics(tiny_llama, tmp_path
     out = tmp_path / "run"
     metrics = posttrain.sft(model=tiny_llama, dataset=data, output_dir=str(out), **SFT)
     assert (out / "final" / "config.json").is_file() and (out / "config.yaml").is_file()
+    assert "stage `sft`" in (out / "final" / "README.md").read_text()  # the model card (report/model_card.py)
     logged = read_metrics(out)
     assert metrics["step"] == 2 and logged[-1]["step"] == 2
     assert without_timing([metrics]) == without_timing([{k: v for k, v in logged[-1].items() if k in metrics}])

@@ -24,6 +24,7 @@ def test_two_stages_run_feed_and_skip_on_rerun(tmp_path, tiny_llama, capsys):
     run_pipeline(load_pipeline(path))
 
     assert (run / "sft" / "final" / "config.json").exists() and (run / "grpo" / "final" / "config.json").exists()
+    assert "tags:\n- posttrain\n- grpo\n" in (run / "grpo" / "final" / "README.md").read_text()  # each stage's model card
     resolved = yaml.safe_load((run / "pipeline.yaml").read_text())
     assert resolved["stages"][1]["config"]["model"] == str(run / "sft" / "final")  # the reference, resolved
     assert resolved["stages"][1]["config"]["beta"] == 0.04  # the grpo preset applied

@@ -25,6 +25,7 @@ RESUMABLE_CHANGES = frozenset({
     "resume", "overwrite_output_dir", "logging_steps", "eval_steps", "save_steps", "keep_last",
     "max_steps", "num_epochs", "device", "max_nonfinite_steps",
     "report_to", "run_name", "tracker_project",  # issue 18: experiment tracking
+    "push_to_hub", "hub_model_id", "hub_private_repo",  # issue 18: hub (where final/ goes, not what it holds)
 })
 RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoints", "final",
              "trackers.json", "tensorboard", "wandb", "mlruns", "trackio")  # issue 18: what report_to's trackers write (train/trackers.py)
