@@ -32,7 +32,11 @@ def weights_dtype(dtype: str | None, device) -> str:
 
 
 def check_attn_implementation(name: str | None, device) -> None:
-    """A ConfigError when `name` needs a GPU or package this run lacks (flash attention: CUDA + flash-attn)."""
+    """A ConfigError when `name` needs a GPU or package this run lacks (flash attention: CUDA + flash-attn;
+    flex attention: a GPU, as PyTorch's FlexAttention has no backward pass on CPU)."""
+    if name == "flex_attention" and torch.device(device).type != "cuda":
+        raise ConfigError("attn_implementation=flex_attention needs a CUDA GPU (PyTorch's FlexAttention has no backward pass on CPU); "
+                          "use attn_implementation=sdpa or eager on this machine")
     if name not in FLASH_PACKAGES:
         return
     module, package = FLASH_PACKAGES[name]

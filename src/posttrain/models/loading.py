@@ -36,8 +36,8 @@ def resolve_model_path(name: str, option: str = "model", hint: str | None = None
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file() and not (path / ADAPTER_CONFIG).is_file():
-            raise UserError(f"{option} directory {path} has no config.json (nor an adapter's {ADAPTER_CONFIG}); "
-                            f"point {option}= at a save_pretrained directory")
+            raise UserError(f"{option} directory {path} has no config.json; point {option}= at a save_pretrained directory "
+                            f"(or an adapter directory with {ADAPTER_CONFIG})")
         return str(path)
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise UserError(f"{option if option.endswith('path') else option + ' path'} not found: {name}; {hint or _choices(option)}")
@@ -217,9 +217,23 @@ def save_model(model, tokenizer, out_dir: str | Path, merge_lora: bool = True) -
     """save_pretrained output that plain transformers loads (LoRA merged into the base by default)."""
     out_dir = Path(out_dir)
     if is_peft(model) and merge_lora:
-        # Merge a copy so the live model keeps its adapters (training may go on after a save).
-        import copy
-
-        model = copy.deepcopy(model).merge_and_unload()
+        model = _merged(model)
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
+
+
+def _merged(model):
+    """A merged copy, so the live model keeps its adapters (training may go on after a save). A quantized
+    base (QLoRA) is not merged into: that would round the adapter into 4/8 bits; the adapter is merged into
+    the base loaded again in full precision instead, as the QLoRA recipe does."""
+    import copy
+    import tempfile
+
+    from posttrain.models.hardware import is_quantized
+
+    if not is_quantized(model):
+        return copy.deepcopy(model).merge_and_unload()
+    dtype = next((name for name in WEIGHT_DTYPES if DTYPES[name] == model.get_base_model().config.dtype), "float32")
+    with tempfile.TemporaryDirectory() as adapter:
+        model.save_pretrained(adapter)
+        return load_causal_lm(adapter, dtype)
