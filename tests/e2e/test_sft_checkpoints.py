@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM
 from conftest import dpo_config, preference_rows, read_metrics, sft_config, sft_rows, without_timing, write_jsonl
 from posttrain.algorithms.dpo import run_dpo
 from posttrain.algorithms.sft import run_sft
+from posttrain.cli import main
 from posttrain.errors import ConfigError
 from posttrain.models import apply_lora, load_causal_lm, load_tokenizer, save_model
 from posttrain.train.scaffold import load_model_for
@@ -48,6 +49,15 @@ def test_each_checkpoint_loads_with_from_pretrained_as_the_step_it_saved(tmp_pat
         assert torch.equal(_logits(plain), _logits(_step_weights(tiny_llama, steps / f"step-{step}", lora)))
     assert not torch.equal(_logits(load_causal_lm(str(steps / "step-1"))), _logits(load_causal_lm(tiny_llama)))
     assert torch.equal(_logits(load_causal_lm(str(steps / "step-2"))), _logits(load_causal_lm(str(tmp_path / "a" / "final"))))
+
+
+def test_the_cli_starts_a_run_from_a_checkpoint(tmp_path, tiny_llama):
+    data = write_jsonl(tmp_path / "train.jsonl", sft_rows(8))
+    run_sft(sft_config(model=tiny_llama, dataset=data, max_steps=1, save_steps=1, output_dir=str(tmp_path / "a")))
+    code = main(["sft", f"model={tmp_path / 'a' / 'checkpoints' / 'step-1'}", f"dataset={data}", "device=cpu", "max_steps=1",
+                 "batch_size=4", "max_length=128", f"output_dir={tmp_path / 'b'}"])  # the CLI's entry point, in this process
+    assert code == 0
+    assert read_metrics(tmp_path / "b")[-1]["step"] == 1 and (tmp_path / "b" / "final" / "model.safetensors").is_file()
 
 
 def test_resume_from_another_runs_checkpoint_equals_the_uninterrupted_run(tmp_path, tiny_llama):
