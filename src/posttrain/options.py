@@ -60,11 +60,14 @@ def restate(group, name: str, help: str | None = None, default=dataclasses.MISSI
 @dataclass
 class ModelOptions:
     model: str = option("embedded", "Causal LM to start from: 'embedded' (the tiny model shipped in the package), a local directory, or a hub id.")
-    dtype: str = option("float32", "Weights dtype.", choices=("float32", "bfloat16", "float16", "auto"))
+    dtype: str | None = option(None, "Weights dtype (auto: the checkpoint's own; unset: bfloat16 on a CUDA GPU that supports it, float32 on CPU).", choices=("float32", "bfloat16", "float16", "auto"))
     chat_template: str | None = option(None, "Path to a Jinja chat template that replaces the tokenizer's (a default ChatML-style one is used when the tokenizer has none).")
     trust_remote_code: bool = option(False, "Allow model code from the hub (only for models you trust).")
     device: str = option("auto", "Device: auto (cuda if available, else cpu), cpu, cuda, cuda:N.")
     seed: int = option(0, "Random seed (data order, init, sampling).")
+    # issue 18: models (attention kernels, Liger)
+    attn_implementation: str | None = option(None, "Attention kernel passed to from_pretrained (unset: transformers' default, sdpa); flash_attention_2/3 need a CUDA GPU and the flash-attn package.", choices=("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention"))
+    use_liger_kernel: bool = option(False, "Patch Liger's Triton kernels (RMSNorm, RoPE, SwiGLU, ...) into the model; needs a CUDA GPU and pip install 'posttrain[liger]'.")
 
 
 @dataclass
@@ -75,6 +78,12 @@ class LoraOptions(ModelOptions):
     lora_dropout: float = option(0.0, "LoRA dropout.")
     lora_target_modules: list[str] = option(["all-linear"], "Modules that get LoRA adapters, e.g. [q_proj, v_proj]; 'all-linear' targets every linear layer but the output head.")
     merge_lora: bool = option(True, "On save, merge LoRA weights into the base so final/ is a plain transformers model.")
+    # issue 18: models (QLoRA: bitsandbytes quantization, TRL's ModelConfig names)
+    load_in_4bit: bool = option(False, "Load the base weights in 4 bits (bitsandbytes) and train LoRA adapters on them: QLoRA (needs lora=true).")
+    load_in_8bit: bool = option(False, "Load the base weights in 8 bits (bitsandbytes, LLM.int8) and train LoRA adapters on them (needs lora=true).")
+    bnb_4bit_quant_type: str = option("nf4", "4-bit data type of load_in_4bit.", choices=("nf4", "fp4"))
+    bnb_4bit_compute_dtype: str | None = option(None, "dtype the 4-bit layers compute in (unset: the weights dtype).", choices=("float32", "bfloat16", "float16"))
+    use_bnb_nested_quant: bool = option(False, "Quantize the 4-bit quantization constants too (QLoRA's double quantization; bnb_4bit_use_double_quant).")
 
 
 def output_dir_option(stage: str, holds: str = "config.yaml, metrics.jsonl, checkpoints/step-N/, final/"):
@@ -109,6 +118,8 @@ class TrainOptions(LoraOptions):
     save_steps: int = option(0, "Write checkpoints/step-N/ every N steps (0: none until the end).")
     keep_last: int = option(2, "Keep only the newest N checkpoints (0 keeps all).")
     resume: bool = option(False, "Continue from the newest checkpoint in output_dir; ends exactly where an uninterrupted run would.")
+    # issue 18: models (resume from any checkpoint)
+    resume_from: str | None = option(None, "Continue from this checkpoint directory (RUN/checkpoints/step-N, of this run or another with the same settings); output_dir's metrics.jsonl keeps that run's lines up to step N.")
     mixed_precision: str = option("no", "Autocast dtype for forward/backward (weights stay in their dtype).", choices=("no", "bf16", "fp16"))
     gradient_checkpointing: bool = option(False, "Recompute activations in backward to save memory.")
     overwrite_output_dir: bool = option(False, "Allow writing into an output_dir that already holds a finished run.")

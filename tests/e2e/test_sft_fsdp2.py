@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+from transformers import AutoModelForCausalLM
 
 from conftest import REPO, final_weights, read_metrics, sft_config, sft_rows, write_jsonl
 from posttrain.algorithms.sft import run_sft
@@ -43,3 +44,6 @@ def test_fsdp2_two_processes_match_one(tmp_path, tiny_llama, packing):
     for k in w1:
         torch.testing.assert_close(w2[k], w1[k], rtol=1e-3, atol=1e-5)
     assert (multi / "checkpoints" / "step-5" / "optimizer.pt").is_file()
+    # the checkpoint's save_pretrained files come from the same full state dict as final/ (rank 0 writes both)
+    saved = AutoModelForCausalLM.from_pretrained(multi / "checkpoints" / "step-5").state_dict()
+    assert saved.keys() == w2.keys() and all(torch.equal(saved[k], w2[k]) for k in w2)

@@ -37,7 +37,7 @@ from posttrain.rewards.process import SEPARATOR_KEY, separator_ids, stepwise_tok
 from posttrain.tasks.sources import load_rows
 from posttrain.train import distributed
 from posttrain.train.loop import Algorithm, train
-from posttrain.train.scaffold import start_run
+from posttrain.train.scaffold import dtype_for, start_run
 
 IGNORE_INDEX = -100
 LABELS = {0: "bad", 1: "good"}
@@ -169,7 +169,7 @@ def build_prm(config: PRMConfig, pad_token_id: int):
         with _quiet_transformers():  # the new score head and the unused lm_head are expected
             model = AutoModelForTokenClassification.from_pretrained(
                 resolve_model_path(config.model), num_labels=2, id2label=LABELS, label2id={v: k for k, v in LABELS.items()},
-                dtype=DTYPES[config.dtype], trust_remote_code=config.trust_remote_code)
+                dtype=DTYPES[dtype_for(config)], trust_remote_code=config.trust_remote_code)
     except (OSError, ValueError) as exc:
         if "Unrecognized configuration class" in str(exc):
             raise UserError(f"transformers has no token-classification version of {config.model}'s architecture; "

@@ -59,7 +59,7 @@ from posttrain.options import TrainOptions, output_dir_option
 from posttrain.tasks.sources import load_rows
 from posttrain.train import distributed
 from posttrain.train.loop import Algorithm, train
-from posttrain.train.scaffold import start_run
+from posttrain.train.scaffold import dtype_for, start_run
 
 
 @dataclass
@@ -232,7 +232,8 @@ def no_dropout(model):
 
 
 def build_reward_model(config: RewardConfig, pad_token_id: int):
-    model = load_reward_model(config.model, pad_token_id, config.dtype, "cpu", config.trust_remote_code, pooling=config.pooling)
+    model = load_reward_model(config.model, pad_token_id, dtype_for(config), "cpu", config.trust_remote_code, pooling=config.pooling,
+                              attn_implementation=config.attn_implementation)
     if config.disable_dropout:
         no_dropout(model)
     return freeze(model, config.trainable_layers, config.head_only)
@@ -257,7 +258,7 @@ def reference_sequences(tokenizer, config: RewardConfig, train_items: list[dict]
 
 @torch.no_grad()
 def mean_reward(model_dir: str, sequences: list[list[int]], pad_token_id: int, config: RewardConfig) -> float:
-    model = load_reward_model(model_dir, pad_token_id, config.dtype, resolve_device(config.device)).eval()
+    model = load_reward_model(model_dir, pad_token_id, dtype_for(config), resolve_device(config.device)).eval()
     device, total = next(model.parameters()).device, 0.0
     for i in range(0, len(sequences), config.batch_size):
         batch = to_device(collate_sequences(sequences[i:i + config.batch_size], pad_token_id), device)

@@ -22,6 +22,7 @@ DEFAULT_CHAT_TEMPLATE = (
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
 WEIGHT_DTYPES = ("float32", "bfloat16", "float16")  # a concrete dtype (no "auto"): for models loaded beside the policy
+ADAPTER_CONFIG = "adapter_config.json"  # peft's file: a directory holding only LoRA adapters and the name of their base
 
 
 def resolve_model_path(name: str, option: str = "model", hint: str | None = None) -> str:
@@ -34,8 +35,9 @@ def resolve_model_path(name: str, option: str = "model", hint: str | None = None
         return str(SHIPPED[name])
     path = Path(name).expanduser()
     if path.exists():
-        if not (path / "config.json").is_file():
-            raise UserError(f"{option} directory {path} has no config.json; point {option}= at a save_pretrained directory")
+        if not (path / "config.json").is_file() and not (path / ADAPTER_CONFIG).is_file():
+            raise UserError(f"{option} directory {path} has no config.json; point {option}= at a save_pretrained directory "
+                            f"(or an adapter directory with {ADAPTER_CONFIG})")
         return str(path)
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise UserError(f"{option if option.endswith('path') else option + ' path'} not found: {name}; {hint or _choices(option)}")
@@ -85,6 +87,8 @@ def load_tokenizer(name: str, chat_template: str | None = None, trust_remote_cod
     from transformers import AutoTokenizer
 
     path = resolve_model_path(name, option, hint)
+    if adapter_base(path) and not (Path(path) / "tokenizer_config.json").is_file():  # an adapter saved without its tokenizer
+        path = resolve_model_path(adapter_base(path), f"{option}'s adapter base")
     try:
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
@@ -103,15 +107,72 @@ def load_tokenizer(name: str, chat_template: str | None = None, trust_remote_cod
 
 
 def load_causal_lm(name: str, dtype: str = "float32", device: str | torch.device = "cpu", trust_remote_code: bool = False,
-                   option: str = "model", hint: str | None = None):
+                   option: str = "model", hint: str | None = None, keep_adapter: bool = False, **pretrained):
+    """AutoModelForCausalLM from `name` (see resolve_model_path) in `dtype` on `device`; `pretrained` goes to
+    from_pretrained (attn_implementation, quantization_config). An adapter-only directory loads its base and
+    applies the adapter: merged into the base, or kept as a trainable peft model with `keep_adapter`."""
     from transformers import AutoModelForCausalLM
 
     path = resolve_model_path(name, option, hint)
+    if adapter_base(path):
+        return with_adapter(path, lambda base, opt: load_causal_lm(base, dtype, device, trust_remote_code, opt, **pretrained),
+                            option, keep_adapter)
+    if pretrained.get("quantization_config") is not None:
+        pretrained["device_map"] = {"": torch.device(device)}  # bitsandbytes quantizes where the weights land
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code, **pretrained)
     except (OSError, ValueError) as exc:
         raise _hub_error(name, exc, option) from None
-    return model.to(device)
+    model.name_or_path = loadable_name(name, path)
+    return model if "device_map" in pretrained else model.to(device)
+
+
+def loadable_name(name: str, path: str) -> str:
+    """What a saved adapter records as its base (peft reads `model.name_or_path`): the absolute path of a
+    local directory or the shipped model, so it loads from any working directory, else the hub id."""
+    from posttrain.embedded import SHIPPED
+
+    return str(Path(path).resolve()) if name in SHIPPED or Path(name).expanduser().is_dir() else name
+
+
+# ------------------------------------------------------------------------------------- adapters
+
+
+def adapter_base(path: str) -> str | None:
+    """The base model an adapter-only directory (adapter_config.json, no config.json) names, else None."""
+    import json
+
+    directory = Path(path)
+    if not (directory / ADAPTER_CONFIG).is_file() or (directory / "config.json").is_file():
+        return None
+    base = json.loads((directory / ADAPTER_CONFIG).read_text(encoding="utf-8")).get("base_model_name_or_path")
+    if not base:
+        raise UserError(f"{directory / ADAPTER_CONFIG} names no base_model_name_or_path; add the base model's directory or hub id there")
+    return base
+
+
+def with_adapter(path: str, load_base, option: str, keep_adapter: bool):
+    """`load_base(base name, option)` with the adapter at `path` applied: merged (a plain model, what every
+    stage but a LoRA training sees) or, with `keep_adapter`, a trainable peft model whose adapter training
+    continues (marked `continues_adapter`, so its reference is base + this adapter, see models.reference)."""
+    from peft import PeftModel
+
+    model = load_base(adapter_base(path), f"{option} (the base_model_name_or_path of its adapter)")
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+            model = PeftModel.from_pretrained(model, path, is_trainable=keep_adapter)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise UserError(f"the adapter in {path} does not fit its base model ({str(exc).splitlines()[0][:200]}); "
+                        f"check base_model_name_or_path in {ADAPTER_CONFIG}") from None
+    if not keep_adapter:
+        return model.merge_and_unload().requires_grad_(True)  # as plain from_pretrained gives it (peft froze the base)
+    model.continues_adapter = True
+    return model
+
+
+def continues_adapter(model) -> bool:
+    return getattr(model, "continues_adapter", False)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -156,9 +217,23 @@ def save_model(model, tokenizer, out_dir: str | Path, merge_lora: bool = True) -
     """save_pretrained output that plain transformers loads (LoRA merged into the base by default)."""
     out_dir = Path(out_dir)
     if is_peft(model) and merge_lora:
-        # Merge a copy so the live model keeps its adapters (training may go on after a save).
-        import copy
-
-        model = copy.deepcopy(model).merge_and_unload()
+        model = _merged(model)
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
+
+
+def _merged(model):
+    """A merged copy, so the live model keeps its adapters (training may go on after a save). A quantized
+    base (QLoRA) is not merged into: that would round the adapter into 4/8 bits; the adapter is merged into
+    the base loaded again in full precision instead, as the QLoRA recipe does."""
+    import copy
+    import tempfile
+
+    from posttrain.models.hardware import is_quantized
+
+    if not is_quantized(model):
+        return copy.deepcopy(model).merge_and_unload()
+    dtype = next((name for name in WEIGHT_DTYPES if DTYPES[name] == model.get_base_model().config.dtype), "float32")
+    with tempfile.TemporaryDirectory() as adapter:
+        model.save_pretrained(adapter)
+        return load_causal_lm(adapter, dtype)

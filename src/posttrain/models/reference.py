@@ -4,7 +4,8 @@ Three sources, chosen by `ref_model`:
 
 - `copy`: a frozen copy of the starting policy, made once before training (eval mode, no grads).
   Under LoRA no copy is made: the reference is the same model with its adapters disabled (the
-  base weights never change), so there is no second model in memory.
+  base weights never change), so there is no second model in memory. A LoRA run that continues the
+  adapter of `model=ADAPTER_DIR` is the exception: its π_ref is base + that adapter as loaded, a copy.
 - `precompute`: the starting policy's log-probs of every training sequence are computed once
   before the first step, cached in `output_dir/reference_logps.pt`, and read from the batch;
   no reference forward pass runs during training, and a resumed run reads the cache.
@@ -31,11 +32,17 @@ import torch
 import posttrain.ranks as ranks
 from posttrain.data.collate import to_device
 from posttrain.errors import ConfigError
-from posttrain.models.loading import is_peft
+from posttrain.models.loading import continues_adapter, is_peft
 from posttrain.models.logprobs import SequenceLogprobs, sequence_logprobs
 
 REFERENCE_SOURCES = ("copy", "precompute", "none")
 CACHE_NAME = "reference_logps.pt"
+
+
+def base_is_reference(model) -> bool:
+    """Under LoRA the adapter-disabled base is π_ref, unless the run continues an adapter it loaded
+    (model=ADAPTER_DIR with lora=true): then π_ref is base + that adapter as it was at the start."""
+    return is_peft(model) and not continues_adapter(model)
 
 
 @contextmanager
@@ -45,7 +52,7 @@ def as_reference(model):
     was_training = model.training
     model.eval()
     try:
-        with model.disable_adapter() if is_peft(model) else nullcontext():
+        with model.disable_adapter() if base_is_reference(model) else nullcontext():
             yield model
     finally:
         model.train(was_training)
@@ -68,7 +75,7 @@ class ReferencePolicy:
     per-token in online.experience) is computed on it."""
 
     def __init__(self, policy, path: str | None = None):
-        self.use_adapters_off = is_peft(policy) and path is None
+        self.use_adapters_off = base_is_reference(policy) and path is None
         self.frozen = None
         if path is not None:
             self.frozen = load_reference(path, policy)

@@ -59,21 +59,28 @@ def _quiet_transformers():
 
 def load_reward_model(name: str, pad_token_id: int | None, dtype: str = "float32", device="cpu",
                       trust_remote_code: bool = False, pooling: str | None = None, option: str = "model",
-                      hint: str | None = None):
-    """AutoModelForSequenceClassification with one output, from a causal LM or a saved reward model.
+                      hint: str | None = None, **pretrained):
+    """AutoModelForSequenceClassification with one output, from a causal LM or a saved reward model (or an
+    adapter-only directory: its base with the adapter merged).
 
     `config.pad_token_id` is set (the pooling needs it); `pooling`, when given, is recorded in the config.
     Errors name `option`, the config key that gave `name`, and say `hint` (as `resolve_model_path`).
+    `pretrained` goes to from_pretrained (attn_implementation).
     """
     from transformers import AutoModelForSequenceClassification
 
-    from posttrain.models.loading import DTYPES, _hub_error, resolve_model_path
+    from posttrain.models.loading import DTYPES, _hub_error, adapter_base, resolve_model_path, with_adapter
 
     path = resolve_model_path(name, option, hint)
+    if adapter_base(path):
+        def load_base(base: str, opt: str):
+            return load_reward_model(base, pad_token_id, dtype, device, trust_remote_code, pooling, opt, **pretrained)
+
+        return with_adapter(path, load_base, option, keep_adapter=False)
     try:
         with _quiet_transformers():
             model = AutoModelForSequenceClassification.from_pretrained(
-                path, num_labels=1, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code)
+                path, num_labels=1, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code, **pretrained)
     except (OSError, ValueError, RuntimeError) as exc:
         if "Unrecognized configuration class" in str(exc):
             raise UserError(f"transformers has no sequence-classification version of {name}'s architecture; "

@@ -4,6 +4,9 @@ A checkpoint holds the trainable weights (`model.pt`, full unsharded tensors), t
 keyed by parameter name (`optimizer.pt`), and `trainer_state.pt`: the step, the scheduler, every
 rank's RNG states, the data source's position and the logging window. Frozen weights are not
 stored: they are whatever the run loads at start (so a LoRA checkpoint holds only the adapters).
+Beside them the training loop adds save_pretrained output (safetensors weights, config, generation
+config, tokenizer; the adapter alone under LoRA), so `model=RUN/checkpoints/step-N` and plain
+`from_pretrained` load the model of that step.
 
 Rank 0 writes everything into `checkpoints/.tmp-step-N/` and renames it to `step-N/` when done, so
 a run killed mid-write leaves either a whole checkpoint or a temp dir that is ignored and removed.
@@ -74,8 +77,10 @@ def prune(checkpoints_dir: str | Path, keep_last: int) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def save_checkpoint(checkpoints_dir: str | Path, step: int, model, optimizer, trainer_state: dict, keep_last: int = 0) -> Path:
-    """Collective under FSDP (every rank calls it); rank 0 writes. Returns the checkpoint path."""
+def save_checkpoint(checkpoints_dir: str | Path, step: int, model, optimizer, trainer_state: dict, keep_last: int = 0,
+                    export=None) -> Path:
+    """Collective under FSDP (every rank calls it); rank 0 writes. `export(dir)`, when given, adds the
+    save_pretrained files (train.loop.pretrained_writer) beside the resume state. Returns the checkpoint path."""
     weights = distributed.model_state(model, trainable_only=True)
     optim = distributed.optimizer_state(model, optimizer)
     rngs = ranks.all_gather_object(rng_state())
@@ -89,6 +94,8 @@ def save_checkpoint(checkpoints_dir: str | Path, step: int, model, optimizer, tr
             _save(weights, tmp / "model.pt")
             _save(optim, tmp / "optimizer.pt")
             _save({**trainer_state, "step": step, "rng": rngs}, tmp / "trainer_state.pt")
+            if export is not None:
+                export(tmp)
             _fsync_dir(tmp)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)  # frees the space a partial checkpoint took

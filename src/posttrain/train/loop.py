@@ -34,7 +34,8 @@ import posttrain.ranks as ranks
 from posttrain.data.collate import to_device
 from posttrain.data.steps import Algorithm, OfflineSource, StepSource  # noqa: F401  (Algorithm: re-exported for the stages)
 from posttrain.errors import DataError, Interrupted
-from posttrain.models.loading import apply_lora, save_model
+from posttrain.models.hardware import is_quantized, prepare_quantized
+from posttrain.models.loading import apply_lora, is_peft, save_model
 from posttrain.train import distributed
 from posttrain.train.checkpoint import latest_checkpoint, load_checkpoint, remove_partial, save_checkpoint
 from posttrain.train.faults import NonFiniteSteps, StopSignals, rank0_write
@@ -65,11 +66,14 @@ def eval_batches(items: list, collate, batch_size: int) -> list[dict[str, Any]]:
 
 
 def prepare_model(model, config):
-    """Gradient checkpointing and LoRA, as the config asks. (The config is left alone, so final/
-    keeps use_cache=true: training forwards pass `use_cache=False` themselves.)"""
-    if config.gradient_checkpointing:
+    """Gradient checkpointing and LoRA, as the config asks (a model loaded from an adapter directory keeps
+    training that adapter; a quantized one gets peft's k-bit preparation first, QLoRA). (The config is left
+    alone, so final/ keeps use_cache=true: training forwards pass `use_cache=False` themselves.)"""
+    if is_quantized(model):
+        model = prepare_quantized(model, config.gradient_checkpointing)
+    elif config.gradient_checkpointing:
         enable_checkpointing(model)
-    if config.lora:
+    if config.lora and not is_peft(model):
         model = apply_lora(model, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_target_modules)
     return model
 
@@ -254,7 +258,7 @@ def train(config, *, build_model, tokenizer, algorithm: Algorithm, source: StepS
 
     prepare_run_dir(run, config, ranks.is_main())
     ranks.barrier()
-    state, ckpt = {}, latest_checkpoint(run.checkpoints) if config.resume else None
+    state, ckpt = {}, resume_point(config, run)
     if ckpt is not None:
         state = load_checkpoint(ckpt, model, optimizer)
         scheduler.load_state_dict(state["scheduler"])
@@ -267,7 +271,7 @@ def train(config, *, build_model, tokenizer, algorithm: Algorithm, source: StepS
     start = state.get("step", 0)
     if ranks.is_main():
         remove_partial(run.checkpoints)
-        truncate_metrics(run.metrics, start)
+        carry_metrics(ckpt, run, start)
     ranks.barrier()
 
     trackers = start_trackers(config, run.root, start) if ranks.is_main() else None  # report_to
@@ -286,7 +290,8 @@ def train(config, *, build_model, tokenizer, algorithm: Algorithm, source: StepS
                          "algorithm": algorithm.state_dict(), "window": window.state_dict(),
                          "num_tokens": num_tokens, "nonfinite": nonfinite.state_dict(),
                          "scaler": precision.scaler.state_dict() if precision.scaler else None}
-        return save_checkpoint(run.checkpoints, step, model, optimizer, trainer_state, config.keep_last)
+        export = pretrained_writer(model, tokenizer, config, build_model, merge_lora=False)
+        return save_checkpoint(run.checkpoints, step, model, optimizer, trainer_state, config.keep_last, export)
 
     model.train()
     with StopSignals() as signals:
@@ -353,16 +358,42 @@ def train_offline(config, *, tokenizer, algorithm: Algorithm, items: list, eval_
 
 def save_final(model, tokenizer, out_dir, config, build_model, kept: str = "no checkpoint holds the trained weights") -> None:
     """`final/`: save_pretrained output (LoRA merged unless merge_lora=false), written atomically.
-    Under FSDP the full weights are gathered and rank 0 loads them into a fresh CPU copy to save.
     A full disk is a DiskFullError on every rank (`kept` says what the run still has)."""
+    export = pretrained_writer(model, tokenizer, config, build_model, config.merge_lora)
+
+    def write() -> None:
+        with atomic_dir(out_dir) as tmp:
+            export(tmp)
+
+    rank0_write(write, "final/", Path(out_dir).parent, kept)
+
+
+def pretrained_writer(model, tokenizer, config, build_model, merge_lora: bool):
+    """A function that writes save_pretrained output of `model` (weights, config, generation config,
+    tokenizer; the adapter alone under LoRA unless `merge_lora`) into a directory: final/ and each
+    checkpoints/step-N/. Collective under FSDP: the full weights are gathered and rank 0 loads them into
+    a fresh CPU copy, whose writer is the one that works (other ranks get one that is never called)."""
     if distributed.is_sharded(model):
         weights = distributed.model_state(model)
         if ranks.is_main():
             model = prepare_model(build_model(), config)
             model.load_state_dict(weights)
+    return lambda out_dir: save_model(model, tokenizer, out_dir, merge_lora=merge_lora)
 
-    def write() -> None:
-        with atomic_dir(out_dir) as tmp:
-            save_model(model, tokenizer, tmp, merge_lora=config.merge_lora)
 
-    rank0_write(write, "final/", Path(out_dir).parent, kept)
+def resume_point(config, run) -> Path | None:
+    """The checkpoint a run continues from: `resume_from` (any checkpoint directory), else with
+    resume=true the newest in output_dir, else None."""
+    if getattr(config, "resume_from", None):
+        return Path(config.resume_from)
+    return latest_checkpoint(run.checkpoints) if config.resume else None
+
+
+def carry_metrics(ckpt: Path | None, run, start: int) -> None:
+    """metrics.jsonl after a resume holds the lines of steps <= `start` and nothing later, as the
+    uninterrupted run's would: output_dir's own (resume=true, or resume_from a checkpoint of this run), or,
+    when resume_from names another run's checkpoint, that run's lines copied (none if it has no metrics.jsonl)."""
+    source = ckpt.parent.parent / "metrics.jsonl" if ckpt is not None else run.metrics
+    if ckpt is not None and source.resolve() != run.metrics.resolve():
+        run.metrics.write_bytes(source.read_bytes() if source.is_file() else b"")
+    truncate_metrics(run.metrics, start)

@@ -23,10 +23,11 @@ from posttrain.errors import ConfigError
 # Keys that may change when resuming: they steer logging and saving, not what is computed.
 RESUMABLE_CHANGES = frozenset({
     "resume", "overwrite_output_dir", "logging_steps", "eval_steps", "save_steps", "keep_last",
-    "max_steps", "num_epochs", "device", "max_nonfinite_steps",
+    "max_steps", "num_epochs", "device", "max_nonfinite_steps", "resume_from",
     "report_to", "run_name", "tracker_project",  # issue 18: experiment tracking
     "push_to_hub", "hub_model_id", "hub_private_repo",  # issue 18: hub (where final/ goes, not what it holds)
 })
+CHECKPOINT_FILES = ("model.pt", "optimizer.pt", "trainer_state.pt")  # what train.checkpoint writes to resume from
 RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoints", "final",
              "trackers.json", "tensorboard", "wandb", "mlruns", "trackio")  # issue 18: what report_to's trackers write (train/trackers.py)
 
@@ -110,9 +111,12 @@ def atomic_dir(path):
 def check_run_dir(config) -> RunDir:
     """Refuse to write over an earlier run unless `resume` or `overwrite_output_dir` says so."""
     run = run_dir(config.output_dir)
+    source = getattr(config, "resume_from", None)
+    if source:
+        check_resume_from(Path(source), config)
     if not run.holds_run() or config.overwrite_output_dir:
         return run
-    if not config.resume:
+    if not config.resume and not source:
         state = "a finished run" if run.final.exists() else "an earlier run"
         raise ConfigError(
             f"output_dir {run.root} already holds {state}; set resume=true to continue it, "
@@ -125,6 +129,19 @@ def check_run_dir(config) -> RunDir:
             "resume with the same settings, or use overwrite_output_dir=true to start over"
         )
     return run
+
+
+def check_resume_from(path: Path, config) -> None:
+    """resume_from must be a checkpoint directory (RUN/checkpoints/step-N) of a run with the same settings
+    (those a resume may change aside, output_dir too), so the resumed run ends where that run would have."""
+    missing = [name for name in CHECKPOINT_FILES if not (path / name).is_file()]
+    if missing:
+        raise ConfigError(f"resume_from {path} is not a checkpoint ({'it does not exist' if not path.exists() else 'no ' + ', '.join(missing)}); "
+                          "point it at a RUN/checkpoints/step-N directory that a training run wrote")
+    changed = [k for k in changed_settings(RunDir(path.parent.parent), config) if k != "output_dir"]
+    if changed:
+        raise ConfigError(f"resume_from {path} was written with other {', '.join(changed)} (see {path.parent.parent / 'config.yaml'}); "
+                          "resume with that run's settings")
 
 
 def changed_settings(run: RunDir, config) -> list[str]:
@@ -140,7 +157,9 @@ def prepare_run_dir(run: RunDir, config, is_main: bool = True) -> None:
     """Create the directory (rank 0), clearing an old run if overwriting, and write config.yaml."""
     if not is_main:
         return
-    if config.overwrite_output_dir and not config.resume:
+    source = getattr(config, "resume_from", None)
+    keeps_source = source and run.root.resolve() in Path(source).resolve().parents  # never delete the checkpoint to resume from
+    if config.overwrite_output_dir and not config.resume and not keeps_source:
         for name in RUN_FILES:
             path = run.root / name
             if path.is_dir():

@@ -24,11 +24,36 @@ def load_tokenizer_for(config, model: str | None = None, option: str = "model"):
 def load_model_for(config, model: str | None = None, device=None, option: str = "model", hint: str | None = None):
     """The causal LM `model` (default: config.model) in the config's dtype, on `device` (default: the
     config's; a trainer's `build_model` passes "cpu", the loop places it); errors name `option` and
-    say `hint` (as `resolve_model_path`)."""
+    say `hint` (as `resolve_model_path`). The config's hardware knobs (attn_implementation, load_in_4bit/8bit,
+    use_liger_kernel) are checked against the config's device before any weights load. The model a LoRA
+    run starts from may be an adapter directory: its adapter then keeps training."""
+    from posttrain.models import hardware
     from posttrain.models.loading import load_causal_lm, resolve_device
 
-    device = resolve_device(config.device) if device is None else device
-    return load_causal_lm(model or config.model, config.dtype, device, config.trust_remote_code, option=option, hint=hint)
+    target = resolve_device(config.device)
+    attn = getattr(config, "attn_implementation", None)
+    hardware.check_attn_implementation(attn, target)
+    if getattr(config, "use_liger_kernel", False):
+        hardware.check_liger(target)
+    hardware.check_quantization(config)
+    dtype = dtype_for(config)
+    policy = model is None  # the trained model: only it is quantized, only its adapter keeps training
+    quantization = hardware.quantization_config(config, dtype) if policy else None
+    device = target if device is None or quantization is not None else device  # quantized weights load where they run
+    lm = load_causal_lm(model or config.model, dtype, device, config.trust_remote_code, option=option, hint=hint,
+                        keep_adapter=policy and getattr(config, "lora", False),
+                        attn_implementation=attn, quantization_config=quantization)
+    if getattr(config, "use_liger_kernel", False):
+        hardware.apply_liger(lm)
+    return lm
+
+
+def dtype_for(config) -> str:
+    """The weights dtype the config means on its device (dtype unset: bfloat16 on a CUDA GPU that supports it, else float32)."""
+    from posttrain.models.hardware import weights_dtype
+    from posttrain.models.loading import resolve_device
+
+    return weights_dtype(config.dtype, resolve_device(config.device))
 
 
 def start_run(config) -> tuple[RunDir, object]:
