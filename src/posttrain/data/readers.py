@@ -272,18 +272,16 @@ def _read_directory(source: str, split: str | None, config: str | None = None) -
 
 def _load_dataset(source: str, split: str | None, config: str | None, data_files, streaming: bool = False):
     """`datasets.load_dataset` of a local folder or a builder name (json, csv, ...) with data_files; its
-    errors (no file matched, unknown config or split) become one DataError line."""
+    errors (unknown config or split, a file it cannot parse) become one DataError line."""
     import datasets
 
     if data_files is not None:
         _check_data_files(source, data_files)
     try:
         return datasets.load_dataset(source, config, data_files=data_files, split=split or "train", streaming=streaming)
-    except FileNotFoundError as e:
-        what = f"data_files={data_files!r} matches no file" if data_files is not None else "no data files found"
-        raise data_error(source, None, None, f"{what} ({_short(e)}); check the paths and globs") from None
     except Exception as e:
-        raise data_error(source, None, None, f"datasets.load_dataset could not read it ({_short(e)})") from None
+        folder = "not a save_to_disk directory and " if os.path.isdir(source) and data_files is None and config is None else ""
+        raise data_error(source, None, None, f"{folder}datasets.load_dataset could not read it ({_short(e)})") from None
 
 
 def _read_hub(source: str, split: str | None, config: str | None = None) -> list[dict]:

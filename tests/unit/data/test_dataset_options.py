@@ -107,6 +107,17 @@ def test_a_mixture_draws_as_interleave_datasets_does_with_the_seed(tmp_path):
     assert load_rows(spec, options=opts(spec, seed=4)) != mixed  # the seed decides the draw
 
 
+def test_a_mixture_given_as_a_yaml_list_or_mapping_is_kept_as_one_string():
+    assert sft_config(dataset=["a.jsonl:0.5", "task:arithmetic:0.5"]).dataset == "[a.jsonl:0.5, task:arithmetic:0.5]"
+    assert sft_config(dataset={"a.jsonl": 0.25, "b.jsonl": 0.75}).dataset == "[a.jsonl:0.25, b.jsonl:0.75]"
+    with pytest.raises(ConfigError, match="config key 'dataset' got 5"):
+        sft_config(dataset=5)
+    with pytest.raises(ConfigError, match="config key 'dataset_columns'"):
+        sft_config(dataset_columns=["question"])
+    with pytest.raises(ConfigError, match="config key 'data_files'"):
+        sft_config(data_files={"train": 3})
+
+
 def test_mixture_columns_must_agree_after_renames(tmp_path):
     qa = write_jsonl(tmp_path / "qa.jsonl", qa_rows(50))
     spec = f"[task:arithmetic:train:50:0.5, {qa}:0.5]"
