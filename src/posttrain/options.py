@@ -94,8 +94,12 @@ def output_dir_option(stage: str, holds: str = "config.yaml, metrics.jsonl, chec
 @dataclass
 class TrainOptions(LoraOptions):
     output_dir: str = output_dir_option("STAGE")  # every stage's config restates it with its own name
-    dataset: str = option("task:arithmetic", "Training data: a .jsonl/.json/.parquet/.csv file, a save_to_disk directory, a hub name, or task:NAME[:split].")
-    dataset_split: str | None = option(None, "Split to read from a DatasetDict directory or hub dataset (default: train).")
+    dataset: str | list[str] = option("task:arithmetic", "Training data: a .jsonl/.json/.parquet/.csv file, a save_to_disk directory, a local dataset folder, a hub name, a builder (json, csv, parquet, text) with data_files, task:NAME[:split], or a mixture [SOURCE:WEIGHT, ...] of those sampled with the seed (weights sum to 1).")
+    dataset_split: str | None = option(None, "Split to read from a DatasetDict directory, dataset folder or hub dataset, sliced as datasets slices: train[:1000], test[10%:] (default: train).")
+    # issue 18: datasets
+    dataset_config: str | None = option(None, "Configuration of a hub dataset or a local dataset folder (openai/gsm8k: main).")
+    data_files: str | list[str] | dict | None = option(None, "Files the dataset builder reads: a path, a glob, a list or {train: ..., test: ...}; dataset= is then json, csv, parquet, text or a folder.")
+    dataset_columns: dict | None = option(None, "Rename columns after reading, e.g. {question: prompt, answer: completion}; applies to dataset and eval_dataset.")
     eval_dataset: str | None = option(None, "Held-out data in the same forms (default for task:NAME is task:NAME:test; none otherwise).")
     max_length: int = option(512, "Longest tokenized example, in tokens.")
     truncation: bool = option(False, "Cut examples longer than max_length (keep the start) instead of raising an error.")
@@ -133,6 +137,8 @@ class TrainOptions(LoraOptions):
     hub_private_repo: bool | None = option(None, "Create the repo private (true) or public (false); default: the Hub's default. An existing repo keeps its visibility.")
 
     def validate(self) -> None:
+        self.dataset = mixture_text(self.dataset)  # issue 18: datasets
+        check_dataset_options(self)
         positive = ("batch_size", "gradient_accumulation_steps", "max_length")
         for key in positive:
             if getattr(self, key) < 1:
@@ -148,6 +154,33 @@ class TrainOptions(LoraOptions):
             raise ConfigError("set max_steps > 0 or num_epochs > 0, otherwise there is nothing to train")
         resolve_report_to(self.report_to)  # issue 18: experiment tracking (a missing package is a ConfigError now)
         check_push_options(self.push_to_hub, self.hub_model_id, self.hub_private_repo)  # issue 18: hub
+
+
+# issue 18: datasets
+def mixture_text(value) -> str:
+    """A mixture given as a YAML list [a:0.7, b:0.3] or mapping {a: 0.7, b: 0.3}, as the one string
+    `dataset` holds ("[a:0.7, b:0.3]", read by tasks/mixtures.py), so every stage reads `dataset` as text."""
+    if isinstance(value, dict):
+        value = [f"{k}:{v}" for k, v in value.items()]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return "[" + ", ".join(value) + "]"
+    if not isinstance(value, str):
+        raise ConfigError(f"config key 'dataset' got {value!r}; expected a source, or a mixture [SOURCE:WEIGHT, ...] "
+                          "such as [task:arithmetic:0.7, data.jsonl:0.3]")
+    return value
+
+
+def check_dataset_options(config) -> None:
+    """data_files: a string, a list of strings or {split: string or list}; dataset_columns: {old: new} strings."""
+    files = config.data_files
+    ok = lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v))  # noqa: E731
+    if files is not None and not (ok(files) or (isinstance(files, dict) and files and all(ok(v) for v in files.values()))):
+        raise ConfigError(f"config key 'data_files' got {files!r}; expected a path, a glob, a list of them or "
+                          "{train: ..., test: ...}")
+    columns = config.dataset_columns
+    if columns is not None and not (isinstance(columns, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in columns.items())):
+        raise ConfigError(f"config key 'dataset_columns' got {columns!r}; expected {{old: new}} column names, e.g. "
+                          "{question: prompt, answer: completion}")
 
 
 @dataclass

@@ -162,7 +162,7 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 
 def _generate_records(config: ConstitutionConfig, principles, critique_template, revision_template) -> list[dict]:
-    rows = draw_rows(load_prompt_rows(config.dataset, config.dataset_split, "constitution needs", hint=""),
+    rows = draw_rows(load_prompt_rows(config.dataset, config.dataset_split, "constitution needs", hint="", options=config),
                      config.prompts, config.seed)
     config.check_sft_batch(len(rows), f"dataset={config.dataset}", "add prompts to it")  # fewer rows than prompts=
 

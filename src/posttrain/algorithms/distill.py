@@ -170,7 +170,7 @@ def with_system_prompt(prompt, system: str):
 def load_items(tokenizer, source: str, split: str | None, config: DistillConfig, system: str | None) -> list[dict]:
     """Prompt-completion rows -> {"prompt_ids", "teacher_prompt_ids", "completion_ids", "completion_mask", "index"}:
     SFT's tokenization, with the prompt's tokens split off (and rendered again with the system prompt)."""
-    rows = load_rows(source, split)
+    rows = load_rows(source, split, options=config)
     validate(rows, [PROMPT_COMPLETION], source)
     items = []
     for i, row in enumerate(rows):

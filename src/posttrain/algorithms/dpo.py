@@ -223,7 +223,7 @@ def orient_pairs(examples: list[dict], loss_types: list[str], source: str) -> li
 
 
 def load_examples(tokenizer, source: str, split: str | None, config: DPOConfig, what: str, shard: str | None = None) -> list[dict]:
-    rows = load_rows(source, split)
+    rows = load_rows(source, split, options=config)
     if shard:  # sDPO: this step's slice of the training data
         rows = shard_rows(rows, shard)
     examples, dropped = load_pairs(tokenizer, rows, source, max_length=config.max_length, truncation=config.truncation,

@@ -109,7 +109,7 @@ def grpo_algorithm(config: GRPOConfig, tokenizer, rewards: RewardFunctions) -> O
 def load_prompts(config):
     """Tokenizer, prompt rows and reward functions (None when a reward model scores)."""
     _, tokenizer = start_run(config)
-    rows = load_prompt_rows(config.dataset, config.dataset_split, "online RL needs")
+    rows = load_prompt_rows(config.dataset, config.dataset_split, "online RL needs", options=config)
     rewards = None if getattr(config, "reward_model", None) else RewardFunctions.from_options(config, config.dataset)
     return tokenizer, rows, rewards
 
@@ -119,7 +119,7 @@ def eval_rows(config) -> list[dict]:
     from posttrain.tasks.sources import default_eval_source, load_rows
 
     source = config.eval_dataset or (default_eval_source(config.dataset) if config.eval_steps > 0 else None)
-    return load_rows(source) if source else []
+    return load_rows(source, options=config) if source else []
 
 
 def train_online(config, algorithm: OnlineRL, rows: list[dict], tokenizer, build_model) -> dict:

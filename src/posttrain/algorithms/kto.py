@@ -148,7 +148,7 @@ def _logps(model, batch: dict, prefix: str = "") -> torch.Tensor:
 
 def load_examples(tokenizer, source: str, split: str | None, config: KTOConfig, seed: int) -> list[dict]:
     """Read and tokenize unpaired examples; under loss_type=kto give each its mismatched completion."""
-    examples = load_unpaired(tokenizer, load_rows(source, split), source, max_length=config.max_length, truncation=config.truncation)
+    examples = load_unpaired(tokenizer, load_rows(source, split, options=config), source, max_length=config.max_length, truncation=config.truncation)
     if config.loss_type == "kto":
         assign_kl_completions(examples, seed, config.max_length, source)
     return examples

@@ -105,7 +105,7 @@ def tokenize_row(tokenizer, row: dict, config: PRMConfig, last_step_only: bool, 
 
 
 def load_items(tokenizer, source: str, split: str | None, config: PRMConfig, is_eval: bool = False) -> list[dict]:
-    rows = load_rows(source, split)
+    rows = load_rows(source, split, options=config)
     if not rows:
         raise data_error(source, None, None, "no rows; expected stepwise rows (prompt, completions, labels)")
     last_only = config.train_on_last_step_only and not is_eval

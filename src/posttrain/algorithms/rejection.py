@@ -178,10 +178,10 @@ def run_rejection(config: RejectionConfig) -> dict:
     from posttrain.tasks.sources import default_eval_source, load_rows
 
     run, tokenizer = start_run(config)
-    rows = load_prompt_rows(config.dataset, config.dataset_split, "rejection sampling needs")
+    rows = load_prompt_rows(config.dataset, config.dataset_split, "rejection sampling needs", options=config)
     rewards = RewardFunctions.from_options(config, config.dataset)
     eval_source = config.eval_dataset or default_eval_source(config.dataset)
-    eval_rows = load_rows(eval_source) if config.eval_greedy and eval_source else []
+    eval_rows = load_rows(eval_source, options=config) if config.eval_greedy and eval_source else []
 
     write_config(run, config)
     if config.selection == "threshold" and len(rewards.functions) > 1:

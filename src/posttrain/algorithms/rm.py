@@ -135,7 +135,7 @@ def ranking_items(tokenizer, records: list[dict], source: str, config: RewardCon
 
 def load_items(tokenizer, source: str, split: str | None, config: RewardConfig) -> tuple[list[dict], Counter]:
     """Read pairs or rankings as items; returns (items, dropped counts by reason)."""
-    records = load_rows(source, split)
+    records = load_rows(source, split, options=config)
     if records and detect_format(records, source) == RANKING and config.rankings == "grouped":
         dropped: Counter = Counter()
         return ranking_items(tokenizer, records, source, config, dropped), dropped

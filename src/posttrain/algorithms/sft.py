@@ -13,6 +13,7 @@ examples and no pad token sits inside a row.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -20,8 +21,9 @@ import torch
 from posttrain.config import option
 from posttrain.data.collate import IGNORE_INDEX, collate_rows, pack_examples
 from posttrain.data.formats import LANGUAGE_MODELING, PROMPT_COMPLETION, validate
-from posttrain.data.tokenize import tokenize_rows
-from posttrain.errors import UserError
+from posttrain.data.mapping import map_examples
+from posttrain.data.tokenize import tokenize_example
+from posttrain.errors import ConfigError, UserError
 from posttrain.losses.sft import count_tokens, sft_loss
 from posttrain.models.logprobs import logits_at
 from posttrain.models.packed_attention import use_packed_attention
@@ -36,6 +38,20 @@ class SFTConfig(TrainOptions):
     output_dir: str = output_dir_option("sft")
     completion_only_loss: bool = option(True, "Loss on completion / assistant tokens only; false trains on every token (prompt included).")
     packing: bool = option(False, "Pack several examples into each row of up to max_length tokens (no padding inside a row; attention never crosses examples).")
+    # issue 18: datasets
+    dataset_text_field: str | None = option(None, "TRL's name for the column of plain text to train on (renamed to 'text'); dataset_columns is the general form.")
+    dataset_num_proc: int = option(1, "Processes that tokenize (datasets.Dataset.map); the result is cached under HF_DATASETS_CACHE, keyed by the rows, the tokenizer and the options.")
+    streaming: bool = option(False, "Read the training data lazily (a datasets IterableDataset, shuffled in a buffer with the seed) instead of all up front; needs max_steps, and starts another pass when the data runs out.")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.dataset_num_proc < 1:
+            raise ConfigError(f"config key 'dataset_num_proc' must be >= 1, got {self.dataset_num_proc}")
+        if self.streaming and self.max_steps <= 0:
+            raise ConfigError("streaming=true reads the data lazily, so its length (and an epoch) is unknown: set max_steps "
+                              "(as transformers' Trainer requires); num_epochs is not read")
+        if self.streaming and self.packing:
+            raise ConfigError("streaming=true cannot be combined with packing=true (packing sorts the whole set); drop one")
 
 
 PRESETS: dict[str, dict] = {}
@@ -86,10 +102,16 @@ class SFT(Algorithm):
 
 def load_examples(tokenizer, source: str, split: str | None, config: SFTConfig) -> list[dict]:
     """Read, validate and tokenize a dataset into {"input_ids", "completion_mask"} examples."""
-    rows = load_rows(source, split)
+    rows = load_rows(source, split, options=config)
     validate(rows, [LANGUAGE_MODELING, PROMPT_COMPLETION], source)
-    return tokenize_rows(tokenizer, rows, max_length=config.max_length, truncation=config.truncation,
-                         completion_only=config.completion_only_loss, source=source)
+    return map_examples(example_maker(tokenizer, source, config), rows, num_proc=config.dataset_num_proc)
+
+
+def example_maker(tokenizer, source: str, config: SFTConfig):
+    """`f(row, row_index=i)` -> {"input_ids", "completion_mask"}: picklable, so Dataset.map can fingerprint it
+    and run it in worker processes."""
+    return functools.partial(tokenize_example, tokenizer, max_length=config.max_length, truncation=config.truncation,
+                             completion_only=config.completion_only_loss, source=source)
 
 
 def as_rows(examples: list[dict], config: SFTConfig) -> list[list[dict]]:
@@ -102,8 +124,15 @@ def run_sft(config: SFTConfig) -> dict:
     if config.eval_dataset is None:
         config = dataclasses.replace(config, eval_dataset=default_eval_source(config.dataset))
     _, tokenizer = start_run(config)
-    train_rows = as_rows(load_examples(tokenizer, config.dataset, config.dataset_split, config), config)
-    eval_rows = as_rows(load_examples(tokenizer, config.eval_dataset, None, config), config) if config.eval_dataset else []
     algorithm = SFT(tokenizer.pad_token_id, packing=config.packing)
+    if config.streaming:  # a StepSource that tokenizes rows as the steps read them
+        from posttrain.tasks.streams import StreamingSource, stream_rows
+
+        make = example_maker(tokenizer, config.dataset, config)
+        train_rows = StreamingSource(stream_rows(config.dataset, config.dataset_split, config),
+                                     lambda row, i: [make(row, row_index=i)], algorithm.collate, config)
+    else:
+        train_rows = as_rows(load_examples(tokenizer, config.dataset, config.dataset_split, config), config)
+    eval_rows = as_rows(load_examples(tokenizer, config.eval_dataset, None, config), config) if config.eval_dataset else []
     return train_offline(config, tokenizer=tokenizer, algorithm=algorithm, items=train_rows, eval_items=eval_rows,
                          what="packed rows" if config.packing else "examples")

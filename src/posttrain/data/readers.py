@@ -21,15 +21,19 @@ SCALAR_COLUMNS = ("label", "margin", "b")
 FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
 
 
-def read_records(source: str, split: str | None = None, config: str | None = None) -> list[dict]:
+def read_records(source: str, split: str | None = None, config: str | None = None, data_files=None) -> list[dict]:
     """Rows of `source` as dicts: a .jsonl/.json/.parquet/.csv file, a `save_to_disk` directory or a hub name.
 
     `split` picks a split of a DatasetDict directory, a JSON file shaped {split: [...]} or a hub dataset
-    (default "train"); `config` a hub dataset's configuration (openai/gsm8k's "main").
+    (default "train"), sliced as datasets slices ("train[:1000]", "test[10%:]"); `config` a configuration
+    of a hub dataset (openai/gsm8k's "main") or a local dataset folder; `data_files` (a path, a glob, a
+    list or {split: files}) the files a builder (json, csv, parquet, text) or a dataset folder reads.
     """
     source = str(source)
+    if data_files is not None:
+        return _rows_of(source, _load_dataset(source, split, config, data_files))
     if os.path.isdir(source):
-        return _read_directory(source, split)
+        return _read_directory(source, split, config)
     lower = source.lower()
     if os.path.isfile(source):
         if lower.endswith(".json"):
@@ -50,6 +54,31 @@ def read_records(source: str, split: str | None = None, config: str | None = Non
     if lower.endswith(FILE_SUFFIXES) or source.startswith((".", "/", "~")) or (parent and os.path.isdir(parent)):
         raise data_error(source, None, None, "no such file; check the path")
     return _read_hub(source, split, config)
+
+
+def stream_records(source: str, split: str | None = None, config: str | None = None, data_files=None):
+    """`source` as a `datasets.IterableDataset` read lazily (streaming=true): a file through its builder, a
+    save_to_disk directory (split picked), a local dataset folder, a builder with data_files or a hub name."""
+    source = str(source)
+    builders = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+    if data_files is None and os.path.isfile(source):
+        suffix = os.path.splitext(source)[1].lower()
+        if suffix not in builders:
+            raise data_error(source, None, None, f"unsupported file type; expected one of {', '.join(FILE_SUFFIXES)}")
+        return _load_dataset(builders[suffix], split, None, source, streaming=True)
+    if data_files is None and os.path.isdir(source) and _is_saved_dataset(source):
+        import datasets
+
+        loaded = datasets.load_from_disk(source)
+        if isinstance(loaded, datasets.DatasetDict):
+            name = split or "train"
+            if name not in loaded:
+                raise data_error(source, None, None, f"no split {name!r}; available splits: {', '.join(loaded)}")
+            loaded = loaded[name]
+        return loaded.to_iterable_dataset()
+    if data_files is None and not os.path.isdir(source) and source.lower().endswith(FILE_SUFFIXES):
+        raise data_error(source, None, None, "no such file; check the path")
+    return _load_dataset(source, split, config, data_files, streaming=True)
 
 
 # ----------------------------------------------------------------------------------------------- files
@@ -226,23 +255,33 @@ def _is_saved_dataset(path: str) -> bool:
     )
 
 
-def _read_directory(source: str, split: str | None) -> list[dict]:
+def _read_directory(source: str, split: str | None, config: str | None = None) -> list[dict]:
     import datasets
 
     if _is_saved_dataset(source):
+        if config is not None:
+            raise data_error(source, None, None, f"is a save_to_disk directory, which has no configurations; remove "
+                                                 f"dataset_config={config}")
         try:
             loaded = datasets.load_from_disk(source)
         except Exception as e:
             raise data_error(source, None, None, f"cannot load the save_to_disk directory ({e})") from None
         return _pick_split(source, loaded, split)
+    return _rows_of(source, _load_dataset(source, split, config, None))
+
+
+def _load_dataset(source: str, split: str | None, config: str | None, data_files, streaming: bool = False):
+    """`datasets.load_dataset` of a local folder or a builder name (json, csv, ...) with data_files; its
+    errors (unknown config or split, a file it cannot parse) become one DataError line."""
+    import datasets
+
+    if data_files is not None:
+        _check_data_files(source, data_files)
     try:
-        loaded = datasets.load_dataset(source, split=split or "train")
+        return datasets.load_dataset(source, config, data_files=data_files, split=split or "train", streaming=streaming)
     except Exception as e:
-        raise data_error(
-            source, None, None,
-            f"not a save_to_disk directory and datasets.load_dataset could not read it ({_short(e)})",
-        ) from None
-    return _rows_of(source, loaded)
+        folder = "not a save_to_disk directory and " if os.path.isdir(source) and data_files is None and config is None else ""
+        raise data_error(source, None, None, f"{folder}datasets.load_dataset could not read it ({_short(e)})") from None
 
 
 def _read_hub(source: str, split: str | None, config: str | None = None) -> list[dict]:
@@ -261,14 +300,37 @@ def _read_hub(source: str, split: str | None, config: str | None = None) -> list
     return _rows_of(source, loaded)
 
 
+def _check_data_files(source: str, data_files) -> None:
+    """Each local path or glob of data_files (relative to a folder `source`) must match a file."""
+    import glob
+
+    values = data_files.values() if isinstance(data_files, dict) else [data_files]
+    for value in values:
+        for pattern in [value] if isinstance(value, str) else value:
+            if "://" in pattern:
+                continue
+            where = os.path.join(source, pattern) if os.path.isdir(source) else pattern
+            if not glob.glob(os.path.expanduser(where), recursive=True):
+                raise data_error(source, None, None, f"data_files={data_files!r}: {pattern!r} matches no file; check the "
+                                                     "paths and globs")
+
+
 def _pick_split(source: str, loaded, split: str | None) -> list[dict]:
+    """A split of a save_to_disk dataset, sliced as `datasets` slices a split spec ("train[:1000]")."""
     import datasets
 
+    name = (split or "train").split("[")[0]
     if isinstance(loaded, datasets.DatasetDict):
-        key = split or "train"
-        if key not in loaded:
-            raise data_error(source, None, None, f"no split {key!r}; available splits: {', '.join(loaded)}")
-        loaded = loaded[key]
+        if name not in loaded:
+            raise data_error(source, None, None, f"no split {name!r}; available splits: {', '.join(loaded)}")
+        loaded = loaded[name]
+    if split and "[" in split:
+        try:
+            (part,) = datasets.ReadInstruction.from_spec(split).to_absolute({name: len(loaded)})
+        except Exception as e:
+            raise data_error(source, None, None, f"bad dataset_split {split!r} ({_short(e)}); e.g. train[:1000] or "
+                                                 "train[10%:]") from None
+        loaded = loaded.select(range(part.from_, part.to))
     return _rows_of(source, loaded)
 
 

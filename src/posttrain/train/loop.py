@@ -345,10 +345,10 @@ def train(config, *, build_model, tokenizer, algorithm: Algorithm, source: StepS
     return last
 
 
-def train_offline(config, *, tokenizer, algorithm: Algorithm, items: list, eval_items: list, what: str) -> dict:
-    """`train` over a fixed data set (seeded `OfflineSource` order), starting from `config.model`; the
-    process group is left on the way out, whatever happens."""
-    source = OfflineSource(items, algorithm.collate, config.batch_size, config.gradient_accumulation_steps, config.seed, what=what)
+def train_offline(config, *, tokenizer, algorithm: Algorithm, items: list | StepSource, eval_items: list, what: str) -> dict:
+    """`train` over a fixed data set (seeded `OfflineSource` order) or a StepSource of its own (a stream),
+    starting from `config.model`; the process group is left on the way out, whatever happens."""
+    source = items if isinstance(items, StepSource) else OfflineSource(items, algorithm.collate, config.batch_size, config.gradient_accumulation_steps, config.seed, what=what)
     try:
         return train(config, build_model=lambda: load_model_for(config, device="cpu"),
                      tokenizer=tokenizer, algorithm=algorithm, source=source, eval_items=eval_items)

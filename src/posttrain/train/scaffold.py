@@ -63,15 +63,16 @@ def start_run(config) -> tuple[RunDir, object]:
     return run, load_tokenizer_for(config)
 
 
-def load_prompt_rows(source: str, split: str | None, needs: str, hint: str = REWARD_COLUMNS) -> list[dict]:
+def load_prompt_rows(source: str, split: str | None, needs: str, hint: str = REWARD_COLUMNS, options=None) -> list[dict]:
     """The rows of `source` (split `split`), which a sampling stage reads by their 'prompt' column;
     a ConfigError "SOURCE: {needs} rows with a 'prompt' column{hint}" when there are none, and a
-    DataError naming the row when a later row has no prompt or one that is not text or messages."""
+    DataError naming the row when a later row has no prompt or one that is not text or messages.
+    `options`: the stage config, whose dataset options say how to read (tasks.sources.load_rows)."""
     from posttrain.data.values import check_text
     from posttrain.errors import data_error
     from posttrain.tasks.sources import load_rows
 
-    rows = load_rows(source, split)
+    rows = load_rows(source, split, options=options)
     if not rows or not isinstance(rows[0], dict) or "prompt" not in rows[0]:
         raise ConfigError(f"{source}: {needs} rows with a 'prompt' column{hint}")
     for i, row in enumerate(rows):
