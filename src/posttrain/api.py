@@ -136,12 +136,12 @@ def _option_value(key: str, value, tokenizer) -> Any:
     spec = _data_spec(key, value)
     if spec is not None:
         return spec
-    if is_data_option(key) and not isinstance(value, (str, Path, type(None))):
-        raise ConfigError(f"{key} got {type(value).__name__} {value!r:.60}; expected {DATA_TYPES}")
-    if _is_model(value):
-        return register_object("model", (value, tokenizer if key == "model" else None), type(value).__name__)
     if _is_tokenizer(value):
         raise ConfigError(f"{key} got a tokenizer object; pass it as tokenizer= (or processing_class=) with a model object")
+    if _is_model(value) and not is_data_option(key):
+        return register_object("model", (value, tokenizer if key == "model" else None), type(value).__name__)
+    if is_data_option(key) and not isinstance(value, (str, Path, type(None))):
+        raise ConfigError(f"{key} got {type(value).__name__} {value!r:.60}; expected {DATA_TYPES}")
     if isinstance(value, (list, tuple)):
         return [_option_value(key, v, None) if not callable(v) or _is_model(v) else function_spec(v) for v in value]
     if callable(value):

@@ -51,7 +51,9 @@ def register_object(kind: str, obj: object, label: str | None = None) -> str:
     """The spec "python:KIND/LABEL-N" under which `obj` is kept for this process (the same object keeps its
     spec); LABEL defaults to the object's type name."""
     for spec, held in _objects.items():
-        if held is obj and spec.startswith(f"{OBJECT_PREFIX}{kind}/"):
+        same = held is obj or (isinstance(held, tuple) and isinstance(obj, tuple) and len(held) == len(obj)
+                               and all(x is y for x, y in zip(held, obj)))
+        if same and spec.startswith(f"{OBJECT_PREFIX}{kind}/"):
             return spec
     spec = f"{OBJECT_PREFIX}{kind}/{label or type(obj).__name__}-{len(_objects) + 1}"
     _objects[spec] = obj
