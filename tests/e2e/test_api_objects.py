@@ -23,13 +23,16 @@ def config_of(run) -> dict:
 
 def test_a_dataset_object_trains_sft_as_the_same_rows_in_a_file(tiny_llama, tmp_path):
     rows = sft_rows(16)
-    posttrain.sft(model=tiny_llama, dataset=datasets.Dataset.from_list(rows), output_dir=str(tmp_path / "obj"), **SFT)
+    posttrain.sft(model=tiny_llama, dataset=datasets.Dataset.from_list(rows), output_dir=str(tmp_path / "obj"), save_steps=2, **SFT)
     posttrain.sft(model=tiny_llama, dataset=write_jsonl(tmp_path / "rows.jsonl", rows), output_dir=str(tmp_path / "file"), **SFT)
     copy = tmp_path / "obj" / "data" / "dataset.jsonl"
     assert config_of(tmp_path / "obj")["dataset"] == str(copy)  # the run is reproducible from the CLI
     assert [json.loads(line) for line in copy.read_text().splitlines()] == rows
     assert without_timing(read_metrics(tmp_path / "obj")) == without_timing(read_metrics(tmp_path / "file"))
     assert [r["step"] for r in read_metrics(tmp_path / "obj")] == [1, 2]
+    # later, from config.yaml alone (what `posttrain sft config=... resume=true max_steps=3` reads)
+    posttrain.run(posttrain.config_for("sft", tmp_path / "obj" / "config.yaml", resume=True, max_steps=3))
+    assert [r["step"] for r in read_metrics(tmp_path / "obj")] == [1, 2, 3]
 
 
 def test_a_list_of_dicts_trains_dpo(tiny_llama, tmp_path):
@@ -48,6 +51,9 @@ class Recorder(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.calls.append(("begin", state.global_step, state.max_steps, args.output_dir))
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.calls.append(("step_begin", state.global_step))
 
     def on_step_end(self, args, state, control, **kwargs):
         self.calls.append(("step_end", state.global_step))
@@ -79,27 +85,30 @@ def test_a_model_and_tokenizer_object_train_in_place_and_callbacks_see_each_step
     evals = {r["step"]: r["eval_loss"] for r in logged if "eval_loss" in r}
     assert recorder.calls == [
         ("begin", 0, 3, str(out)),
-        ("step_end", 1), ("log", 1, logged[0]["loss"]),
-        ("step_end", 2), ("evaluate", 2, evals[2]), ("log", 2, logged[1]["loss"]), ("save", 2),
-        ("step_end", 3), ("evaluate", 3, evals[3]), ("log", 3, logged[2]["loss"]), ("save", 3),
+        ("step_begin", 0), ("step_end", 1), ("log", 1, logged[0]["loss"]),
+        ("step_begin", 1), ("step_end", 2), ("evaluate", 2, evals[2]), ("log", 2, logged[1]["loss"]), ("save", 2),
+        ("step_begin", 2), ("step_end", 3), ("evaluate", 3, evals[3]), ("log", 3, logged[2]["loss"]), ("save", 3),
         ("end", 3, 3, True),
     ]
 
 
 class StopAfter(TrainerCallback):
-    def __init__(self, step: int):
-        self.step = step
+    """Given as a class, as transformers also takes callbacks."""
 
     def on_step_end(self, args, state, control, **kwargs):
-        control.should_training_stop = state.global_step >= self.step
+        control.should_training_stop = state.global_step >= 2
 
 
 def test_should_training_stop_ends_the_run_cleanly(tiny_llama, tmp_path):
     out = tmp_path / "stop"
-    metrics = posttrain.sft(model=tiny_llama, dataset=sft_rows(16), callbacks=[StopAfter(2)], output_dir=str(out),
-                            **{**SFT, "max_steps": 5, "logging_steps": 4})
+    splits = datasets.DatasetDict({"train": datasets.Dataset.from_list([{"text": "unused"}]),
+                                   "test": datasets.Dataset.from_list(sft_rows(16))})
+    metrics = posttrain.sft(model=tiny_llama, dataset=splits, dataset_split="test", callbacks=[StopAfter],
+                            output_dir=str(out), **{**SFT, "max_steps": 5, "logging_steps": 4})
     assert [r["step"] for r in read_metrics(out)] == [2] and metrics["step"] == 2  # the stopping step is logged
     assert (out / "final" / "config.json").is_file()
+    assert config_of(out)["dataset"] == str(out / "data" / "dataset")  # a DatasetDict keeps its splits on disk
+    assert (out / "data" / "dataset" / "dataset_dict.json").is_file()
 
 
 def test_transformers_early_stopping_callback_stops_on_eval_loss(tiny_llama, tmp_path):

@@ -1,6 +1,8 @@
 """transformers' TrainerCallback hooks around the one training loop (the Python API's `callbacks=`).
 
-Each hook is called as transformers calls it, `hook(args, state, control, **kwargs)`: `state` is a real
+The loop calls on_train_begin, then per optimizer step on_step_begin, on_step_end, on_evaluate (when it
+evaluates), on_log (when it logs) and on_save (when it saves a checkpoint), and on_train_end once final/
+is written. Each is called as transformers calls it, `hook(args, state, control, **kwargs)`: `state` is a real
 `TrainerState` (global_step, max_steps, epoch, log_history, best_metric), `control` a `TrainerControl`,
 and `args` the run's config with the TrainingArguments names a callback reads added (output_dir,
 logging_steps, metric_for_best_model="eval_loss", ...). Setting `control.should_training_stop` stops the
@@ -20,7 +22,6 @@ from types import SimpleNamespace
 
 _active: ContextVar["Callbacks | None"] = ContextVar("posttrain_callbacks", default=None)
 
-HOOKS = ("on_train_begin", "on_step_end", "on_evaluate", "on_log", "on_save", "on_train_end")
 
 
 @contextmanager
@@ -57,14 +58,15 @@ class Callbacks:
         self.callbacks = callbacks
         self.args = self.state = self.control = None
 
-    def begin(self, config, total_steps: int, start: int, model, tokenizer) -> None:
+    def begin(self, config, total_steps: int, start: int, **kwargs) -> None:
+        """on_train_begin; `kwargs` (model, processing_class, optimizer, lr_scheduler) go to every hook."""
         from transformers import TrainerControl, TrainerState
 
         self.args = training_args(config)
         self.state = TrainerState(max_steps=total_steps, global_step=start, logging_steps=config.logging_steps,
                                   eval_steps=config.eval_steps, save_steps=config.save_steps)
         self.control = TrainerControl()
-        self.kwargs = {"model": model, "processing_class": tokenizer, "tokenizer": tokenizer}
+        self.kwargs = {**kwargs, "tokenizer": kwargs.get("processing_class")}
         self.call("on_train_begin")
 
     def call(self, hook: str, **kwargs) -> None:

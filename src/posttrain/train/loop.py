@@ -280,7 +280,7 @@ def train(config, *, build_model, tokenizer, algorithm: Algorithm, source: StepS
     stop_after = int(os.environ.get(STOP_ENV, "0") or 0)
     hooks = callbacks.active()  # TrainerCallbacks given to the Python API
     if hooks:
-        hooks.begin(config, total_steps, start, model, tokenizer)
+        hooks.begin(config, total_steps, start, model=model, processing_class=tokenizer, optimizer=optimizer, lr_scheduler=scheduler)
 
     def save(step: int) -> Path:
         trainer_state = {"scheduler": scheduler.state_dict(), "source": source.state_dict(),
@@ -293,6 +293,8 @@ def train(config, *, build_model, tokenizer, algorithm: Algorithm, source: StepS
     with StopSignals() as signals:
         for step in range(start + 1, total_steps + 1):
             began = time.perf_counter()
+            if hooks:
+                hooks.call("on_step_begin")
             metrics, tokens, stepped = train_step(model, algorithm, source.next_step(step - 1), optimizer, scheduler, precision, config, info.device)
             num_tokens += tokens
             algorithm_log = algorithm.after_step(model, step, metrics)
