@@ -118,3 +118,16 @@ def test_transformers_early_stopping_callback_stops_on_eval_loss(tiny_llama, tmp
     posttrain.sft(model=tiny_llama, dataset=sft_rows(16), eval_dataset=sft_rows(4, seed=1), eval_steps=1,
                   callbacks=[stopper], output_dir=str(out), **{**SFT, "max_steps": 5})
     assert [r["step"] for r in read_metrics(out)] == [1, 2] and (out / "final" / "config.json").is_file()
+
+
+def test_a_peft_model_object_trains_its_own_adapters(tiny_llama, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    posttrain.sft(model=model, tokenizer=AutoTokenizer.from_pretrained(tiny_llama), dataset=sft_rows(8),
+                  output_dir=str(tmp_path / "lora"), **{**SFT, "max_steps": 1})
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(before[k], v)}
+    assert changed and all("lora_B" in k for k in changed)  # only the adapters moved (lora_B starts at zero)
+    merged = final_weights(tmp_path / "lora")  # final/ holds the merged weights plain transformers loads
+    assert "model.layers.0.self_attn.q_proj.weight" in merged and not any("lora" in k for k in merged)

@@ -67,3 +67,21 @@ def test_rows_the_stage_cannot_read_leave_no_data_copy(tiny_llama, tmp_path):
     with pytest.raises(DataError):
         posttrain.sft(model=tiny_llama, dataset=[{"question": "no prompt or text"}], output_dir=str(tmp_path / "run"), device="cpu")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_callback_that_raises_is_one_line_naming_it(tiny_llama, tmp_path):
+    from transformers import EarlyStoppingCallback
+
+    with pytest.raises(UserError, match="callback EarlyStoppingCallback.on_train_begin raised AssertionError: "
+                                        "EarlyStoppingCallback requires IntervalStrategy .*eval_steps > 0"):
+        posttrain.sft(model=tiny_llama, dataset=sft_rows(4), eval_steps=0, callbacks=[EarlyStoppingCallback],
+                      output_dir=str(tmp_path / "run"), max_steps=1, device="cpu")
+
+
+def test_a_reward_model_object_must_have_a_score_head(tiny_llama, tmp_path):
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    with pytest.raises(UserError, match="model: a reward model object is a \\*ForSequenceClassification model with "
+                                        "num_labels=1, got LlamaForCausalLM"):
+        posttrain.rm(model=model, dataset=[{"prompt": "p", "chosen": "a", "rejected": "b"}], batch_size=1, output_dir=str(tmp_path / "rm"),
+                     device="cpu")
+    assert not (tmp_path / "rm").exists()

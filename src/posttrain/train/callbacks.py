@@ -15,10 +15,14 @@ so every stage that trains gets them without passing them through.
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict
 from types import SimpleNamespace
+
+import posttrain.ranks as ranks
+from posttrain.errors import UserError
 
 _active: ContextVar["Callbacks | None"] = ContextVar("posttrain_callbacks", default=None)
 
@@ -64,16 +68,24 @@ class Callbacks:
 
         self.args = training_args(config)
         self.state = TrainerState(max_steps=total_steps, global_step=start, logging_steps=config.logging_steps,
-                                  eval_steps=config.eval_steps, save_steps=config.save_steps)
+                                  eval_steps=config.eval_steps, save_steps=config.save_steps,
+                                  is_world_process_zero=ranks.is_main(), is_local_process_zero=int(os.environ.get("LOCAL_RANK", "0")) == 0)
         self.control = TrainerControl()
         self.kwargs = {**kwargs, "tokenizer": kwargs.get("processing_class")}
         self.call("on_train_begin")
 
     def call(self, hook: str, **kwargs) -> None:
+        """Every callback's `hook`; one that raises stops the run with one line naming it (as a reward function)."""
         for callback in self.callbacks:
             fn = getattr(callback, hook, None)
-            if fn is not None:
+            if fn is None:
+                continue
+            try:
                 fn(self.args, self.state, self.control, **self.kwargs, **kwargs)
+            except Exception as exc:
+                hint = (" (args.eval_strategy is 'steps' when eval_steps > 0, metric_for_best_model is eval_loss)"
+                        if hook == "on_train_begin" else "")
+                raise UserError(f"callback {type(callback).__name__}.{hook} raised {type(exc).__name__}: {exc}{hint}") from exc
 
     def step_end(self, step: int, epoch: float | None) -> None:
         self.state.global_step, self.state.epoch = step, epoch
