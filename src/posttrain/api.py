@@ -16,20 +16,36 @@ in this Python process only (not under torchrun or in a fresh process that resum
 
 Stage functions are named after their stage, except where a `posttrain` submodule already has the
 name: `eval` is `evaluate` (posttrain.eval is a package) and `quickstart` is `run_quickstart`.
+Objects stand where a stage reads data or a model (docs/python_api.md):
+- data options (`dataset`, `eval_dataset`, `ptx_dataset`, `samples`) take a `datasets.Dataset`, a
+  `DatasetDict` (split picked by dataset_split) or a list of dicts. A training stage in one process writes
+  them to output_dir/data/OPTION.jsonl (a DatasetDict to a save_to_disk directory there) once the config
+  is checked, and config.yaml points at that copy, so the run resumes from the CLI too. Elsewhere (other
+  stages, under torchrun, rows JSON cannot hold) the object is kept in this process as
+  "python:dataset/NAME". An `IterableDataset` is refused: materialize the rows you want first.
+- model options take a model object (PreTrainedModel, PeftModel), trained in place as TRL does, with
+  `tokenizer=` (or `processing_class=`) its tokenizer object; config.yaml records "python:model/NAME".
+- `callbacks=[...]` are transformers TrainerCallbacks called by the training loop (train/callbacks.py).
+Anything else that is not a plain value is a ConfigError naming the option and the types it takes.
+
 This module imports neither torch nor transformers; each stage's module is imported when it runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
+import os
 import re
+import shutil
 import sys
 import tempfile
 import types
 from pathlib import Path
 from typing import Any, Callable
 
+from posttrain.callables import is_object_spec, python_object, register_object
 from posttrain.errors import ConfigError, UserError
 from posttrain.stages import STAGES, get_stage, preset_values, stage_of_config
 
@@ -78,27 +94,159 @@ def _specs(value: Any) -> Any:
     return function_spec(value) if callable(value) else value
 
 
-def config_for(stage: str, config: str | Path | None = None, *, preset: str | None = None, **options):
-    """The typed config of `stage` from defaults < preset < YAML file `config` < `options`."""
+# ----------------------------------------------------------------------------------- objects as options
+
+PLAIN = (str, Path, int, float, bool, dict, type(None))
+DATA_TYPES = "a file/directory/hub name/task:NAME string, a datasets.Dataset or DatasetDict, or a list of dicts"
+
+
+def is_data_option(key: str) -> bool:
+    return key in ("dataset", "samples") or key.endswith("_dataset")
+
+
+def _is_model(value) -> bool:
+    torch = sys.modules.get("torch")  # no torch imported: the value cannot be a model
+    return torch is not None and isinstance(value, torch.nn.Module)
+
+
+def _is_tokenizer(value) -> bool:
+    transformers = sys.modules.get("transformers")
+    return transformers is not None and isinstance(value, (transformers.PreTrainedTokenizerBase, transformers.ProcessorMixin))
+
+
+def _data_spec(key: str, value) -> str | None:
+    """The spec of a data object for option `key`; None when `value` is no data object."""
+    datasets = sys.modules.get("datasets")
+    if datasets is not None and isinstance(value, (datasets.IterableDataset, datasets.IterableDatasetDict)):
+        raise ConfigError(f"{key}: an IterableDataset may never end, and posttrain reads a finite set of rows; pass "
+                          f"list(ds.take(N)) or a Dataset, or the hub name (with streaming where the stage reads it)")
+    is_data = (datasets is not None and isinstance(value, (datasets.Dataset, datasets.DatasetDict))) or (
+        isinstance(value, list) and value and all(isinstance(row, dict) for row in value))
+    if not is_data:
+        return None
+    if not is_data_option(key):
+        raise ConfigError(f"{key} got a data set ({type(value).__name__}); data objects go to dataset, eval_dataset, "
+                          "ptx_dataset or samples")
+    return register_object("dataset", value)
+
+
+def _option_value(key: str, value, tokenizer) -> Any:
+    """An API value as a config value: objects become spec strings; an object of a type no option takes
+    is a ConfigError naming the option, the type and what it takes (never its str())."""
+    spec = _data_spec(key, value)
+    if spec is not None:
+        return spec
+    if _is_tokenizer(value):
+        raise ConfigError(f"{key} got a tokenizer object; pass it as tokenizer= (or processing_class=) with a model object")
+    if _is_model(value) and not is_data_option(key):
+        return register_object("model", (value, tokenizer if key == "model" else None), type(value).__name__)
+    if is_data_option(key) and not isinstance(value, (str, Path, type(None))):
+        raise ConfigError(f"{key} got {type(value).__name__} {value!r:.60}; expected {DATA_TYPES}")
+    if isinstance(value, (list, tuple)):
+        return [_option_value(key, v, None) if not callable(v) or _is_model(v) else function_spec(v) for v in value]
+    if callable(value):
+        return function_spec(value)
+    if not isinstance(value, PLAIN):
+        raise ConfigError(f"{key} got an object of type {type(value).__name__}, which no option takes; expected a string, "
+                          "number, list or dict (a function where the option takes a function spec, a model object for a "
+                          f"model option, {DATA_TYPES} for a data option)")
+    return value
+
+
+def _object_values(options: dict, tokenizer) -> dict:
+    values = {key: _option_value(key, value, tokenizer) for key, value in options.items()}
+    models = [v for v in values.values() if is_object_spec(v) and v.startswith("python:model/")]
+    if len(models) != len(set(models)):
+        raise ConfigError("the same model object is given to two options; pass a copy (copy.deepcopy) to the second")
+    if tokenizer is not None:
+        if not _is_tokenizer(tokenizer):
+            raise ConfigError(f"tokenizer got {type(tokenizer).__name__}; expected a transformers tokenizer or processor object")
+        if not _is_model(options.get("model")):
+            raise ConfigError("tokenizer= goes with a model object; with model= a name or directory the tokenizer is "
+                              "loaded from there (chat_template= sets another template)")
+    elif _is_model(options.get("model")) and not getattr(options["model"].config, "name_or_path", ""):
+        raise ConfigError("model is an object with no config.name_or_path to load its tokenizer from; pass tokenizer=")
+    return values
+
+
+def config_for(stage: str, config: str | Path | None = None, *, preset: str | None = None, tokenizer=None,
+               processing_class=None, **options):
+    """The typed config of `stage` from defaults < preset < YAML file `config` < `options`. Options may
+    hold objects (data sets, models, functions); `tokenizer` (TRL: `processing_class`) goes with a model object."""
     from posttrain.config import build_config, read_yaml
 
     config_cls = get_stage(stage).config_class
     values: dict[str, Any] = preset_values(stage, preset)
     if config is not None:
         values.update(read_yaml(config))
-    values.update({key: _specs(value) for key, value in options.items()})
+    values.update(_object_values(options, tokenizer if tokenizer is not None else processing_class))
     return build_config(config_cls, values)
 
 
-def run(stage_config) -> dict:
+def _data_to_run_dir(config) -> tuple[Any, list[Path]]:
+    """A training stage's data objects written to output_dir/data/ (the config, checked, now points there),
+    so that config.yaml reproduces the run; (the config, the paths written). Nothing is written for other
+    stages, under torchrun (each process keeps its objects) or rows JSON cannot hold."""
+    keys = [f.name for f in dataclasses.fields(config) if is_data_option(f.name) and is_object_spec(getattr(config, f.name))]
+    if not keys or not all(hasattr(config, k) for k in ("output_dir", "resume", "overwrite_output_dir")) \
+            or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return config, []
+    from posttrain.data.sources import write_jsonl
+    from posttrain.train.rundir import check_run_dir
+
+    data_dir = check_run_dir(config).root / "data"  # an earlier run in the way is refused before anything is written
+    changes, written = {}, []
+    for key in keys:
+        value = python_object(getattr(config, key), key)
+        if not isinstance(value, list) and hasattr(value, "keys"):  # a DatasetDict keeps its splits
+            target = data_dir / key
+            shutil.rmtree(target, ignore_errors=True)
+            value.save_to_disk(str(target))
+        else:
+            rows = value if isinstance(value, list) else value.to_list()
+            try:
+                json.dumps(rows)
+            except (TypeError, ValueError):  # images, bytes, ...: keep the object in this process
+                continue
+            target = data_dir / f"{key}.jsonl"
+            data_dir.mkdir(parents=True, exist_ok=True)
+            write_jsonl(target, rows)
+        changes[key] = str(target)
+        written.append(target)
+    return dataclasses.replace(config, **changes), written
+
+
+def _remove_written(config, written: list[Path]) -> None:
+    """A run that failed before writing config.yaml leaves no data copies behind (nor the directories they made)."""
+    root = Path(config.output_dir)
+    if not written or (root / "config.yaml").exists():
+        return
+    for path in written:
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    for folder in (root / "data", root):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
+def run(stage_config, *, callbacks: list | None = None) -> dict:
     """Run a stage from its config (as built by `config_for`); returns what the stage returns:
-    the final logged metrics for training stages, the report for eval."""
+    the final logged metrics for training stages, the report for eval. `callbacks` are
+    transformers TrainerCallbacks (instances or classes) the training loop calls."""
+    from posttrain.report.model_card import run_stage
+    from posttrain.train.callbacks import using_callbacks
+
     spec = stage_of_config(stage_config)
     if spec is None:
         raise ConfigError(f"run() takes a stage config from posttrain.config_for(...), got {type(stage_config).__name__}")
-    from posttrain.report.model_card import run_stage
-
-    return run_stage(spec, stage_config)  # final/README.md, and the push with push_to_hub=true
+    if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+        raise ConfigError(f"callbacks got {type(callbacks).__name__}; expected a list of transformers TrainerCallback objects")
+    stage_config, written = _data_to_run_dir(stage_config)
+    try:
+        with using_callbacks(list(callbacks or [])):
+            return run_stage(spec, stage_config)  # final/README.md, and the push with push_to_hub=true
+    except BaseException:
+        _remove_written(stage_config, written)
+        raise
 
 
 def stage_help(stage: str) -> str:
@@ -109,14 +257,16 @@ def stage_help(stage: str) -> str:
 
 
 def _stage_function(stage: str) -> Callable[..., dict]:
-    def run_this_stage(config: str | Path | None = None, *, preset: str | None = None, **options) -> dict:
-        return run(config_for(stage, config, preset=preset, **options))
+    def run_this_stage(config: str | Path | None = None, *, preset: str | None = None, callbacks: list | None = None,
+                       **options) -> dict:
+        return run(config_for(stage, config, preset=preset, **options), callbacks=callbacks)
 
     run_this_stage.__name__ = run_this_stage.__qualname__ = function_name(stage)
     run_this_stage.__doc__ = (
         f"{STAGES[stage].description}\n\nKeyword arguments are the options of `posttrain {stage}` "
         f"(posttrain.stage_help({stage!r}) lists them); `preset=` applies a named preset, `config=` reads a "
-        "YAML file first. Returns the stage's final metrics (or report).")
+        "YAML file first; `callbacks=` takes transformers TrainerCallbacks, `tokenizer=` a tokenizer object for a "
+        "model object. Returns the stage's final metrics (or report).")
     return run_this_stage
 
 

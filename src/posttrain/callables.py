@@ -37,3 +37,38 @@ def load_callable(ref: str) -> Callable:
     if not callable(fn):
         raise UserError(f"'{name}' in {target} is not a function; expected f(prompts, completions, **columns) -> list[float]")
     return fn
+
+
+# ------------------------------------------------------------------------ objects given to the API
+
+# Data sets, models and tokenizers passed to the Python API as objects live here, by name, for this
+# process only; a config holds the spec "python:KIND/NAME" in their place (config.yaml says so).
+OBJECT_PREFIX = "python:"
+_objects: dict[str, object] = {}
+
+
+def register_object(kind: str, obj: object, label: str | None = None) -> str:
+    """The spec "python:KIND/LABEL-N" under which `obj` is kept for this process (the same object keeps its
+    spec); LABEL defaults to the object's type name."""
+    for spec, held in _objects.items():
+        same = held is obj or (isinstance(held, tuple) and isinstance(obj, tuple) and len(held) == len(obj)
+                               and all(x is y for x, y in zip(held, obj)))
+        if same and spec.startswith(f"{OBJECT_PREFIX}{kind}/"):
+            return spec
+    spec = f"{OBJECT_PREFIX}{kind}/{label or type(obj).__name__}-{len(_objects) + 1}"
+    _objects[spec] = obj
+    return spec
+
+
+def is_object_spec(value) -> bool:
+    return isinstance(value, str) and value.startswith(OBJECT_PREFIX)
+
+
+def python_object(spec: str, option: str):
+    """The object a spec names; a UserError when this process holds none (a fresh process: torchrun, a
+    resume from the CLI), naming `option` and the fix."""
+    if spec not in _objects:
+        raise UserError(f"{option}={spec} names a Python object given to posttrain's API in another process, which this "
+                        "process cannot see; pass a file, directory or hub name instead (save a data set with "
+                        "to_json/save_to_disk, a model with save_pretrained)")
+    return _objects[spec]

@@ -11,6 +11,7 @@ import io
 import json
 import os
 
+from posttrain.callables import is_object_spec, python_object
 from posttrain.errors import DataError, data_error
 
 # Columns whose CSV cells may hold JSON lists (conversations, completions, rankings).
@@ -30,6 +31,8 @@ def read_records(source: str, split: str | None = None, config: str | None = Non
     list or {split: files}) the files a builder (json, csv, parquet, text) or a dataset folder reads.
     """
     source = str(source)
+    if is_object_spec(source):  # a data set or list of rows given to the Python API
+        return _rows_of_object(source, python_object(source, "dataset"), split)
     if data_files is not None:
         return _rows_of(source, _load_dataset(source, split, config, data_files))
     if os.path.isdir(source):
@@ -332,6 +335,14 @@ def _pick_split(source: str, loaded, split: str | None) -> list[dict]:
                                                  "train[10%:]") from None
         loaded = loaded.select(range(part.from_, part.to))
     return _rows_of(source, loaded)
+
+
+def _rows_of_object(source: str, value, split: str | None) -> list[dict]:
+    if isinstance(value, list):  # rows as dicts (the API checked the type)
+        if not value:
+            raise data_error(source, None, None, "the list has no rows; expected at least one")
+        return list(value)
+    return _pick_split(source, value, split)
 
 
 def _rows_of(source: str, dataset) -> list[dict]:

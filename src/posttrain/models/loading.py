@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from posttrain import hub
+from posttrain.callables import is_object_spec, python_object
 from posttrain.errors import UserError
 
 # Used when a tokenizer ships without a chat template (e.g. GPT-2). The assistant turn ends with
@@ -31,6 +32,10 @@ def resolve_model_path(name: str, option: str = "model", hint: str | None = None
     (default: the choices of a causal LM)."""
     from posttrain.embedded import SHIPPED
 
+    if is_object_spec(name):  # an object from the Python API reached a loader that reads directories only
+        python_object(name, option)
+        raise UserError(f"{option}: a model object is taken only where a causal LM is loaded; save it with "
+                        f"save_pretrained and pass {option}= the directory")
     if name in SHIPPED:
         return str(SHIPPED[name])
     path = Path(name).expanduser()
@@ -86,6 +91,11 @@ def load_tokenizer(name: str, chat_template: str | None = None, trust_remote_cod
                    hint: str | None = None):
     from transformers import AutoTokenizer
 
+    if is_object_spec(name):  # a model object from the Python API: its tokenizer object, or the one saved with it
+        model, tok = python_object(name, option)
+        if tok is None:
+            return load_tokenizer(model.config.name_or_path, chat_template, trust_remote_code, option, hint)
+        return _prepare_tokenizer(tok, chat_template)
     path = resolve_model_path(name, option, hint)
     if adapter_base(path) and not (Path(path) / "tokenizer_config.json").is_file():  # an adapter saved without its tokenizer
         path = resolve_model_path(adapter_base(path), f"{option}'s adapter base")
@@ -93,6 +103,11 @@ def load_tokenizer(name: str, chat_template: str | None = None, trust_remote_cod
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise _hub_error(name, exc, option) from None
+    return _prepare_tokenizer(tok, chat_template)
+
+
+def _prepare_tokenizer(tok, chat_template: str | None):
+    """A chat template (the file `chat_template`, else the tokenizer's, else ours) and a pad token."""
     if chat_template:
         template_path = Path(chat_template)
         if not template_path.is_file():
@@ -113,6 +128,8 @@ def load_causal_lm(name: str, dtype: str = "float32", device: str | torch.device
     applies the adapter: merged into the base, or kept as a trainable peft model with `keep_adapter`."""
     from transformers import AutoModelForCausalLM
 
+    if is_object_spec(name):  # a model object from the Python API: trained in place, in its own dtype (as TRL)
+        return python_object(name, option)[0].to(device)
     path = resolve_model_path(name, option, hint)
     if adapter_base(path):
         return with_adapter(path, lambda base, opt: load_causal_lm(base, dtype, device, trust_remote_code, opt, **pretrained),

@@ -69,8 +69,15 @@ def load_reward_model(name: str, pad_token_id: int | None, dtype: str = "float32
     """
     from transformers import AutoModelForSequenceClassification
 
+    from posttrain.callables import is_object_spec, python_object
     from posttrain.models.loading import DTYPES, _hub_error, adapter_base, resolve_model_path, with_adapter
 
+    if is_object_spec(name):  # a reward model object given to the Python API, used (and trained) as it is
+        model = python_object(name, option)[0]
+        if not hasattr(model, "score"):
+            raise UserError(f"{option}: a reward model object is a *ForSequenceClassification model with num_labels=1, "
+                            f"got {type(model).__name__}; or pass the directory of a causal LM, which gets a new score head")
+        return _loaded(model, pad_token_id, pooling, device)
     path = resolve_model_path(name, option, hint)
     if adapter_base(path):
         def load_base(base: str, opt: str):
@@ -86,6 +93,11 @@ def load_reward_model(name: str, pad_token_id: int | None, dtype: str = "float32
             raise UserError(f"transformers has no sequence-classification version of {name}'s architecture; "
                             "a reward model needs one (Llama, Qwen2, Mistral, GPT-2, ...)") from None
         raise _hub_error(name, exc, option) from None
+    return _loaded(model, pad_token_id, pooling, device)
+
+
+def _loaded(model, pad_token_id: int | None, pooling: str | None, device):
+    """A reward model with its score head checked, pad token and pooling recorded, on `device`."""
     if not hasattr(model, "score"):
         raise UserError(f"{type(model).__name__} has no `score` head; reward models need a causal-LM backbone")
     config = model.config.get_text_config()

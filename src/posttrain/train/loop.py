@@ -36,7 +36,7 @@ from posttrain.data.steps import Algorithm, OfflineSource, StepSource  # noqa: F
 from posttrain.errors import DataError, Interrupted
 from posttrain.models.hardware import is_quantized, prepare_quantized
 from posttrain.models.loading import apply_lora, is_peft, save_model
-from posttrain.train import distributed
+from posttrain.train import callbacks, distributed
 from posttrain.train.checkpoint import latest_checkpoint, load_checkpoint, remove_partial, save_checkpoint
 from posttrain.train.faults import NonFiniteSteps, StopSignals, rank0_write
 from posttrain.train.metrics import MetricsWindow, MetricsWriter, truncate_metrics
@@ -284,6 +284,9 @@ def train(config, *, build_model, tokenizer, algorithm: Algorithm, source: StepS
     window, num_tokens, last = MetricsWindow(state.get("window")), state.get("num_tokens", 0.0), {}
     nonfinite = NonFiniteSteps(config.max_nonfinite_steps, state.get("nonfinite"))
     stop_after = int(os.environ.get(STOP_ENV, "0") or 0)
+    hooks = callbacks.active()  # TrainerCallbacks given to the Python API
+    if hooks:
+        hooks.begin(config, total_steps, start, model=model, processing_class=tokenizer, optimizer=optimizer, lr_scheduler=scheduler)
 
     def save(step: int) -> Path:
         trainer_state = {"scheduler": scheduler.state_dict(), "source": source.state_dict(),
@@ -297,6 +300,8 @@ def train(config, *, build_model, tokenizer, algorithm: Algorithm, source: StepS
     with StopSignals() as signals:
         for step in range(start + 1, total_steps + 1):
             began = time.perf_counter()
+            if hooks:
+                hooks.call("on_step_begin")
             metrics, tokens, stepped = train_step(model, algorithm, source.next_step(step - 1), optimizer, scheduler, precision, config, info.device)
             num_tokens += tokens
             algorithm_log = algorithm.after_step(model, step, metrics)
@@ -305,29 +310,47 @@ def train(config, *, build_model, tokenizer, algorithm: Algorithm, source: StepS
             window.add({**(metrics if stepped else {}), "nonfinite": float(not stepped), **source.metrics()}, tokens, time.perf_counter() - began)
             if not stepped:
                 writer.warn(nonfinite.warning(step, metrics))
-            record = {}
-            if _due(step, config.logging_steps) or step == total_steps or nonfinite.exhausted:
-                record = window.pop()
-                record.update(lr=metrics["lr"], num_tokens=int(num_tokens), nonfinite_steps=nonfinite.total, **algorithm_log)
+
+            def window_record() -> dict:
+                out = {**window.pop(), "lr": metrics["lr"], "num_tokens": int(num_tokens), "nonfinite_steps": nonfinite.total, **algorithm_log}
                 if source.steps_per_epoch:
-                    record["epoch"] = step / source.steps_per_epoch
+                    out["epoch"] = step / source.steps_per_epoch
+                return out
+
+            if hooks:
+                hooks.step_end(step, step / source.steps_per_epoch if source.steps_per_epoch else None)
+            last_step = step == total_steps or bool(hooks and hooks.should_stop)  # a callback may end the run here
+            record = window_record() if _due(step, config.logging_steps) or last_step or nonfinite.exhausted else {}
+            windowed = bool(record)
             if nonfinite.exhausted:  # no eval, no checkpoint: the last checkpoint stays the last good one
                 writer.log({"step": step, **record})
                 writer.close()
                 raise nonfinite.error(step, total_steps, metrics, latest_checkpoint(run.checkpoints))
-            if _due(step, config.eval_steps) or step == total_steps:
+            if _due(step, config.eval_steps) or last_step:
                 if evals:
-                    record.update(evaluate(model, algorithm, evals, precision, info.device))
+                    scores = evaluate(model, algorithm, evals, precision, info.device)
+                    record.update(scores)
+                    if hooks:
+                        hooks.evaluate(scores)
                 record.update(algorithm.evaluate_by_generation(model))
+                if hooks and hooks.should_stop and not last_step:  # on_evaluate ended the run: log this step whole
+                    last_step, record = True, {**(window_record() if not windowed else {}), **record}
             if record:
                 last = {"step": step, **record}
                 writer.log(last)
                 if trackers:
                     writer.log_table("completions", step, source.completions())
+                if hooks:
+                    hooks.log(last)
             writer.advance(step)
             saved = None
-            if _due(step, config.save_steps) or (config.save_steps > 0 and step == total_steps):
+            if _due(step, config.save_steps) or (config.save_steps > 0 and last_step):
                 saved = save(step)
+                if hooks:
+                    hooks.call("on_save")
+            if hooks and hooks.should_stop:
+                writer.message(f"posttrain: a callback stopped the run after step {step} of {total_steps}")
+                break
             if step == stop_after:
                 os.kill(os.getpid(), getattr(signal, "SIG" + os.environ.get(STOP_SIGNAL_ENV, "KILL")))
             signum = signals.requested() if step < total_steps else 0
@@ -342,6 +365,8 @@ def train(config, *, build_model, tokenizer, algorithm: Algorithm, source: StepS
     save_final(model, tokenizer, run.final, config, build_model, kept)
     writer.message(f"posttrain: done; model saved to {run.final}")
     writer.close()
+    if hooks:
+        hooks.call("on_train_end")
     return last
 
 
