@@ -81,12 +81,13 @@ def _specs(value: Any) -> Any:
 def config_for(stage: str, config: str | Path | None = None, *, preset: str | None = None, **options):
     """The typed config of `stage` from defaults < preset < YAML file `config` < `options`."""
     from posttrain.config import build_config, read_yaml
+    from posttrain.trl_compat import resolve
 
     config_cls = get_stage(stage).config_class
     values: dict[str, Any] = preset_values(stage, preset)
     if config is not None:
-        values.update(read_yaml(config))
-    values.update({key: _specs(value) for key, value in options.items()})
+        values.update(resolve(read_yaml(config), config_cls))  # TRL's key names, per source (later sources win)
+    values.update(resolve({key: _specs(value) for key, value in options.items()}, config_cls))
     return build_config(config_cls, values)
 
 
