@@ -57,6 +57,9 @@ def _resume(value: Any) -> Any:
     return True if _flag("resume_from_checkpoint", value) else DROP
 
 
+LEGACY = "an older TRL's name"
+
+
 @dataclass(frozen=True)
 class Alias:
     option: str  # the posttrain option this TRL key sets
@@ -70,7 +73,7 @@ ALIASES: dict[str, Alias] = {
     "model_name_or_path": Alias("model"),
     "dataset_name": Alias("dataset"),
     "dataset_train_split": Alias("dataset_split"),
-    "torch_dtype": Alias("dtype", note="TRL < 0.20 / transformers < 4.56 spelling of dtype"),
+    "torch_dtype": Alias("dtype", note=LEGACY),  # transformers < 4.56 spelling of dtype
     "use_peft": Alias("lora", _when_true("use_peft", True)),
     "chat_template_path": Alias("chat_template"),
     # TrainingArguments
@@ -92,12 +95,14 @@ ALIASES: dict[str, Alias] = {
     # DPOConfig / KTOConfig
     "precompute_ref_log_probs": Alias("ref_model", _when_true("precompute_ref_log_probs", "precompute")),
     "precompute_ref_batch_size": Alias("precompute_batch_size"),
-    # PPOConfig (trl.experimental)
-    "sft_model_path": Alias("model"),
-    "reward_model_path": Alias("reward_model"),
-    "response_length": Alias("max_new_tokens"),
-    "num_ppo_epochs": Alias("num_iterations"),
-    "num_mini_batches": Alias("num_minibatches"),
+    # GKDConfig / DistillationConfig (trl.experimental)
+    "teacher_model_name_or_path": Alias("teacher"),
+    # PPOConfig of TRL < 1.0 (removed since): its scripts' configs still run
+    "sft_model_path": Alias("model", note=LEGACY),
+    "reward_model_path": Alias("reward_model", note=LEGACY),
+    "response_length": Alias("max_new_tokens", note=LEGACY),
+    "num_ppo_epochs": Alias("num_iterations", note=LEGACY),
+    "num_mini_batches": Alias("num_minibatches", note=LEGACY),
 }
 
 # Same key, TRL-only values: (key, TRL value) -> ours, used when the stage's option allows ours.
