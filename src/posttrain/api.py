@@ -174,12 +174,13 @@ def config_for(stage: str, config: str | Path | None = None, *, preset: str | No
     """The typed config of `stage` from defaults < preset < YAML file `config` < `options`. Options may
     hold objects (data sets, models, functions); `tokenizer` (TRL: `processing_class`) goes with a model object."""
     from posttrain.config import build_config, read_yaml
+    from posttrain.trl_compat import resolve
 
     config_cls = get_stage(stage).config_class
     values: dict[str, Any] = preset_values(stage, preset)
     if config is not None:
-        values.update(read_yaml(config))
-    values.update(_object_values(options, tokenizer if tokenizer is not None else processing_class))
+        values.update(resolve(read_yaml(config), config_cls))  # TRL's key names, per source (later sources win)
+    values.update(_object_values(resolve(options, config_cls), tokenizer if tokenizer is not None else processing_class))
     return build_config(config_cls, values)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
 from posttrain.errors import Interrupted, UserError
@@ -17,7 +18,7 @@ from posttrain.stages import STAGES, get_stage, preset_values
 
 
 def _usage() -> str:
-    lines = ["usage: posttrain <stage> [--config FILE.yaml] [key=value ...]", "", "stages:"]
+    lines = ["usage: posttrain <stage> [--config FILE.yaml] [key=value | --key value ...]", "", "stages:"]
     lines += [f"  {name:<11} {spec.description}" for name, spec in STAGES.items()]
     lines += [f"  {'pipeline':<11} Run stages in order from FILE.yaml or a shipped recipe (`posttrain pipeline --help`)."]
     lines += [f"  {'report':<11} Write RUN_DIR/report.html: training curves, reward vs KL, win rates, samples."]
@@ -25,7 +26,44 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+_OWN_FLAGS = ("--config", "-c", "--preset", "--help", "-h")
+_OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")  # a `key=value` word (a value such as `math_accuracy:tol=1` is not one)
+_NEGATIVE_NUMBER = re.compile(r"^-(\d|\.\d|inf$)")
+
+
+def _is_flag_value(word: str) -> bool:
+    """Whether the word after `--key` is its value: not another flag (a negative number is a value)
+    and not a `key=value` word."""
+    return not _OVERRIDE.match(word) and (not word.startswith("-") or bool(_NEGATIVE_NUMBER.match(word)))
+
+
+def flags_to_overrides(argv: list[str]) -> list[str]:
+    """TRL's (HfArgumentParser's) syntax as key=value words: `--key value` and `--key=value`; `--flag`
+    alone is `flag=true`; dashes in a name are underscores. A value starting with '-' that is not a
+    number needs the `--key=-value` form. --config / -c / --preset / --help keep their meaning."""
+    out, i = [], 0
+    while i < len(argv):
+        word, i = argv[i], i + 1
+        name, eq, text = word.partition("=")
+        if name in _OWN_FLAGS or not word.startswith("--") or word == "--":
+            out.append(word)
+            if name in ("--config", "-c", "--preset") and not eq and i < len(argv):
+                out.append(argv[i])
+                i += 1
+            continue
+        key = name[2:].replace("-", "_")
+        if eq:
+            out.append(f"{key}={text}")
+        elif i < len(argv) and _is_flag_value(argv[i]):
+            out.append(f"{key}={argv[i]}")
+            i += 1
+        else:
+            out.append(f"{key}=true")
+    return out
+
+
 def _parse(argv: list[str]):
+    argv = flags_to_overrides(argv)
     parser = argparse.ArgumentParser(prog="posttrain", add_help=False)
     parser.add_argument("stage", nargs="?")
     parser.add_argument("--config", "-c", default=None)
@@ -38,7 +76,7 @@ def _parse(argv: list[str]):
         raise UserError("could not parse the command line; run `posttrain --help`") from None
     if unknown:  # name the flags, not the key=value words argparse gave up on after them
         flags = " ".join(word for word in unknown if word.startswith("-")) or " ".join(unknown)
-        raise UserError(f"unknown option(s) {flags}; options are given as key=value (see `posttrain {args.stage or '<stage>'} --help`)")
+        raise UserError(f"unknown option(s) {flags}; options are given as key=value or --key value (see `posttrain {args.stage or '<stage>'} --help`)")
     return args
 
 

@@ -18,6 +18,8 @@ import yaml
 
 from posttrain.errors import ConfigError
 from posttrain.smoke import cap_values
+from posttrain.trl_compat import resolve as resolve_trl_keys
+from posttrain.trl_compat import trl_names
 
 
 def option(default: Any, help: str, choices: tuple | None = None):
@@ -122,6 +124,7 @@ def build_config(cls, values: dict[str, Any]):
     """Instantiate `cls` from a dict, checking every key and type; runs the class's `validate()`.
     Under POSTTRAIN_SMOKE=1 the options that drive a run's cost are capped first (posttrain.smoke)."""
     types_by_name = field_types(cls)
+    values = resolve_trl_keys(values, cls)  # TRL's names (model_name_or_path, ...) -> ours; a no-op on resolved values
     values = cap_values(values, _defaults(cls), cls.__name__)
     kwargs = {}
     for key, value in values.items():
@@ -168,11 +171,12 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def load_config(cls, config_file: str | None = None, overrides: list[str] | None = None, preset: dict | None = None):
-    """Defaults < preset < YAML file < command-line overrides."""
+    """Defaults < preset < YAML file < command-line overrides. TRL's key names are read per source,
+    so `model=...` on the command line overrides a file's `model_name_or_path`."""
     values: dict[str, Any] = dict(preset or {})
     if config_file:
-        values.update(read_yaml(config_file))
-    values.update(parse_overrides(overrides or []))
+        values.update(resolve_trl_keys(read_yaml(config_file), cls))
+    values.update(resolve_trl_keys(parse_overrides(overrides or []), cls))
     return build_config(cls, values)
 
 
@@ -193,6 +197,7 @@ def format_help(cls) -> str:
         tp = _type_name(field_types(cls)[f.name])
         choices = f.metadata.get("choices")
         tp = " | ".join(map(str, choices)) if choices else tp
-        lines.append(f"  {f.name} ({tp}, default: {default!r})")
+        trl = trl_names(f.name)
+        lines.append(f"  {f.name} ({tp}, default: {default!r})" + (f"  [TRL: {', '.join(trl)}]" if trl else ""))
         lines.append(f"      {f.metadata.get('help', '')}")
     return "\n".join(lines)

@@ -158,7 +158,9 @@ CASES = [
     Case("sft-config-missing", "config", ["sft", "--config", "{files}/nope.yaml"], ["nope.yaml"]),
     Case("dpo-unknown-preset", "config", ["dpo", "--preset", "nosuch"], ["nosuch"]),
     Case("cli-unknown-stage", "config", ["sfft"], ["sfft"]),
-    Case("cli-unknown-flag", "config", ["sft", "--lr", "1"], ["unknown option(s) --lr;"]),
+    Case("cli-unknown-flag", "config", ["sft", "--lr", "1"], ["unknown config key 'lr'"]),  # --key value is key=value (TRL's syntax)
+    Case("cli-unknown-short-flag", "config", ["sft", "-x"], ["unknown option(s) -x;"]),
+    Case("cli-trl-key-without-equivalent", "config", ["grpo", "--max_prompt_length", "64"], ["max_prompt_length", "max_length"]),
     Case("cli-not-key-value", "config", ["sft", "packing"], ["packing"]),
     # ----------------------------------------------------------------------------------------- paths
     Case("sft-output-dir-under-file", "path", ["sft", "output_dir={files}/a_file.txt/run"], ["which is a file", "output_dir"],

@@ -17,7 +17,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 # Bottom to top. A top-level name of the package (a subpackage or a module) belongs to one layer.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("base", {"errors", "config", "options", "ranks", "callables", "library_warnings", "embedded", "smoke", "hub"}),
+    ("base", {"errors", "config", "options", "ranks", "callables", "library_warnings", "embedded", "smoke", "hub", "trl_compat"}),
     ("data", {"data"}),
     ("tasks", {"tasks"}),  # the embedded datasets and their programmatic scorers, read through `data`
     ("models", {"models"}),

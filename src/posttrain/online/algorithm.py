@@ -34,6 +34,7 @@ from posttrain.online.estimators import ESTIMATORS
 from posttrain.online.experience import Sample, collate_samples, policy_outputs
 from posttrain.online.maker import RolloutExperience
 from posttrain.online.ptx import PtxTerm
+from posttrain.online.trl_logging import with_trl_names
 from posttrain.rewards import RewardFunctions
 from posttrain.rewards.bounded import TIMED_OUT, run_bounded
 from posttrain.rollout import LocalBackend
@@ -158,6 +159,7 @@ class OnlineRL(Algorithm):
             if "ref_logps" in batch:
                 for name in ("k1", "k3"):
                     metrics[f"kl/{name}"] = (kl_estimate(out.logps.detach(), batch["ref_logps"], mask, name).sum(), tokens)
+        metrics = with_trl_names(metrics)  # clip_ratio/low_mean, ... beside ours
         if self.critic is not None:
             total = total + self._value_term(out.values, batch, mask, metrics) * per_token
         if self.ptx is not None:

@@ -41,7 +41,8 @@ from posttrain.online.async_rollout import RolloutProducer
 from posttrain.online.curriculum import PromptCurriculum
 from posttrain.online.experience import Sample
 from posttrain.online.reward_monitor import RewardMonitor
-from posttrain.rewards.functions import MAX_TIMEOUTS_IN_A_ROW, declared_range
+from posttrain.online.trl_logging import length_metrics, logged_metrics, take_logged, with_trl_names, write_completions
+from posttrain.rewards.functions import MAX_TIMEOUTS_IN_A_ROW, declared_range, trainer_state
 
 
 class OnlineSource(StepSource):
@@ -223,6 +224,9 @@ class OnlineSource(StepSource):
                 continue
             # seeded by the round and each prompt's row, never its rank or batch-mates: N processes draw what one draws
             params = SamplingParams(**cfg.sampling_kwargs(seeds=prompt_seeds(seed, indices)))
+            if hasattr(maker.rewards, "trainer_state"):  # TRL's `trainer_state` keyword: the policy `version` samples
+                maker.rewards.trainer_state = trainer_state(version, cfg.max_steps, self.cursor / len(self.rows),
+                                                            logging_steps=cfg.logging_steps, save_steps=cfg.save_steps)
             scored = maker.sample([self._prompt_ids(i) for i in indices], [self.rows[i] for i in indices], params)
             rollout_seconds += scored.rollout_seconds
             reward_seconds += scored.reward_seconds
@@ -234,6 +238,8 @@ class OnlineSource(StepSource):
             reward_log["total"].extend(scored.rewards.total)
             # every process's groups update the pass rates, so every process filters alike
             assert len(scored.groups) == len(indices)  # one group per prompt, in the prompts' order
+            take_logged(maker.rewards, reward_log, [self.rows[i]["prompt"] for i, g in zip(indices, scored.groups) for _ in g],
+                        [s for g in scored.groups for s in g])
             for i, group in zip(indices, scored.groups):
                 for s in group:
                     s.extra["prompt_index"] = i
@@ -260,7 +266,8 @@ class OnlineSource(StepSource):
         for s in samples:
             s.extra["policy_version"] = version
         return {"samples": samples, "round": self.round, "stats": stats, "filled": filled, "reward_log": reward_log,
-                "lengths": [len(s.completion_ids) for s in seen], "truncated": sum(s.truncated for s in seen),
+                "lengths": [len(s.completion_ids) for s in seen],
+                "terminated": [len(s.completion_ids) for s in seen if not s.truncated], "truncated": sum(s.truncated for s in seen),
                 "empty": sum(not s.extra.get("text", "").strip() for s in seen),
                 "flat_groups": [float(_all_equal([s.reward for s in g if s.reward is not None])) for g in kept],
                 "pass_rates": pass_rates, "filtered": len(self.curriculum.filtered),
@@ -312,6 +319,7 @@ class OnlineSource(StepSource):
             "time/rollout_seconds": rollout_seconds, "time/reward_seconds": collected["reward_seconds"],
             "time/advantage_seconds": finish_seconds,
             "rollout/tokens_per_second": collected["completion_tokens"] / max(rollout_seconds, 1e-9),
+            **length_metrics(lengths, gathered(collected["terminated"])),
             **adv_stats,
             **reward_metrics,
         }
@@ -322,7 +330,7 @@ class OnlineSource(StepSource):
                 column = self.config.difficulty_column
                 metrics["curriculum/difficulty_mean"] = _mean(gathered(
                     [float(self.rows[s.extra["prompt_index"]][column]) for s in samples[::self.config.num_generations]]))  # one per group
-        return metrics
+        return with_trl_names(metrics)
 
     def _reward_metrics(self, step: int, log: dict) -> dict[str, float]:
         """Per reward / monitor function: mean, std, the reward-hacking diagnostics and timeouts, over
@@ -352,6 +360,8 @@ class OnlineSource(StepSource):
             self._reward_monitor = RewardMonitor({n: declared_range(f) for n, f in rewards.functions.items()},
                                                  {n: declared_range(f) for n, f in rewards.monitors.items()}, rewards.total_range())
             self._reward_monitor.load_state_dict(self._reward_monitor_state)
+        metrics |= logged_metrics(parts)  # reward functions' log_metric values, under their own names
+        write_completions(self.config.output_dir, step, parts)
         diagnostics, jumps = self._reward_monitor.update(step, merged["rewards"], merged["monitors"], total)
         if ranks.is_main():
             for jump in jumps:

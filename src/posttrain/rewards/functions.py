@@ -18,6 +18,13 @@ Concurrency: with several functions, the synchronous ones run in a thread pool o
 `workers` threads (a model-based reward and a code sandbox overlap instead of queueing), and
 `async def` functions run together on one event loop (`asyncio.gather`), as in TRL.
 
+TRL's extra keywords (GRPOTrainer._calculate_rewards passes them to every function): a function that
+names them or takes `**kwargs` also gets `trainer_state` (a transformers.TrainerState: `global_step` =
+optimizer steps taken, `max_steps`, `epoch`; set by the online stages before each generation round,
+a fresh TrainerState() elsewhere), `log_metric(name, value)` (a scalar, averaged over the round and
+logged under `name` in metrics.jsonl) and `log_extra(column, values)` (one value per completion, a
+column of the round's rows in OUTPUT_DIR/completions.jsonl). `pop_logged` hands both to the caller.
+
 Monitors (`monitors`, the online stages' `monitor_funcs=`): functions called and checked exactly like
 the rewards, returned in `RewardResult.monitors`, never part of the weighted sum (weight 0): a gold
 reward watched beside the trained one.
@@ -37,6 +44,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
+import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
@@ -78,6 +87,8 @@ class RewardFunctions:
         self.monitors = dict(monitors or {})
         self.weights = list(weights) if weights is not None else [1.0] * len(functions)
         self.timeout = float(timeout) if timeout else None
+        self.trainer_state = None  # set by the online stages before each round; a fresh TrainerState when None
+        self._logged: tuple[dict[str, list[float]], dict[str, list]] = ({}, {})  # log_metric's and log_extra's values
         self.timeout_streaks: dict[tuple[str, str], int] = {}  # ("reward" | "monitor", name) -> timed-out calls in a row
         self._timeouts: dict[tuple[str, str], int] = {}  # timed-out calls since the last pop_timeouts
         for kind, name, fn in self._entries():
@@ -125,6 +136,29 @@ class RewardFunctions:
             total.append(sum(parts) if parts else None)
         return RewardResult(total, per_function, failures, {name: values["monitor", name] for name in self.monitors})
 
+    def log_metric(self, name: str, value: float) -> None:
+        """TRL's `log_metric` keyword: a scalar for the round's metrics record (averaged over the round)."""
+        self._logged[0].setdefault(name, []).append(float(value))
+
+    def log_extra(self, column: str, values: list) -> None:
+        """TRL's `log_extra` keyword: one value per completion of the call, a column of the round's rows."""
+        self._logged[1].setdefault(column, []).extend(values)
+
+    def pop_logged(self) -> tuple[dict[str, list[float]], dict[str, list]]:
+        """What the functions logged since the last pop: ({name: values}, {column: values})."""
+        out, self._logged = self._logged, ({}, {})
+        return out
+
+    def _trl_keywords(self, fn: Callable) -> dict:
+        """The TRL keywords `fn` accepts (by name, or all of them with **kwargs)."""
+        wanted = accepted_keywords(fn, TRL_KEYWORDS)
+        if not wanted:
+            return {}
+        if "trainer_state" in wanted and self.trainer_state is None:
+            self.trainer_state = trainer_state(0, 0)
+        values = {"trainer_state": self.trainer_state, "log_metric": self.log_metric, "log_extra": self.log_extra}
+        return {key: values[key] for key in wanted}
+
     def pop_timeouts(self) -> dict[tuple[str, str], int]:
         """Timed-out calls per ("reward" | "monitor", name) since the last pop (every function, 0s included)."""
         out = {(kind, name): self._timeouts.get((kind, name), 0) for kind, name, _ in self._entries()}
@@ -152,9 +186,10 @@ class RewardFunctions:
         async_keys = [(kind, name) for kind, name, fn in entries if _is_async(fn)]
         fns = {(kind, name): fn for kind, name, fn in entries}
         sync_keys = [key for key in fns if key not in async_keys]
-        jobs = {key: (lambda key=key: _capture(lambda: list(fns[key](**kwargs)))) for key in sync_keys}
+        each = {key: kwargs | self._trl_keywords(fn) for key, fn in fns.items()}
+        jobs = {key: (lambda key=key: _capture(lambda: list(fns[key](**each[key])))) for key in sync_keys}
         if async_keys:
-            jobs[("async",)] = lambda: asyncio.run(self._gather([fns[k] for k in async_keys], kwargs))
+            jobs[("async",)] = lambda: asyncio.run(self._gather([(fns[k], each[k]) for k in async_keys]))
         if self.timeout is not None:
             seconds = {key: self.timeout + (ASYNC_LOOP_GRACE if key == ("async",) else 0.0) for key in jobs}
             done = run_bounded({key: (job, seconds[key]) for key, job in jobs.items()}, self.workers)
@@ -170,8 +205,8 @@ class RewardFunctions:
             raw.update(zip(async_keys, [TIMED_OUT] * len(async_keys) if loop is TIMED_OUT else loop))
         return {key: raw[key] for key in fns}
 
-    async def _gather(self, functions: list[Callable], kwargs: dict) -> list:
-        async def one(fn):
+    async def _gather(self, calls: list[tuple[Callable, dict]]) -> list:
+        async def one(fn, kwargs):
             try:
                 if self.timeout is None:
                     return list(await fn(**kwargs))
@@ -180,7 +215,7 @@ class RewardFunctions:
                 return TIMED_OUT
             except Exception as exc:  # reported by _check, by name
                 return exc
-        return await asyncio.gather(*(one(fn) for fn in functions))
+        return await asyncio.gather(*(one(fn, kwargs) for fn, kwargs in calls))
 
     def _check(self, what: str, values, count: int) -> tuple[list[float | None], int]:
         """`what`: "reward function 'NAME'" (or monitor), as the errors name it."""
@@ -212,6 +247,28 @@ class RewardFunctions:
         return out, failed
 
 
+TRL_KEYWORDS = ("trainer_state", "log_metric", "log_extra")
+
+
+def accepted_keywords(fn: Callable, names: tuple[str, ...]) -> tuple[str, ...]:
+    """Those of `names` that `fn` accepts: all with **kwargs, else the ones it names."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C callable: pass nothing extra
+        return ()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return names
+    named = {p.name for p in params if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)}
+    return tuple(n for n in names if n in named)
+
+
+def trainer_state(global_step: int, max_steps: int, epoch: float | None = None, **fields):
+    """A transformers.TrainerState, what TRL passes its reward functions as `trainer_state`."""
+    from transformers import TrainerState
+
+    return TrainerState(global_step=global_step, max_steps=max_steps, epoch=epoch, **fields)
+
+
 def resolve_specs(specs: list[str], dataset: str, option: str = "reward_funcs") -> dict[str, Callable]:
     """Name -> function for reward specs (see `RewardFunctions.resolve`); `option` names the key in errors.
     An empty list is an error for reward_funcs, and no functions for monitor_funcs."""
@@ -225,6 +282,11 @@ def resolve_specs(specs: list[str], dataset: str, option: str = "reward_funcs") 
         elif registry.is_builtin(spec):
             name, fn = registry.build(spec)
             functions[name if name not in functions else f"{name}_{len(functions)}"] = fn
+        elif ":" not in spec and "." in spec and not spec.endswith(".py"):  # TRL's `module.function` (scripts/grpo.py)
+            if os.getcwd() not in sys.path:
+                sys.path.insert(0, os.getcwd())  # as TRL does: a module beside the YAML file imports
+            module, name = spec.rsplit(".", 1)
+            functions[name] = load_callable(f"{module}:{name}")
         elif ":" not in spec:
             raise ConfigError(f"unknown reward '{spec}' in {option}; give a built-in "
                               f"({', '.join(sorted(registry.BUILTIN))}), task, task:NAME, module:function or file.py:function")
