@@ -5,6 +5,10 @@ With num_samples=1 and temperature=0 (the defaults) the headline `score` is gree
 mean reward). With num_samples=k > 1, sampling at `temperature`, it also reports avg@k (mean score
 over all k samples) and unbiased pass@j for j = 1, 2, 4, ..., k.
 
+`scorer=` takes every reward spec `reward_funcs` takes (`rewards.functions.resolve_specs`), several
+at once; each scorer's mean and pass rate are reported under its name, the first is the headline.
+`eval.harness` runs lm-evaluation-harness tasks instead (`harness=lm_eval`).
+
 Math benchmarks (GSM8K, MATH, MATH-500, AIME: by hub name or columns, `tasks.benchmarks`) are scored
 by `math_accuracy` unless `scorer=` says otherwise. An LLM judge adds (`methods.judge_eval`):
 `judge=pairwise_judge[...]` with `win_rate_vs=` a column of reference completions or a reference
@@ -47,7 +51,7 @@ PRESETS: dict[str, dict] = {
 class EvalConfig(TopKSamplingOptions, ModelOptions):
     dataset: str = option("task:arithmetic:test", "Prompts to evaluate: task:NAME[:split[:N]], a file / dataset with a 'prompt' column, or a math benchmark (openai/gsm8k, HuggingFaceH4/MATH-500, HuggingFaceH4/aime_2024, ... or a file in their columns).")
     dataset_split: str | None = option(None, "Split of a DatasetDict directory or hub dataset.")
-    scorer: str | None = option(None, "Scoring function: task:NAME, a built-in reward spec (math_accuracy[:mode=integer...]), module:function or file.py:function, called as f(prompts, completions, **columns). Default: the task's own; math_accuracy for a math benchmark.")
+    scorer: list[str] | None = option(None, "Scoring functions, the specs reward_funcs takes: task, task::SCORER, task:NAME[:SCORER], a built-in NAME[:key=value...] (math_accuracy, format, soft_overlong, repetition, code_tests, reward_model, judge, pairwise_judge, process_reward_model, milestone), module:function or file.py:function; several at once, e.g. [math_accuracy, format]. Each gets its mean and pass rate (>= success_threshold); the first is the headline score (pass@k, avg@k). Default: the task's own; math_accuracy for a math benchmark.")
     limit: int = option(0, "Evaluate only the first N prompts (0: all).")
     num_samples: int = option(1, "Samples per prompt (k of avg@k / pass@k).")
     temperature: float = restate(SamplingOptions, "temperature", "Sampling temperature; 0 is greedy.", default=0.0)
@@ -79,11 +83,11 @@ def _default_max_new_tokens(cfg: EvalConfig) -> int:
         return cfg.max_new_tokens
     from posttrain.tasks.sources import is_task_source, parse_task_source
 
-    if cfg.scorer and cfg.scorer.startswith("task:") or is_task_source(cfg.dataset):
+    named = next((spec.split(":")[1] for spec in cfg.scorer or [] if spec.startswith("task:") and spec.split(":")[1]), None)
+    if named or is_task_source(cfg.dataset):
         from posttrain.tasks import get_task
 
-        name = cfg.scorer[5:] if cfg.scorer and cfg.scorer.startswith("task:") else parse_task_source(cfg.dataset)[0]
-        return get_task(name).default_max_new_tokens
+        return get_task(named or parse_task_source(cfg.dataset)[0]).default_max_new_tokens
     return 256
 
 
@@ -164,6 +168,7 @@ def run_eval(cfg: EvalConfig) -> dict:
                       headline=next(iter(scorers), None))
     report = {"model": cfg.model, "dataset": cfg.dataset, **report}
     if judged:  # the win rate's interval and length control, or the rating's invalid count
+        report = {k: v for k, v in report.items() if k not in {f"{name}_pass_rate" for name in judged}}
         report.update(next(iter(judged.values())).summary())
         report["judge"] = cfg.judge
     out_path.parent.mkdir(parents=True, exist_ok=True)
