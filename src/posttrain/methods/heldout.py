@@ -75,7 +75,7 @@ def evaluate(model, tokenizer, rows: list[dict], scorers: dict, *, num_samples=1
 
 
 def format_report(report: dict) -> str:
-    keys = [k for k in report if k not in ("samples",)]
+    keys = [k for k in report if k != "samples" and not isinstance(report[k], dict)]  # lm_eval's raw results stay in the file
     lines = ["  " + ", ".join(f"{k}={report[k]:.4g}" if isinstance(report[k], float) else f"{k}={report[k]}" for k in keys)]
     for s in report.get("samples", []):
         lines.append(f"  --- score={s['score']}\n  prompt: {s['prompt']!r}\n  completion: {s['completion']!r}")
