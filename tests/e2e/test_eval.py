@@ -28,11 +28,13 @@ def test_cli_eval_writes_report_with_pass_at_k(tiny_run):
     ("scorer=nope.py:f", "scorer file not found"),
     ("num_samples=4", "temperature"),
     ("bogus=1", "unknown config key 'bogus'"),
+    ("scorer=[format, nosuch]", "scorer: unknown reward 'nosuch' in scorer; give a built-in (code_tests, format, judge, "),
+    ("harness=lm_eval", "harness=lm_eval needs tasks=[NAME, ...]"),
 ])
 def test_cli_eval_bad_input_is_one_line_exit_2(tiny_run, override, message):
     tmp_path = tiny_run[0]
     args = ["eval", f"model={tmp_path / 'model'}", f"dataset={tmp_path / 'prompts.jsonl'}",
-            f"scorer={tmp_path / 'scorer.py'}:even_length", override]
+            *([] if override.startswith(("scorer=", "harness=")) else [f"scorer={tmp_path / 'scorer.py'}:even_length"]), override]
     proc = subprocess.run([sys.executable, "-m", "posttrain", *args], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr

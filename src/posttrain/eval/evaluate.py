@@ -5,6 +5,10 @@ With num_samples=1 and temperature=0 (the defaults) the headline `score` is gree
 mean reward). With num_samples=k > 1, sampling at `temperature`, it also reports avg@k (mean score
 over all k samples) and unbiased pass@j for j = 1, 2, 4, ..., k.
 
+`scorer=` takes every reward spec `reward_funcs` takes (`rewards.functions.resolve_specs`), several
+at once; each scorer's mean and pass rate are reported under its name, the first is the headline.
+`eval.harness` runs lm-evaluation-harness tasks instead (`harness=lm_eval`).
+
 Math benchmarks (GSM8K, MATH, MATH-500, AIME: by hub name or columns, `tasks.benchmarks`) are scored
 by `math_accuracy` unless `scorer=` says otherwise. An LLM judge adds (`methods.judge_eval`):
 `judge=pairwise_judge[...]` with `win_rate_vs=` a column of reference completions or a reference
@@ -24,6 +28,7 @@ import torch
 
 from posttrain.config import option
 from posttrain.errors import ConfigError, UserError
+from posttrain.eval.harness import HARNESSES
 from posttrain.methods.heldout import evaluate, format_report
 from posttrain.options import ModelOptions, SamplingOptions, TopKSamplingOptions, restate
 
@@ -47,7 +52,7 @@ PRESETS: dict[str, dict] = {
 class EvalConfig(TopKSamplingOptions, ModelOptions):
     dataset: str = option("task:arithmetic:test", "Prompts to evaluate: task:NAME[:split[:N]], a file / dataset with a 'prompt' column, or a math benchmark (openai/gsm8k, HuggingFaceH4/MATH-500, HuggingFaceH4/aime_2024, ... or a file in their columns).")
     dataset_split: str | None = option(None, "Split of a DatasetDict directory or hub dataset.")
-    scorer: str | None = option(None, "Scoring function: task:NAME, a built-in reward spec (math_accuracy[:mode=integer...]), module:function or file.py:function, called as f(prompts, completions, **columns). Default: the task's own; math_accuracy for a math benchmark.")
+    scorer: list[str] | None = option(None, "Scoring functions, the specs reward_funcs takes: task, task::SCORER, task:NAME[:SCORER], a built-in NAME[:key=value...] (math_accuracy, format, soft_overlong, repetition, code_tests, reward_model, judge, pairwise_judge, process_reward_model, milestone), module:function or file.py:function; several at once, e.g. [math_accuracy, format]. Each gets its mean and pass rate (>= success_threshold); the first is the headline score (pass@k, avg@k). Default: the task's own; math_accuracy for a math benchmark.")
     limit: int = option(0, "Evaluate only the first N prompts (0: all).")
     num_samples: int = option(1, "Samples per prompt (k of avg@k / pass@k).")
     temperature: float = restate(SamplingOptions, "temperature", "Sampling temperature; 0 is greedy.", default=0.0)
@@ -58,6 +63,11 @@ class EvalConfig(TopKSamplingOptions, ModelOptions):
     show_samples: int = option(3, "Sample outputs printed to the console and kept in the report.")
     judge: str | None = option(None, "An LLM judge: pairwise_judge[:model=..:method=..] for a win rate against win_rate_vs (AlpacaEval-style, both orders judged, length-controlled too), or judge:template=mt_bench[:...] for an MT-Bench-style 1-10 rating.")
     win_rate_vs: str | None = option(None, "The reference a pairwise judge compares with: a column of the dataset holding reference completions (AlpacaEval's 'output'), else a model (directory, hub id, 'embedded') sampled once per prompt with the same settings.")
+    harness: str | None = option(None, "lm_eval: run lm-evaluation-harness tasks (tasks=[...]) on model through its HF backend instead of generating on dataset; the results go to the same kind of report (pip install 'posttrain[lm_eval]').", choices=HARNESSES)
+    tasks: list[str] = option([], "With harness=lm_eval: its task names, e.g. [arc_easy, hellaswag] (built-in tasks read their data from the hub), or your own from include_path.")
+    include_path: str | None = option(None, "With harness=lm_eval: a folder of task YAMLs of your own (e.g. dataset_path: json on a local jsonl).")
+    num_fewshot: int | None = option(None, "With harness=lm_eval: few-shot examples per prompt (default: each task's own).")
+    apply_chat_template: bool = option(False, "With harness=lm_eval: wrap each prompt in the tokenizer's chat template (for chat-tuned models on generative tasks).")
 
     def validate(self) -> None:
         if self.num_samples < 1 or self.batch_size < 1:
@@ -70,8 +80,24 @@ class EvalConfig(TopKSamplingOptions, ModelOptions):
             raise ConfigError("judge=pairwise_judge needs win_rate_vs=COLUMN (reference completions in the data) or =MODEL")
         if self.win_rate_vs and kind != "pairwise_judge":
             raise ConfigError("win_rate_vs is read only with judge=pairwise_judge[...]; set the judge or drop win_rate_vs")
+        if self.harness:
+            self._check_harness()
+        elif self.tasks or self.include_path or self.num_fewshot is not None or self.apply_chat_template:
+            raise ConfigError("tasks, include_path, num_fewshot and apply_chat_template are read only with harness=lm_eval; "
+                              "set harness=lm_eval or drop them")
         if self.num_samples > 1 and self.temperature == 0:
             raise UserError("num_samples > 1 with temperature=0 gives k identical greedy samples; set temperature (e.g. 1.0)")
+
+
+    def _check_harness(self) -> None:
+        if not self.tasks:
+            raise ConfigError("harness=lm_eval needs tasks=[NAME, ...], e.g. tasks=[arc_easy] (or your own task with include_path=DIR)")
+        ours = [k for k, v in (("scorer", self.scorer), ("judge", self.judge), ("win_rate_vs", self.win_rate_vs)) if v]
+        if ours or self.num_samples > 1:
+            raise ConfigError(f"{', '.join(ours) or 'num_samples'} is read only without harness: lm_eval's tasks "
+                              "score themselves; drop it or drop harness")
+        if self.num_fewshot is not None and self.num_fewshot < 0:
+            raise ConfigError(f"num_fewshot must be >= 0, got {self.num_fewshot}")
 
 
 def _default_max_new_tokens(cfg: EvalConfig) -> int:
@@ -79,11 +105,11 @@ def _default_max_new_tokens(cfg: EvalConfig) -> int:
         return cfg.max_new_tokens
     from posttrain.tasks.sources import is_task_source, parse_task_source
 
-    if cfg.scorer and cfg.scorer.startswith("task:") or is_task_source(cfg.dataset):
+    named = next((spec.split(":")[1] for spec in cfg.scorer or [] if spec.startswith("task:") and spec.split(":")[1]), None)
+    if named or is_task_source(cfg.dataset):
         from posttrain.tasks import get_task
 
-        name = cfg.scorer[5:] if cfg.scorer and cfg.scorer.startswith("task:") else parse_task_source(cfg.dataset)[0]
-        return get_task(name).default_max_new_tokens
+        return get_task(named or parse_task_source(cfg.dataset)[0]).default_max_new_tokens
     return 256
 
 
@@ -94,7 +120,7 @@ def _slug(text: str) -> str:
 def default_output_file(cfg: EvalConfig) -> str:
     """runs/eval/MODEL__DATASET[__kK-tT].json: one file per thing measured, outside the model's own
     directory; sampled evaluations (k > 1) name their k and temperature."""
-    name = f"{_slug(cfg.model)}__{_slug(cfg.dataset)}"
+    name = f"{_slug(cfg.model)}__{_slug(cfg.dataset) if not cfg.harness else _slug(cfg.harness + '_' + '+'.join(cfg.tasks))}"
     if cfg.num_samples > 1:
         name += f"__k{cfg.num_samples}-t{cfg.temperature:g}"
     return f"runs/eval/{name}.json"
@@ -145,6 +171,10 @@ def run_eval(cfg: EvalConfig) -> dict:
     torch.manual_seed(cfg.seed)
     out_path = Path(cfg.output_file or default_output_file(cfg))
     check_output_file(out_path)
+    if cfg.harness:
+        from posttrain.eval.harness import run_harness
+
+        return _write(cfg, {"model": cfg.model, **run_harness(cfg)}, out_path, ", ".join(cfg.tasks))
     rows = load_rows(cfg.dataset, cfg.dataset_split)
     if cfg.limit:
         rows = rows[:cfg.limit]
@@ -164,9 +194,14 @@ def run_eval(cfg: EvalConfig) -> dict:
                       headline=next(iter(scorers), None))
     report = {"model": cfg.model, "dataset": cfg.dataset, **report}
     if judged:  # the win rate's interval and length control, or the rating's invalid count
+        report = {k: v for k, v in report.items() if k not in {f"{name}_pass_rate" for name in judged}}
         report.update(next(iter(judged.values())).summary())
         report["judge"] = cfg.judge
+    return _write(cfg, report, out_path, cfg.dataset)
+
+
+def _write(cfg: EvalConfig, report: dict, out_path: Path, measured: str) -> dict:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(report, indent=2, ensure_ascii=False))
-    print(f"eval {cfg.model} on {cfg.dataset}:\n{format_report(report)}\nwrote {out_path}")
+    print(f"eval {cfg.model} on {measured}:\n{format_report(report)}\nwrote {out_path}")
     return report

@@ -1,48 +1,35 @@
-"""Find scoring functions: an embedded task's scorers, a built-in reward, or a TRL-style reward function by reference."""
+"""Find the eval stage's scoring functions: reward specs, exactly as `reward_funcs` reads them (`rewards.functions`)."""
 
 from __future__ import annotations
 
 from typing import Callable
 
-from posttrain.callables import load_callable
 from posttrain.errors import UserError
 
+MATH_BENCHMARKS = ("gsm8k", "math", "aime")  # tasks.benchmarks' row tag: scored by math_accuracy by default
 
-def resolve_scorers(scorer: str | None, dataset: str, rows: list[dict] | None = None,
+
+def resolve_scorers(specs: list[str] | str | None, dataset: str, rows: list[dict] | None = None,
                     required: bool = True) -> dict[str, Callable]:
-    """Named scoring functions; the first one is the headline metric. With no `scorer`: the task's own
-    scorers, `math_accuracy` for a math benchmark's rows (`tasks.benchmarks`), else none when not
-    `required` (an LLM judge scores instead)."""
-    from posttrain.tasks.sources import is_task_source, parse_task_source
+    """Named scoring functions, the first the headline metric: every spec `reward_funcs` takes (task,
+    task::SCORER, task:NAME[:SCORER], a built-in NAME[:key=value...], module:function, file.py:function).
+    With no `specs`: the task's own scorers, `math_accuracy` for a math benchmark's rows
+    (`tasks.benchmarks`), else none when not `required` (an LLM judge scores instead)."""
+    from posttrain.errors import naming_option
+    from posttrain.rewards.functions import resolve_specs
+    from posttrain.tasks.sources import is_task_source
 
-    if scorer is None and not is_task_source(dataset):
-        if rows and rows[0].get("benchmark") in ("gsm8k", "math", "aime"):
-            from posttrain.rewards.math import math_accuracy
-
-            return {"score": math_accuracy()}
-        if not required:
+    if isinstance(specs, str):
+        specs = [specs]
+    if not specs:
+        if is_task_source(dataset):
+            specs = ["task"]
+        elif rows and rows[0].get("benchmark") in MATH_BENCHMARKS:
+            specs = ["math_accuracy"]
+        elif not required:
             return {}
-        raise UserError("eval on a prompt file needs scorer=task:NAME, module:function or file.py:function "
-                        "(or judge=... for an LLM judge)")
-    if scorer is None:
-        scorer = "task:" + parse_task_source(dataset)[0]
-    if scorer.startswith("task:"):
-        from posttrain.tasks import get_task
-
-        task = get_task(scorer[len("task:"):])
-        return {"score": task.score, **task.scorers}
-    from posttrain.rewards.registry import BUILTIN, build
-
-    if scorer.split(":")[0] in BUILTIN:  # a built-in reward spec, e.g. math_accuracy:mode=integer
-        return {"score": build(scorer)[1]}
-    return {"score": load_callable(scorer)}
-
-
-def call_scorer(name: str, fn: Callable, prompts, completions, columns: dict) -> list[float]:
-    try:
-        values = fn(prompts, completions, **columns)
-    except Exception as exc:  # user code: one line naming it, not a traceback
-        raise UserError(f"scoring function '{name}' raised {type(exc).__name__}: {exc}") from None
-    if len(values) != len(completions):
-        raise UserError(f"scoring function '{name}' returned {len(values)} values for {len(completions)} completions")
-    return [float("nan") if v is None else float(v) for v in values]
+        else:
+            raise UserError("eval on a prompt file needs scorer=task:NAME, a built-in reward (math_accuracy, format, ...), "
+                            "module:function or file.py:function (or judge=... for an LLM judge)")
+    with naming_option("scorer"):
+        return resolve_specs(specs, dataset, "scorer")

@@ -72,7 +72,8 @@ class RewardResult:
 
 class RewardFunctions:
     def __init__(self, functions: dict[str, Callable], weights: list[float] | None = None, on_error: str = "raise",
-                 workers: int = 4, *, monitors: dict[str, Callable] | None = None, timeout: float | None = None):
+                 workers: int = 4, *, monitors: dict[str, Callable] | None = None, timeout: float | None = None,
+                 label: str = "reward"):
         if on_error not in ON_ERROR:
             raise ConfigError(f"reward_errors must be one of {ON_ERROR}, got {on_error!r}")
         if weights is not None and len(weights) != len(functions):
@@ -89,6 +90,7 @@ class RewardFunctions:
         self.timeout = float(timeout) if timeout else None
         self.trainer_state = None  # set by the online stages before each round; a fresh TrainerState when None
         self._logged: tuple[dict[str, list[float]], dict[str, list]] = ({}, {})  # log_metric's and log_extra's values
+        self.label = label  # what errors call the functions: "reward", or "scoring" for eval (no reward_errors there)
         self.timeout_streaks: dict[tuple[str, str], int] = {}  # ("reward" | "monitor", name) -> timed-out calls in a row
         self._timeouts: dict[tuple[str, str], int] = {}  # timed-out calls since the last pop_timeouts
         for kind, name, fn in self._entries():
@@ -126,7 +128,8 @@ class RewardFunctions:
                 self.timeout_streaks[key] = self.timeout_streaks.get(key, 0) + 1
                 continue
             self.timeout_streaks[key] = 0
-            values[key], failed = self._check(f"{key[0]} function '{key[1]}'", raw[key], len(completions))
+            kind = self.label if key[0] == "reward" else key[0]
+            values[key], failed = self._check(f"{kind} function '{key[1]}'", raw[key], len(completions))
             if failed and key[0] == "reward":
                 failures[key[1]] = failed
         per_function = {name: values["reward", name] for name in self.functions}
@@ -217,12 +220,15 @@ class RewardFunctions:
                 return exc
         return await asyncio.gather(*(one(fn, kwargs) for fn, kwargs in calls))
 
+    @property
+    def _mask_hint(self) -> str:
+        return " (set reward_errors=mask to mask such samples instead)" if self.label == "reward" else ""
+
     def _check(self, what: str, values, count: int) -> tuple[list[float | None], int]:
         """`what`: "reward function 'NAME'" (or monitor), as the errors name it."""
         if isinstance(values, BaseException):  # user code raised: one line naming it
             if self.on_error == "raise":
-                raise UserError(f"{what} raised {type(values).__name__}: {values} "
-                                "(set reward_errors=mask to mask such samples instead)") from None
+                raise UserError(f"{what} raised {type(values).__name__}: {values}{self._mask_hint}") from None
             return [None] * count, count
         if len(values) != count:
             raise UserError(f"{what} returned {len(values)} values for {count} completions; "
@@ -238,8 +244,8 @@ class RewardFunctions:
                 number = math.nan
             if not math.isfinite(number):
                 if self.on_error == "raise":
-                    raise UserError(f"{what} returned {value!r} for completion {i}; rewards must be "
-                                    "finite numbers or None (set reward_errors=mask to mask such samples instead)")
+                    raise UserError(f"{what} returned {value!r} for completion {i}; values must be "
+                                    f"finite numbers or None{self._mask_hint}")
                 out.append(None)
                 failed += 1
             else:
@@ -276,22 +282,26 @@ def resolve_specs(specs: list[str], dataset: str, option: str = "reward_funcs") 
     from posttrain.rewards import registry
 
     functions: dict[str, Callable] = {}
+
+    def add(name: str, fn: Callable) -> None:  # a name taken already gets the function's position: format, format_1
+        functions[name if name not in functions else f"{name}_{len(functions)}"] = fn
+
     for spec in specs:
         if spec == "task" or spec.startswith("task:"):
-            functions.update(_task_scorers(spec, dataset))
+            for name, fn in _task_scorers(spec, dataset).items():
+                add(name, fn)
         elif registry.is_builtin(spec):
-            name, fn = registry.build(spec)
-            functions[name if name not in functions else f"{name}_{len(functions)}"] = fn
+            add(*registry.build(spec))
         elif ":" not in spec and "." in spec and not spec.endswith(".py"):  # TRL's `module.function` (scripts/grpo.py)
             if os.getcwd() not in sys.path:
                 sys.path.insert(0, os.getcwd())  # as TRL does: a module beside the YAML file imports
             module, name = spec.rsplit(".", 1)
-            functions[name] = load_callable(f"{module}:{name}")
+            add(name, load_callable(f"{module}:{name}"))
         elif ":" not in spec:
             raise ConfigError(f"unknown reward '{spec}' in {option}; give a built-in "
                               f"({', '.join(sorted(registry.BUILTIN))}), task, task:NAME, module:function or file.py:function")
         else:
-            functions[spec.rsplit(":", 1)[-1]] = load_callable(spec)
+            add(spec.rsplit(":", 1)[-1], load_callable(spec))
     if not functions and option == "reward_funcs":
         raise ConfigError("reward_funcs is empty; give at least one reward function")
     return functions

@@ -1,16 +1,35 @@
-"""The eval stage's scorers: a built-in reward spec, math_accuracy by default for benchmark rows, none needed with a judge."""
+"""The eval stage's scorers are reward specs: built-ins with options, several at once, task scorers, math_accuracy by
+default for benchmark rows, none needed with a judge; a bad spec is one ConfigError naming `scorer`."""
 
 import pytest
 
-from posttrain.errors import UserError
+from posttrain.errors import ConfigError, UserError
 from posttrain.methods.scoring import resolve_scorers
 
 
 def test_builtin_reward_spec_and_benchmark_default():
-    integer = resolve_scorers("math_accuracy:mode=integer", "prompts.jsonl")["score"]
+    integer = resolve_scorers("math_accuracy:mode=integer", "prompts.jsonl")["math_accuracy"]
     assert integer(["q"], ["\\boxed{1,234}", "\\boxed{12.0}"], answer=["1234", "12"]) == [1.0, 0.0]
-    by_default = resolve_scorers(None, "gsm8k.jsonl", [{"prompt": "q", "answer": "4", "benchmark": "gsm8k"}])["score"]
-    assert by_default(["q"], ["#### 4"], answer=["4"]) == [1.0]
+    by_default = resolve_scorers(None, "gsm8k.jsonl", [{"prompt": "q", "answer": "4", "benchmark": "gsm8k"}])
+    assert list(by_default) == ["math_accuracy"] and by_default["math_accuracy"](["q"], ["#### 4"], answer=["4"]) == [1.0]
     assert resolve_scorers(None, "prompts.jsonl", [{"prompt": "q"}], required=False) == {}
     with pytest.raises(UserError, match="or judge=... for an LLM judge"):
         resolve_scorers(None, "prompts.jsonl", [{"prompt": "q"}])
+
+
+def test_several_specs_in_order_and_the_tasks_scorers():
+    assert list(resolve_scorers(["math_accuracy:wrong=-1", "format", "task::format"], "task:arithmetic")) == [
+        "math_accuracy", "format", "format_2"]  # a repeated name gets the function's position
+    assert list(resolve_scorers(None, "task:arithmetic:test:5")) == ["accuracy", "format"]  # the headline first
+    assert list(resolve_scorers(["task:sentiment"], "prompts.jsonl")) == ["gold"]
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("nosuch", "scorer: unknown reward 'nosuch' in scorer; give a built-in (code_tests, format, judge, math_accuracy"),
+    ("format:bogus=1", "scorer: reward 'format': unknown option(s) bogus; its options are: tags="),
+    ("task::nosuch", "scorer: task arithmetic has no scorer 'nosuch'; it has accuracy, format"),
+])
+def test_a_bad_spec_is_one_config_error_naming_scorer(spec, message):
+    with pytest.raises(ConfigError) as raised:
+        resolve_scorers([spec], "task:arithmetic")
+    assert str(raised.value).startswith(message) and "\n" not in str(raised.value)

@@ -71,6 +71,6 @@ def test_a_row_without_a_gold_answer_is_named(tmp_path):
 ])
 def test_math_accuracy_is_the_default_scorer_and_checks_equivalence(tmp_path, rows, completion, expected):
     loaded = load_rows(write(tmp_path / "b.jsonl", rows))
-    score = resolve_scorers(None, str(tmp_path / "b.jsonl"), loaded)["score"]
+    score = resolve_scorers(None, str(tmp_path / "b.jsonl"), loaded)["math_accuracy"]
     columns = {k: [loaded[0][k]] for k in loaded[0] if k != "prompt"}
     assert score([loaded[0]["prompt"]], [completion], **columns) == [expected]
