@@ -124,3 +124,14 @@ def test_no_trackers_do_nothing(tmp_path):
     trackers.finish()
     assert not (tmp_path / "run").exists()
 
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mlflow") is None, reason="posttrain[mlflow] is not installed")
+def test_a_tracker_that_cannot_start_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "nope://nowhere")
+    (tmp_path / "run").mkdir()
+    with pytest.raises(ConfigError) as raised:
+        start_trackers(sft_config(report_to=["tensorboard", "mlflow"], output_dir=str(tmp_path / "run")), tmp_path / "run")
+    message = str(raised.value)
+    assert message.startswith("report_to=mlflow: mlflow could not start the run: ") and "nope" in message
+    assert message.endswith("; fix its setup or leave mlflow out of report_to") and "\n" not in message
