@@ -1,7 +1,7 @@
 """Experiment trackers (`report_to`): TensorBoard, Weights & Biases, MLflow and Trackio.
 
-One adapter per tracker, each with `start(config, run_name, output_dir, project, resume_id)` (returns the
-id a resumed run continues), `log(record)` (a metrics.jsonl record, with its `step`), `log_table(name,
+One adapter per tracker, each with `start(config, run_name, output_dir, project, resume_id, start_step)`
+(returns the id a resumed run continues), `log(record)` (a metrics.jsonl record, with its `step`), `log_table(name,
 step, rows)` (sample completions: a list of dicts with the same keys) and `finish()`. `Trackers` starts
 the chosen ones and fans each call out; the MetricsWriter calls it where it writes metrics.jsonl, on
 rank 0 only, so every stage is tracked through one hook.
