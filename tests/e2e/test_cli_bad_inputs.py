@@ -140,6 +140,7 @@ CASES = [
     Case("ppo-negative-target-kl", "config", ["ppo", "target_kl=-0.1"], ["target_kl must be >= 0"], subprocess=True),  # issue 17
     Case("grpo-conflicting-lengths", "config", ["grpo", "max_new_tokens=64", "max_length=32"], ["max_new_tokens", "max_length"]),
     Case("grpo-greedy-sampling", "config", ["grpo", "temperature=0"], ["temperature > 0"]),
+    Case("ppo-unknown-tracker", "config", ["ppo", "report_to=[tensorboard,comet]"], ["report_to", "comet", "trackio"]),  # issue 18
     Case("grpo-unread-option", "config", ["grpo", "overlong_penalty=2.0"], ["overlong_penalty"]),
     Case("ppo-ptx-without-data", "config", ["ppo", "ptx_coef=1.0"], ["ptx_dataset"]),
     Case("eval-bad-range", "config", ["eval", "num_samples=0"], ["num_samples"]),

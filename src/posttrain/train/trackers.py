@@ -1,7 +1,7 @@
 """Experiment trackers (`report_to`): TensorBoard, Weights & Biases, MLflow and Trackio.
 
-One adapter per tracker, each with `start(config, run_name, output_dir, project, resume_id)` (returns the
-id a resumed run continues), `log(record)` (a metrics.jsonl record, with its `step`), `log_table(name,
+One adapter per tracker, each with `start(config, run_name, output_dir, project, resume_id, start_step)`
+(returns the id a resumed run continues), `log(record)` (a metrics.jsonl record, with its `step`), `log_table(name,
 step, rows)` (sample completions: a list of dicts with the same keys) and `finish()`. `Trackers` starts
 the chosen ones and fans each call out; the MetricsWriter calls it where it writes metrics.jsonl, on
 rank 0 only, so every stage is tracked through one hook.
@@ -26,6 +26,7 @@ import uuid
 from pathlib import Path
 
 from posttrain.config import to_dict
+from posttrain.errors import ConfigError
 from posttrain.options import resolve_report_to
 
 STATE_FILE = "trackers.json"  # tracker name -> the id its resumed run continues
@@ -217,7 +218,12 @@ def start_trackers(config, output_dir, start_step: int = 0) -> Trackers:
     adapters, ids = {}, {}
     for name in names:
         adapter = ADAPTERS[name]()
-        ids[name] = adapter.start(values, run_name, output_dir, config.tracker_project, previous.get(name), start_step)
+        try:
+            ids[name] = adapter.start(values, run_name, output_dir, config.tracker_project, previous.get(name), start_step)
+        except Exception as exc:  # the tracker's own setup (a server URI, a login): one line, not its traceback
+            Trackers(adapters).finish()
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise ConfigError(f"report_to={name}: {name} could not start the run: {reason}; fix its setup or leave {name} out of report_to") from exc
         adapters[name] = adapter
     state_path.write_text(json.dumps(ids, indent=1) + "\n", encoding="utf-8")
     return Trackers(adapters)
