@@ -158,6 +158,8 @@ CASES = [
     Case("sft-yaml-not-a-mapping", "config", ["sft", "--config", "{files}/list.yaml"], ["list.yaml"]),
     Case("sft-config-missing", "config", ["sft", "--config", "{files}/nope.yaml"], ["nope.yaml"]),
     Case("dpo-unknown-preset", "config", ["dpo", "--preset", "nosuch"], ["nosuch"]),
+    Case("dpo-push-without-repo-id", "config", ["dpo", "dataset={examples}/pairs.jsonl", "push_to_hub=true"], ["hub_model_id=NAMESPACE/NAME"]),  # issue 18
+    Case("grpo-hub-id-without-push", "config", ["grpo", "hub_model_id=me/model"], ["hub_model_id", "push_to_hub=true"]),  # issue 18
     Case("cli-unknown-stage", "config", ["sfft"], ["sfft"]),
     Case("cli-unknown-flag", "config", ["sft", "--lr", "1"], ["unknown config key 'lr'"]),  # --key value is key=value (TRL's syntax)
     Case("cli-unknown-short-flag", "config", ["sft", "-x"], ["unknown option(s) -x;"]),
