@@ -87,13 +87,6 @@ def function_spec(fn: Callable | str) -> str:
     return f"{CALLABLES_MODULE}:{name}"
 
 
-def _specs(value: Any) -> Any:
-    """Callables (alone or in a list) turned into spec strings; anything else unchanged."""
-    if isinstance(value, (list, tuple)):
-        return [function_spec(v) if callable(v) else v for v in value]
-    return function_spec(value) if callable(value) else value
-
-
 # ----------------------------------------------------------------------------------- objects as options
 
 PLAIN = (str, Path, int, float, bool, dict, type(None))
@@ -133,6 +126,8 @@ def _data_spec(key: str, value) -> str | None:
 def _option_value(key: str, value, tokenizer) -> Any:
     """An API value as a config value: objects become spec strings; an object of a type no option takes
     is a ConfigError naming the option, the type and what it takes (never its str())."""
+    if isinstance(value, Path):
+        return str(value)
     spec = _data_spec(key, value)
     if spec is not None:
         return spec
@@ -305,9 +300,10 @@ def generate(model, prompts: list, *, tokenizer=None, chat: bool = False, device
     return out if details else out.texts
 
 
-def _override_text(value: Any) -> str:
-    """A Python value as the `key=value` text load_pipeline parses as YAML (JSON is YAML)."""
-    return json.dumps(_specs(value), default=str)
+def _override_text(key: str, value: Any) -> str:
+    """A Python value as the `key=value` text load_pipeline parses as YAML (JSON is YAML); objects become
+    specs (in-process: a pipeline's stages run in this process), as for a stage function."""
+    return json.dumps(_option_value(key.rpartition(".")[2], value, None))
 
 
 def _pipeline_source(source: str | Path | dict, tmp: str) -> str:
@@ -320,7 +316,7 @@ def _pipeline_source(source: str | Path | dict, tmp: str) -> str:
     stages = []
     for stage in data.get("stages") or []:
         if isinstance(stage, dict) and isinstance(stage.get("config"), dict):
-            stage = {**stage, "config": {k: _specs(v) for k, v in stage["config"].items()}}
+            stage = {**stage, "config": {k: _option_value(k, v, None) for k, v in stage["config"].items()}}
         stages.append(stage)
     if stages:
         data["stages"] = stages
@@ -337,12 +333,12 @@ def run_pipeline(source: str | Path | dict, overrides: dict | None = None, *, lo
     from posttrain.pipeline import load_pipeline
     from posttrain.pipeline import run_pipeline as run_loaded
 
-    items = [f"{key}={_override_text(value)}" for key, value in top.items()]
+    items = [f"{key}={_override_text(key, value)}" for key, value in top.items()]
     for key, value in (overrides or {}).items():
         if isinstance(value, dict):
-            items += [f"{key}.{sub}={_override_text(v)}" for sub, v in value.items()]
+            items += [f"{key}.{sub}={_override_text(sub, v)}" for sub, v in value.items()]
         else:
-            items.append(f"{key}={_override_text(value)}")
+            items.append(f"{key}={_override_text(key, value)}")
     with tempfile.TemporaryDirectory() as tmp:
         pipeline = load_pipeline(_pipeline_source(source, tmp), items)
     return run_loaded(pipeline, log=log)

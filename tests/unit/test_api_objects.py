@@ -85,3 +85,13 @@ def test_a_reward_model_object_must_have_a_score_head(tiny_llama, tmp_path):
         posttrain.rm(model=model, dataset=[{"prompt": "p", "chosen": "a", "rejected": "b"}], batch_size=1, output_dir=str(tmp_path / "rm"),
                      device="cpu")
     assert not (tmp_path / "rm").exists()
+
+
+def test_pipeline_options_take_objects_as_stage_functions_do(tmp_path):
+    from posttrain.api import _override_text
+
+    rows = [{"prompt": "p", "completion": "c"}]
+    assert _override_text("sft.dataset", rows).startswith('"python:dataset/list-')
+    assert _override_text("output_dir", tmp_path) == f'"{tmp_path}"'
+    with pytest.raises(ConfigError, match="max_steps got an object of type object"):
+        _override_text("sft.max_steps", object())  # never its str()
