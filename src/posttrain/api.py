@@ -234,6 +234,8 @@ def run(stage_config, *, callbacks: list | None = None) -> dict:
         raise ConfigError(f"run() takes a stage config from posttrain.config_for(...), got {type(stage_config).__name__}")
     if callbacks is not None and not isinstance(callbacks, (list, tuple)):
         raise ConfigError(f"callbacks got {type(callbacks).__name__}; expected a list of transformers TrainerCallback objects")
+    if callbacks and not any(f.name == "logging_steps" for f in dataclasses.fields(stage_config)):
+        raise ConfigError(f"callbacks: the {spec.name} stage trains no model, so no callback would be called; remove callbacks=")
     stage_config, written = _data_to_run_dir(stage_config)
     try:
         with using_callbacks(list(callbacks or [])):
