@@ -189,26 +189,25 @@ def _data_to_run_dir(config) -> tuple[Any, list[Path]]:
     from posttrain.data.sources import write_jsonl
     from posttrain.train.rundir import check_run_dir
 
-    data_dir = check_run_dir(config).root / "data"  # an earlier run in the way is refused before anything is written
-    changes, written = {}, []
+    data_dir, copies = Path(config.output_dir) / "data", {}
     for key in keys:
         value = python_object(getattr(config, key), key)
         if not isinstance(value, list) and hasattr(value, "keys"):  # a DatasetDict keeps its splits
-            target = data_dir / key
-            shutil.rmtree(target, ignore_errors=True)
-            value.save_to_disk(str(target))
-        else:
-            rows = value if isinstance(value, list) else value.to_list()
-            try:
-                json.dumps(rows)
-            except (TypeError, ValueError):  # images, bytes, ...: keep the object in this process
-                continue
-            target = data_dir / f"{key}.jsonl"
-            data_dir.mkdir(parents=True, exist_ok=True)
-            write_jsonl(target, rows)
-        changes[key] = str(target)
-        written.append(target)
-    return dataclasses.replace(config, **changes), written
+            copies[data_dir / key] = lambda target, value=value: value.save_to_disk(str(target))
+            continue
+        rows = value if isinstance(value, list) else value.to_list()
+        try:
+            json.dumps(rows)
+        except (TypeError, ValueError):  # images, bytes, ...: keep the object in this process
+            continue
+        copies[data_dir / f"{key}.jsonl"] = lambda target, rows=rows: write_jsonl(target, rows)
+    config = dataclasses.replace(config, **{target.name.removesuffix(".jsonl"): str(target) for target in copies})
+    check_run_dir(config)  # an earlier run in the way (or a resume with other settings) is refused before anything is written
+    for target, write in copies.items():
+        shutil.rmtree(target, ignore_errors=True)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        write(target)
+    return config, list(copies)
 
 
 def _remove_written(config, written: list[Path]) -> None:
