@@ -87,13 +87,6 @@ def function_spec(fn: Callable | str) -> str:
     return f"{CALLABLES_MODULE}:{name}"
 
 
-def _specs(value: Any) -> Any:
-    """Callables (alone or in a list) turned into spec strings; anything else unchanged."""
-    if isinstance(value, (list, tuple)):
-        return [function_spec(v) if callable(v) else v for v in value]
-    return function_spec(value) if callable(value) else value
-
-
 # ----------------------------------------------------------------------------------- objects as options
 
 PLAIN = (str, Path, int, float, bool, dict, type(None))
@@ -133,6 +126,8 @@ def _data_spec(key: str, value) -> str | None:
 def _option_value(key: str, value, tokenizer) -> Any:
     """An API value as a config value: objects become spec strings; an object of a type no option takes
     is a ConfigError naming the option, the type and what it takes (never its str())."""
+    if isinstance(value, Path):
+        return str(value)
     spec = _data_spec(key, value)
     if spec is not None:
         return spec
@@ -195,26 +190,25 @@ def _data_to_run_dir(config) -> tuple[Any, list[Path]]:
     from posttrain.data.sources import write_jsonl
     from posttrain.train.rundir import check_run_dir
 
-    data_dir = check_run_dir(config).root / "data"  # an earlier run in the way is refused before anything is written
-    changes, written = {}, []
+    data_dir, copies = Path(config.output_dir) / "data", {}
     for key in keys:
         value = python_object(getattr(config, key), key)
         if not isinstance(value, list) and hasattr(value, "keys"):  # a DatasetDict keeps its splits
-            target = data_dir / key
-            shutil.rmtree(target, ignore_errors=True)
-            value.save_to_disk(str(target))
-        else:
-            rows = value if isinstance(value, list) else value.to_list()
-            try:
-                json.dumps(rows)
-            except (TypeError, ValueError):  # images, bytes, ...: keep the object in this process
-                continue
-            target = data_dir / f"{key}.jsonl"
-            data_dir.mkdir(parents=True, exist_ok=True)
-            write_jsonl(target, rows)
-        changes[key] = str(target)
-        written.append(target)
-    return dataclasses.replace(config, **changes), written
+            copies[data_dir / key] = lambda target, value=value: value.save_to_disk(str(target))
+            continue
+        rows = value if isinstance(value, list) else value.to_list()
+        try:
+            json.dumps(rows)
+        except (TypeError, ValueError):  # images, bytes, ...: keep the object in this process
+            continue
+        copies[data_dir / f"{key}.jsonl"] = lambda target, rows=rows: write_jsonl(target, rows)
+    config = dataclasses.replace(config, **{target.name.removesuffix(".jsonl"): str(target) for target in copies})
+    check_run_dir(config)  # an earlier run in the way (or a resume with other settings) is refused before anything is written
+    for target, write in copies.items():
+        shutil.rmtree(target, ignore_errors=True)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        write(target)
+    return config, list(copies)
 
 
 def _remove_written(config, written: list[Path]) -> None:
@@ -241,6 +235,8 @@ def run(stage_config, *, callbacks: list | None = None) -> dict:
         raise ConfigError(f"run() takes a stage config from posttrain.config_for(...), got {type(stage_config).__name__}")
     if callbacks is not None and not isinstance(callbacks, (list, tuple)):
         raise ConfigError(f"callbacks got {type(callbacks).__name__}; expected a list of transformers TrainerCallback objects")
+    if callbacks and not any(f.name == "logging_steps" for f in dataclasses.fields(stage_config)):
+        raise ConfigError(f"callbacks: the {spec.name} stage trains no model, so no callback would be called; remove callbacks=")
     stage_config, written = _data_to_run_dir(stage_config)
     try:
         with using_callbacks(list(callbacks or [])):
@@ -307,9 +303,10 @@ def generate(model, prompts: list, *, tokenizer=None, chat: bool = False, device
     return out if details else out.texts
 
 
-def _override_text(value: Any) -> str:
-    """A Python value as the `key=value` text load_pipeline parses as YAML (JSON is YAML)."""
-    return json.dumps(_specs(value), default=str)
+def _override_text(key: str, value: Any) -> str:
+    """A Python value as the `key=value` text load_pipeline parses as YAML (JSON is YAML); objects become
+    specs (in-process: a pipeline's stages run in this process), as for a stage function."""
+    return json.dumps(_option_value(key.rpartition(".")[2], value, None))
 
 
 def _pipeline_source(source: str | Path | dict, tmp: str) -> str:
@@ -322,7 +319,7 @@ def _pipeline_source(source: str | Path | dict, tmp: str) -> str:
     stages = []
     for stage in data.get("stages") or []:
         if isinstance(stage, dict) and isinstance(stage.get("config"), dict):
-            stage = {**stage, "config": {k: _specs(v) for k, v in stage["config"].items()}}
+            stage = {**stage, "config": {k: _option_value(k, v, None) for k, v in stage["config"].items()}}
         stages.append(stage)
     if stages:
         data["stages"] = stages
@@ -339,12 +336,12 @@ def run_pipeline(source: str | Path | dict, overrides: dict | None = None, *, lo
     from posttrain.pipeline import load_pipeline
     from posttrain.pipeline import run_pipeline as run_loaded
 
-    items = [f"{key}={_override_text(value)}" for key, value in top.items()]
+    items = [f"{key}={_override_text(key, value)}" for key, value in top.items()]
     for key, value in (overrides or {}).items():
         if isinstance(value, dict):
-            items += [f"{key}.{sub}={_override_text(v)}" for sub, v in value.items()]
+            items += [f"{key}.{sub}={_override_text(sub, v)}" for sub, v in value.items()]
         else:
-            items.append(f"{key}={_override_text(value)}")
+            items.append(f"{key}={_override_text(key, value)}")
     with tempfile.TemporaryDirectory() as tmp:
         pipeline = load_pipeline(_pipeline_source(source, tmp), items)
     return run_loaded(pipeline, log=log)

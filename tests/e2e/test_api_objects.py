@@ -90,6 +90,11 @@ def test_a_model_and_tokenizer_object_train_in_place_and_callbacks_see_each_step
         ("step_begin", 2), ("step_end", 3), ("evaluate", 3, evals[3]), ("log", 3, logged[2]["loss"]), ("save", 3),
         ("end", 3, 3, True),
     ]
+    # the same process resumes by passing the same objects again (config.yaml names them by a stable spec)
+    resumed = Recorder()
+    posttrain.sft(model=model, tokenizer=tokenizer, dataset=sft_rows(16), eval_dataset=sft_rows(4, seed=1), eval_steps=2,
+                  save_steps=2, callbacks=[resumed], output_dir=str(out), resume=True, **{**SFT, "max_steps": 4})
+    assert resumed.calls[0] == ("begin", 3, 4, str(out)) and [r["step"] for r in read_metrics(out)] == [1, 2, 3, 4]
 
 
 class StopAfter(TrainerCallback):

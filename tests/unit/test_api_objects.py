@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datasets
 import pytest
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, EarlyStoppingCallback
 
 import posttrain
 from conftest import sft_rows
@@ -43,6 +43,8 @@ def test_tokenizer_and_callbacks_are_checked(tiny_llama):
         posttrain.config_for("dpo", model=model, ref_model_path=model)
     with pytest.raises(ConfigError, match="callbacks got str; expected a list of transformers TrainerCallback"):
         posttrain.sft(model=tiny_llama, callbacks="early_stopping")
+    with pytest.raises(ConfigError, match="callbacks: the eval stage trains no model, so no callback would be called"):
+        posttrain.evaluate(model=tiny_llama, callbacks=[EarlyStoppingCallback()])
 
 
 def test_object_specs_are_stable_and_the_readers_resolve_them():
@@ -70,8 +72,6 @@ def test_rows_the_stage_cannot_read_leave_no_data_copy(tiny_llama, tmp_path):
 
 
 def test_a_callback_that_raises_is_one_line_naming_it(tiny_llama, tmp_path):
-    from transformers import EarlyStoppingCallback
-
     with pytest.raises(UserError, match="callback EarlyStoppingCallback.on_train_begin raised AssertionError: "
                                         "EarlyStoppingCallback requires IntervalStrategy .*eval_steps > 0"):
         posttrain.sft(model=tiny_llama, dataset=sft_rows(4), eval_steps=0, callbacks=[EarlyStoppingCallback],
@@ -85,3 +85,13 @@ def test_a_reward_model_object_must_have_a_score_head(tiny_llama, tmp_path):
         posttrain.rm(model=model, dataset=[{"prompt": "p", "chosen": "a", "rejected": "b"}], batch_size=1, output_dir=str(tmp_path / "rm"),
                      device="cpu")
     assert not (tmp_path / "rm").exists()
+
+
+def test_pipeline_options_take_objects_as_stage_functions_do(tmp_path):
+    from posttrain.api import _override_text
+
+    rows = [{"prompt": "p", "completion": "c"}]
+    assert _override_text("sft.dataset", rows).startswith('"python:dataset/list-')
+    assert _override_text("output_dir", tmp_path) == f'"{tmp_path}"'
+    with pytest.raises(ConfigError, match="max_steps got an object of type object"):
+        _override_text("sft.max_steps", object())  # never its str()
