@@ -267,6 +267,7 @@ def train(config, *, build_model, tokenizer, algorithm: Algorithm, source: StepS
     if ranks.is_main():
         remove_partial(run.checkpoints)
         truncate_metrics(run.metrics, start)
+        truncate_metrics(Path(run.metrics).with_name("completions.jsonl"), start)  # reward functions' log_extra rows (online)
     ranks.barrier()
 
     writer = MetricsWriter(run.metrics, total_steps, start, enabled=ranks.is_main())
