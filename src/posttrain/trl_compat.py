@@ -79,6 +79,7 @@ ALIASES: dict[str, Alias] = {
     # TrainingArguments
     "per_device_train_batch_size": Alias("batch_size", note="online stages: completions per micro-batch, as in TRL"),
     "num_train_epochs": Alias("num_epochs"),
+    "activation_checkpointing": Alias("gradient_checkpointing", note="transformers 5's name for gradient_checkpointing"),
     "lr_scheduler_type": Alias("lr_scheduler", _scheduler, note="cosine, linear, constant (constant_with_warmup = constant)"),
     "bf16": Alias("mixed_precision", _when_true("bf16", "bf16")),
     "fp16": Alias("mixed_precision", _when_true("fp16", "fp16")),

@@ -127,3 +127,9 @@ def test_the_api_reads_trl_keys_per_source(tmp_path):
     (tmp_path / "trl.yaml").write_text("model_name_or_path: from_file\nper_device_train_batch_size: 4\n")
     cfg = config_for("sft", tmp_path / "trl.yaml", model="from_keyword", num_train_epochs=3)
     assert (cfg.model, cfg.batch_size, cfg.num_epochs) == ("from_keyword", 4, 3.0)
+
+
+def test_the_docs_table_lists_every_key():
+    text = (Path(__file__).resolve().parents[2] / "docs" / "coming_from_trl.md").read_text(encoding="utf-8")
+    for key in [*ALIASES, *UNSUPPORTED, *IGNORED]:
+        assert f"`{key}" in text, key

@@ -125,7 +125,7 @@ class OnlineRL(Algorithm):
             return {}
         from posttrain.methods.heldout import evaluate
 
-        scorers = {name: _bounded(fn, self.rewards.timeout) for name, fn in self.rewards.functions.items()}
+        scorers = {name: _bounded(self.rewards.for_evaluation(fn), self.rewards.timeout) for name, fn in self.rewards.functions.items()}
         report = evaluate(model, self.tokenizer, self.eval_rows, scorers, temperature=0.0,
                           max_new_tokens=self.config.max_new_tokens, seed=self.config.seed, show_samples=0)
         return {f"eval_{name}": report[name] for name in self.rewards.functions} | {"eval_mean_length": report["mean_length"]}

@@ -42,6 +42,7 @@ range a function declares (`reward_range`), for diagnostics that need its maximu
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import math
 import os
@@ -161,6 +162,16 @@ class RewardFunctions:
             self.trainer_state = trainer_state(0, 0)
         values = {"trainer_state": self.trainer_state, "log_metric": self.log_metric, "log_extra": self.log_extra}
         return {key: values[key] for key in wanted}
+
+    def for_evaluation(self, fn: Callable) -> Callable:
+        """`fn` with the TRL keywords it accepts bound, for a held-out scoring call outside `__call__`:
+        the latest round's trainer_state; what it logs there is dropped."""
+        wanted = accepted_keywords(fn, TRL_KEYWORDS)
+        if not wanted:
+            return fn
+        values = {"trainer_state": self.trainer_state or trainer_state(0, 0),
+                  "log_metric": lambda name, value: None, "log_extra": lambda column, values: None}
+        return functools.partial(fn, **{key: values[key] for key in wanted})
 
     def pop_timeouts(self) -> dict[tuple[str, str], int]:
         """Timed-out calls per ("reward" | "monitor", name) since the last pop (every function, 0s included)."""

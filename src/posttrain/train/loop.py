@@ -272,6 +272,7 @@ def train(config, *, build_model, tokenizer, algorithm: Algorithm, source: StepS
     if ranks.is_main():
         remove_partial(run.checkpoints)
         carry_metrics(ckpt, run, start)
+        truncate_metrics(Path(run.metrics).with_name("completions.jsonl"), start)  # reward functions' log_extra rows (online)
     ranks.barrier()
 
     trackers = start_trackers(config, run.root, start) if ranks.is_main() else None  # report_to

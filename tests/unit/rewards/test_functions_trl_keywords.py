@@ -50,3 +50,11 @@ def test_outside_training_the_state_is_a_fresh_trainer_state():
     rewards = RewardFunctions({"named_only": named_only})
     rewards(["p"], ["c"], {"answer": ["c"]})
     assert isinstance(SEEN["named_only"], TrainerState) and SEEN["named_only"].global_step == 0
+
+
+def test_held_out_scoring_binds_the_keywords_and_drops_what_is_logged():
+    rewards = RewardFunctions({"plain": plain, "without": without})
+    rewards.trainer_state = trainer_state(3, 10)
+    assert rewards.for_evaluation(plain)(prompts=["p"], completions=["abc"]) == [3.0]
+    assert rewards.for_evaluation(without) is without  # nothing to bind
+    assert rewards.pop_logged() == ({}, {})
