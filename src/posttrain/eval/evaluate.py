@@ -88,7 +88,6 @@ class EvalConfig(TopKSamplingOptions, ModelOptions):
         if self.num_samples > 1 and self.temperature == 0:
             raise UserError("num_samples > 1 with temperature=0 gives k identical greedy samples; set temperature (e.g. 1.0)")
 
-
     def _check_harness(self) -> None:
         if not self.tasks:
             raise ConfigError("harness=lm_eval needs tasks=[NAME, ...], e.g. tasks=[arc_easy] (or your own task with include_path=DIR)")
