@@ -173,7 +173,8 @@ def run_eval(cfg: EvalConfig) -> dict:
     if cfg.harness:
         from posttrain.eval.harness import run_harness
 
-        return _write(cfg, {"model": cfg.model, **run_harness(cfg)}, out_path, ", ".join(cfg.tasks))
+        measured = f"lm_eval {', '.join(cfg.tasks)}"  # the report's `dataset`, as `posttrain report` lists it
+        return _write(cfg, {"model": cfg.model, "dataset": measured, **run_harness(cfg)}, out_path, measured)
     rows = load_rows(cfg.dataset, cfg.dataset_split)
     if cfg.limit:
         rows = rows[:cfg.limit]
