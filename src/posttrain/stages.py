@@ -58,7 +58,7 @@ STAGES: dict[str, StageSpec] = {spec.name: spec for spec in [
     StageSpec("sft", "posttrain.algorithms.sft", "SFTConfig", "run_sft", "train",
               "Supervised fine-tuning on input-output pairs (token-mean cross-entropy)."),
     StageSpec("eval", "posttrain.eval.evaluate", "EvalConfig", "run_eval", "eval",
-              "Generate on held-out prompts and score them: accuracy, pass@k, avg@k, length; GSM8K / MATH / AIME; an LLM judge's win rate (length-controlled) or 1-10 rating."),
+              "Generate on held-out prompts and score them with any reward specs: mean, pass rate, pass@k, avg@k, length; GSM8K / MATH / AIME; an LLM judge's win rate (length-controlled) or 1-10 rating; lm-evaluation-harness tasks (harness=lm_eval)."),
     StageSpec("distill", "posttrain.algorithms.distill", "DistillConfig", "run_distill", "train",
               "Knowledge distillation from a teacher (same tokenizer, any size): off-/on-policy (GKD), soft+hard targets, context distillation."),
     StageSpec("rm", "posttrain.algorithms.rm", "RewardConfig", "run_rm", "train",

@@ -63,7 +63,8 @@ def test_a_local_lm_eval_task_on_a_saved_model_matches_its_own_log_likelihoods(t
         chosen.append(max(range(len(choices)), key=scores.__getitem__))
     expected = sum(c == y for c, (_, _, y) in zip(chosen, QUESTIONS)) / len(QUESTIONS)
     assert report["local_arith/acc"] == report["score"] == pytest.approx(expected)
-    assert report["harness"] == "lm_eval" and report["num_documents"] == {"local_arith": len(QUESTIONS)}
+    assert report["harness"] == "lm_eval" and report["dataset"] == "lm_eval local_arith"
+    assert report["num_documents"] == {"local_arith": len(QUESTIONS)}
     assert [s["completion"] for s in report["samples"]] == [" " + c[i] for i, (_, c, _) in zip(chosen, QUESTIONS)]
     assert [s["score"] for s in report["samples"]] == [float(c == y) for c, (_, _, y) in zip(chosen, QUESTIONS)]
 

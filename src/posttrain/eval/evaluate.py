@@ -88,7 +88,6 @@ class EvalConfig(TopKSamplingOptions, ModelOptions):
         if self.num_samples > 1 and self.temperature == 0:
             raise UserError("num_samples > 1 with temperature=0 gives k identical greedy samples; set temperature (e.g. 1.0)")
 
-
     def _check_harness(self) -> None:
         if not self.tasks:
             raise ConfigError("harness=lm_eval needs tasks=[NAME, ...], e.g. tasks=[arc_easy] (or your own task with include_path=DIR)")
@@ -174,7 +173,8 @@ def run_eval(cfg: EvalConfig) -> dict:
     if cfg.harness:
         from posttrain.eval.harness import run_harness
 
-        return _write(cfg, {"model": cfg.model, **run_harness(cfg)}, out_path, ", ".join(cfg.tasks))
+        measured = f"lm_eval {', '.join(cfg.tasks)}"  # the report's `dataset`, as `posttrain report` lists it
+        return _write(cfg, {"model": cfg.model, "dataset": measured, **run_harness(cfg)}, out_path, measured)
     rows = load_rows(cfg.dataset, cfg.dataset_split)
     if cfg.limit:
         rows = rows[:cfg.limit]

@@ -294,7 +294,7 @@ def resolve_specs(specs: list[str], dataset: str, option: str = "reward_funcs") 
 
     functions: dict[str, Callable] = {}
 
-    def add(name: str, fn: Callable) -> None:  # a name taken already gets the function's position: format, format_1
+    def add(name: str, fn: Callable) -> None:  # a name taken already gets its position in the list: format, format_2
         functions[name if name not in functions else f"{name}_{len(functions)}"] = fn
 
     for spec in specs:

@@ -5,6 +5,7 @@ import pytest
 
 from posttrain.errors import ConfigError, UserError
 from posttrain.methods.scoring import resolve_scorers
+from posttrain.rewards.functions import RewardFunctions
 
 
 def test_builtin_reward_spec_and_benchmark_default():
@@ -33,3 +34,21 @@ def test_a_bad_spec_is_one_config_error_naming_scorer(spec, message):
     with pytest.raises(ConfigError) as raised:
         resolve_scorers([spec], "task:arithmetic")
     assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
+
+
+def test_scorers_are_called_as_rewards_and_their_errors_say_scoring_without_a_training_hint():
+    def raises(prompts, completions, **columns):
+        raise RuntimeError("boom")
+
+    def nan_for_long(completions, answer, completion_ids, **columns):  # TRL's keyword convention, ids included
+        return [float("nan") if len(ids) > 2 else float(c == a) for c, a, ids in zip(completions, answer, completion_ids)]
+
+    scoring = RewardFunctions({"nan_for_long": nan_for_long}, label="scoring")
+    assert scoring(["p", "p"], ["4", "5"], {"answer": ["4", "4"]}, [[1], [2]]).per_function == {"nan_for_long": [1.0, 0.0]}
+    with pytest.raises(UserError) as raised:
+        scoring(["p"], ["4"], {"answer": ["4"]}, [[1, 2, 3]])
+    assert str(raised.value) == ("scoring function 'nan_for_long' returned nan for completion 0; "
+                                 "values must be finite numbers or None")
+    with pytest.raises(UserError) as raised:
+        RewardFunctions({"raises": raises}, label="scoring")(["p"], ["4"], {})
+    assert str(raised.value) == "scoring function 'raises' raised RuntimeError: boom"
