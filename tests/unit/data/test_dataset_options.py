@@ -20,7 +20,14 @@ from posttrain.tasks.mixtures import parse_mixture
 from posttrain.tasks.sources import load_rows
 from posttrain.tasks.streams import StreamingSource, stream_rows
 
-os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch, tmp_path):
+    """No hub; datasets' caches (builders', and the tokenized examples of map_examples) under tmp_path."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_datasets")
 
 
 def opts(dataset, **values):
