@@ -101,6 +101,9 @@ def load_rows(source: str, split: str | None = None, options=None) -> list[dict]
 def source_rows(source: str, split: str | None, reading: Reading, strict: bool = True) -> list[dict]:
     """One source's rows, renamed (see `rename_columns` for `strict`)."""
     if is_task_source(source):
+        if reading.config is not None or reading.data_files is not None:
+            raise ConfigError(f"dataset={source} is an embedded task, which has no configurations or data files; remove "
+                              "dataset_config / data_files")
         name, task_split, limit = parse_task_source(source, split or "train")
         return rename_columns(cap_rows(get_task(name).rows(task_split, limit), source), reading.renames, source, strict)
     hub = hub_benchmark(source) if not os.path.exists(source) and reading.data_files is None else None

@@ -41,12 +41,14 @@ def stream_rows(source: str, split: str | None, options):
 
 
 def _stream_one(source: str, split: str | None, reading):
+    from dataclasses import replace
+
     import datasets
 
     from posttrain.tasks.sources import is_task_source, source_rows
 
     if is_task_source(source):  # small and embedded: read, then stream
-        return datasets.Dataset.from_list(source_rows(source, split, reading.__class__())).to_iterable_dataset()
+        return datasets.Dataset.from_list(source_rows(source, split, replace(reading, renames={}))).to_iterable_dataset()
     return stream_records(source, split, reading.config, reading.data_files)
 
 

@@ -68,6 +68,8 @@ def test_dataset_config_selects_a_config_of_a_local_dataset_folder(tmp_path):
     assert [r["question"] for r in main] == ["q0", "q1", "q2", "q3"] and [r["question"] for r in socratic] == ["q100", "q101"]
     with pytest.raises(DataError, match="could not read it.*nope"):
         load_rows(str(repo), options=opts(str(repo), dataset_config="nope"))
+    with pytest.raises(ConfigError, match="is an embedded task, which has no configurations"):
+        load_rows("task:arithmetic", options=opts("task:arithmetic", dataset_config="main"))
     # the options describe `dataset` only: an eval set read with the same options is read plainly
     assert load_rows(str(repo / "main" / "train.jsonl"), options=opts(str(repo), dataset_config="socratic"))[0]["question"] == "q0"
 
