@@ -56,6 +56,10 @@ def rename_columns(rows: list[dict], renames: dict, source: str, strict: bool = 
     if strict and missing:
         raise data_error(source, None, None, f"has no column {missing[0]!r} to rename (dataset_columns / "
                                              f"dataset_text_field); its columns: {', '.join(sorted(rows[0]))}")
+    clash = sorted(new for new in present.values() if new in rows[0] and new not in present)
+    if clash:
+        raise data_error(source, None, None, f"already has a column {clash[0]!r}, so renaming another to it would hide one; "
+                                             "rename that one too, or pick another name")
     out = []
     for i, row in enumerate(rows):
         if any(old not in row for old in present):

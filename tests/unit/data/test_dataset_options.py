@@ -92,6 +92,10 @@ def test_column_renames_and_dataset_text_field(tmp_path):
     assert load_rows(text, options=opts(text, dataset_text_field="body")) == [{"text": "hello"}]
     with pytest.raises(DataError, match=r"qa.jsonl: has no column 'query' to rename .*its columns: answer, question"):
         load_rows(path, options=opts(path, dataset_columns={"query": "prompt"}))
+    with pytest.raises(DataError, match=r"qa.jsonl: already has a column 'answer'"):
+        load_rows(path, options=opts(path, dataset_columns={"question": "answer"}))
+    swapped = load_rows(path, options=opts(path, dataset_columns={"question": "answer", "answer": "question"}))
+    assert swapped[0] == {"answer": "q0", "question": "a0"}  # renames apply at once, so a swap is fine
 
 
 # ------------------------------------------------------------------------------------------ mixtures
