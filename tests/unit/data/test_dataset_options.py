@@ -204,3 +204,5 @@ def test_a_stream_is_read_lazily_in_a_seeded_order_that_a_resumed_run_replays(tm
     assert steps[5:] != steps[:2]  # the second pass is reshuffled
     with pytest.raises(DataError, match="has no column 'nope' to rename"):
         stream_rows(path, None, sft_config(dataset=path, streaming=True, max_steps=1, dataset_columns={"nope": "prompt"}))
+    swap = sft_config(dataset=path, streaming=True, max_steps=1, dataset_columns={"question": "answer", "answer": "question"})
+    assert list(stream_rows(path, None, swap).take(1)) == [{"answer": "q0", "question": "a0"}]
