@@ -3,12 +3,21 @@ whose columns agree after renames trains for max_steps; bad dataset options give
 
 from __future__ import annotations
 
+import datasets
 import pytest
 
 from conftest import read_metrics, sft_rows, write_jsonl
 from posttrain.cli import main
 
 FAST = ["device=cpu", "max_length=96", "batch_size=2", "logging_steps=1", "lr_scheduler=constant"]
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch, tmp_path):
+    """No hub; the tokenized-examples cache under tmp_path."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_datasets")
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ from posttrain.models.logprobs import logits_at
 from posttrain.models.packed_attention import use_packed_attention
 from posttrain.options import TrainOptions, output_dir_option
 from posttrain.tasks.sources import default_eval_source, load_rows
+from posttrain.train import distributed
 from posttrain.train.loop import Algorithm, train_offline
 from posttrain.train.scaffold import start_run
 
@@ -124,6 +125,18 @@ def run_sft(config: SFTConfig) -> dict:
     if config.eval_dataset is None:
         config = dataclasses.replace(config, eval_dataset=default_eval_source(config.dataset))
     _, tokenizer = start_run(config)
+    distributed.setup(config.device)  # join the process group now: rank 0 tokenizes, the others read its cache
+    try:
+        algorithm, train_rows, eval_rows = _load(tokenizer, config)
+    except BaseException:
+        distributed.cleanup()
+        raise
+    return train_offline(config, tokenizer=tokenizer, algorithm=algorithm, items=train_rows, eval_items=eval_rows,
+                         what="packed rows" if config.packing else "examples")
+
+
+def _load(tokenizer, config: SFTConfig):
+    """(the algorithm, the training rows or stream, the eval rows)."""
     algorithm = SFT(tokenizer.pad_token_id, packing=config.packing)
     if config.streaming:  # a StepSource that tokenizes rows as the steps read them
         from posttrain.tasks.streams import StreamingSource, stream_rows
@@ -134,5 +147,4 @@ def run_sft(config: SFTConfig) -> dict:
     else:
         train_rows = as_rows(load_examples(tokenizer, config.dataset, config.dataset_split, config), config)
     eval_rows = as_rows(load_examples(tokenizer, config.eval_dataset, None, config), config) if config.eval_dataset else []
-    return train_offline(config, tokenizer=tokenizer, algorithm=algorithm, items=train_rows, eval_items=eval_rows,
-                         what="packed rows" if config.packing else "examples")
+    return algorithm, train_rows, eval_rows

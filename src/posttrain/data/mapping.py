@@ -35,9 +35,15 @@ def map_examples(fn, rows: list[dict], *, num_proc: int = 1, cache_dir: str | No
                   num_proc=min(num_proc, len(rows)) if num_proc > 1 else None,
                   cache_file_name=os.path.join(folder, f"{fingerprint}.arrow"), new_fingerprint=fingerprint,
                   load_from_cache_file=True, desc="posttrain: tokenizing")
+    failed = None
     if ranks.is_main():
-        mapped = _map(table, kwargs, len(rows))
+        try:
+            mapped = _map(table, kwargs, len(rows))
+        except Exception as e:  # reach the barrier first: the others then fail on the same row themselves
+            failed = e
     ranks.barrier()  # the other ranks read rank 0's cache file
+    if failed is not None:
+        raise failed
     if not ranks.is_main():
         mapped = _map(table, kwargs, len(rows))
     return mapped.to_list()

@@ -56,6 +56,10 @@ def rename_columns(rows: list[dict], renames: dict, source: str, strict: bool = 
     if strict and missing:
         raise data_error(source, None, None, f"has no column {missing[0]!r} to rename (dataset_columns / "
                                              f"dataset_text_field); its columns: {', '.join(sorted(rows[0]))}")
+    clash = sorted(new for new in present.values() if new in rows[0] and new not in present)
+    if clash:
+        raise data_error(source, None, None, f"already has a column {clash[0]!r}, so renaming another to it would hide one; "
+                                             "rename that one too, or pick another name")
     out = []
     for i, row in enumerate(rows):
         if any(old not in row for old in present):
@@ -101,6 +105,9 @@ def load_rows(source: str, split: str | None = None, options=None) -> list[dict]
 def source_rows(source: str, split: str | None, reading: Reading, strict: bool = True) -> list[dict]:
     """One source's rows, renamed (see `rename_columns` for `strict`)."""
     if is_task_source(source):
+        if reading.config is not None or reading.data_files is not None:
+            raise ConfigError(f"dataset={source} is an embedded task, which has no configurations or data files; remove "
+                              "dataset_config / data_files")
         name, task_split, limit = parse_task_source(source, split or "train")
         return rename_columns(cap_rows(get_task(name).rows(task_split, limit), source), reading.renames, source, strict)
     hub = hub_benchmark(source) if not os.path.exists(source) and reading.data_files is None else None

@@ -41,12 +41,14 @@ def stream_rows(source: str, split: str | None, options):
 
 
 def _stream_one(source: str, split: str | None, reading):
+    from dataclasses import replace
+
     import datasets
 
     from posttrain.tasks.sources import is_task_source, source_rows
 
     if is_task_source(source):  # small and embedded: read, then stream
-        return datasets.Dataset.from_list(source_rows(source, split, reading.__class__())).to_iterable_dataset()
+        return datasets.Dataset.from_list(source_rows(source, split, replace(reading, renames={}))).to_iterable_dataset()
     return stream_records(source, split, reading.config, reading.data_files)
 
 
@@ -65,7 +67,14 @@ def _renamed(stream, renames: dict, source: str, strict: bool):
     if strict and missing:
         raise DataError(f"{source}: has no column {missing[0]!r} to rename (dataset_columns / dataset_text_field); "
                         f"its columns: {', '.join(sorted(columns))}")
-    return stream.rename_columns(present) if present else stream
+    clash = sorted(new for new in present.values() if new in columns and new not in present)
+    if clash:
+        raise DataError(f"{source}: already has a column {clash[0]!r}, so renaming another to it would hide one; rename "
+                        "that one too, or pick another name")
+    if not present:
+        return stream
+    # all at once (rename_columns refuses a swap): columns are removed before the renamed row is merged in
+    return stream.map(lambda row: {present.get(k, k): v for k, v in row.items()}, remove_columns=list(columns))
 
 
 class StreamingSource(StepSource):

@@ -20,7 +20,14 @@ from posttrain.tasks.mixtures import parse_mixture
 from posttrain.tasks.sources import load_rows
 from posttrain.tasks.streams import StreamingSource, stream_rows
 
-os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch, tmp_path):
+    """No hub; datasets' caches (builders', and the tokenized examples of map_examples) under tmp_path."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_datasets")
 
 
 def opts(dataset, **values):
@@ -61,6 +68,8 @@ def test_dataset_config_selects_a_config_of_a_local_dataset_folder(tmp_path):
     assert [r["question"] for r in main] == ["q0", "q1", "q2", "q3"] and [r["question"] for r in socratic] == ["q100", "q101"]
     with pytest.raises(DataError, match="could not read it.*nope"):
         load_rows(str(repo), options=opts(str(repo), dataset_config="nope"))
+    with pytest.raises(ConfigError, match="is an embedded task, which has no configurations"):
+        load_rows("task:arithmetic", options=opts("task:arithmetic", dataset_config="main"))
     # the options describe `dataset` only: an eval set read with the same options is read plainly
     assert load_rows(str(repo / "main" / "train.jsonl"), options=opts(str(repo), dataset_config="socratic"))[0]["question"] == "q0"
 
@@ -83,6 +92,10 @@ def test_column_renames_and_dataset_text_field(tmp_path):
     assert load_rows(text, options=opts(text, dataset_text_field="body")) == [{"text": "hello"}]
     with pytest.raises(DataError, match=r"qa.jsonl: has no column 'query' to rename .*its columns: answer, question"):
         load_rows(path, options=opts(path, dataset_columns={"query": "prompt"}))
+    with pytest.raises(DataError, match=r"qa.jsonl: already has a column 'answer'"):
+        load_rows(path, options=opts(path, dataset_columns={"question": "answer"}))
+    swapped = load_rows(path, options=opts(path, dataset_columns={"question": "answer", "answer": "question"}))
+    assert swapped[0] == {"answer": "q0", "question": "a0"}  # renames apply at once, so a swap is fine
 
 
 # ------------------------------------------------------------------------------------------ mixtures
@@ -191,3 +204,5 @@ def test_a_stream_is_read_lazily_in_a_seeded_order_that_a_resumed_run_replays(tm
     assert steps[5:] != steps[:2]  # the second pass is reshuffled
     with pytest.raises(DataError, match="has no column 'nope' to rename"):
         stream_rows(path, None, sft_config(dataset=path, streaming=True, max_steps=1, dataset_columns={"nope": "prompt"}))
+    swap = sft_config(dataset=path, streaming=True, max_steps=1, dataset_columns={"question": "answer", "answer": "question"})
+    assert list(stream_rows(path, None, swap).take(1)) == [{"answer": "q0", "question": "a0"}]
