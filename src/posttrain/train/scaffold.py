@@ -67,6 +67,19 @@ def check_continued_adapter(adapter, config) -> None:
                           f"run keeps training; {fix}")
 
 
+def check_own_loader(config, where: str) -> None:
+    """For a stage whose model loads another way than load_model_for (`where` says how): attn_implementation
+    is checked as there; use_liger_kernel, load_in_4bit and load_in_8bit are refused, never silently ignored."""
+    from posttrain.models.hardware import check_attn_implementation
+    from posttrain.models.loading import resolve_device
+
+    check_attn_implementation(config.attn_implementation, resolve_device(config.device))
+    chosen = [key for key in ("use_liger_kernel", "load_in_4bit", "load_in_8bit") if getattr(config, key, None)]
+    if chosen:
+        raise ConfigError(f"{', '.join(chosen)} {'is' if len(chosen) == 1 else 'are'} not supported {where}; remove "
+                          f"{'it' if len(chosen) == 1 else 'them'}")
+
+
 def dtype_for(config) -> str:
     """The weights dtype the config means on its device (dtype unset: bfloat16 on a CUDA GPU that supports it, else float32)."""
     from posttrain.models.hardware import weights_dtype
