@@ -227,6 +227,8 @@ CASES = [
          ["use_liger_kernel needs the liger-kernel package and a CUDA GPU: pip install 'posttrain[liger]'"]),
     Case("sft-4bit-without-lora", "config", ["sft", "dataset={examples}/sft.jsonl", "device=cpu", "load_in_4bit=true"],
          ["load_in_4bit=true", "set lora=true"]),
+    Case("rm-liger-not-for-a-classifier", "config", ["rm", "dataset={examples}/pairs.jsonl", "device=cpu", "use_liger_kernel=true"],
+         ["use_liger_kernel is not supported for a reward model", "remove it"]),
     Case("sft-resume-from-not-a-checkpoint", "path", ["sft", "dataset={examples}/sft.jsonl", "resume_from={files}/not_a_model"],
          ["resume_from", "is not a checkpoint", "RUN/checkpoints/step-N"]),
     Case("pipeline-unknown-stage", "pipeline", ["pipeline", "{files}/pipe_unknown_stage.yaml"], ["nosuch"]),

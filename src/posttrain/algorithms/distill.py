@@ -42,7 +42,7 @@ from posttrain.ranks import launched_world_size
 from posttrain.tasks.sources import default_eval_source, load_rows
 from posttrain.train import distributed
 from posttrain.train.loop import Algorithm, train
-from posttrain.train.scaffold import dtype_for, load_model_for, load_tokenizer_for, start_run
+from posttrain.train.scaffold import check_own_loader, dtype_for, load_model_for, load_tokenizer_for, start_run
 
 
 @dataclass
@@ -211,12 +211,14 @@ def build_student(config: DistillConfig):
 
     from posttrain.models.loading import DTYPES, resolve_model_path
 
+    check_own_loader(config, "with student_config (a randomly initialised student)")
     model_config = AutoConfig.from_pretrained(resolve_model_path(config.model), trust_remote_code=config.trust_remote_code)
     for key, value in config.student_config.items():
         if not hasattr(model_config, key):
             raise ConfigError(f"student_config: {type(model_config).__name__} has no key '{key}'")
         setattr(model_config, key, value)
-    return AutoModelForCausalLM.from_config(model_config, dtype=DTYPES[dtype_for(config)], trust_remote_code=config.trust_remote_code)
+    return AutoModelForCausalLM.from_config(model_config, dtype=DTYPES[dtype_for(config)], trust_remote_code=config.trust_remote_code,
+                                             attn_implementation=config.attn_implementation)
 
 
 def run_distill(config: DistillConfig) -> dict:

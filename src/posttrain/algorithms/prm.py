@@ -37,7 +37,7 @@ from posttrain.rewards.process import SEPARATOR_KEY, separator_ids, stepwise_tok
 from posttrain.tasks.sources import load_rows
 from posttrain.train import distributed
 from posttrain.train.loop import Algorithm, train
-from posttrain.train.scaffold import dtype_for, start_run
+from posttrain.train.scaffold import check_own_loader, dtype_for, start_run
 
 IGNORE_INDEX = -100
 LABELS = {0: "bad", 1: "good"}
@@ -165,11 +165,13 @@ def build_prm(config: PRMConfig, pad_token_id: int):
     from posttrain.models.loading import DTYPES, _hub_error, resolve_model_path
     from posttrain.models.reward_model import _quiet_transformers
 
+    check_own_loader(config, "for a process reward model (a token classifier)")
     try:
         with _quiet_transformers():  # the new score head and the unused lm_head are expected
             model = AutoModelForTokenClassification.from_pretrained(
                 resolve_model_path(config.model), num_labels=2, id2label=LABELS, label2id={v: k for k, v in LABELS.items()},
-                dtype=DTYPES[dtype_for(config)], trust_remote_code=config.trust_remote_code)
+                dtype=DTYPES[dtype_for(config)], trust_remote_code=config.trust_remote_code,
+                attn_implementation=config.attn_implementation)
     except (OSError, ValueError) as exc:
         if "Unrecognized configuration class" in str(exc):
             raise UserError(f"transformers has no token-classification version of {config.model}'s architecture; "

@@ -59,7 +59,7 @@ from posttrain.options import TrainOptions, output_dir_option
 from posttrain.tasks.sources import load_rows
 from posttrain.train import distributed
 from posttrain.train.loop import Algorithm, train
-from posttrain.train.scaffold import dtype_for, start_run
+from posttrain.train.scaffold import check_own_loader, dtype_for, start_run
 
 
 @dataclass
@@ -232,6 +232,7 @@ def no_dropout(model):
 
 
 def build_reward_model(config: RewardConfig, pad_token_id: int):
+    check_own_loader(config, "for a reward model (a sequence classifier)")
     model = load_reward_model(config.model, pad_token_id, dtype_for(config), "cpu", config.trust_remote_code, pooling=config.pooling,
                               attn_implementation=config.attn_implementation)
     if config.disable_dropout:

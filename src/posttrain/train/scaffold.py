@@ -45,7 +45,39 @@ def load_model_for(config, model: str | None = None, device=None, option: str = 
                         attn_implementation=attn, quantization_config=quantization)
     if getattr(config, "use_liger_kernel", False):
         hardware.apply_liger(lm)
+    if policy and getattr(lm, "continues_adapter", False):
+        check_continued_adapter(lm.peft_config["default"], config)
     return lm
+
+
+def check_continued_adapter(adapter, config) -> None:
+    """A LoRA run from an adapter directory trains that adapter as it is: a lora_* key set to another
+    shape than the adapter's is an error, not silently ignored."""
+    from posttrain.options import LoraOptions
+
+    defaults = LoraOptions.__dataclass_fields__
+    fix = "remove it, or start a new adapter on a merged model (a lora=false run, or merge_lora=true)"
+    for key, theirs in (("lora_r", adapter.r), ("lora_alpha", adapter.lora_alpha), ("lora_dropout", adapter.lora_dropout)):
+        ours = getattr(config, key)
+        if ours != defaults[key].default and ours != theirs:
+            raise ConfigError(f"{key}={ours} but model={config.model} is an adapter with {key.removeprefix('lora_')}={theirs}, "
+                              f"which this LoRA run keeps training; {fix}")
+    if config.lora_target_modules != defaults["lora_target_modules"].default_factory():
+        raise ConfigError(f"lora_target_modules is set but model={config.model} is an adapter whose own target modules this LoRA "
+                          f"run keeps training; {fix}")
+
+
+def check_own_loader(config, where: str) -> None:
+    """For a stage whose model loads another way than load_model_for (`where` says how): attn_implementation
+    is checked as there; use_liger_kernel, load_in_4bit and load_in_8bit are refused, never silently ignored."""
+    from posttrain.models.hardware import check_attn_implementation
+    from posttrain.models.loading import resolve_device
+
+    check_attn_implementation(config.attn_implementation, resolve_device(config.device))
+    chosen = [key for key in ("use_liger_kernel", "load_in_4bit", "load_in_8bit") if getattr(config, key, None)]
+    if chosen:
+        raise ConfigError(f"{', '.join(chosen)} {'is' if len(chosen) == 1 else 'are'} not supported {where}; remove "
+                          f"{'it' if len(chosen) == 1 else 'them'}")
 
 
 def dtype_for(config) -> str:

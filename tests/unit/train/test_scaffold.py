@@ -88,3 +88,19 @@ def test_atomic_dir_replaces_whole_or_not_at_all(tmp_path):
         assert list(tmp.iterdir()) == []  # the leftover temp directory was cleared
         (tmp / "new.txt").write_text("new")
     assert [p.name for p in final.iterdir()] == ["new.txt"] and not (tmp_path / "final.tmp").exists()
+
+
+def test_a_continued_adapter_refuses_another_shape(tmp_path, tiny_llama):
+    """model=ADAPTER_DIR with lora=true keeps training that adapter: its own r (4 here) may be restated,
+    another r or target list is one clear error, never silently ignored."""
+    from conftest import sft_config
+    from posttrain.models import apply_lora, load_causal_lm, load_tokenizer, save_model
+
+    model = apply_lora(load_causal_lm(tiny_llama), r=4, alpha=8, dropout=0.0, target_modules=["all-linear"])
+    save_model(model, load_tokenizer(tiny_llama), tmp_path / "adapter", merge_lora=False)
+    adapter = str(tmp_path / "adapter")
+    assert load_model_for(sft_config(model=adapter, lora=True, lora_r=4, lora_alpha=8)).continues_adapter
+    with pytest.raises(ConfigError, match=rf"^lora_r=8 but model={adapter} is an adapter with r=4, which this LoRA run keeps training; remove it"):
+        load_model_for(sft_config(model=adapter, lora=True, lora_r=8))
+    with pytest.raises(ConfigError, match="^lora_target_modules is set but model=.* is an adapter whose own target modules"):
+        load_model_for(sft_config(model=adapter, lora=True, lora_target_modules=["q_proj"]))
