@@ -33,20 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-TASK_YAML = """task: arith_mc
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {rows}
-test_split: test
-output_type: multiple_choice
-doc_to_text: "Question: {{{{question}}}}\\nAnswer:"
-doc_to_choice: "{{{{choices}}}}"
-doc_to_target: label
-metric_list:
-  - metric: acc
-  - metric: acc_norm
-"""
+from posttrain.eval.harness import choice_task_yaml
 
 
 def main() -> None:
@@ -66,7 +53,7 @@ def main() -> None:
         rng.shuffle(choices)
         docs.append({"question": row["prompt"][-1]["content"], "choices": [str(c) for c in choices], "label": choices.index(answer)})
     (out / "arith_mc.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
-    (out / "tasks" / "arith_mc.yaml").write_text(TASK_YAML.format(rows=out / "arith_mc.jsonl"))
+    (out / "tasks" / "arith_mc.yaml").write_text(choice_task_yaml("arith_mc", out / "arith_mc.jsonl", ("acc", "acc_norm")))
     runs = {
         "lm_eval multiple choice": ["harness=lm_eval", "tasks=[arith_mc]", f"include_path={out / 'tasks'}",
                                     f"output_file={out / 'lm_eval.json'}"],

@@ -11,25 +11,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from conftest import write_jsonl
 from posttrain.cli import main
+from posttrain.eval.harness import choice_task_yaml
 
 QUESTIONS = [("What is 2 + 2?", ["3", "4", "5"], 1), ("What is 10 - 3?", ["7", "6", "13"], 0),
              ("What is 3 * 3?", ["6", "12", "9"], 2), ("What is 8 + 1?", ["9", "7", "81"], 0),
              ("Is 7 odd?", ["yes", "no"], 0)]
-TASK_YAML = """task: local_arith
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {rows}
-test_split: test
-output_type: multiple_choice
-doc_to_text: "Question: {{{{question}}}}\\nAnswer:"
-doc_to_choice: "{{{{choices}}}}"
-doc_to_target: label
-metric_list:
-  - metric: acc
-    aggregation: mean
-    higher_is_better: true
-"""
 
 
 def continuation_logprob(model, tokenizer, context: str, continuation: str) -> float:
@@ -48,7 +34,7 @@ def test_a_local_lm_eval_task_on_a_saved_model_matches_its_own_log_likelihoods(t
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "datasets_cache"))  # lm-eval's `datasets` json load caches here
     rows = write_jsonl(tmp_path / "rows.jsonl", [{"question": q, "choices": c, "label": y} for q, c, y in QUESTIONS])
     (tmp_path / "tasks").mkdir()
-    (tmp_path / "tasks" / "local_arith.yaml").write_text(TASK_YAML.format(rows=rows))
+    (tmp_path / "tasks" / "local_arith.yaml").write_text(choice_task_yaml("local_arith", rows))
     out = tmp_path / "lm_eval.json"
     rc = main(["eval", f"model={tiny_llama}", "harness=lm_eval", "tasks=[local_arith]", f"include_path={tmp_path / 'tasks'}",
                "device=cpu", "batch_size=8", f"show_samples={len(QUESTIONS)}", f"output_file={out}"])

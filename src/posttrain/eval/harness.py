@@ -19,6 +19,16 @@ from posttrain.errors import ConfigError, UserError
 HARNESSES = ("lm_eval",)
 
 
+def choice_task_yaml(task: str, data_file, metrics: tuple[str, ...] = ("acc",)) -> str:
+    """An lm-eval multiple-choice task on a local jsonl of {question, choices, label} rows (no hub),
+    for an `include_path=DIR` folder: the log-likelihood of each choice after "Question: ...\nAnswer:"."""
+    lines = [f"task: {task}", "dataset_path: json", "dataset_kwargs:", "  data_files:", f"    test: {data_file}",
+             "test_split: test", "output_type: multiple_choice", 'doc_to_text: "Question: {{question}}\\nAnswer:"',
+             'doc_to_choice: "{{choices}}"', "doc_to_target: label", "metric_list:"]
+    lines += [f"  - metric: {m}" for m in metrics]
+    return "\n".join(lines) + "\n"
+
+
 def import_lm_eval():
     """lm_eval's evaluator and TaskManager, or the ConfigError naming the extra."""
     try:

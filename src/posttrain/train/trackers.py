@@ -76,27 +76,31 @@ class TensorBoard:
         self.writer.close()
 
 
-class Wandb:
-    def start(self, config, run_name, output_dir, project, resume_id, start_step):
-        import wandb
-
-        run_id = resume_id or uuid.uuid4().hex[:8]  # wandb ids: lowercase letters and digits
-        directory = os.environ.get("WANDB_DIR") or output_dir  # wandb makes <dir>/wandb/
-        project = project or os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT
-        self.wandb = wandb
-        self.run = wandb.init(project=project, name=run_name, id=run_id, resume="allow", dir=str(directory), reinit="create_new")
-        self.run.config.update(config, allow_val_change=True)
-        return run_id
+class WandbStyle:
+    """What wandb and Trackio (which copies wandb's API) share: `self.module`'s run, log, Table, finish."""
 
     def log(self, record):
         self.run.log(scalars(record), step=record["step"])
 
     def log_table(self, name, step, rows):
         columns = list(rows[0])
-        self.run.log({name: self.wandb.Table(columns=columns, data=[[row[c] for c in columns] for row in rows])}, step=step)
+        self.run.log({name: self.module.Table(columns=columns, data=[[row[c] for c in columns] for row in rows])}, step=step)
 
     def finish(self):
         self.run.finish()
+
+
+class Wandb(WandbStyle):
+    def start(self, config, run_name, output_dir, project, resume_id, start_step):
+        import wandb
+
+        run_id = resume_id or uuid.uuid4().hex[:8]  # wandb ids: lowercase letters and digits
+        directory = os.environ.get("WANDB_DIR") or output_dir  # wandb makes <dir>/wandb/
+        project = project or os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT
+        self.module = wandb
+        self.run = wandb.init(project=project, name=run_name, id=run_id, resume="allow", dir=str(directory), reinit="create_new")
+        self.run.config.update(config, allow_val_change=True)
+        return run_id
 
 
 class Mlflow:
@@ -151,7 +155,7 @@ class Mlflow:
         self.client.set_terminated(self.run_id)
 
 
-class Trackio:
+class Trackio(WandbStyle):
     env = "TRACKIO_DIR"
 
     def start(self, config, run_name, output_dir, project, resume_id, start_step):
@@ -161,20 +165,10 @@ class Trackio:
         import trackio
 
         project = project or os.environ.get("TRACKIO_PROJECT") or DEFAULT_PROJECT
-        self.trackio = trackio
+        self.module = trackio
         self.run = trackio.init(project=project, name=run_name, config=config, resume="allow" if resume_id else "never",
                                 embed=False, auto_log_gpu=False, auto_log_cpu=False)
         return run_name
-
-    def log(self, record):
-        self.run.log(scalars(record), step=record["step"])
-
-    def log_table(self, name, step, rows):
-        columns = list(rows[0])
-        self.run.log({name: self.trackio.Table(columns=columns, data=[[row[c] for c in columns] for row in rows])}, step=step)
-
-    def finish(self):
-        self.run.finish()
 
 
 ADAPTERS = {"tensorboard": TensorBoard, "wandb": Wandb, "mlflow": Mlflow, "trackio": Trackio}
