@@ -44,3 +44,6 @@ def test_online_rounds_send_their_completions_as_tables(tmp_path, tiny_llama, mo
         assert all(r["prompt"] in prompts for r in rows) and rows[0]["prompt"] == rows[1]["prompt"]  # a group: one prompt twice
         assert [r["reward"] for r in rows] == [r["completion"].count("a") / max(1, len(r["completion"])) for r in rows]
         assert records[step]["reward/mean"] == pytest.approx(sum(r["reward"] for r in rows) / len(rows))
+    for ours, trls in (("reward.mean", "reward"), ("completion.mean_length", "completions.mean_length")):  # a file store: '.' for '/'
+        for name in (ours, trls):
+            assert [m.value for m in client.get_metric_history(run_id, name)] == [records[s][name.replace(".", "/")] for s in (1, 2)]

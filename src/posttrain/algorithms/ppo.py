@@ -121,7 +121,7 @@ def run_ppo(config: PPOConfig) -> dict:
 
         from posttrain.algorithms.sft import load_examples
 
-        options = SimpleNamespace(max_length=config.max_length, truncation=True, completion_only_loss=True)
+        options = SimpleNamespace(max_length=config.max_length, truncation=True, completion_only_loss=True, dataset_num_proc=1)
         ptx_rows = [[ex] for ex in load_examples(tokenizer, config.ptx_dataset, None, options)]
     algorithm = ppo_algorithm(config, tokenizer, rewards, ptx_rows, process_rewards)
     return train_online(config, algorithm, rows, tokenizer,

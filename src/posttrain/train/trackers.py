@@ -114,6 +114,9 @@ class Mlflow:
         if not uri:  # a file store in the run directory (mlflow 3 wants this spelled out for file stores)
             os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
             uri = (output_dir / "mlruns").resolve().as_uri()
+        # A file store keeps a metric in a file named after it, so `reward` (TRL's name) and `reward/mean`
+        # (ours) cannot both exist there: its names get '.' for '/'. Servers keep the names as they are.
+        self.sep = "." if uri.startswith("file:") or "://" not in uri else "/"
         self.client = MlflowClient(tracking_uri=uri)
         name = project or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_PROJECT
         experiment = self.client.get_experiment_by_name(name)
@@ -143,7 +146,7 @@ class Mlflow:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        metrics = [Metric(k, float(v), now, record["step"]) for k, v in scalars(record).items()]
+        metrics = [Metric(k.replace("/", self.sep), float(v), now, record["step"]) for k, v in scalars(record).items()]
         for i in range(0, len(metrics), 1000):  # at most 1000 metrics per batch
             self.client.log_batch(self.run_id, metrics=metrics[i:i + 1000])
 
