@@ -151,7 +151,7 @@ IGNORED: dict[str, str] = {
     "remove_unused_columns": "every dataset column reaches the reward functions",
     "dataloader_num_workers": "data is tokenized once, in the main process",
     "dataloader_pin_memory": "batches are moved by the training loop",
-    "dataset_num_proc": "data is tokenized once, in the main process",
+    "dataset_num_proc": "this stage tokenizes in one process (sft, dpo and rm take dataset_num_proc)",
     "ddp_find_unused_parameters": "posttrain wraps the model with FSDP2, not DDP",
     "log_completions": "posttrain logs reward and completion metrics every logging step",
     "num_completions_to_print": "posttrain prints no completion tables during training",
