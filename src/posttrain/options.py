@@ -184,6 +184,17 @@ def check_dataset_options(config) -> None:
 
 
 @dataclass
+class TokenizeOptions:
+    """Tokenizing the training data through datasets.Dataset.map (data/mapping.py): parallel and cached."""
+    dataset_num_proc: int = option(1, "Processes that tokenize (datasets.Dataset.map); the result is cached under HF_DATASETS_CACHE, keyed by the rows, the tokenizer and the options, and shared by ranks (rank 0 tokenizes).")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.dataset_num_proc < 1:
+            raise ConfigError(f"config key 'dataset_num_proc' must be >= 1, got {self.dataset_num_proc}")
+
+
+@dataclass
 class SamplingOptions:
     temperature: float = option(1.0, "Sampling temperature.")
     max_new_tokens: int = option(128, "Longest sampled completion in tokens.")

@@ -52,8 +52,8 @@ def _scheduler(value: Any) -> Any:
 
 def _resume(value: Any) -> Any:
     if isinstance(value, str) and value.lower() not in ("true", "false"):
-        raise ConfigError(f"TRL key 'resume_from_checkpoint' names a checkpoint ({value}); posttrain resumes from the newest "
-                          "checkpoint of output_dir: set output_dir to that run's directory and resume=true")
+        raise ConfigError(f"TRL key 'resume_from_checkpoint' names a checkpoint ({value}); in posttrain that is "
+                          f"resume_from={value} (resume=true continues from output_dir's newest)")
     return True if _flag("resume_from_checkpoint", value) else DROP
 
 
@@ -72,6 +72,7 @@ ALIASES: dict[str, Alias] = {
     # ScriptArguments / ModelConfig
     "model_name_or_path": Alias("model"),
     "dataset_name": Alias("dataset"),
+    "dataset_streaming": Alias("streaming"),
     "dataset_train_split": Alias("dataset_split"),
     "torch_dtype": Alias("dtype", note=LEGACY),  # transformers < 4.56 spelling of dtype
     "use_peft": Alias("lora", _when_true("use_peft", True)),
@@ -121,14 +122,10 @@ UNSUPPORTED: dict[str, str] = {
     "steps_per_generation": "a round's samples are trained in num_iterations x num_minibatches optimizer steps; set num_minibatches",
     "dataset_test_split": "give the held-out data as eval_dataset (a file, a save_to_disk directory or a hub name)",
     "use_vllm": "vLLM rollouts are not wired into the CLI stages; posttrain samples with its own sampler",
-    "load_in_4bit": "quantized (QLoRA) loading is not supported; train LoRA on the dtype you set",
-    "load_in_8bit": "quantized loading is not supported; train LoRA on the dtype you set",
     "use_dora": "DoRA is not supported; use lora=true",
     "use_rslora": "rsLoRA is not supported; use lora=true (scale with lora_alpha)",
     "lora_modules_to_save": "only LoRA adapters train under lora=true; train without LoRA to update whole modules",
-    "attn_implementation": "the model's attention kernel is chosen by posttrain (sdpa, or the varlen kernel for packed rows)",
     "model_revision": "a hub revision is not selectable; download that revision to a directory and pass it as model",
-    "dataset_streaming": "datasets are read whole; prepare a local file or save_to_disk directory",
     "min_p": "min-p sampling is not supported; use top_p / top_k",
     "repetition_penalty": "a repetition penalty in sampling would change the policy's log-probs; use the repetition reward instead",
     "deepspeed": "posttrain distributes with torch.distributed FSDP2 under torchrun, not DeepSpeed",
@@ -151,7 +148,7 @@ IGNORED: dict[str, str] = {
     "remove_unused_columns": "every dataset column reaches the reward functions",
     "dataloader_num_workers": "data is tokenized once, in the main process",
     "dataloader_pin_memory": "batches are moved by the training loop",
-    "dataset_num_proc": "data is tokenized once, in the main process",
+    "dataset_num_proc": "this stage tokenizes in one process (sft, dpo and rm take dataset_num_proc)",
     "ddp_find_unused_parameters": "posttrain wraps the model with FSDP2, not DDP",
     "log_completions": "posttrain logs reward and completion metrics every logging step",
     "num_completions_to_print": "posttrain prints no completion tables during training",

@@ -51,7 +51,7 @@ def test_every_key_is_trls_and_none_is_ours():
         assert key not in ours, key
     for key in [*UNSUPPORTED, *IGNORED]:
         assert key in fields or key in OLDER_TRL, key
-        assert key not in ours or key == "generation_batch_size", key  # ours in the sampling stages: read as ours there
+        assert key not in ours or key in ("generation_batch_size", "dataset_num_proc"), key  # ours in some stages: read as ours there
 
 
 def test_each_alias_sets_its_option_on_every_stage_that_has_it_and_is_refused_elsewhere():
@@ -105,9 +105,10 @@ def test_keys_without_an_equivalent_say_why_unless_off(capsys):
         resolve({"max_prompt_length": 256}, grpo)
     with pytest.raises(ConfigError, match="TRL key 'use_vllm' has no posttrain equivalent"):
         resolve({"use_vllm": True}, grpo)
-    with pytest.raises(ConfigError, match="resume=true"):
+    with pytest.raises(ConfigError, match="resume_from=runs/x/checkpoint-500"):
         resolve({"resume_from_checkpoint": "runs/x/checkpoint-500"}, grpo)
-    assert resolve({"use_vllm": False, "max_prompt_length": None, "load_in_4bit": False}, grpo) == {}
+    assert resolve({"use_vllm": False, "max_prompt_length": None, "use_dora": False}, grpo) == {}
+    assert resolve({"load_in_4bit": True}, grpo) == {"load_in_4bit": True}  # ours now (QLoRA)
     assert resolve({"dataloader_num_workers": 4, "do_train": True}, grpo) == {}
     err = capsys.readouterr().err
     assert "TRL key 'dataloader_num_workers' ignored" in err and "TRL key 'do_train' ignored" in err

@@ -47,14 +47,15 @@ from posttrain.models.loading import resolve_device
 from posttrain.models.logprobs import sequence_logprobs
 from posttrain.models.reference import CACHE_NAME, ReferencePolicy, ReferenceSync, cache_key, load_reference, precompute
 from posttrain.models.shared_prefix_attention import use_shared_prefix_attention
-from posttrain.options import RefSyncOptions, TrainOptions, output_dir_option
+from posttrain.options import RefSyncOptions, TokenizeOptions, TrainOptions, output_dir_option
 from posttrain.tasks.sources import load_rows
+from posttrain.train import distributed
 from posttrain.train.loop import Algorithm, train_offline
 from posttrain.train.scaffold import start_run
 
 
 @dataclass
-class DPOConfig(RefSyncOptions, TrainOptions):
+class DPOConfig(TokenizeOptions, RefSyncOptions, TrainOptions):
     output_dir: str = output_dir_option("dpo")
     learning_rate: float = option(5e-7, "Peak learning rate (AdamW); DPO wants a small one (TRL: 1e-6).")
     beta: float = option(0.1, "β: the KL strength; larger keeps the policy closer to the reference (SimPO: the reward scale, 2-2.5).")
@@ -227,7 +228,7 @@ def load_examples(tokenizer, source: str, split: str | None, config: DPOConfig, 
     if shard:  # sDPO: this step's slice of the training data
         rows = shard_rows(rows, shard)
     examples, dropped = load_pairs(tokenizer, rows, source, max_length=config.max_length, truncation=config.truncation,
-                                   invalid_pairs=config.invalid_pairs, ranking_pairs=config.ranking_pairs)
+                                   invalid_pairs=config.invalid_pairs, ranking_pairs=config.ranking_pairs, num_proc=config.dataset_num_proc)
     if dropped and ranks.is_main():
         print(f"posttrain: {what}: dropped {sum(dropped.values())} pairs ({', '.join(f'{k}: {v}' for k, v in dropped.items())})")
     return orient_pairs(examples, config.loss_type, source)
@@ -236,8 +237,9 @@ def load_examples(tokenizer, source: str, split: str | None, config: DPOConfig, 
 def run_dpo(config: DPOConfig) -> dict:
     """Train, evaluate and save to output_dir; returns the last logged metrics."""
     _, tokenizer = start_run(config)
-    train_examples = load_examples(tokenizer, config.dataset, config.dataset_split, config, "training data", config.data_shard)
-    eval_examples = load_examples(tokenizer, config.eval_dataset, None, config, "eval data") if config.eval_dataset else []
+    with distributed.joined_for_loading(config.device):
+        train_examples = load_examples(tokenizer, config.dataset, config.dataset_split, config, "training data", config.data_shard)
+        eval_examples = load_examples(tokenizer, config.eval_dataset, None, config, "eval data") if config.eval_dataset else []
     algorithm = DPO(config, tokenizer.pad_token_id, precompute_sets=[train_examples, eval_examples])
     return train_offline(config, tokenizer=tokenizer, algorithm=algorithm, items=train_examples, eval_items=eval_examples,
                          what="preference pairs")

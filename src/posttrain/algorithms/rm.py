@@ -55,7 +55,7 @@ from posttrain.models.reward_model import (
     sequence_rewards,
 )
 from posttrain.models.shared_prefix_attention import use_shared_prefix_attention
-from posttrain.options import TrainOptions, output_dir_option
+from posttrain.options import TokenizeOptions, TrainOptions, output_dir_option
 from posttrain.tasks.sources import load_rows
 from posttrain.train import distributed
 from posttrain.train.loop import Algorithm, train
@@ -63,7 +63,7 @@ from posttrain.train.scaffold import check_own_loader, dtype_for, start_run
 
 
 @dataclass
-class RewardConfig(TrainOptions):
+class RewardConfig(TokenizeOptions, TrainOptions):
     output_dir: str = output_dir_option("rm")
     dataset: str = option("", "Training data: preference pairs (prompt, chosen, rejected[, label, margin]) or K-wise rankings (prompt, completions, ranking), as a .jsonl/.json/.parquet/.csv file, a save_to_disk directory or a hub name.")
     pooling: str = option("last", "Where the score is read: 'last' non-pad token (what transformers' sequence classifiers do) or 'mean' over the sequence's tokens.", choices=POOLINGS)
@@ -140,7 +140,7 @@ def load_items(tokenizer, source: str, split: str | None, config: RewardConfig) 
         dropped: Counter = Counter()
         return ranking_items(tokenizer, records, source, config, dropped), dropped
     examples, dropped = load_pairs(tokenizer, records, source, max_length=config.max_length, truncation=config.truncation,
-                                   invalid_pairs=config.invalid_pairs)
+                                   invalid_pairs=config.invalid_pairs, num_proc=config.dataset_num_proc)
     return [pair_item(ex) for ex in examples], dropped
 
 
@@ -285,8 +285,9 @@ def run_rm(config: RewardConfig) -> dict:
     if config.reward_offset not in ("chosen", "none") and not Path(config.reward_offset).exists():
         raise ConfigError(f"reward_offset={config.reward_offset!r} is not 'chosen', 'none' or an existing data file")
     run, tokenizer = start_run(config)
-    train_items, dropped = load_items(tokenizer, config.dataset, config.dataset_split, config)
-    eval_items, eval_dropped = load_items(tokenizer, config.eval_dataset, None, config) if config.eval_dataset else ([], Counter())
+    with distributed.joined_for_loading(config.device):
+        train_items, dropped = load_items(tokenizer, config.dataset, config.dataset_split, config)
+        eval_items, eval_dropped = load_items(tokenizer, config.eval_dataset, None, config) if config.eval_dataset else ([], Counter())
     if ranks.is_main():
         for what, counts in (("training", dropped), ("eval", eval_dropped)):
             if counts:

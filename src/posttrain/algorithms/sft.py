@@ -27,7 +27,7 @@ from posttrain.errors import ConfigError, UserError
 from posttrain.losses.sft import count_tokens, sft_loss
 from posttrain.models.logprobs import logits_at
 from posttrain.models.packed_attention import use_packed_attention
-from posttrain.options import TrainOptions, output_dir_option
+from posttrain.options import TokenizeOptions, TrainOptions, output_dir_option
 from posttrain.tasks.sources import default_eval_source, load_rows
 from posttrain.train import distributed
 from posttrain.train.loop import Algorithm, train_offline
@@ -35,19 +35,16 @@ from posttrain.train.scaffold import start_run
 
 
 @dataclass
-class SFTConfig(TrainOptions):
+class SFTConfig(TokenizeOptions, TrainOptions):
     output_dir: str = output_dir_option("sft")
     completion_only_loss: bool = option(True, "Loss on completion / assistant tokens only; false trains on every token (prompt included).")
     packing: bool = option(False, "Pack several examples into each row of up to max_length tokens (no padding inside a row; attention never crosses examples).")
     # issue 18: datasets
     dataset_text_field: str | None = option(None, "TRL's name for the column of plain text to train on (renamed to 'text'); dataset_columns is the general form.")
-    dataset_num_proc: int = option(1, "Processes that tokenize (datasets.Dataset.map); the result is cached under HF_DATASETS_CACHE, keyed by the rows, the tokenizer and the options.")
     streaming: bool = option(False, "Read the training data lazily (a datasets IterableDataset, shuffled in a buffer with the seed) instead of all up front; needs max_steps, and starts another pass when the data runs out.")
 
     def validate(self) -> None:
         super().validate()
-        if self.dataset_num_proc < 1:
-            raise ConfigError(f"config key 'dataset_num_proc' must be >= 1, got {self.dataset_num_proc}")
         if self.streaming and self.max_steps <= 0:
             raise ConfigError("streaming=true reads the data lazily, so its length (and an epoch) is unknown: set max_steps "
                               "(as transformers' Trainer requires); num_epochs is not read")
@@ -125,12 +122,8 @@ def run_sft(config: SFTConfig) -> dict:
     if config.eval_dataset is None:
         config = dataclasses.replace(config, eval_dataset=default_eval_source(config.dataset))
     _, tokenizer = start_run(config)
-    distributed.setup(config.device)  # join the process group now: rank 0 tokenizes, the others read its cache
-    try:
+    with distributed.joined_for_loading(config.device):
         algorithm, train_rows, eval_rows = _load(tokenizer, config)
-    except BaseException:
-        distributed.cleanup()
-        raise
     return train_offline(config, tokenizer=tokenizer, algorithm=algorithm, items=train_rows, eval_items=eval_rows,
                          what="packed rows" if config.packing else "examples")
 

@@ -14,6 +14,7 @@ default; `invalid_pairs="drop"` drops them instead and reports how many were dro
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 
 import torch
@@ -21,6 +22,7 @@ import torch
 from posttrain.data.collate import TokenTargets, pad_sequences
 from posttrain.data.converters import extract_prompt, prepare_records
 from posttrain.data.formats import PREFERENCE, ROW_INDEX, is_conversational
+from posttrain.data.mapping import map_examples
 from posttrain.data.shared_prefix import pack_groups
 from posttrain.data.tokenize import tokenize_preference
 from posttrain.errors import ConfigError, DataError, data_error
@@ -30,7 +32,7 @@ _IDENTICAL = "identical sides"
 
 
 def load_pairs(tokenizer, records: list[dict], source: str, *, max_length: int, truncation: bool,
-               invalid_pairs: str = "error", ranking_pairs: str = "all") -> tuple[list[dict], Counter]:
+               invalid_pairs: str = "error", ranking_pairs: str = "all", num_proc: int = 1) -> tuple[list[dict], Counter]:
     """Check the rows read from `source` as preference pairs and tokenize them; returns (examples,
     dropped counts by reason). Errors name `source` and the row. Ranking rows become every pair
     (`ranking_pairs="all"`) or best vs worst (`"best_worst"`, CPO's triplets)."""
@@ -46,7 +48,7 @@ def load_pairs(tokenizer, records: list[dict], source: str, *, max_length: int, 
         if "is empty" in str(e):  # an empty side: say how to skip such pairs instead
             raise DataError(f"{e}; or set invalid_pairs=drop to skip pairs with an empty side") from None
         raise
-    examples = []
+    usable = []
     for i, row in enumerate(rows):
         index = row.pop(ROW_INDEX, i)
         row = extract_prompt(row)
@@ -56,16 +58,25 @@ def load_pairs(tokenizer, records: list[dict], source: str, *, max_length: int, 
                 dropped[reason] += 1
                 continue
             raise data_error(source, index, "rejected", f"{problem}; fix the row, or set invalid_pairs=drop to skip such pairs")
-        example = tokenize_preference(tokenizer, row, max_length=max_length, truncation=truncation, source=source,
-                                      row_index=index)
-        label = row.get("label")
-        example["label"] = 1.0 if label is None else float(label)
-        example["margin"] = float(row.get("margin") or 0.0)
-        example["row"] = index
-        examples.append(example)
+        usable.append({**row, ROW_INDEX: index})
+    maker = functools.partial(pair_example, tokenizer, max_length=max_length, truncation=truncation, source=source)
+    examples = map_examples(maker, usable, num_proc=num_proc) if usable else []
     if not examples:
         raise data_error(source, None, None, f"no usable preference pairs (dropped: {dict(dropped) or 'none'})")
     return examples, dropped
+
+
+def pair_example(tokenizer, row: dict, *, row_index: int, max_length: int, truncation: bool, source: str) -> dict:
+    """One checked pair tokenized, with its label, margin and the file's row number (which the row
+    carries: `row_index`, its place among the usable rows, is not what errors should name)."""
+    row = dict(row)
+    index = row.pop(ROW_INDEX, row_index)
+    example = tokenize_preference(tokenizer, row, max_length=max_length, truncation=truncation, source=source, row_index=index)
+    label = row.get("label")
+    example["label"] = 1.0 if label is None else float(label)
+    example["margin"] = float(row.get("margin") or 0.0)
+    example["row"] = index
+    return example
 
 
 def _pair_problem(row: dict) -> tuple[str, str] | None:

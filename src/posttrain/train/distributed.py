@@ -7,6 +7,8 @@ GPUs and gloo on CPU; models are sharded with FSDP2 (`fully_shard`), which works
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 from dataclasses import dataclass
 
@@ -37,6 +39,18 @@ def setup(device: str = "auto") -> DistInfo:
     if env_world > 1 and not is_initialized():
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo", device_id=dev if dev.type == "cuda" else None)
     return DistInfo(rank(), world_size(), local_rank, dev)
+
+
+@contextlib.contextmanager
+def joined_for_loading(device: str = "auto"):
+    """Join the process group before the data is read (rank 0 tokenizes, the others read its cache:
+    data/mapping.py); leave it again if reading fails, so no peer waits at a barrier forever."""
+    setup(device)
+    try:
+        yield
+    except BaseException:
+        cleanup()
+        raise
 
 
 def cleanup() -> None:
