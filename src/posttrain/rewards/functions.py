@@ -279,11 +279,43 @@ def accepted_keywords(fn: Callable, names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(n for n in names if n in named)
 
 
-def trainer_state(global_step: int, max_steps: int, epoch: float | None = None, **fields):
-    """A transformers.TrainerState, what TRL passes its reward functions as `trainer_state`."""
-    from transformers import TrainerState
+class LazyTrainerState:
+    """A transformers.TrainerState made on first use (an attribute, or isinstance): importing it costs
+    ~2 s a process (transformers.trainer_utils imports peft), and most reward functions take **kwargs
+    without ever reading it."""
 
-    return TrainerState(global_step=global_step, max_steps=max_steps, epoch=epoch, **fields)
+    def __init__(self, **fields):
+        self._fields, self._state = fields, None
+
+    def _real(self):
+        if self._state is None:
+            from transformers import TrainerState
+
+            self._state = TrainerState(**self._fields)
+        return self._state
+
+    @property
+    def __class__(self):  # isinstance(state, TrainerState) holds, as for TRL's own
+        return type(self._real())
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._real(), name)
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in ("_fields", "_state"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._real(), name, value)
+
+    def __repr__(self) -> str:
+        return repr(self._real())
+
+
+def trainer_state(global_step: int, max_steps: int, epoch: float | None = None, **fields) -> LazyTrainerState:
+    """What TRL passes its reward functions as `trainer_state`: a transformers.TrainerState (made on first use)."""
+    return LazyTrainerState(global_step=global_step, max_steps=max_steps, epoch=epoch, **fields)
 
 
 def resolve_specs(specs: list[str], dataset: str, option: str = "reward_funcs") -> dict[str, Callable]:
