@@ -169,6 +169,13 @@ def test_map_gives_exactly_tokenize_rows_examples_and_a_second_call_reads_the_ca
     assert len(os.listdir(cache)) > len(files)  # another option, another fingerprint
 
 
+def test_a_small_set_in_one_process_is_tokenized_in_place_without_a_cache(tokenizer, tmp_path):
+    rows = sft_rows(6, conversational=True)
+    fn = functools.partial(tokenize_example, tokenizer, max_length=64, truncation=True, completion_only=True, source="d")
+    assert map_examples(fn, rows) == [fn(row, row_index=i) for i, row in enumerate(rows)]
+    assert not (tmp_path / "hf_datasets" / "posttrain_tokenized").exists()
+
+
 def test_a_row_error_in_a_worker_still_names_row_and_column(tokenizer, tmp_path):
     rows = sft_rows(6, conversational=False)
     rows[4] = {"prompt": "hi", "completion": "word " * 200}
