@@ -42,7 +42,9 @@ from posttrain.online.curriculum import PromptCurriculum
 from posttrain.online.experience import Sample
 from posttrain.online.reward_monitor import RewardMonitor
 from posttrain.online.trl_logging import length_metrics, logged_metrics, take_logged, with_trl_names, write_completions
-from posttrain.rewards.functions import MAX_TIMEOUTS_IN_A_ROW, declared_range, trainer_state
+from posttrain.rewards.functions import MAX_TIMEOUTS_IN_A_ROW, declared_range
+from posttrain.online.round_stats import all_equal, gathered, mean, std
+from posttrain.rewards.trl_keywords import trainer_state
 
 
 class OnlineSource(StepSource):
@@ -76,7 +78,7 @@ class OnlineSource(StepSource):
         if self.config.async_rollout:
             # steps between the weights that sampled each of this step's samples and the ones it trains (`step` taken)
             staleness = [step - self.samples[i].extra["policy_version"] for micro in step_plan for i in micro]
-            metrics["async/staleness_mean"], metrics["async/staleness_max"] = _mean(staleness), float(max(staleness))
+            metrics["async/staleness_mean"], metrics["async/staleness_max"] = mean(staleness), float(max(staleness))
             self._async_producer().start_if_due(step)  # the next round, on its thread, while this step trains
         self._metrics = metrics
         batches = [self.algorithm.collate([self.samples[i] for i in micro]) for micro in step_plan]
@@ -269,7 +271,7 @@ class OnlineSource(StepSource):
                 "lengths": [len(s.completion_ids) for s in seen],
                 "terminated": [len(s.completion_ids) for s in seen if not s.truncated], "truncated": sum(s.truncated for s in seen),
                 "empty": sum(not s.extra.get("text", "").strip() for s in seen),
-                "flat_groups": [float(_all_equal([s.reward for s in g if s.reward is not None])) for g in kept],
+                "flat_groups": [float(all_equal([s.reward for s in g if s.reward is not None])) for g in kept],
                 "pass_rates": pass_rates, "filtered": len(self.curriculum.filtered),
                 "rollout_seconds": rollout_seconds, "reward_seconds": reward_seconds,
                 "completion_tokens": completion_tokens, "collect_seconds": time.perf_counter() - began}
@@ -309,11 +311,11 @@ class OnlineSource(StepSource):
         truncated, empty, dropped, filled, masked, too_long = counts
         rollout_seconds = collected["rollout_seconds"]
         metrics = {
-            "reward/mean": _mean(rewards), "reward/std": _std(rewards),
-            "completion/mean_length": _mean(lengths), "completion/max_length": float(max(lengths, default=0)),
+            "reward/mean": mean(rewards), "reward/std": std(rewards),
+            "completion/mean_length": mean(lengths), "completion/max_length": float(max(lengths, default=0)),
             "completion/truncation_rate": truncated / max(1, len(lengths)),
             "completion/empty": empty,
-            "groups/zero_std_fraction": _mean(flat_groups),
+            "groups/zero_std_fraction": mean(flat_groups),
             "groups/dropped": dropped, "groups/filled_after_cap": filled,
             "samples/masked": masked, "prompts/too_long": too_long, "sampling_rounds": float(stats["sampling_rounds"]),
             "time/rollout_seconds": rollout_seconds, "time/reward_seconds": collected["reward_seconds"],
@@ -325,10 +327,10 @@ class OnlineSource(StepSource):
         }
         if self.config.prompt_filter != "off" or self.config.difficulty_column is not None:
             metrics |= {"curriculum/dropped": float(stats["filtered_prompts"]), "curriculum/filtered": float(collected["filtered"]),
-                        "curriculum/pass_rate_mean": _mean(collected["pass_rates"])}
+                        "curriculum/pass_rate_mean": mean(collected["pass_rates"])}
             if self.config.difficulty_column is not None:  # of the round's prompts
                 column = self.config.difficulty_column
-                metrics["curriculum/difficulty_mean"] = _mean(gathered(
+                metrics["curriculum/difficulty_mean"] = mean(gathered(
                     [float(self.rows[s.extra["prompt_index"]][column]) for s in samples[::self.config.num_generations]]))  # one per group
         return with_trl_names(metrics)
 
@@ -352,7 +354,7 @@ class OnlineSource(StepSource):
         for kind, prefix in (("rewards", "reward"), ("monitors", "monitor")):
             for name, values in merged[kind].items():
                 present = [v for v in values if v is not None]
-                metrics[f"{prefix}/{name}/mean"], metrics[f"{prefix}/{name}/std"] = _mean(present), _std(present)
+                metrics[f"{prefix}/{name}/mean"], metrics[f"{prefix}/{name}/std"] = mean(present), std(present)
         if rewards.timeout is not None:
             for kind, name in parts[0]["timeouts"]:
                 metrics[f"{kind}/{name}/timeouts"] = float(sum(p["timeouts"].get((kind, name), 0) for p in parts))
@@ -385,25 +387,3 @@ class OnlineSource(StepSource):
             for m in order:
                 plan.append([parts[m][k:k + size] for k in range(0, len(parts[m]), size)])
         return plan
-
-
-def gathered(values: list) -> list:
-    """Every process's values, concatenated in rank order (this process's alone in one process)."""
-    return [v for part in ranks.all_gather_object(values) for v in part] if ranks.world_size() > 1 else list(values)
-
-
-def _mean(xs) -> float:
-    xs = list(xs)
-    return sum(xs) / len(xs) if xs else 0.0
-
-
-def _std(xs) -> float:
-    xs = list(xs)
-    if len(xs) < 2:
-        return 0.0
-    m = _mean(xs)
-    return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
-
-
-def _all_equal(xs) -> bool:
-    return len(xs) < 2 or max(xs) - min(xs) < 1e-12

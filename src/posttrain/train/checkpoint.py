@@ -137,3 +137,11 @@ def _fsync_dir(path: Path) -> None:
     for p in path.iterdir():
         with open(p, "rb") as f:
             os.fsync(f.fileno())
+
+
+def resume_point(config, run) -> Path | None:
+    """The checkpoint a run continues from: `resume_from` (any checkpoint directory), else with
+    resume=true the newest in output_dir, else None."""
+    if getattr(config, "resume_from", None):
+        return Path(config.resume_from)
+    return latest_checkpoint(run.checkpoints) if config.resume else None

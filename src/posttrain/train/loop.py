@@ -37,9 +37,10 @@ from posttrain.errors import DataError, Interrupted
 from posttrain.models.hardware import is_quantized, prepare_quantized
 from posttrain.models.loading import apply_lora, is_peft, save_model
 from posttrain.train import callbacks, distributed
-from posttrain.train.checkpoint import latest_checkpoint, load_checkpoint, remove_partial, save_checkpoint
+from posttrain.train.checkpoint import latest_checkpoint, load_checkpoint, remove_partial, resume_point, save_checkpoint
 from posttrain.train.faults import NonFiniteSteps, StopSignals, rank0_write
-from posttrain.train.metrics import MetricsWindow, MetricsWriter, truncate_metrics
+from posttrain.train.precision import Precision
+from posttrain.train.metrics import MetricsWindow, MetricsWriter, carry_metrics, truncate_metrics
 from posttrain.train.rundir import atomic_dir, check_run_dir, prepare_run_dir
 from posttrain.train.scaffold import load_model_for
 from posttrain.train.schedule import build_scheduler
@@ -102,44 +103,6 @@ def build_optimizer(model, config, own: tuple[tuple[str, ...], float] | None = N
     # fused AdamW: one kernel for all parameters (CPU and CUDA); not for FSDP2's DTensors on CPU.
     fused = not (distributed.is_sharded(model) and params[0][1].device.type == "cpu")
     return torch.optim.AdamW(groups, fused=fused, foreach=None if fused else True, **kw)
-
-
-class Precision:
-    """Autocast (bf16 / fp16) around forward and loss; fp16 adds loss scaling."""
-
-    def __init__(self, mode: str, device: torch.device):
-        self.device = device
-        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mode)
-        self.scaler = torch.amp.GradScaler(device.type) if mode == "fp16" else None
-
-    def autocast(self):
-        return torch.autocast(self.device.type, dtype=self.dtype or torch.bfloat16, enabled=self.dtype is not None)
-
-    def backward(self, loss: torch.Tensor) -> None:
-        (self.scaler.scale(loss) if self.scaler else loss).backward()
-
-    def step(self, optimizer, params, max_norm: float, loss_is_finite: bool = True, own_params=()) -> tuple[float, bool]:
-        """Unscale, clip to max_norm (0: measure only), step; returns (the pre-clip gradient norm, whether
-        the optimizer stepped). `own_params` (modules with an optimizer of their own) are clipped apart,
-        their norm kept in `own_norm`. A non-finite loss or gradient norm skips the step: weights and optimizer
-        state stay as they were. Under fp16 an overflowing gradient is the loss scaler's to handle as
-        usual (it skips that step itself and lowers the scale), so only a non-finite loss counts there."""
-        if self.scaler:
-            self.scaler.unscale_(optimizer)
-        norm, self.own_norm = (_clip(ps, max_norm) if ps else None for ps in (params, own_params))
-        norm = norm if norm is not None else 0.0
-        finite = loss_is_finite and (self.scaler is not None or all(math.isfinite(n) for n in (norm, self.own_norm or 0.0)))
-        if self.scaler:
-            if finite:
-                self.scaler.step(optimizer)
-            self.scaler.update()
-        elif finite:
-            optimizer.step()
-        return norm, finite
-
-
-def _clip(params: list, max_norm: float) -> float:
-    return float(ranks.full_tensor(torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))))
 
 
 def _add_metrics(sums: dict, metrics: dict) -> None:
@@ -405,21 +368,3 @@ def pretrained_writer(model, tokenizer, config, build_model, merge_lora: bool):
             model = prepare_model(build_model(), config)
             model.load_state_dict(weights)
     return lambda out_dir: save_model(model, tokenizer, out_dir, merge_lora=merge_lora)
-
-
-def resume_point(config, run) -> Path | None:
-    """The checkpoint a run continues from: `resume_from` (any checkpoint directory), else with
-    resume=true the newest in output_dir, else None."""
-    if getattr(config, "resume_from", None):
-        return Path(config.resume_from)
-    return latest_checkpoint(run.checkpoints) if config.resume else None
-
-
-def carry_metrics(ckpt: Path | None, run, start: int) -> None:
-    """metrics.jsonl after a resume holds the lines of steps <= `start` and nothing later, as the
-    uninterrupted run's would: output_dir's own (resume=true, or resume_from a checkpoint of this run), or,
-    when resume_from names another run's checkpoint, that run's lines copied (none if it has no metrics.jsonl)."""
-    source = ckpt.parent.parent / "metrics.jsonl" if ckpt is not None else run.metrics
-    if ckpt is not None and source.resolve() != run.metrics.resolve():
-        run.metrics.write_bytes(source.read_bytes() if source.is_file() else b"")
-    truncate_metrics(run.metrics, start)

@@ -172,3 +172,13 @@ class MetricsWindow:
 
     def state_dict(self) -> dict:
         return {"sums": dict(self.sums), "count": self.count, "counts": dict(self.counts)}
+
+
+def carry_metrics(ckpt: Path | None, run, start: int) -> None:
+    """metrics.jsonl after a resume holds the lines of steps <= `start` and nothing later, as the
+    uninterrupted run's would: output_dir's own (resume=true, or resume_from a checkpoint of this run), or,
+    when resume_from names another run's checkpoint, that run's lines copied (none if it has no metrics.jsonl)."""
+    source = ckpt.parent.parent / "metrics.jsonl" if ckpt is not None else run.metrics
+    if ckpt is not None and source.resolve() != run.metrics.resolve():
+        run.metrics.write_bytes(source.read_bytes() if source.is_file() else b"")
+    truncate_metrics(run.metrics, start)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from transformers import TrainerState
 
-from posttrain.rewards.functions import RewardFunctions, accepted_keywords, trainer_state
+from posttrain.rewards.functions import RewardFunctions
+from posttrain.rewards.trl_keywords import accepted_keywords, trainer_state
 
 SEEN: dict = {}
 

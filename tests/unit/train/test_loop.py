@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from posttrain.train.loop import Precision, eval_batches
+from posttrain.train.loop import eval_batches
+from posttrain.train.precision import Precision
 
 
 def test_clipping_bounds_the_update():

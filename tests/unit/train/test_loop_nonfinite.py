@@ -19,7 +19,8 @@ from posttrain.algorithms.sft import SFT, as_rows, load_examples
 from posttrain.data.steps import OfflineSource
 from posttrain.errors import ConfigError, NonFiniteError
 from posttrain.train.checkpoint import list_checkpoints
-from posttrain.train.loop import Precision, build_optimizer, train, train_step
+from posttrain.train.loop import build_optimizer, train, train_step
+from posttrain.train.precision import Precision
 from posttrain.train.scaffold import load_model_for, load_tokenizer_for
 from posttrain.train.schedule import build_scheduler
 
