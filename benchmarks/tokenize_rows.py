@@ -10,21 +10,19 @@ cache folder; the cached run's time is the median of 3.
     python benchmarks/tokenize_rows.py                  # 100k rows, num_proc 1 and 2 (minutes on 2 cores)
     python benchmarks/tokenize_rows.py --rows 20000 --procs 1,2,8
 
-Measured 2026-12-04 on the 2-core VM while six other jobs loaded it (load average 10-11), so wall times
-are ~4x CPU times and num_proc=2 finds no idle core; the CPU column is the steadier number. 10,000 rows
-(100,000 did not fit the 3-minute budget on the shared machine: ~66 CPU-s for `before` alone):
+Measured 2026-12-04 on the idle 2-core VM, 100,000 rows (2 min 20 s in all):
 
-    $ python benchmarks/tokenize_rows.py --rows 10000        (1 min 43 s)
-    rows 10000, chat template on, tokenizer: embedded          wall s   CPU s   before/after (wall)
-      before  tokenize_rows                      23.92    6.58
-      after   map num_proc=1  (cold)           26.33    7.67    0.91x
-      after   map from the cache (median 3)       0.72    0.17   33.45x
-      after   map num_proc=2  (cold)           30.62    8.36    0.78x
+    $ python benchmarks/tokenize_rows.py
+    rows 100000, chat template on, tokenizer: embedded          wall s   CPU s   before/after (wall)
+      before  tokenize_rows                      46.65   46.62
+      after   map num_proc=1  (cold)           50.93   50.86    0.92x
+      after   map from the cache (median 3)       2.16    2.16   21.62x
+      after   map num_proc=2  (cold)           31.21   59.15    1.49x
 
-A cold map costs about 17 % more CPU than the plain loop (pickling the rows, writing Arrow, the fingerprint);
-with num_proc=2 the CPU splits over two workers (8.4 CPU-s in all), which pays off only where cores are free.
-The cache is what a second run, a second rank or a re-run after a crash gets: 0.72 s instead of 24 s (33x).
-The examples are identical (the script asserts it).
+A cold map costs about 9 % more CPU than the plain loop (pickling the rows, writing Arrow, the fingerprint);
+num_proc=2 splits it over both cores (1.49x); a second run, a second rank or a re-run after a crash reads
+the cache: 2.2 s instead of 47 s (21.6x). The examples are identical (the script asserts it). Sets under
+2,000 rows with num_proc=1 skip all this and tokenize in place (data/mapping.py).
 """
 
 from __future__ import annotations
