@@ -76,9 +76,11 @@ def publish(stage: str, config, result, repo_id: str | None = None) -> None:
 
 def last_metrics(run_root: Path, result) -> dict:
     """The last record of run_root/metrics.jsonl, else the runner's result (rejection writes none)."""
+    from posttrain.report.collect import _read_jsonl  # skips a last line cut short by a killed run
+
     path = run_root / "metrics.jsonl"
-    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
-    record = json.loads(lines[-1]) if lines else result
+    records = _read_jsonl(path) if path.is_file() else []
+    record = records[-1] if records else result
     return {k: v for k, v in (record or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
