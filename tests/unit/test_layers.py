@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("losses", {"losses"}),
     ("rollout", {"generation", "rollout"}),
     ("rewards", {"rewards"}),
+    ("agents", {"agents"}),  # environments, tools, multi-turn episodes: read rewards, feed the online core
     ("online", {"online", "methods"}),
     ("train", {"train", "algorithms"}),
     ("stages and surfaces", {"stages", "cli", "api", "pipeline", "report", "eval", "annotate", "quickstart", "__main__", "__init__"}),
@@ -131,5 +132,5 @@ def test_the_check_catches_an_upward_import(tmp_path):
 
 
 def test_an_unknown_package_is_named():
-    with pytest.raises(KeyError, match="'agents' has no layer"):
-        layer("posttrain.agents.loop")
+    with pytest.raises(KeyError, match="'swarm' has no layer"):
+        layer("posttrain.swarm.loop")

@@ -1,0 +1,1 @@
+"""Agents: environments, tools and multi-turn episodes (seed 003, RL for computer-use agents)."""
