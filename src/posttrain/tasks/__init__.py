@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from posttrain.data.values import completion_text
 from posttrain.errors import UserError
-from posttrain.tasks import arithmetic, sentiment, sentiment_judge
+from posttrain.tasks import arithmetic, calculator, sentiment, sentiment_judge, web_form
 from posttrain.tasks.base import Task
 
-TASKS: dict[str, Task] = {task.name: task for task in (arithmetic.TASK, sentiment.TASK, sentiment_judge.TASK)}
+TASKS: dict[str, Task] = {task.name: task for task in (arithmetic.TASK, sentiment.TASK, sentiment_judge.TASK,
+                                                          calculator.TASK, web_form.TASK)}
 
 
 def get_task(name: str) -> Task:
