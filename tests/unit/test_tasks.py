@@ -22,7 +22,7 @@ def _prompts(rows):
 
 
 def test_get_task_and_unknown_name():
-    assert set(TASKS) == {"arithmetic", "sentiment", "sentiment_judge"}
+    assert set(TASKS) == {"arithmetic", "sentiment", "sentiment_judge", "calculator", "web_form"}
     assert get_task("arithmetic").name == "arithmetic"
     with pytest.raises(UserError, match="arithmetic.*sentiment"):
         get_task("nope")

@@ -104,6 +104,8 @@ class Browser:
         """
         if name == SUBMIT["name"]:
             return self.submit()
+        if self.url is None or self.submitted is not None:
+            raise ValueError("no buttons on this page; open(url) a form first")
         raise ValueError(f"no button {name!r} on this page; buttons: submit")
 
     def submit(self) -> str:
@@ -146,7 +148,7 @@ def make_want(rng: random.Random) -> dict:
 
 
 def question(want: dict) -> str:
-    return f"At {want['url']} set {want['field']} {want['value']}, submit, save {want['file']}"
+    return f"{want['url']}: {want['field']} {want['value']}, submit, save {want['file']}"
 
 
 def expected_of(want: dict) -> dict:
