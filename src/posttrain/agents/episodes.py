@@ -106,9 +106,10 @@ class EpisodeRunner:
 
     def _start(self, group: int, index: int, row: dict) -> Episode:
         env = self.make_env()
-        for name, value in (("style", self._style()), ("timeout", self.tool_timeout)):
-            if hasattr(env, name):  # a ToolEnvironment parses and bounds tool calls as the run says
-                setattr(env, name, value)
+        if hasattr(env, "style"):  # a ToolEnvironment parses and bounds tool calls as the run says
+            env.style = self._style()
+        if hasattr(env, "timeout"):
+            env.timeout = self.tool_timeout
         messages = list(env.reset(row))
         tools = _schemas(getattr(env, "tools", None)) or row.get("tools")
         prompt_ids = self._encode(render(self.tokenizer, messages, add_generation_prompt=True, tools=tools))
