@@ -26,9 +26,26 @@ SPECIAL_TOKENS = (PAD, BOS, EOS, *ROLE_TOKENS)
 
 CHAT_TEMPLATE = (
     "{{ bos_token }}"
+    # tools= (JSON schemas): one compact line naming each tool and its arguments (the model has 512 positions)
+    "{% if tools %}{{ '<|system|>\\nTools:' }}{% for tool in tools %}"
+    "{% set f = tool['function'] if tool['function'] is defined else tool %}"
+    "{% set p = f['parameters']['properties'] if f['parameters'] is defined and f['parameters']['properties'] is defined else {} %}"
+    "{{ ' ' + f['name'] + '(' + (p | list | join(', ')) + ')' }}"
+    "{% endfor %}{{ eos_token + '\\n' }}{% endif %}"
     "{% for message in messages %}"
     "{% if not loop.first %}{{ '\\n' }}{% endif %}"
+    # structured tool calls: after the content, in the hermes form agents/tool_calls.py parses
+    "{% if message['tool_calls'] is defined and message['tool_calls'] %}"
+    "{{ '<|' + message['role'] + '|>\\n' }}{% if message['content'] %}{{ message['content'] + '\\n' }}{% endif %}"
+    "{% for call in message['tool_calls'] %}"
+    "{% set c = call['function'] if call['function'] is defined else call %}"
+    "{% if not loop.first %}{{ '\\n' }}{% endif %}"
+    "{{ '<tool_call>\\n{\"name\": ' + (c['name'] | tojson) + ', \"arguments\": ' }}"
+    "{{ c['arguments'] if c['arguments'] is string else (c['arguments'] | tojson) }}{{ '}\\n</tool_call>' }}"
+    "{% endfor %}{{ eos_token }}"
+    "{% else %}"
     "{{ '<|' + message['role'] + '|>\\n' + message['content'] + eos_token }}"
+    "{% endif %}"
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '\\n<|assistant|>\\n' }}{% endif %}"
 )
