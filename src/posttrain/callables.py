@@ -13,15 +13,15 @@ from typing import Callable
 from posttrain.errors import UserError
 
 
-def load_callable(ref: str) -> Callable:
-    """`package.module:function` or `path/to/file.py:function`."""
+def load_callable(ref: str, what: str = "scorer", expected: str = "a function f(prompts, completions, **columns) -> list[float]") -> Callable:
+    """`package.module:function` or `path/to/file.py:function` (`what` and `expected` word the errors)."""
     if ":" not in ref:
-        raise UserError(f"scorer '{ref}' is not task:NAME, module:function or file.py:function")
+        raise UserError(f"{what} '{ref}' is not task:NAME, module:function or file.py:function")
     target, name = ref.rsplit(":", 1)
     if target.endswith(".py"):
         path = Path(target)
         if not path.is_file():
-            raise UserError(f"scorer file not found: {target}")
+            raise UserError(f"{what} file not found: {target}")
         spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(spec)
         try:
@@ -32,10 +32,10 @@ def load_callable(ref: str) -> Callable:
         try:
             module = importlib.import_module(target)
         except ImportError as exc:
-            raise UserError(f"cannot import module '{target}' for scorer '{ref}' ({exc})") from None
+            raise UserError(f"cannot import module '{target}' for {what} '{ref}' ({exc})") from None
     fn = getattr(module, name, None)
     if not callable(fn):
-        raise UserError(f"'{name}' in {target} is not a function; expected f(prompts, completions, **columns) -> list[float]")
+        raise UserError(f"'{name}' in {target} is not callable; expected {expected}")
     return fn
 
 

@@ -143,6 +143,10 @@ CASES = [
     Case("ppo-unknown-tracker", "config", ["ppo", "report_to=[tensorboard,comet]"], ["report_to", "comet", "trackio"]),  # issue 18
     Case("grpo-unread-option", "config", ["grpo", "overlong_penalty=2.0"], ["overlong_penalty"]),
     Case("ppo-ptx-without-data", "config", ["ppo", "ptx_coef=1.0"], ["ptx_dataset"]),
+    Case("grpo-unknown-environment", "config", ["grpo", "reward_funcs=[format]", "environment=nosuch"], ["environment=nosuch", "calculator"]),  # issue 16
+    Case("grpo-environment-file-missing", "config", ["grpo", "reward_funcs=[format]", "environment={files}/nope.py:Env"], ["environment", "nope.py"]),
+    Case("ppo-zero-turns", "config", ["ppo", "environment=calculator", "max_turns=0"], ["max_turns"]),
+    Case("rloo-turn-option-without-environment", "config", ["rloo", "max_turns=3"], ["max_turns", "environment"]),
     Case("eval-bad-range", "config", ["eval", "num_samples=0"], ["num_samples"]),
     Case("rejection-bad-choice", "config", ["rejection", "selection=nope"], ["selection"]),
     Case("pairs-too-few-samples", "config", ["pairs", "num_samples=1"], ["num_samples"]),

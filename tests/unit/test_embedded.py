@@ -109,3 +109,40 @@ def test_model_generates_and_stops(tok, model):
     assert new[-1].item() == tok.eos_token_id
     completion = tok.decode(new, skip_special_tokens=True)
     assert get_task("arithmetic").scorers["format"](None, [completion]) == [1.0]
+
+
+# The template before tools were added (issue 16): tool-free conversations must render byte-identically.
+TOOL_FREE_TEMPLATE = ("{{ bos_token }}{% for message in messages %}{% if not loop.first %}{{ '\\n' }}{% endif %}"
+                      "{{ '<|' + message['role'] + '|>\\n' + message['content'] + eos_token }}{% endfor %}"
+                      "{% if add_generation_prompt %}{{ '\\n<|assistant|>\\n' }}{% endif %}")
+
+
+def test_shipped_templates_are_the_built_one():
+    from posttrain.embedded.tokenizer_build import CHAT_TEMPLATE
+
+    for directory in (EMBEDDED_MODEL_DIR, EMBEDDED_JUDGE_DIR):
+        assert (directory / "chat_template.jinja").read_text() == CHAT_TEMPLATE
+
+
+@pytest.mark.parametrize("name", ["arithmetic", "sentiment"])
+def test_tool_free_conversations_render_as_before(tok, name):
+    for row in get_task(name).rows("train", 20):
+        for messages, generation in ((row["prompt"], True), (row["prompt"] + row["completion"], False)):
+            assert tok.apply_chat_template(messages, add_generation_prompt=generation, tokenize=False) == \
+                tok.apply_chat_template(messages, add_generation_prompt=generation, tokenize=False, chat_template=TOOL_FREE_TEMPLATE)
+
+
+def test_template_renders_tools_tool_messages_and_tool_calls(tok):
+    tools = [{"type": "function", "function": {"name": "calculate", "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}}}},
+             {"type": "function", "function": {"name": "submit", "parameters": {"type": "object", "properties": {}}}}]
+    messages = [{"role": "user", "content": "12*13?"},
+                {"role": "assistant", "content": "",
+                 "tool_calls": [{"type": "function", "function": {"name": "calculate", "arguments": {"expression": "12*13"}}}]},
+                {"role": "tool", "name": "calculate", "content": "156"},
+                {"role": "assistant", "content": "<answer>156</answer>"}]
+    assert tok.apply_chat_template(messages, tools=tools, tokenize=False) == (
+        "<|bos|><|system|>\nTools: calculate(expression) submit()<|end|>\n<|user|>\n12*13?<|end|>\n"
+        '<|assistant|>\n<tool_call>\n{"name": "calculate", "arguments": {"expression": "12*13"}}\n</tool_call><|end|>\n'
+        "<|tool|>\n156<|end|>\n<|assistant|>\n<answer>156</answer><|end|>")
+    prompt = tok.apply_chat_template(messages[:3], tools=tools, tokenize=False, add_generation_prompt=True)
+    assert tok.apply_chat_template(messages, tools=tools, tokenize=False).startswith(prompt)  # the prefix property holds

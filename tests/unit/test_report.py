@@ -162,6 +162,23 @@ def test_reward_hacking_panel_shows_share_at_max_jumps_and_the_gap(tmp_path):
     assert '<section id="reward-hacking">' not in write_report(plain).read_text()
 
 
+def test_an_agent_run_gets_its_episodes_milestones_and_cascade_tiers(tmp_path):
+    rows = [{"step": s, "loss": 0.0, "reward/mean": 0.2 * s, "agent/turns": 2.0 + s, "agent/tool_calls": 1.0 * s,
+             "agent/tool_success": 0.5 + 0.1 * s, "agent/success": 0.1 * s, "milestone/form": 0.25 * s,
+             "milestone/goal": 0.1 * s, "cascade/rule": 0.9, "cascade/judge": 0.1} for s in (1, 2, 3)]
+    _write_jsonl(tmp_path / "grpo" / "metrics.jsonl", rows)
+    html = write_report(tmp_path / "grpo").read_text()
+    section = html[html.index('<section id="agents">'):]
+    section = section[:section.index("</section>")]
+    for key, first, last in (("agent/turns", "3", "5"), ("agent/tool_success", "0.6", "0.8"), ("milestone/form", "0.25", "0.75"),
+                             ("cascade/judge", "0.1", "0.1")):
+        assert f"<td>{key}</td><td class='num'>{first}</td><td class='num'>{last}</td>" in section
+    curves = html[html.index('<section id="curves">'):]
+    for panel in ("Milestones reached (share of episodes)", "Confidence cascade: the tier that decided", "Per episode: turns, tool calls, errors"):
+        assert f'alt="grpo: {panel}"' in curves
+    assert '<section id="agents">' not in write_report(make_pipeline_dir(tmp_path / "run")).read_text()
+
+
 def _chromium() -> str | None:
     for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome"):
         if shutil.which(name):

@@ -65,6 +65,15 @@ class OnlineRL(Algorithm):
         self.policy = None
         self.packed = False
         self.eval_rows: list[dict] = []
+        self.make_env = self._environment()  # before any model loads: a bad environment= fails first
+
+    def _environment(self):
+        spec = getattr(self.config, "environment", None)
+        if spec is None:
+            return None
+        from posttrain.agents.registry import environment_factory
+
+        return environment_factory(spec)
 
     def _reward_kl(self):
         name = self.parts.reward_kl
@@ -108,11 +117,23 @@ class OnlineRL(Algorithm):
                 raise ConfigError(f"ref_sync={cfg.ref_sync} refreshes the reference policy, but this run has none (no KL term: beta = 0 "
                                   "and no KL in the reward); set beta > 0 (or kl_coef > 0) or ref_sync=none")
             self.ref_sync = ReferenceSync(reference, model, cfg.ref_sync, cfg.ref_sync_steps, cfg.ref_sync_alpha)
+        backend = LocalBackend(model, self.tokenizer, replica)
         self.experience = RolloutExperience(
-            cfg, self.tokenizer, self.rewards, self.estimator, backend=LocalBackend(model, self.tokenizer, replica),
+            cfg, self.tokenizer, self.rewards, self.estimator, backend=backend,
             policy=model, reference=reference, critic=self.critic,
             reward_kl=self.reward_kl, kl_placement=getattr(cfg, "kl_placement", "every_token"),
-            process_rewards=self.parts.process_rewards, packed=self.packed)
+            process_rewards=self.parts.process_rewards, packed=self.packed, episodes=self._episodes(backend))
+
+    def _episodes(self, backend):
+        """Multi-turn episodes in `environment` (agents/), or None for single-turn completions."""
+        cfg = self.config
+        if self.make_env is None:
+            return None
+        from posttrain.agents.episodes import EpisodeRunner
+
+        return EpisodeRunner(self.make_env, self.tokenizer, backend, max_turns=cfg.max_turns,
+                             max_length=cfg.max_length, tool_style=cfg.tool_style, tool_timeout=cfg.tool_timeout,
+                             workers=cfg.env_workers)
 
     def reference_for(self, model):
         """The policy whose per-token log-probs each round's samples get as `ref_logps` (None: none needed)."""
@@ -123,6 +144,8 @@ class OnlineRL(Algorithm):
         """Greedy completions of the held-out prompts (`eval_dataset`), scored by the reward functions."""
         if not self.eval_rows:
             return {}
+        if self.experience.episodes is not None:
+            return self.experience.evaluate_episodes(self.eval_rows)
         from posttrain.methods.heldout import evaluate
 
         scorers = {name: _bounded(self.rewards.for_evaluation(fn), self.rewards.timeout) for name, fn in self.rewards.functions.items()}

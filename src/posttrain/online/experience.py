@@ -3,7 +3,8 @@
 One `Sample` per completion. A micro-batch (`collate_samples`) is right padded [prompt, completion]
 rows plus per-completion-token tensors aligned on the completion (B x T, T = longest completion):
 `old_logps`, `ref_logps` (when a reference is used), `mask` (1 on completion tokens the loss
-counts; all 0 for a sample masked out: no reward, or truncated under mask_truncated) and per-
+counts; all 0 for a sample masked out: no reward, or truncated under mask_truncated; 0 on an
+episode's observation tokens, its `extra["loss_mask"]`, agents/episodes.py) and per-
 sequence `advantages` (B) or per-token ones (B x T); with a critic `returns` and `old_values`, with
 truncated importance sampling `tis_weights` (B x T).
 """
@@ -47,10 +48,11 @@ def collate_samples(samples: list[Sample], pad_token_id: int, packed: bool = Fal
     longest = max(max(len(s.completion_ids) for s in samples), 1)
     completion = completion_tensor([[1.0] * len(s.completion_ids) for s in samples], longest).bool()
     trained = torch.tensor([s.trained for s in samples], dtype=torch.bool)
+    acted = completion_tensor([s.extra.get("loss_mask", [1.0] * len(s.completion_ids)) for s in samples], longest).bool()
     batch = {
         "input_ids": input_ids, "attention_mask": attention_mask,
         "targets": TokenTargets.from_mask(input_ids, target_mask),
-        "completion_mask": completion, "mask": (completion & trained[:, None]).float(),
+        "completion_mask": completion, "mask": (completion & acted & trained[:, None]).float(),
         "old_logps": completion_tensor([s.old_logps for s in samples], longest),
         "num_sequences": len(samples), "num_tokens": int(attention_mask.sum()),
     }

@@ -20,6 +20,7 @@ from typing import Protocol
 import torch
 
 import posttrain.ranks as ranks
+from posttrain.agents.metrics import episode_metrics
 from posttrain.data.collate import to_device
 from posttrain.data.values import completion_value
 from posttrain.generation import SamplingParams
@@ -56,26 +57,33 @@ class ExperienceMaker(Protocol):
 class RolloutExperience:
     def __init__(self, config, tokenizer, rewards: RewardFunctions, estimator: Estimator, *, backend: RolloutBackend,
                  policy, reference=None, critic=None, reward_kl=None, kl_placement: str = "every_token",
-                 process_rewards=None, packed: bool = False):
+                 process_rewards=None, packed: bool = False, episodes=None):
         self.config, self.tokenizer, self.rewards, self.estimator = config, tokenizer, rewards, estimator
         self.backend, self.policy, self.reference, self.critic = backend, policy, reference, critic
         self.reward_kl, self.kl_placement, self.process_rewards = reward_kl, kl_placement, process_rewards
         self.packed = packed  # the shared-prompt layout for the extra forwards too
+        self.episodes = episodes  # agents.episodes.EpisodeRunner: multi-turn episodes instead of single completions
         self._groups = 0  # group ids run on over the round, so groups of different calls never share one
 
     # ------------------------------------------------------------------------------ sample
 
     def sample(self, prompts, rows, params):
         cfg = self.config
-        rollouts = generate_rollouts(self.backend, prompts, cfg.num_generations, params)
-        warn_if_plain_prompts_unanswered(self.tokenizer, [row["prompt"] for row in rows], rollouts.texts)
+        rollouts = self._rollouts(prompts, rows, cfg.num_generations, params)
+        if self.episodes is None:
+            warn_if_plain_prompts_unanswered(self.tokenizer, [row["prompt"] for row in rows], rollouts.texts)
         greedy = None
         if self.estimator.greedy_baseline:  # ReMax: each prompt's greedy completion, scored as its baseline
-            greedy = generate_rollouts(self.backend, prompts, 1, SamplingParams(**{**params.__dict__, "temperature": 0.0}))
+            greedy = self._rollouts(prompts, rows, 1, SamplingParams(**{**params.__dict__, "temperature": 0.0}))
         t0 = time.perf_counter()
         groups, result = self.score(rollouts, rows, greedy)
         return Scored(groups, result, rollouts.seconds + (greedy.seconds if greedy else 0.0), time.perf_counter() - t0,
                       rollouts.num_completion_tokens)
+
+    def _rollouts(self, prompts, rows, group_size: int, params):
+        if self.episodes is not None:  # the environment renders each episode's prompt itself
+            return self.episodes.run(rows, group_size, params)
+        return generate_rollouts(self.backend, prompts, group_size, params)
 
     def score(self, rollouts, rows: list[dict], greedy=None) -> tuple[list[list[Sample]], object]:
         """Samples grouped by prompt with their rewards (and step rewards), and the reward result;
@@ -87,12 +95,17 @@ class RolloutExperience:
         for i in range(len(rollouts)):
             g = rollouts.group[i]
             trained = total[i] is not None and not (cfg.mask_truncated and rollouts.truncated[i])
-            extra = {"text": rollouts.texts[i]}
+            extra = {"text": rollouts.texts[i], **(rollouts.extra["sample_extra"][i] if "sample_extra" in rollouts.extra else {})}
             if baseline is not None:
                 extra["baseline"] = baseline[g]
+            reward = total[i]
+            if "turn_rewards" in extra:  # an episode: its reward is its discounted return
+                extra["outcome"] = reward
+                reward = trajectory_return(extra["turn_rewards"], reward, cfg.turn_gamma)
+                trained = reward is not None and not (cfg.mask_truncated and rollouts.truncated[i])
             groups.setdefault(g, []).append(Sample(
                 rollouts.prompt_ids[i], rollouts.completion_ids[i], rollouts.old_logps[i], self._groups + g,
-                reward=total[i], trained=trained, truncated=rollouts.truncated[i], extra=extra))
+                reward=reward, trained=trained, truncated=rollouts.truncated[i], extra=extra))
         if self.process_rewards is not None:
             samples = [s for group in groups.values() for s in group]
             self._add_step_rewards(samples, [rows[s.group - self._groups]["prompt"] for s in samples], result)
@@ -104,8 +117,9 @@ class RolloutExperience:
         cfg = self.config
         conversational = isinstance(rows[0]["prompt"], list)
         prompts = [rows[g]["prompt"] for g in rollouts.group]
-        completions = [completion_value(t, conversational) for t in rollouts.texts]
+        completions = rollouts.extra.get("completions") or [completion_value(t, conversational) for t in rollouts.texts]
         columns = {k: [rows[g][k] for g in rollouts.group] for k in rows[0] if k not in ("prompt", "completion")}
+        columns |= rollouts.extra.get("columns", {})  # an episode's events, trajectory and turns
         result = self.rewards(prompts, completions, columns, completion_ids=rollouts.completion_ids)
         total = list(result.total)
         if cfg.overlong_buffer:
@@ -123,6 +137,27 @@ class RolloutExperience:
             s.extra["step_rewards"] = [cfg.process_reward_coef * v for v in values]
         result.per_function["process_reward"] = [sum(s.extra["step_rewards"]) for s in samples]
 
+    def evaluate_episodes(self, rows: list[dict]) -> dict[str, float]:
+        """Greedy episodes of held-out rows: eval_return (the mean discounted return), eval_<reward function>
+        and eval_<agent metric> (success, turns, tool calls and errors, how episodes ended)."""
+        cfg = self.config
+        params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=0.0, seed=cfg.seed, stop=list(cfg.stop))
+        kept = self.episodes.pop_timings()  # the training rounds' timings, not the evaluation's
+        rollouts = self.episodes.run(rows, 1, params)
+        self.episodes.pop_timings()
+        self.episodes.timings = kept
+        total, result = self._score(rollouts, rows)
+        self.rewards.pop_logged()  # what reward functions log here belongs to no training round
+        extras = rollouts.extra["sample_extra"]
+        returns = [trajectory_return(x["turn_rewards"], t, cfg.turn_gamma) for x, t in zip(extras, total)]
+        out = {"eval_return": sum(returns) / len(returns)}
+        for name, values in result.per_function.items():
+            scored = [v for v in values if v is not None]
+            if scored:
+                out[f"eval_{name}"] = sum(scored) / len(scored)
+        metrics = episode_metrics([x["episode"] for x in extras], {})
+        return out | {"eval_" + key.removeprefix("agent/"): value for key, value in metrics.items()}
+
     # ------------------------------------------------------------------------------ finish
 
     @torch.no_grad()
@@ -135,13 +170,14 @@ class RolloutExperience:
             self._add_reference_logps(samples)
             metrics["time/reference_seconds"] = time.perf_counter() - t0
         longest = max(max(len(s.completion_ids) for s in samples), 1)
-        completion = completion_tensor([[1.0] * len(s.completion_ids) for s in samples], longest)
+        completion = model_tokens(samples, longest)
         trained = completion * torch.tensor([float(s.trained) for s in samples])[:, None]
         rewards = torch.tensor([float("nan") if s.reward is None else s.reward for s in samples])
+        outcomes = torch.tensor([_number(s.extra["outcome"]) if "outcome" in s.extra else _number(s.reward) for s in samples])
         old = completion_tensor([s.old_logps for s in samples], longest)
         with_ref = all(s.ref_logps is not None for s in samples)
         ref = completion_tensor([s.ref_logps for s in samples], longest) if with_ref else old
-        token_rewards = self._token_rewards(samples, torch.nan_to_num(rewards), old, ref, completion)
+        token_rewards = self._token_rewards(samples, outcomes, old, ref, completion)
         values = None
         if self.critic is not None:
             values = self._forward(samples, "values", longest) * completion
@@ -171,15 +207,21 @@ class RolloutExperience:
             valid = completion.bool()
             metrics["values/mean"] = _moments("values", values[valid], reduce)["values/mean"]
             metrics["returns/mean"] = _moments("returns", returns[valid], reduce)["returns/mean"]
+        if self.episodes is not None:
+            metrics |= episode_metrics([s.extra["episode"] for s in samples], self.episodes.pop_timings(), reduce)
         return metrics
 
     def _token_rewards(self, samples, scores, old, ref, completion) -> torch.Tensor:
         """The reward at each completion token: the score at the last one, −β·k1 per token when the KL
-        is in the reward (or its sum at the last, kl_placement=last), and step rewards."""
+        is in the reward (or its sum at the last, kl_placement=last), step rewards, and an episode's
+        turn rewards r_t at the last token of each of its turns (its score is then the reward functions')."""
         coef = self.reward_kl.value if self.reward_kl is not None else 0.0
         rewards = kl_penalized_rewards(scores, old, ref, completion, coef, placement=self.kl_placement) * completion
         if any("step_rewards" in s.extra for s in samples):  # process rewards at the step-end tokens
             rewards = rewards + completion_tensor([s.extra.get("step_rewards", []) for s in samples], old.shape[1]) * completion
+        for r, s in enumerate(samples):
+            for end, value in zip(s.extra.get("turn_ends", ()), s.extra.get("turn_rewards", ())):
+                rewards[r, end] += value
         return rewards
 
     def _update_kl_coef(self, old, ref, completion, count: int, reduce) -> dict[str, float]:
@@ -224,7 +266,7 @@ class RolloutExperience:
         longest = max(max(len(s.completion_ids) for s in samples), 1)
         trainer = self._forward(samples, "logps", longest)
         rollout = completion_tensor([s.old_logps for s in samples], longest)
-        mask = completion_tensor([[1.0] * len(s.completion_ids) for s in samples], longest)
+        mask = model_tokens(samples, longest)
         weights = torch.exp(trainer - rollout).clamp(max=self.config.tis_cap) * mask
         for r, s in enumerate(samples):
             n = len(s.completion_ids)
@@ -235,6 +277,23 @@ class RolloutExperience:
         return {"mismatch/kl": float(kl_estimate(rollout, trainer, mask, "k1").sum()) / tokens,
                 "mismatch/k3": float(kl_estimate(rollout, trainer, mask, "k3").sum()) / tokens,
                 "mismatch/tis_capped_fraction": capped / tokens}
+
+
+def model_tokens(samples: list[Sample], longest: int) -> torch.Tensor:
+    """(N, longest) 1 on the completion tokens the policy chose: all of them, or an episode's loss_mask
+    (its observations' tokens are 0)."""
+    return completion_tensor([s.extra.get("loss_mask", [1.0] * len(s.completion_ids)) for s in samples], longest)
+
+
+def trajectory_return(turn_rewards: list[float], outcome: float | None, gamma: float) -> float | None:
+    """G_0 = Σ_t γ^t r_t, the reward functions' score of the episode (None: none applies) counted at its
+    last turn T−1, γ^(T−1)·score (J = E[Σ_t γ^t r_t], S3 L2995); without a score, the environment's return."""
+    last = max(len(turn_rewards) - 1, 0)
+    return sum(gamma ** t * r for t, r in enumerate(turn_rewards)) + (gamma ** last * outcome if outcome is not None else 0.0)
+
+
+def _number(value: float | None) -> float:
+    return 0.0 if value is None else float(value)
 
 
 def _moments(name: str, x: torch.Tensor, reduce) -> dict[str, float]:

@@ -36,6 +36,37 @@ class AsyncRolloutOptions:
         return out
 
 
+TOOL_STYLES = ("auto", "hermes", "llama3")
+
+
+@dataclass
+class AgentOptions:
+    """Multi-turn episodes against an environment (agents/, docs/agents.md): each sample is a whole
+    trajectory of model turns and environment observations, the observations masked out of the loss."""
+    environment: str | None = option(None, "An environment to roll out episodes in: calculator, web_form, or FILE.py:Class / module:Class (our Environment protocol, a plain class with reset/step, or a verifiers-style multi-turn environment). null: single-turn completions.")
+    max_turns: int = option(4, "Most model turns per episode; an episode still going after them ends there (counted: agent/max_turns_reached).")
+    turn_gamma: float = option(1.0, "γ over turns: a trajectory's return is Σ_t γ^t r_t (r_t the environment's reward for turn t; the reward functions' score of the episode counts at its last turn).")
+    tool_timeout: float = option(10.0, "Seconds a tool call may take; one that takes longer becomes an error observation for the model (counted: agent/tool_timeouts).")
+    tool_style: str = option("auto", "How tool calls are written: hermes (Qwen2.5's <tool_call>{json}</tool_call>), llama3 (Llama 3.x's JSON call), or auto (read from the chat template).", choices=TOOL_STYLES)
+    env_workers: int = option(8, "Environment steps run concurrently on this many threads, so a slow tool does not stall the batch.")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.max_turns < 1 or self.env_workers < 1:
+            raise ConfigError(f"max_turns and env_workers must be >= 1, got {self.max_turns} and {self.env_workers}")
+        if not 0 <= self.turn_gamma <= 1:
+            raise ConfigError(f"turn_gamma must be in [0, 1], got {self.turn_gamma}")
+        if not (math.isfinite(self.tool_timeout) and self.tool_timeout > 0):
+            raise ConfigError(f"tool_timeout must be a number of seconds > 0, got {self.tool_timeout}")
+
+    def unread(self) -> dict[str, str]:
+        out = super().unread()
+        if self.environment is None:
+            for key in ("max_turns", "turn_gamma", "tool_timeout", "tool_style", "env_workers"):
+                out[key] = "with an environment (environment=NAME)"
+        return out
+
+
 PROMPT_FILTERS = ("off", "solved", "unsolved", "both")
 
 
@@ -62,7 +93,7 @@ class CurriculumOptions:
 
 
 @dataclass
-class RolloutOptions(AsyncRolloutOptions, CurriculumOptions, MaskableRewardOptions, TopKSamplingOptions, TrainOptions):
+class RolloutOptions(AgentOptions, AsyncRolloutOptions, CurriculumOptions, MaskableRewardOptions, TopKSamplingOptions, TrainOptions):
     learning_rate: float = option(1e-6, "Peak learning rate (AdamW).")
     max_steps: int = option(100, "Optimizer steps (each generation round gives num_iterations x num_minibatches of them).")
     batch_size: int = option(16, "Samples (completions) per micro-batch; an optimizer step's samples are split into micro-batches of this size.")

@@ -172,7 +172,8 @@ class OnlineSource(StepSource):
     def _prompt_ids(self, index: int) -> list[int] | None:
         """Tokenized prompt, or None when it leaves no room to generate (counted, skipped)."""
         if index not in self._prompt_cache:
-            ids = tokenize_prompt(self.tokenizer, self.rows[index]["prompt"], source=self.config.dataset, row_index=index)
+            row = self.rows[index]
+            ids = tokenize_prompt(self.tokenizer, row["prompt"], tools=row.get("tools"), source=self.config.dataset, row_index=index)
             fits = len(ids) + self.config.max_new_tokens <= self.config.max_length
             self._prompt_cache[index] = ids if fits else None
         return self._prompt_cache[index]

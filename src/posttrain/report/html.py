@@ -144,6 +144,32 @@ def _rm_accuracy(data: ReportData) -> str:
             "<table><tr><th>stage</th><th>held-out accuracy</th><th>train accuracy</th></tr>" + rows + "</table>")
 
 
+AGENT_KEYS = ("agent/turns", "agent/tool_calls", "agent/tool_success", "agent/parse_errors", "agent/tool_errors",
+              "agent/success", "agent/overflow", "agent/truncated", "eval_success", "eval_return", "eval_turns")
+
+
+def _agents(data: ReportData) -> str:
+    """Runs in an environment: per-episode turns, tool calls and their success, milestones and cascade tiers,
+    at the first and the last logged step."""
+    parts = []
+    for run in data.runs:
+        if not run.has("agent/turns"):
+            continue
+        logged = dict.fromkeys(k for r in run.records for k in r)
+        keys = [k for k in AGENT_KEYS if run.has(k)] + [k for k in logged if k.startswith(("milestone/", "cascade/")) and run.has(k)]
+        rows = "".join(f"<tr><td>{escape(k)}</td><td class='num'>{_fmt(run.series(k)[1][0])}</td>"
+                       f"<td class='num'>{_fmt(run.last(k))}</td></tr>" for k in keys)
+        parts.append(f"<h3>{escape(run.name)}<span class='tag'>{escape(run.stage)}</span></h3>"
+                     f"<table><tr><th>per episode</th><th>first step</th><th>last step</th></tr>{rows}</table>")
+    if not parts:
+        return ""
+    note = ("Means over each round's episodes: turns and tool calls per episode, the share of tool calls that returned a "
+            "result, the share of episodes that succeeded or ran out of context, each milestone's share (milestone/), "
+            "and the share of samples each tier of the confidence cascade decided (cascade/). eval_ rows: greedy "
+            "episodes of the held-out prompts. The curves are under Training curves.")
+    return f'<p class="note">{escape(note)}</p>' + "".join(parts)
+
+
 def _curves(data: ReportData) -> str:
     parts = []
     for run in data.runs:
@@ -250,6 +276,7 @@ SECTIONS = [
     ("reward-kl", "Reward vs KL", _reward_kl),
     ("win-rates", "Win rates vs SFT", _win_rates),
     ("rm-accuracy", "Reward-model accuracy", _rm_accuracy),
+    ("agents", "Agents: episodes, tools, milestones", _agents),
     ("reward-hacking", "Reward hacking", _reward_hacking),
     ("proxy-gold-rounds", "Proxy vs gold across rounds", _proxy_gold_rounds),
     ("curves", "Training curves", _curves),

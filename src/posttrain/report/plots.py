@@ -17,6 +17,10 @@ CURVE_PANELS: list[tuple[str, tuple[str, ...]]] = [
     ("Loss", ("loss", "eval_loss")),
     ("Implicit reward margin", ("rewards/margins", "eval_rewards/margins")),
     ("Accuracy", ("accuracy", "eval_accuracy", "rewards/accuracies", "eval_rewards/accuracies")),
+    ("Episodes: success and tool calls that worked", ("agent/success", "eval_success", "agent/tool_success")),
+    ("Per episode: turns, tool calls, errors", ("agent/turns", "agent/tool_calls", "agent/parse_errors", "agent/tool_errors")),
+    ("Milestones reached (share of episodes)", ("milestone/*",)),  # a key ending in * stands for every key with its prefix
+    ("Confidence cascade: the tier that decided", ("cascade/*",)),
 ]
 
 
@@ -48,7 +52,9 @@ def curve_panels(run: Run) -> list[tuple[str, bytes]]:
     from matplotlib.ticker import MaxNLocator
 
     out = []
+    logged = list(dict.fromkeys(k for r in run.records for k in r))
     for title, keys in CURVE_PANELS:
+        keys = [m for k in keys for m in ([x for x in logged if x.startswith(k[:-1])] if k.endswith("*") else [k])]
         present = [k for k in keys if run.has(k)]
         if not present:
             continue

@@ -209,16 +209,21 @@ def milestone_reward(events_column: str = "events", expected_column: str = "expe
     rewarder = MilestoneReward.seed_example(weights_sum_to_one, navigation=navigation, ui=ui, form=form, file=file,
                                             goal=goal)
 
-    def milestone(prompts, completions, **columns) -> list[float | None]:
+    def milestone(prompts, completions, log_metric=None, **columns) -> list[float | None]:
         if events_column not in columns:
             raise UserError(f"the milestone reward reads each episode's events from column '{events_column}', which "
                             f"the data does not have (columns: {', '.join(sorted(columns)) or 'none'}); add it or set "
                             "events_column=NAME")
         events = columns[events_column]
         expected = columns.get(expected_column) or [None] * len(completions)
-        return [None if cell is None else rewarder.score(_events_of(cell, i, events_column),
-                                                         _expected_of(want, i, expected_column))
-                for i, (cell, want) in enumerate(zip(events, expected))]
+        reached = [None if cell is None else rewarder.achievements(_events_of(cell, i, events_column), _expected_of(want, i, expected_column))
+                   for i, (cell, want) in enumerate(zip(events, expected))]
+        scored = [r for r in reached if r is not None]
+        if log_metric is not None and scored:  # TRL's keyword: each milestone's share of episodes, milestone/<name>
+            for m in rewarder.milestones:
+                log_metric(f"milestone/{m.name}", sum(r[m.name] for r in scored) / len(scored))
+        weights = {m.name: m.weight for m in rewarder.milestones}
+        return [None if r is None else sum(weights[name] * value for name, value in r.items()) for r in reached]
 
     milestone.rewarder = rewarder  # the weights and detectors in use, for inspection
     best = sum(m.weight for m in rewarder.milestones)

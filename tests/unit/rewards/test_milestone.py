@@ -122,3 +122,17 @@ def test_registry_errors_are_config_errors():
         fn(["p"], ["c"], answer=["1"])
     with pytest.raises(UserError, match="completion 0: column 'events' must be a list of event objects"):
         fn(["p"], ["c"], events=[{"type": "goal"}])
+
+
+def test_each_milestone_share_of_episodes_is_logged_through_trls_log_metric():
+    logged = {}
+    reward = milestone_reward()
+    events = [[{"type": "navigation", "url": "a"}, {"type": "goal", "verified": True}],
+              [{"type": "file", "event": "created", "path": "x.txt"}], None]
+    expected = [{"click": {"name": "Go"}, "fields": 1}] * 3
+    values = reward(["p"] * 3, ["c"] * 3, log_metric=lambda name, value: logged.__setitem__(name, value),
+                    events=events, expected=expected)
+    assert values == [0.1 + 0.2, 0.3, None]
+    # over the two scored episodes: navigation 1/2, goal 1/2, file 1/2, ui and form 0
+    assert logged == {"milestone/navigation": 0.5, "milestone/ui": 0.0, "milestone/form": 0.0, "milestone/file": 0.5,
+                      "milestone/goal": 0.5}

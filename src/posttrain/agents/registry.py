@@ -1,0 +1,31 @@
+"""`environment=` values: a built-in name, `FILE.py:Class` / `module:Class`, or an object given to the
+Python API; each becomes a factory of one fresh environment per episode (agents/adapters.py adapts a
+plain class or a verifiers-style environment to the Environment protocol)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from posttrain.agents.environment import Environment
+from posttrain.callables import is_object_spec, load_callable, python_object
+from posttrain.errors import ConfigError
+
+ENVIRONMENTS = {
+    "calculator": "posttrain.agents.calculator:CalculatorEnvironment",
+    "web_form": "posttrain.agents.web_form:WebFormEnvironment",
+}
+
+
+def environment_factory(spec) -> Callable[[], Environment]:
+    """The factory `spec` names (see the module docstring)."""
+    from posttrain.agents.adapters import as_environment_factory
+
+    if not isinstance(spec, str):
+        return as_environment_factory(spec)
+    if is_object_spec(spec):
+        return as_environment_factory(python_object(spec, "environment"))
+    ref = ENVIRONMENTS.get(spec, spec)
+    if ":" not in ref:
+        raise ConfigError(f"environment={spec} is not a built-in environment ({', '.join(ENVIRONMENTS)}) nor FILE.py:Class "
+                          "or module:Class; name one of those")
+    return as_environment_factory(load_callable(ref, "environment", "an environment class (reset(row), step(reply))"))
