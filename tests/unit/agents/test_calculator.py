@@ -3,7 +3,7 @@
 import pytest
 
 from posttrain.agents.adapters import as_environment_factory
-from posttrain.agents.calculator import PROTOCOL_BONUS, CalculatorEnvironment
+from posttrain.agents.calculator import CalculatorEnvironment
 from posttrain.agents.environment import COUNTERS, Environment
 from posttrain.agents.tool_calls import format_tool_call
 from posttrain.agents.tools import ToolCall, tool_schema
@@ -29,15 +29,16 @@ def test_gold_trace_replayed():
     assert (turn.done, turn.reward, turn.info) == (False, 0.0, {**dict.fromkeys(COUNTERS, 0), "tool_calls": 1})
     last = env.step("<answer>9625</answer>")
     assert (last.done, last.messages, last.info) == (True, [], {"success": True})
-    assert last.reward == pytest.approx(1.0 + PROTOCOL_BONUS)
+    assert last.reward == 1.0
 
 
 @pytest.mark.parametrize("replies, reward, success", [
-    ([CALL, "<answer>9624</answer>"], PROTOCOL_BONUS, False),  # wrong answer, clean protocol
-    (["<answer>9625</answer>"], 1.0, True),  # right without the tool: no bonus
+    ([CALL, "<answer>9624</answer>"], 0.0, False),  # wrong answer
+    (["<answer>9625</answer>"], 1.0, True),  # right without the tool (the recipe's tool_use reward says otherwise)
     (["9625"], 0.0, False),  # no <answer> tags
+    (["The answer is <answer>9,625</answer>."], 1.0, True),
     (['<tool_call>\n{"name": "calculate", "arguments": {"expression": "347 * 28 - 91"\n</tool_call>', CALL,
-      "<answer>9625</answer>"], 1.0, True),  # a malformed call first: right, but no protocol bonus
+      "<answer>9625</answer>"], 1.0, True),  # a malformed call first, then right
 ])
 def test_final_rewards(replies, reward, success):
     env = _env()
@@ -62,15 +63,15 @@ def test_failures_are_observations_never_crashes(reply, counts, content):
     assert not turn.done and len(turn.messages) == 1 and turn.messages[0]["role"] == "tool"
     assert turn.messages[0]["content"].startswith(content)
     assert turn.info == {**dict.fromkeys(COUNTERS, 0), **counts}
-    assert env.step("<answer>9625</answer>").reward == pytest.approx(1.0)  # the episode goes on; no bonus
+    assert env.step("<answer>9625</answer>").reward == 1.0  # the episode goes on
 
 
 def test_episodes_are_independent_and_the_tool_schema_is_the_rows():
     a, b = _env(), _env(make_row("12 * 12"))
     a.step('<tool_call>\n{"name": "nope", "arguments": {}}\n</tool_call>')
     b.step(format_tool_call(ToolCall("calculate", {"expression": "12 * 12"}), "hermes"))
-    assert b.step("<answer>144</answer>").reward == pytest.approx(1.1)
-    assert a.step("<answer>9625</answer>").reward == pytest.approx(1.0)
+    assert b.step("<answer>144</answer>").reward == 1.0
+    assert a.step("<answer>9625</answer>").reward == 1.0
     assert [tool_schema(t) for t in a.tools] == ROW["tools"]
     assert isinstance(as_environment_factory(CalculatorEnvironment)(), CalculatorEnvironment)
     with pytest.raises(DataError, match="answer"):
