@@ -101,3 +101,4 @@ def test_goal_scorer_from_events_or_replayed_calls():
     assert goal(None, [None, None], events=[events, events[:-1]]) == [1.0, 0.0]
     with pytest.raises(ValueError, match="want"):
         goal(None, [completion])
+
