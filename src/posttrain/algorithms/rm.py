@@ -162,9 +162,15 @@ def trajectory_items(tokenizer, records: list[dict], source: str, config: Reward
                 continue
             raise data_error(source, i, "rejected_trajectory", "equals chosen_trajectory, so the pair carries no "
                              "preference; fix the row, or set invalid_pairs=drop to skip such rows")
-        sequences = [tokenize_example(tokenizer, step_row(tokenizer, step), max_length=config.max_length,
-                                      truncation=config.truncation, completion_only=False, source=source,
-                                      row_index=i)["input_ids"] for step in chosen + rejected]
+        sequences = []
+        for column, t, step in [("chosen_trajectory", t, s) for t, s in enumerate(chosen)] + \
+                [("rejected_trajectory", t, s) for t, s in enumerate(rejected)]:
+            row_of_step = step_row(tokenizer, step)
+            try:
+                sequences.append(tokenize_example(tokenizer, row_of_step, max_length=config.max_length, truncation=config.truncation,
+                                                  completion_only=False, source=source, row_index=i)["input_ids"])
+            except DataError as e:  # name the trajectory's column and step, not the internal one
+                raise DataError(str(e).replace(f"column '{next(iter(row_of_step))}'", f"column '{column}', step {t}")) from None
         label = row.get("label")
         items.append({"sequences": sequences, "owner": [0] * len(chosen) + [1] * len(rejected), "pairs": [(0, 1)],
                       "label": [1.0 if label is None else float(label)], "margin": [float(row.get("margin") or 0.0)],
