@@ -27,6 +27,7 @@ After training, a constant offset makes the mean reward of a reference set 0 (In
 bias so labeller demonstrations have mean reward 0"): by default the chosen (best-ranked)
 completions of the training data. It is stored in final/config.json as `reward_offset`, because
 the HF `score` head has no bias (see models/reward_model.py for what that means for plain loading).
+For a step reward model the reference is every step of the chosen trajectories (mean step reward 0).
 
     posttrain rm dataset=prefs.jsonl eval_dataset=heldout.jsonl model=Qwen/Qwen2.5-0.5B-Instruct lora=true
 """
@@ -80,7 +81,7 @@ from posttrain.train.scaffold import check_own_loader, dtype_for, start_run
 @dataclass
 class RewardConfig(TokenizeOptions, TrainOptions):
     output_dir: str = output_dir_option("rm")
-    dataset: str = option("", "Training data: preference pairs (prompt, chosen, rejected[, label, margin]) or K-wise rankings (prompt, completions, ranking), as a .jsonl/.json/.parquet/.csv file, a save_to_disk directory or a hub name.")
+    dataset: str = option("", "Training data: preference pairs (prompt, chosen, rejected[, label, margin]), K-wise rankings (prompt, completions, ranking) or ranked trajectory pairs (chosen_trajectory, rejected_trajectory: lists of {observation, action, next_observation} steps; trains a step reward model), as a .jsonl/.json/.parquet/.csv file, a save_to_disk directory or a hub name.")
     pooling: str = option("last", "Where the score is read: 'last' non-pad token (what transformers' sequence classifiers do) or 'mean' over the sequence's tokens.", choices=POOLINGS)
     center_rewards_coefficient: float = option(0.0, "Add coef * mean((r_chosen + r_rejected)^2) to the loss (TRL's reward centering); 0 disables.")
     reward_offset: str = option("chosen", "After training, shift rewards so a reference set has mean 0 (as InstructGPT): 'chosen' (the training data's chosen / best-ranked completions), 'none', or a data file (prompt/completion demonstrations, or pairs / rankings whose chosen / best side is used).")
@@ -94,7 +95,8 @@ class RewardConfig(TokenizeOptions, TrainOptions):
     def validate(self) -> None:
         super().validate()
         if not self.dataset:
-            raise ConfigError("set dataset=FILE with preference pairs (prompt, chosen, rejected) or rankings (prompt, completions, ranking)")
+            raise ConfigError("set dataset=FILE with preference pairs (prompt, chosen, rejected), rankings (prompt, completions, ranking) "
+                              "or trajectory pairs (chosen_trajectory, rejected_trajectory)")
         if self.center_rewards_coefficient < 0:
             raise ConfigError(f"config key 'center_rewards_coefficient' must be >= 0, got {self.center_rewards_coefficient}")
         if self.trainable_layers < 0:
