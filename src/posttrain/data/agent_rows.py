@@ -38,8 +38,9 @@ STEP_COLUMNS = ("prompt", "corrected", "erroneous")
 # ------------------------------------------------------------------------------ trajectories
 
 
-def check_trajectory(value, source, i, column) -> list[dict]:
-    """A trajectory cell: a non-empty list of {observation, action, next_observation} string steps."""
+def check_trajectory(value, source, i, column, *, require_action: bool = True) -> list[dict]:
+    """A trajectory cell: a non-empty list of {observation, action, next_observation} string steps.
+    `require_action=False` lets an empty action through (a sampled episode's empty reply is scored, not refused)."""
     if not isinstance(value, list) or not value:
         got = "an empty list" if isinstance(value, list) else type_name(value)
         raise data_error(source, i, column, f"expected a non-empty list of steps {{observation, action, next_observation}}, got {got}")
@@ -50,7 +51,7 @@ def check_trajectory(value, source, i, column) -> list[dict]:
             if not isinstance(step.get(key), str):
                 got = "missing" if key not in step else f"a {type_name(step[key])}"
                 raise data_error(source, i, column, f"step {t}: '{key}' must be a string, got {got}")
-        if not step["action"].strip():
+        if require_action and not step["action"].strip():
             raise data_error(source, i, column, f"step {t}: 'action' is empty; every step needs the agent's action")
     return value
 

@@ -167,7 +167,7 @@ def _trajectory_of(value, row: int, column: str) -> list[dict] | None:
             value = json.loads(value)
         except json.JSONDecodeError:
             raise UserError(f"completion {row}: column '{column}' is not a JSON list of steps") from None
-    return check_trajectory(value, "the episode data", row, column)  # a DataError names the row and column
+    return check_trajectory(value, "the episode data", row, column, require_action=False)  # a DataError names the row and column
 
 
 def step_reward(path: str, trajectory_column: str = "trajectory", device: str = "cpu", dtype: str = "float32",
