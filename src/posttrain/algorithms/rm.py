@@ -214,9 +214,11 @@ class RewardModeling(Algorithm):
 
     def collate(self, items: list[dict]) -> dict:
         sequences, owners, winners, losers, labels, margins, weights = [], [], [], [], [], [], []
+        sides = 0  # sides so far: sequences, or trajectories of several step sequences
         for item in items:
-            base, n = (max(owners) + 1 if owners else 0), len(item["pairs"])  # the item's first side (sequence or trajectory)
-            owners += [base + o for o in item.get("owner", range(len(item["sequences"])))]
+            base, n, owner = sides, len(item["pairs"]), item.get("owner", range(len(item["sequences"])))
+            owners += [base + o for o in owner]
+            sides += max(owner) + 1
             sequences += item["sequences"]
             for (w, lo), mu, m in zip(item["pairs"], item["label"], item["margin"]):
                 winners.append(base + w)
@@ -228,7 +230,7 @@ class RewardModeling(Algorithm):
             batch = pack_groups([item["sequences"] for item in items], self.pad_token_id)  # one row, no padding
         else:
             batch = collate_sequences(sequences, self.pad_token_id)
-        batch.update(owner=torch.tensor(owners), winner=torch.tensor(winners), loser=torch.tensor(losers), label=torch.tensor(labels),
+        batch.update(owner=torch.tensor(owners), num_sides=sides, winner=torch.tensor(winners), loser=torch.tensor(losers), label=torch.tensor(labels),
                      margin=torch.tensor(margins), weight=torch.tensor(weights), num_items=len(items))
         return batch
 
@@ -237,7 +239,7 @@ class RewardModeling(Algorithm):
 
     def loss(self, model, batch: dict) -> tuple[torch.Tensor, dict]:
         rewards = sequence_rewards(model, batch, self.pooling)  # one per sequence: a completion, or a trajectory's step
-        sides = int(batch["owner"].max()) + 1
+        sides = batch["num_sides"]
         per_pair = trajectory_bradley_terry_loss(rewards, batch["owner"], sides, batch["winner"], batch["loser"],
                                                  batch["label"], batch["margin"])  # a completion is a one-step trajectory
         returns = trajectory_returns(rewards, batch["owner"], sides)
