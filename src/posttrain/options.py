@@ -230,7 +230,7 @@ class GenerationBatchOptions:
 
 @dataclass
 class RewardOptions:
-    reward_funcs: list[str] = option(["task"], "Reward functions: task (the dataset's embedded task's scorers, summed), task::SCORER (one of them), task:NAME[:SCORER], a built-in NAME[:key=value...] (math_accuracy, format, soft_overlong, repetition, code_tests, reward_model, judge, pairwise_judge, process_reward_model, milestone), module:function, TRL's module.function, or file.py:function.")
+    reward_funcs: list[str] = option(["task"], "Reward functions: task (the dataset's embedded task's scorers, summed), task::SCORER (one of them), task:NAME[:SCORER], a built-in NAME[:key=value...] (math_accuracy, format, soft_overlong, repetition, code_tests, reward_model, judge, pairwise_judge, process_reward_model, milestone, step_reward, cascade), module:function, TRL's module.function, or file.py:function.")
     reward_weights: list[float] | None = option(None, "One weight per reward function (default 1.0 each); the reward is the weighted sum.")
     reward_workers: int = option(4, "Reward functions run concurrently in a pool of at most this many threads (async ones on one event loop).")
     reward_timeout: float = option(300.0, "Seconds each call of a reward or monitor function (judges included) may take; a call past it is abandoned, its samples get no value from that function (None) and it is counted (online stages: reward/<name>/timeouts, and 3 timed-out calls in a row stop the run; sampling stages: a warning and reward_timeouts). 0: no limit.")
