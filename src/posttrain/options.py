@@ -119,6 +119,7 @@ class TrainOptions(LoraOptions):
     max_steps: int = option(0, "Optimizer steps to run (0: derive from num_epochs).")
     logging_steps: int = option(10, "Log metrics every N optimizer steps.")
     eval_steps: int = option(0, "Evaluate on eval_dataset every N steps (0: only at the end).")
+    eval_on_start: bool = option(False, "Also evaluate once before the first step, logged at step 0 (TRL's eval_on_start): where every eval_ curve starts.")
     save_steps: int = option(0, "Write checkpoints/step-N/ every N steps (0: none until the end).")
     keep_last: int = option(2, "Keep only the newest N checkpoints (0 keeps all).")
     resume: bool = option(False, "Continue from the newest checkpoint in output_dir; ends exactly where an uninterrupted run would.")
