@@ -103,6 +103,16 @@ def run_code(language: str, code: str, cwd: Path) -> tuple[int, float, str]:
     return done.returncode, time.perf_counter() - began, done.stdout + done.stderr
 
 
+def readme_documents() -> list[Path]:
+    """What tests/e2e/test_smoke_docs.py runs, in order: the README, then WITH_README."""
+    return [REPO / "README.md", *(REPO / "docs" / name for name in WITH_README)]
+
+
+def guide_documents() -> list[Path]:
+    """What tests/e2e/test_smoke_docs_guides.py runs, in name order: every other guide under docs/."""
+    return [d for d in sorted((REPO / "docs").glob("*.md")) if d.name not in WITH_README]
+
+
 def block_params(documents: list[Path]) -> list:
     """One pytest case per runnable block, in document order (ids like README.md:204); blocks marked
     skip are left out (they never run)."""

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from doc_blocks import REPO, WITH_README, block_params, run_in_order, workspace_at
-
-DOCUMENTS = [REPO / "README.md", *(REPO / "docs" / name for name in WITH_README)]
+from doc_blocks import block_params, readme_documents, run_in_order, workspace_at
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +26,6 @@ def failed() -> dict[str, str]:
     return {}  # document -> the block that failed
 
 
-@pytest.mark.parametrize("block", block_params(DOCUMENTS))
+@pytest.mark.parametrize("block", block_params(readme_documents()))
 def test_block_runs_in_order(block, workspace, failed):
     run_in_order(block, workspace, failed)

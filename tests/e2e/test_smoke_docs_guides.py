@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from doc_blocks import README_RUNS, REPO, WITH_README, block_params, readme_command, run_code, run_in_order, workspace_at
-
-GUIDES = [d for d in sorted((REPO / "docs").glob("*.md")) if d.name not in WITH_README]
+from doc_blocks import README_RUNS, block_params, guide_documents, readme_command, run_code, run_in_order, workspace_at
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +29,6 @@ def failed() -> dict[str, str]:
     return {}  # document -> the block that failed
 
 
-@pytest.mark.parametrize("block", block_params(GUIDES))
+@pytest.mark.parametrize("block", block_params(guide_documents()))
 def test_block_runs_in_order(block, workspace, failed):
     run_in_order(block, workspace, failed)
