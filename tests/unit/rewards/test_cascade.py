@@ -7,17 +7,14 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
-from transformers import AutoModelForSequenceClassification
 
-from conftest import ARCHS
+from conftest import make_reward_model_dir
 from posttrain.errors import ConfigError
 from posttrain.rewards import registry
 from posttrain.rewards.functions import RewardFunctions
 from posttrain.rewards.judge import pointwise_judge
 from posttrain.rewards.learned import reward_model
 from posttrain.rewards.milestone import milestone_reward
-from tiny_tokenizers import save_tokenizer
 
 JUDGE = "(judge:method=logprob:min_score=0:max_score=9)"  # the embedded model, one forward per sample
 EXPECTED = {"click": {"role": "button", "name": "Submit"}, "fields": ["name"]}
@@ -32,18 +29,7 @@ EPISODES = [  # rows 0-2 carry events (the rule detectors apply), rows 3-7 none 
 @pytest.fixture(scope="module")
 def rm_dir(tmp_path_factory) -> str:
     """A tiny random reward model (Llama, one output) with a large head, so its confidences spread out."""
-    make_config, make_tokenizer = ARCHS["llama"]
-    tokenizer = make_tokenizer()
-    config = make_config(len(tokenizer))
-    config.num_labels, config.pad_token_id = 1, tokenizer.pad_token_id
-    torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_config(config)
-    with torch.no_grad():
-        model.score.weight.normal_(0, 3.0)
-    path = tmp_path_factory.mktemp("cascade-rm")
-    model.save_pretrained(path)
-    save_tokenizer(tokenizer, path)
-    return str(path)
+    return make_reward_model_dir(tmp_path_factory.mktemp("cascade-rm"), "llama", seed=0, head_std=3.0)
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,10 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
-from transformers import AutoModelForSequenceClassification
 
-from conftest import ARCHS, hand_reward
+from conftest import hand_reward, make_reward_model_dir
 from posttrain.errors import ConfigError, DataError, UserError
 from posttrain.rewards import registry
-from tiny_tokenizers import save_tokenizer
 
 STEPS = [{"observation": "Page: form [name]", "action": "type(name, Ada)", "next_observation": "Field name = Ada"},
          {"observation": "Page: form [email]", "action": "click(Cancel)", "next_observation": "Error: form closed"},
@@ -21,16 +18,7 @@ STEPS = [{"observation": "Page: form [name]", "action": "type(name, Ada)", "next
 
 
 def make_rm(path, step_model: bool) -> str:
-    make_config, make_tokenizer = ARCHS["qwen2"]
-    tokenizer = make_tokenizer()
-    config = make_config(len(tokenizer))
-    config.num_labels, config.pad_token_id = 1, tokenizer.pad_token_id
-    torch.manual_seed(1)
-    model = AutoModelForSequenceClassification.from_config(config)
-    with torch.no_grad():
-        model.score.weight.normal_(0, 1.0)
-    model.save_pretrained(path)
-    save_tokenizer(tokenizer, path)
+    make_reward_model_dir(path, "qwen2", seed=1)
     if step_model:  # what `posttrain rm` writes after training on trajectory pairs
         data = json.loads((path / "config.json").read_text())
         (path / "config.json").write_text(json.dumps({**data, "reward_input": "trajectory_step"}))
