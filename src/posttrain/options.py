@@ -119,6 +119,7 @@ class TrainOptions(LoraOptions):
     max_steps: int = option(0, "Optimizer steps to run (0: derive from num_epochs).")
     logging_steps: int = option(10, "Log metrics every N optimizer steps.")
     eval_steps: int = option(0, "Evaluate on eval_dataset every N steps (0: only at the end).")
+    eval_on_start: bool = option(False, "Also evaluate once before the first step, logged at step 0 (TRL's eval_on_start): where every eval_ curve starts.")
     save_steps: int = option(0, "Write checkpoints/step-N/ every N steps (0: none until the end).")
     keep_last: int = option(2, "Keep only the newest N checkpoints (0 keeps all).")
     resume: bool = option(False, "Continue from the newest checkpoint in output_dir; ends exactly where an uninterrupted run would.")
@@ -230,7 +231,7 @@ class GenerationBatchOptions:
 
 @dataclass
 class RewardOptions:
-    reward_funcs: list[str] = option(["task"], "Reward functions: task (the dataset's embedded task's scorers, summed), task::SCORER (one of them), task:NAME[:SCORER], a built-in NAME[:key=value...] (math_accuracy, format, soft_overlong, repetition, code_tests, reward_model, judge, pairwise_judge, process_reward_model, milestone), module:function, TRL's module.function, or file.py:function.")
+    reward_funcs: list[str] = option(["task"], "Reward functions: task (the dataset's embedded task's scorers, summed), task::SCORER (one of them), task:NAME[:SCORER], a built-in NAME[:key=value...] (math_accuracy, format, soft_overlong, repetition, code_tests, reward_model, judge, pairwise_judge, process_reward_model, milestone, step_reward, cascade), module:function, TRL's module.function, or file.py:function.")
     reward_weights: list[float] | None = option(None, "One weight per reward function (default 1.0 each); the reward is the weighted sum.")
     reward_workers: int = option(4, "Reward functions run concurrently in a pool of at most this many threads (async ones on one event loop).")
     reward_timeout: float = option(300.0, "Seconds each call of a reward or monitor function (judges included) may take; a call past it is abandoned, its samples get no value from that function (None) and it is counted (online stages: reward/<name>/timeouts, and 3 timed-out calls in a row stop the run; sampling stages: a warning and reward_timeouts). 0: no limit.")

@@ -1,6 +1,7 @@
-"""`posttrain annotate serve` under load: 20 people label at once for a fixed time (60 s, or
-POSTTRAIN_LOAD_SECONDS), retrying, skipping and undoing now and then; afterwards the database holds
-exactly the labels the server acknowledged, no item went beyond its overlap, and export agrees.
+"""`posttrain annotate serve` under load: 20 people label at once for a fixed time (20 s in CI: over 2000
+requests; POSTTRAIN_LOAD_SECONDS=60 for the measurement quoted in the README and docs/annotate.md),
+retrying, skipping and undoing now and then; afterwards the database holds exactly the labels the server
+acknowledged, no item went beyond its overlap, and export agrees.
 The throughput and per-endpoint latencies are printed (run pytest with -s) and written as JSON."""
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from posttrain.annotate.scripted import ApiError, Client
 
 pytestmark = needs_the_app
 
-LOAD_SECONDS = float(os.environ.get("POSTTRAIN_LOAD_SECONDS", "60"))
+LOAD_SECONDS = float(os.environ.get("POSTTRAIN_LOAD_SECONDS", "20"))
 ANNOTATORS = [f"a{i:02d}" for i in range(20)]
 OVERLAP = 3
 ITEMS = 3000

@@ -68,7 +68,7 @@ def test_a_finished_stage_is_not_overwritten_and_a_second_run_resumes_the_projec
 
 def test_human_feedback_recipe_runs_the_whole_loop_offline(tmp_path):
     out = tmp_path / "hf"
-    proc = run_cli("pipeline", "human_feedback", f"output_dir={out}", "annotate.label_with=scripted", "sft.max_steps=10",
+    proc = run_cli("pipeline", "human_feedback", f"output_dir={out}", "annotate.label_with=scripted", "sft.max_steps=2",
                    "annotate.prompts=24", "rm.num_epochs=1", "compare.prompts=8", "defaults.device=cpu", timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for stage in ("sft", "annotate", "rm", "dpo", "compare"):

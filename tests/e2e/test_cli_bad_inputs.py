@@ -61,6 +61,10 @@ def files(tmp_path_factory) -> Path:
     write_jsonl(root / "items_no_completions.jsonl", [{"prompt": "Review a film.", "completion": "Fine."}] * 4)
     write_jsonl(root / "items_three.jsonl", [{"prompt": "Review a film.", "completions": ["a", "b", "c"]}] * 4)
     write_jsonl(root / "prompt_number.jsonl", [{"prompt": 7, "answer": "2"}] * 4)
+    step = {"observation": "Page: form", "action": "submit()", "next_observation": "Saved"}
+    write_jsonl(root / "trajectories_no_action.jsonl", [{"chosen_trajectory": [step],
+                                                          "rejected_trajectory": [{"observation": "Page", "next_observation": "x"}]}] * 4)
+    write_jsonl(root / "agent_steps_same.jsonl", [{"prompt": "Sign up.", "corrected": " open(/a)", "erroneous": " open(/a)"}] * 4)
     write_jsonl(root / "prompt_gone.jsonl", [{"prompt": prompt, "answer": "2"}] * 3 + [{"answer": "2"}])
     (root / "data.txt").write_text("prompt,completion\n")
     # configs
@@ -109,6 +113,9 @@ CASES = [
     Case("prm-labels-per-step", "data", ["prm", "dataset={files}/steps_short_labels.jsonl"], ["one label per step"]),
     Case("dpo-wrong-type", "data", ["dpo", "dataset={files}/pairs_number.jsonl"], ["column 'rejected'", "got int"]),
     Case("dpo-empty", "data", ["dpo", "dataset={files}/empty.jsonl"], ["empty.jsonl"]),
+    Case("rm-trajectory-step-without-action", "data", ["rm", "dataset={files}/trajectories_no_action.jsonl"],
+         ["column 'rejected_trajectory'", "step 0: 'action'"]),
+    Case("dpo-agent-steps-identical", "data", ["dpo", "dataset={files}/agent_steps_same.jsonl"], ["column 'erroneous'", "equals 'corrected'"]),
     Case("kto-label-not-bool", "data", ["kto", "dataset={files}/feedback_yes.jsonl"], ["column 'label'", "expected a bool"]),
     Case("distill-missing-file", "data", ["distill", "dataset={files}/nope.jsonl"], ["nope.jsonl", "no such file"]),
     Case("online-dpo-no-prompt-column", "data", ["online_dpo", "dataset={files}/no_prompt.jsonl", "reward_funcs=[format]"], ["prompt"]),
@@ -199,6 +206,9 @@ CASES = [
     # ---------------------------------------------------------------------------------- reward specs
     Case("grpo-unknown-reward", "reward", ["grpo", "reward_funcs=[nosuch]"], ["nosuch"]),
     Case("grpo-bad-reward-option", "reward", ["grpo", "reward_funcs=[format:bogus=1]"], ["bogus"]),
+    Case("grpo-cascade-weights-not-one", "reward", ["grpo", "reward_funcs=[cascade:rule=format:judge=judge:alpha=0.5:gamma=0.2]"],
+         ["alpha + beta + gamma must be 1"]),
+    Case("grpo-step-reward-no-model", "reward", ["grpo", "reward_funcs=[step_reward:path={files}/not_a_model]"], ["not_a_model"]),
     Case("grpo-reward-file-missing", "reward", ["grpo", "reward_funcs=[{files}/nope.py:f]"], ["nope.py"]),
     Case("grpo-reward-function-missing", "reward", ["grpo", "reward_funcs=[{files}/rewards.py:nosuch]"], ["nosuch"]),
     Case("grpo-reward-module-syntax", "reward", ["grpo", "reward_funcs=[{files}/rewards_syntax.py:broken]"], ["rewards_syntax.py"]),

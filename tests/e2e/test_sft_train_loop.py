@@ -119,3 +119,15 @@ def test_pluggable_step_source(tmp_path, tiny_llama, sft_data):
     assert source.made == 1 + 2 + 1
     assert [r["reward"] for r in read_metrics(tmp_path / "run")] == [1.0, 3.0, 4.0]
     assert "epoch" not in last and Path(tmp_path / "run" / "final" / "config.json").is_file()
+
+
+def test_eval_on_start_logs_the_starting_model_at_step_0(tmp_path, tiny_llama, sft_data):
+    train_file, eval_file = sft_data
+    out = tmp_path / "run"
+    run_sft(sft_config(model=tiny_llama, dataset=train_file, eval_dataset=eval_file, output_dir=str(out), max_steps=2,
+                       learning_rate=0.0, eval_on_start=True))
+    records = read_metrics(out)
+    assert records[0]["step"] == 0 and "eval_loss" in records[0] and "loss" not in records[0]  # an evaluation, no step
+    # nothing moved (learning rate 0): the loss before the first step is the loss at the end
+    assert records[0]["eval_loss"] == pytest.approx(records[-1]["eval_loss"], rel=1e-6)
+    assert [r["step"] for r in records] == [0, 1, 2]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from doc_blocks import blocks, without_setup
+from doc_blocks import README_RUNS, REPO, blocks, guide_documents, readme_command, readme_documents, without_setup
 
 DOC = """# Title
 
@@ -60,3 +60,17 @@ def test_an_unclosed_fence_is_an_error(tmp_path):
 ])
 def test_set_up_steps_are_left_to_ci(command, expected):
     assert without_setup(command) == expected
+
+
+def test_the_two_docs_test_files_run_every_document_once_the_readme_first():
+    readme, guides = readme_documents(), guide_documents()
+    assert readme[0] == REPO / "README.md" and all(d.is_file() for d in readme)
+    assert sorted(readme + guides) == sorted([REPO / "README.md", *(REPO / "docs").glob("*.md")])
+    assert not set(readme) & set(guides)
+
+
+@pytest.mark.parametrize("stage", README_RUNS)
+def test_the_guides_get_the_readmes_runs_from_its_own_commands(stage):
+    command = readme_command(stage)  # the line the README runs, whose run directory is runs/<stage>
+    assert command.startswith(f"posttrain {stage} ") and "output_dir=" not in command
+    assert any(command in block.code for block in blocks(REPO / "README.md") if not block.skip)

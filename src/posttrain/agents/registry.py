@@ -29,3 +29,24 @@ def environment_factory(spec) -> Callable[[], Environment]:
         raise ConfigError(f"environment={spec} is not a built-in environment ({', '.join(ENVIRONMENTS)}) nor FILE.py:Class "
                           "or module:Class; name one of those")
     return as_environment_factory(load_callable(ref, "environment", "an environment class (reset(row), step(reply))"))
+
+
+def tools_factory(specs: list) -> Callable[[], Environment]:
+    """TRL's `tools=` without an environment: a ToolEnvironment with these functions, whose episode ends at
+    the first reply without a tool call (the reward functions score it). A tool without type hints or
+    docstring fails here, before any work."""
+    from posttrain.agents.tool_env import ToolEnvironment
+    from posttrain.agents.tools import tool_schema
+
+    functions = [python_object(spec, "tools") if is_object_spec(spec) else
+                 load_callable(spec, "tool", "a typed Python function with a docstring") if isinstance(spec, str) else spec
+                 for spec in specs]
+    for fn in functions:
+        tool_schema(fn)
+
+    def make() -> Environment:
+        env = ToolEnvironment()
+        env.tools = list(functions)
+        return env
+
+    return make

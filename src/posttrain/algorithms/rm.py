@@ -12,6 +12,12 @@ Data, by format:
   element, each completion gets one forward pass (K, not 2·C(K, 2)), and the prompt's loss is the
   mean over its pairs. `rankings=pairs` instead splits a ranking into independent pairs (InstructGPT
   reports that this overfits).
+- ranked trajectory pairs `chosen_trajectory`, `rejected_trajectory` (lists of {observation, action,
+  next_observation} steps, optional `label` / `margin`; data/agent_rows.py): a STEP reward model
+  R_φ(o_t, a_t, o_{t+1}) scores every step, and the pair is Bradley-Terry on the summed step rewards
+  (seed 002 L98-110; losses/reward.py `trajectory_bradley_terry_loss`). The trajectories of a pair
+  are one batch element; final/config.json records `reward_input: trajectory_step`, which the
+  `step_reward` reward and the `cascade` read.
 
 The loss of a step is the mean over batch elements (pairs, or prompts of a ranking); metrics
 `accuracy` (pairs ordered as labelled; ties not counted), `margin` (mean r_chosen − r_rejected),
@@ -21,6 +27,7 @@ After training, a constant offset makes the mean reward of a reference set 0 (In
 bias so labeller demonstrations have mean reward 0"): by default the chosen (best-ranked)
 completions of the training data. It is stored in final/config.json as `reward_offset`, because
 the HF `score` head has no bias (see models/reward_model.py for what that means for plain loading).
+For a step reward model the reference is every step of the chosen trajectories (mean step reward 0).
 
     posttrain rm dataset=prefs.jsonl eval_dataset=heldout.jsonl model=Qwen/Qwen2.5-0.5B-Instruct lora=true
 """
@@ -39,17 +46,26 @@ import torch
 import posttrain.ranks as ranks
 from posttrain.config import option
 from posttrain.data.collate import to_device
-from posttrain.data.formats import PROMPT_COMPLETION, RANKING, detect_format, validate
+from posttrain.data.agent_rows import step_row
+from posttrain.data.formats import PROMPT_COMPLETION, RANKING, TRAJECTORY_PAIRS, detect_format, validate
 from posttrain.data.pairs import INVALID_PAIR_POLICIES, load_pairs
 from posttrain.data.shared_prefix import pack_groups
 from posttrain.data.steps import OfflineSource
 from posttrain.data.tokenize import tokenize_example, tokenize_rows
 from posttrain.errors import ConfigError, DataError, UserError, data_error
-from posttrain.losses.reward import bradley_terry_loss, centering_penalty, pair_accuracy, ranking_pairs
+from posttrain.losses.reward import (
+    centering_penalty,
+    pair_accuracy,
+    ranking_pairs,
+    trajectory_bradley_terry_loss,
+    trajectory_returns,
+)
 from posttrain.models.loading import resolve_device
 from posttrain.models.reward_model import (
+    INPUT_KEY,
     OFFSET_KEY,
     POOLINGS,
+    TRAJECTORY_STEP,
     collate_sequences,
     load_reward_model,
     sequence_rewards,
@@ -65,7 +81,7 @@ from posttrain.train.scaffold import check_own_loader, dtype_for, start_run
 @dataclass
 class RewardConfig(TokenizeOptions, TrainOptions):
     output_dir: str = output_dir_option("rm")
-    dataset: str = option("", "Training data: preference pairs (prompt, chosen, rejected[, label, margin]) or K-wise rankings (prompt, completions, ranking), as a .jsonl/.json/.parquet/.csv file, a save_to_disk directory or a hub name.")
+    dataset: str = option("", "Training data: preference pairs (prompt, chosen, rejected[, label, margin]), K-wise rankings (prompt, completions, ranking) or ranked trajectory pairs (chosen_trajectory, rejected_trajectory: lists of {observation, action, next_observation} steps; trains a step reward model), as a .jsonl/.json/.parquet/.csv file, a save_to_disk directory or a hub name.")
     pooling: str = option("last", "Where the score is read: 'last' non-pad token (what transformers' sequence classifiers do) or 'mean' over the sequence's tokens.", choices=POOLINGS)
     center_rewards_coefficient: float = option(0.0, "Add coef * mean((r_chosen + r_rejected)^2) to the loss (TRL's reward centering); 0 disables.")
     reward_offset: str = option("chosen", "After training, shift rewards so a reference set has mean 0 (as InstructGPT): 'chosen' (the training data's chosen / best-ranked completions), 'none', or a data file (prompt/completion demonstrations, or pairs / rankings whose chosen / best side is used).")
@@ -79,7 +95,8 @@ class RewardConfig(TokenizeOptions, TrainOptions):
     def validate(self) -> None:
         super().validate()
         if not self.dataset:
-            raise ConfigError("set dataset=FILE with preference pairs (prompt, chosen, rejected) or rankings (prompt, completions, ranking)")
+            raise ConfigError("set dataset=FILE with preference pairs (prompt, chosen, rejected), rankings (prompt, completions, ranking) "
+                              "or trajectory pairs (chosen_trajectory, rejected_trajectory)")
         if self.center_rewards_coefficient < 0:
             raise ConfigError(f"config key 'center_rewards_coefficient' must be >= 0, got {self.center_rewards_coefficient}")
         if self.trainable_layers < 0:
@@ -96,6 +113,8 @@ PRESETS: dict[str, dict] = {}
 #
 # An item is one batch element: {"sequences": [token ids, ...], "pairs": [(winner, loser), ...],
 # "label": [μ per pair], "margin": [m per pair], "best": index of the preferred sequence, "row"}.
+# A trajectory item also has "owner" (the trajectory of each sequence: pairs then index trajectories,
+# whose reward is the sum over their steps) and "reference" (the sequences the offset centres).
 
 
 def pair_item(example: dict) -> dict:
@@ -133,9 +152,42 @@ def ranking_items(tokenizer, records: list[dict], source: str, config: RewardCon
     return items
 
 
+def trajectory_items(tokenizer, records: list[dict], source: str, config: RewardConfig, dropped: Counter) -> list[dict]:
+    """Ranked trajectory pairs: every step tokenized as `agent_rows.step_row`; trajectory 0 preferred."""
+    validate(records, [TRAJECTORY_PAIRS], source)
+    items = []
+    for i, row in enumerate(records):
+        chosen, rejected = row["chosen_trajectory"], row["rejected_trajectory"]
+        if chosen == rejected:
+            if config.invalid_pairs == "drop":
+                dropped["identical trajectories"] += 1
+                continue
+            raise data_error(source, i, "rejected_trajectory", "equals chosen_trajectory, so the pair carries no "
+                             "preference; fix the row, or set invalid_pairs=drop to skip such rows")
+        sequences = []
+        for column, t, step in [("chosen_trajectory", t, s) for t, s in enumerate(chosen)] + \
+                [("rejected_trajectory", t, s) for t, s in enumerate(rejected)]:
+            row_of_step = step_row(tokenizer, step)
+            try:
+                sequences.append(tokenize_example(tokenizer, row_of_step, max_length=config.max_length, truncation=config.truncation,
+                                                  completion_only=False, source=source, row_index=i)["input_ids"])
+            except DataError as e:  # name the trajectory's column and step, not the internal one
+                raise DataError(str(e).replace(f"column '{next(iter(row_of_step))}'", f"column '{column}', step {t}")) from None
+        label = row.get("label")
+        items.append({"sequences": sequences, "owner": [0] * len(chosen) + [1] * len(rejected), "pairs": [(0, 1)],
+                      "label": [1.0 if label is None else float(label)], "margin": [float(row.get("margin") or 0.0)],
+                      "best": 0, "reference": list(range(len(chosen))), "row": i})
+    if not items:
+        raise data_error(source, None, None, f"no usable trajectory pairs (dropped: {dict(dropped)})")
+    return items
+
+
 def load_items(tokenizer, source: str, split: str | None, config: RewardConfig) -> tuple[list[dict], Counter]:
-    """Read pairs or rankings as items; returns (items, dropped counts by reason)."""
+    """Read pairs, rankings or trajectory pairs as items; returns (items, dropped counts by reason)."""
     records = load_rows(source, split, options=config)
+    if records and detect_format(records, source) == TRAJECTORY_PAIRS:
+        dropped = Counter()
+        return trajectory_items(tokenizer, records, source, config, dropped), dropped
     if records and detect_format(records, source) == RANKING and config.rankings == "grouped":
         dropped: Counter = Counter()
         return ranking_items(tokenizer, records, source, config, dropped), dropped
@@ -161,9 +213,12 @@ class RewardModeling(Algorithm):
                 print("posttrain: packing off: the model's attention implementation is not sdpa or eager; batches are padded", flush=True)
 
     def collate(self, items: list[dict]) -> dict:
-        sequences, winners, losers, labels, margins, weights = [], [], [], [], [], []
+        sequences, owners, winners, losers, labels, margins, weights = [], [], [], [], [], [], []
+        sides = 0  # sides so far: sequences, or trajectories of several step sequences
         for item in items:
-            base, n = len(sequences), len(item["pairs"])
+            base, n, owner = sides, len(item["pairs"]), item.get("owner", range(len(item["sequences"])))
+            owners += [base + o for o in owner]
+            sides += max(owner) + 1
             sequences += item["sequences"]
             for (w, lo), mu, m in zip(item["pairs"], item["label"], item["margin"]):
                 winners.append(base + w)
@@ -175,7 +230,7 @@ class RewardModeling(Algorithm):
             batch = pack_groups([item["sequences"] for item in items], self.pad_token_id)  # one row, no padding
         else:
             batch = collate_sequences(sequences, self.pad_token_id)
-        batch.update(winner=torch.tensor(winners), loser=torch.tensor(losers), label=torch.tensor(labels),
+        batch.update(owner=torch.tensor(owners), num_sides=sides, winner=torch.tensor(winners), loser=torch.tensor(losers), label=torch.tensor(labels),
                      margin=torch.tensor(margins), weight=torch.tensor(weights), num_items=len(items))
         return batch
 
@@ -183,9 +238,12 @@ class RewardModeling(Algorithm):
         return batch["num_items"]
 
     def loss(self, model, batch: dict) -> tuple[torch.Tensor, dict]:
-        rewards = sequence_rewards(model, batch, self.pooling)
-        chosen, rejected = rewards[batch["winner"]], rewards[batch["loser"]]
-        per_pair = bradley_terry_loss(chosen, rejected, batch["label"], batch["margin"])
+        rewards = sequence_rewards(model, batch, self.pooling)  # one per sequence: a completion, or a trajectory's step
+        sides = batch["num_sides"]
+        per_pair = trajectory_bradley_terry_loss(rewards, batch["owner"], sides, batch["winner"], batch["loser"],
+                                                 batch["label"], batch["margin"])  # a completion is a one-step trajectory
+        returns = trajectory_returns(rewards, batch["owner"], sides)
+        chosen, rejected = returns[batch["winner"]], returns[batch["loser"]]
         if self.center:
             per_pair = per_pair + self.center * centering_penalty(chosen, rejected)
         loss = (per_pair * batch["weight"]).sum()
@@ -246,7 +304,7 @@ def build_reward_model(config: RewardConfig, pad_token_id: int):
 def reference_sequences(tokenizer, config: RewardConfig, train_items: list[dict]) -> list[list[int]]:
     """The sequences whose mean reward is set to 0: chosen / best-ranked ones, or a given file's."""
     if config.reward_offset == "chosen":
-        return [item["sequences"][item["best"]] for item in train_items]
+        return [item["sequences"][k] for item in train_items for k in item.get("reference", [item["best"]])]
     source = config.reward_offset
     records = load_rows(source)
     if records and detect_format(records, source) == PROMPT_COMPLETION:
@@ -254,7 +312,7 @@ def reference_sequences(tokenizer, config: RewardConfig, train_items: list[dict]
         return [ex["input_ids"] for ex in tokenize_rows(tokenizer, records, max_length=config.max_length,
                                                         truncation=config.truncation, source=source)]
     items, _ = load_items(tokenizer, source, None, dataclasses.replace(config, invalid_pairs="drop"))
-    return [item["sequences"][item["best"]] for item in items]
+    return [item["sequences"][k] for item in items for k in item.get("reference", [item["best"]])]
 
 
 @torch.no_grad()
@@ -267,11 +325,11 @@ def mean_reward(model_dir: str, sequences: list[list[int]], pad_token_id: int, c
     return total / len(sequences)
 
 
-def write_offset(model_dir: Path, offset: float) -> None:
-    """Set `reward_offset` in config.json (written to a temp file, then renamed over the old one)."""
+def write_config_keys(model_dir: Path, **keys) -> None:
+    """Set keys (`reward_offset`, `reward_input`) in config.json (written to a temp file, then renamed over the old one)."""
     path = model_dir / "config.json"
     data = json.loads(path.read_text(encoding="utf-8"))
-    data[OFFSET_KEY] = offset
+    data.update(keys)
     tmp = path.with_name("config.json.tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, path)
@@ -294,16 +352,19 @@ def run_rm(config: RewardConfig) -> dict:
                 print(f"posttrain: dropped from the {what} data (invalid_pairs=drop): "
                       + ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items())), flush=True)
     algorithm = RewardModeling(tokenizer.pad_token_id, config.pooling, config.center_rewards_coefficient, config.packing)
-    what = "rankings" if train_items and len(train_items[0]["pairs"]) > 1 else "pairs"
+    what = ("trajectory pairs" if train_items and "owner" in train_items[0]
+            else "rankings" if train_items and len(train_items[0]["pairs"]) > 1 else "pairs")
     source = OfflineSource(train_items, algorithm.collate, config.batch_size, config.gradient_accumulation_steps,
                            config.seed, what=what)
     try:
         last = train(config, build_model=lambda: build_reward_model(config, tokenizer.pad_token_id),
                      tokenizer=tokenizer, algorithm=algorithm, source=source, eval_items=eval_items)
+        if what == "trajectory pairs" and ranks.is_main():  # what the model scores: one (o_t, a_t, o_{t+1}) step
+            write_config_keys(run.final, **{INPUT_KEY: TRAJECTORY_STEP})
         if config.reward_offset != "none" and ranks.is_main():
             reference = reference_sequences(tokenizer, config, train_items)
             offset = -mean_reward(str(run.final), reference, tokenizer.pad_token_id, config)
-            write_offset(run.final, offset)
+            write_config_keys(run.final, **{OFFSET_KEY: offset})
             print(f"posttrain: reward_offset {offset:+.4f} in {run.final / 'config.json'} (mean reward of "
                   f"{len(reference)} reference completions set to 0)", flush=True)
         return last

@@ -65,7 +65,9 @@ def ranking_by_reward(rewards: list[float], mode: str, tie_margin: float = 0.0, 
         keys = list(rewards)
     if mode == "pairwise":
         a, b = keys
-        if beta == 0 and abs(a - b) <= tie_margin:
+        # Equal keys (with beta > 0: the same text twice, so the same reward and the same draw) are a tie:
+        # "the one shown second" would make the label depend on the page's random order.
+        if a == b or (beta == 0 and abs(a - b) <= tie_margin):
             return [0, 0]
         return [0, 1] if a > b else [1, 0]
     order = sorted(range(len(keys)), key=lambda i: (-keys[i], i))

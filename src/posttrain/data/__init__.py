@@ -4,6 +4,7 @@ See `formats` for the column conventions (TRL-compatible), `converters` for the 
 `tokenize` for chat templates and completion masks. Padding and packing live in `collate`.
 """
 
+from posttrain.data.agent_rows import step_pairs_to_pairs
 from posttrain.data.converters import (
     convert,
     extract_prompt,
@@ -15,6 +16,7 @@ from posttrain.data.converters import (
     unpaired_to_pairs,
 )
 from posttrain.data.formats import (
+    AGENT_STEPS,
     FORMATS,
     LANGUAGE_MODELING,
     PREFERENCE,
@@ -22,6 +24,7 @@ from posttrain.data.formats import (
     PROMPT_ONLY,
     RANKING,
     SIGNED_PREFERENCE,
+    TRAJECTORY_PAIRS,
     UNPAIRED,
     detect_format,
     detect_row_format,
@@ -38,6 +41,7 @@ from posttrain.data.tokenize import (
 )
 
 __all__ = [
+    "AGENT_STEPS",
     "FORMATS",
     "LANGUAGE_MODELING",
     "PREFERENCE",
@@ -45,6 +49,7 @@ __all__ = [
     "PROMPT_ONLY",
     "RANKING",
     "SIGNED_PREFERENCE",
+    "TRAJECTORY_PAIRS",
     "UNPAIRED",
     "convert",
     "detect_format",
@@ -58,6 +63,7 @@ __all__ = [
     "read_records",
     "render",
     "signed_to_pairs",
+    "step_pairs_to_pairs",
     "tokenize_example",
     "tokenize_preference",
     "tokenize_prompt",

@@ -7,6 +7,7 @@ Every converter keeps the columns it does not consume (`answer`, `id`, ...) on e
 - `pairs_to_unpaired`   preference pairs -> 2 unpaired rows each (chosen: label True, rejected: label False).
 - `unpaired_to_pairs`   unpaired rows -> preference pairs, desirable vs undesirable of the SAME prompt.
 - `signed_to_pairs`     seed 000's (x, y⁻, y⁺, b) rows -> preference pairs; `pairs_to_signed` is the inverse.
+- `step_pairs_to_pairs` Agent DPO rows (prompt, corrected, erroneous) -> preference pairs (see `agent_rows`).
 - `extract_prompt`      implicit-prompt preference row -> explicit `prompt` + the differing suffixes.
 - `prepare_records`     validate, and convert to a wanted format when the data are in a convertible one.
 
@@ -21,6 +22,7 @@ import json
 from itertools import combinations
 
 from posttrain.data import formats as F
+from posttrain.data.agent_rows import step_pairs_to_pairs
 from posttrain.errors import data_error
 
 
@@ -167,6 +169,8 @@ _CONVERTERS = {
     (F.UNPAIRED, F.PREFERENCE): [unpaired_to_pairs],
     (F.SIGNED_PREFERENCE, F.PREFERENCE): [signed_to_pairs],
     (F.SIGNED_PREFERENCE, F.UNPAIRED): [signed_to_pairs, pairs_to_unpaired],
+    (F.AGENT_STEPS, F.PREFERENCE): [step_pairs_to_pairs],
+    (F.AGENT_STEPS, F.UNPAIRED): [step_pairs_to_pairs, pairs_to_unpaired],
 }
 
 

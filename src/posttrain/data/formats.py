@@ -10,6 +10,9 @@
 | `UNPAIRED`          | `prompt`, `completion`, `label` (bool: True = desirable)                     |
 | `PROMPT_ONLY`       | `prompt`, plus any columns a reward function reads (`answer`, `tests`, ...)  |
 | `SIGNED_PREFERENCE` | `prompt`, `y_minus`, `y_plus`, `b` ∈ {−1, +1} (seed 000, Definition 2)       |
+| `AGENT_STEPS`       | `prompt` (the agent's context), `corrected`, `erroneous` (Agent DPO steps)   |
+| `TRAJECTORY_PAIRS`  | `chosen_trajectory`, `rejected_trajectory`: lists of {observation, action,   |
+|                     | next_observation} steps; optional `label`, `margin` (a step reward model's)  |
 
 Ranking convention: `ranking[i]` is the RANK of `completions[i]`, 0 = best, so `ranking` is a
 permutation of 0..K−1. Example: completions ["ok", "best", "bad"] with ranking [1, 0, 2].
@@ -17,6 +20,9 @@ permutation of 0..K−1. Example: completions ["ok", "best", "bad"] with ranking
 Signed-label convention (seed 000, Def. 2): b = +1 means `y_plus` is preferred over `y_minus`;
 b = −1 means `y_minus` is preferred. `SIGNED_PREFERENCE` is an input form only; `converters`
 turns it into `PREFERENCE` rows.
+
+`AGENT_STEPS` is an input form (`converters` turns it into `PREFERENCE` rows); `TRAJECTORY_PAIRS`
+is what `posttrain rm` trains a step reward model on. Both are described in `agent_rows`.
 
 Every text-like cell is either standard (a string) or conversational (a list of {"role", "content"}
 messages); `is_conversational(value)` tells which. A column must use one form across all rows.
@@ -34,6 +40,7 @@ from posttrain.data.values import (  # noqa: F401  (is_conversational, ROLES: pu
     is_number,
     type_name,
 )
+from posttrain.data.agent_rows import check_step_pair, check_trajectory_pair
 from posttrain.errors import DataError, data_error
 
 LANGUAGE_MODELING = "language_modeling"
@@ -43,8 +50,11 @@ RANKING = "ranking"
 UNPAIRED = "unpaired"
 PROMPT_ONLY = "prompt_only"
 SIGNED_PREFERENCE = "signed_preference"
+AGENT_STEPS = "agent_steps"
+TRAJECTORY_PAIRS = "trajectory_pairs"
 
-FORMATS = (LANGUAGE_MODELING, PROMPT_COMPLETION, PREFERENCE, RANKING, UNPAIRED, PROMPT_ONLY, SIGNED_PREFERENCE)
+FORMATS = (LANGUAGE_MODELING, PROMPT_COMPLETION, PREFERENCE, RANKING, UNPAIRED, PROMPT_ONLY, SIGNED_PREFERENCE,
+           AGENT_STEPS, TRAJECTORY_PAIRS)
 
 # A loader's own column: each row's index in its file, added before validation and carried through
 # conversions so an error names the file's row. Never the user's, so never listed back to them.
@@ -59,6 +69,8 @@ REQUIRED_COLUMNS = {
     UNPAIRED: ("prompt", "completion", "label"),
     PROMPT_ONLY: ("prompt",),
     SIGNED_PREFERENCE: ("prompt", "y_minus", "y_plus", "b"),
+    AGENT_STEPS: ("prompt", "corrected", "erroneous"),
+    TRAJECTORY_PAIRS: ("chosen_trajectory", "rejected_trajectory"),
 }
 
 DESCRIPTIONS = {
@@ -69,6 +81,8 @@ DESCRIPTIONS = {
     UNPAIRED: "unpaired rows ('prompt', 'completion', 'label')",
     PROMPT_ONLY: "prompt-only rows ('prompt' plus reward columns)",
     SIGNED_PREFERENCE: "signed-preference rows ('prompt', 'y_minus', 'y_plus', 'b')",
+    AGENT_STEPS: "Agent DPO step rows ('prompt', 'corrected', 'erroneous')",
+    TRAJECTORY_PAIRS: "trajectory pairs ('chosen_trajectory', 'rejected_trajectory')",
 }
 
 KNOWN_COLUMNS = sorted({c for cols in REQUIRED_COLUMNS.values() for c in cols} | {"messages", "margin"})
@@ -90,6 +104,10 @@ _ALIASES = {
 def detect_row_format(row: dict) -> str | None:
     """The format one row's columns indicate, or None when no known column is present."""
     keys = row.keys()
+    if "chosen_trajectory" in keys or "rejected_trajectory" in keys:
+        return TRAJECTORY_PAIRS
+    if "corrected" in keys or "erroneous" in keys:
+        return AGENT_STEPS
     if "completions" in keys or "ranking" in keys:
         return RANKING
     if "y_plus" in keys or "y_minus" in keys:
@@ -267,6 +285,8 @@ _CHECKS = {
     UNPAIRED: _check_unpaired,
     PROMPT_ONLY: _check_prompt_only,
     SIGNED_PREFERENCE: _check_signed,
+    AGENT_STEPS: check_step_pair,
+    TRAJECTORY_PAIRS: check_trajectory_pair,
 }
 
 
@@ -349,6 +369,8 @@ CONVERSIONS = {
     (UNPAIRED, PREFERENCE): "unpaired_to_pairs",
     (SIGNED_PREFERENCE, PREFERENCE): "signed_to_pairs",
     (SIGNED_PREFERENCE, UNPAIRED): "signed_to_pairs + pairs_to_unpaired",
+    (AGENT_STEPS, PREFERENCE): "step_pairs_to_pairs",
+    (AGENT_STEPS, UNPAIRED): "step_pairs_to_pairs + pairs_to_unpaired",
 }
 
 

@@ -18,6 +18,14 @@ element, each completion scored once, and the prompt's loss is the mean over its
 
     L_RM = −1 / C(K, 2) · Σ_{(y_w, y_l)} log σ(r(x, y_w) − r(x, y_l))
 
+Trajectory-level Bradley-Terry (seed 002 L98-110; seed 003's step reward R_φ(o_t, a_t, o_{t+1}),
+L2987-3125): a trajectory's return is the sum of its step rewards, and the preference between two
+trajectories is Bradley-Terry on the returns,
+
+    P(τ_w ≻ τ_l) = exp Σ_t r_t^w / (exp Σ_t r_t^w + exp Σ_t r_t^l) = σ(Σ_t r_t^w − Σ_t r_t^l)
+
+so one pair of single-step "trajectories" is the pairwise loss above.
+
 Reward centering (TRL's `center_rewards_coefficient`, Eisenstein et al. 2023): + c · (r_c + r_r)²
 per pair, which pins the (otherwise free) additive level of the rewards near zero.
 """
@@ -44,6 +52,24 @@ def bradley_terry_loss(chosen_rewards: torch.Tensor, rejected_rewards: torch.Ten
         return loss
     mu = label.float()
     return mu * loss + (1 - mu) * -F.logsigmoid(-delta - m)
+
+
+def trajectory_returns(step_rewards: torch.Tensor, trajectory_of_step: torch.Tensor, num_trajectories: int) -> torch.Tensor:
+    """(num_trajectories,) float32 returns R(τ_j) = Σ_{t ∈ τ_j} r_t; trajectory_of_step[t] is the trajectory of step t."""
+    returns = torch.zeros(num_trajectories, dtype=torch.float32, device=step_rewards.device)
+    return returns.index_add(0, trajectory_of_step, step_rewards.float())
+
+
+def trajectory_bradley_terry_loss(step_rewards: torch.Tensor, trajectory_of_step: torch.Tensor, num_trajectories: int,
+                                  winners: torch.Tensor, losers: torch.Tensor, label: torch.Tensor | None = None,
+                                  margin: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-pair −log σ(R(τ_w) − R(τ_l)) (with `bradley_terry_loss`'s soft label and margin), R the summed step rewards.
+
+    step_rewards: (steps,) R_φ(o_t, a_t, o_{t+1}) of every step of every trajectory in the batch;
+    winners / losers: (pairs,) trajectory indices of each pair's preferred and other trajectory.
+    """
+    returns = trajectory_returns(step_rewards, trajectory_of_step, num_trajectories)
+    return bradley_terry_loss(returns[winners], returns[losers], label, margin)
 
 
 def centering_penalty(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor) -> torch.Tensor:

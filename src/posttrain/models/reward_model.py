@@ -42,6 +42,8 @@ POOLINGS = ("last", "mean")
 REWARD_MODEL_HINT = "give the final/ directory of a `posttrain rm` run (or any sequence classifier with num_labels=1)"
 OFFSET_KEY = "reward_offset"
 POOLING_KEY = "reward_pooling"
+INPUT_KEY = "reward_input"  # what the model scores; "trajectory_step" for a step reward model R_φ(o_t, a_t, o_{t+1})
+TRAJECTORY_STEP = "trajectory_step"
 
 
 @contextlib.contextmanager
@@ -187,20 +189,25 @@ def collate_sequences(sequences: list[list[int]], pad_token_id: int) -> dict:
 
 
 @torch.no_grad()
-def score_texts(model, tokenizer, prompts: list, completions: list, batch_size: int = 16,
-                offset: bool = True) -> list[float]:
-    """Rewards of (prompt, completion) pairs (strings or message lists), tokenized as in training."""
-    from posttrain.data.tokenize import tokenize_example
-
+def score_sequences(model, sequences: list[list[int]], pad_token_id: int, batch_size: int = 16, offset: bool = True) -> list[float]:
+    """Rewards of token sequences, `batch_size` at a time, with the model's own pooling (and stored offset)."""
     device = next(model.parameters()).device
     pooling = reward_pooling(model)
     was_training = model.training
     model.eval()
     out: list[float] = []
-    for i in range(0, len(prompts), batch_size):
-        seqs = [tokenize_example(tokenizer, {"prompt": p, "completion": c}, max_length=None, truncation=False)["input_ids"]
-                for p, c in zip(prompts[i:i + batch_size], completions[i:i + batch_size])]
-        batch = to_device(collate_sequences(seqs, tokenizer.pad_token_id), device)
+    for i in range(0, len(sequences), batch_size):
+        batch = to_device(collate_sequences(sequences[i:i + batch_size], pad_token_id), device)
         out += sequence_rewards(model, batch, pooling, offset=offset).tolist()
     model.train(was_training)
     return out
+
+
+def score_texts(model, tokenizer, prompts: list, completions: list, batch_size: int = 16,
+                offset: bool = True) -> list[float]:
+    """Rewards of (prompt, completion) pairs (strings or message lists), tokenized as in training."""
+    from posttrain.data.tokenize import tokenize_example
+
+    seqs = [tokenize_example(tokenizer, {"prompt": p, "completion": c}, max_length=None, truncation=False)["input_ids"]
+            for p, c in zip(prompts, completions)]
+    return score_sequences(model, seqs, tokenizer.pad_token_id, batch_size, offset)

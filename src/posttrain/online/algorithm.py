@@ -68,12 +68,12 @@ class OnlineRL(Algorithm):
         self.make_env = self._environment()  # before any model loads: a bad environment= fails first
 
     def _environment(self):
-        spec = getattr(self.config, "environment", None)
-        if spec is None:
+        spec, tools = getattr(self.config, "environment", None), getattr(self.config, "tools", None)
+        if spec is None and not tools:
             return None
-        from posttrain.agents.registry import environment_factory
+        from posttrain.agents.registry import environment_factory, tools_factory
 
-        return environment_factory(spec)
+        return environment_factory(spec) if spec is not None else tools_factory(tools)
 
     def _reward_kl(self):
         name = self.parts.reward_kl

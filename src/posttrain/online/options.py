@@ -44,6 +44,7 @@ class AgentOptions:
     """Multi-turn episodes against an environment (agents/, docs/agents.md): each sample is a whole
     trajectory of model turns and environment observations, the observations masked out of the loss."""
     environment: str | None = option(None, "An environment to roll out episodes in: calculator, web_form, or FILE.py:Class / module:Class (our Environment protocol, a plain class with reset/step, or a verifiers-style multi-turn environment). null: single-turn completions.")
+    tools: list[str] = option([], "TRL's tools=: typed Python functions (FILE.py:fn or module:fn) the model may call; without an environment, each prompt becomes an episode of tool calls until the model answers without one, scored by reward_funcs.")
     max_turns: int = option(4, "Most model turns per episode; an episode still going after them ends there (counted: agent/max_turns_reached).")
     turn_gamma: float = option(1.0, "γ over turns: a trajectory's return is Σ_t γ^t r_t (r_t the environment's reward for turn t; the reward functions' score of the episode counts at its last turn).")
     tool_timeout: float = option(10.0, "Seconds a tool call may take; one that takes longer becomes an error observation for the model (counted: agent/tool_timeouts).")
@@ -56,14 +57,17 @@ class AgentOptions:
             raise ConfigError(f"max_turns and env_workers must be >= 1, got {self.max_turns} and {self.env_workers}")
         if not 0 <= self.turn_gamma <= 1:
             raise ConfigError(f"turn_gamma must be in [0, 1], got {self.turn_gamma}")
+        if self.tools and self.environment is not None:
+            raise ConfigError("tools= makes the default tool environment, and environment= names another; list the tools in "
+                              "your environment's `tools` instead, or drop environment=")
         if not (math.isfinite(self.tool_timeout) and self.tool_timeout > 0):
             raise ConfigError(f"tool_timeout must be a number of seconds > 0, got {self.tool_timeout}")
 
     def unread(self) -> dict[str, str]:
         out = super().unread()
-        if self.environment is None:
+        if self.environment is None and not self.tools:
             for key in ("max_turns", "turn_gamma", "tool_timeout", "tool_style", "env_workers"):
-                out[key] = "with an environment (environment=NAME)"
+                out[key] = "with an environment (environment=NAME) or tools"
         return out
 
 

@@ -102,6 +102,9 @@ class RewardFunctions:
     def from_options(cls, options, dataset: str):
         """`resolve` with a config's reward options (options.RewardOptions: reward_funcs, reward_weights,
         reward_workers, and reward_errors where the stage has it, else raise)."""
+        if not options.reward_funcs and getattr(options, "environment", None):  # the environment's rewards alone
+            return cls({}, None, getattr(options, "reward_errors", "raise"), options.reward_workers,
+                       monitors=monitor_functions(options, dataset), timeout=getattr(options, "reward_timeout", None))
         return cls.resolve(options.reward_funcs, dataset, options.reward_weights, getattr(options, "reward_errors", "raise"),
                            options.reward_workers, monitors=monitor_functions(options, dataset),
                            timeout=getattr(options, "reward_timeout", None))
@@ -293,7 +296,7 @@ def resolve_specs(specs: list[str], dataset: str, option: str = "reward_funcs") 
         else:
             add(spec.rsplit(":", 1)[-1], load_callable(spec))
     if not functions and option == "reward_funcs":
-        raise ConfigError("reward_funcs is empty; give at least one reward function")
+        raise ConfigError("reward_funcs is empty; give at least one reward function (or an environment whose rewards train alone)")
     return functions
 
 

@@ -20,6 +20,13 @@ Options:
   returned so far, the current batch included (Welford / Chan's merge; the unbiased std, as TRL's
   RunningMoments): (r − mean) / std. With fewer than two values, or std = 0, the reward is r − mean.
 - `clip=c` clips to [−c, c] after normalization (on the raw reward when normalize=false).
+
+`step_reward:path=DIR` scores an agent's episode with a STEP reward model R_φ(o_t, a_t, o_{t+1})
+(`posttrain rm` on ranked trajectory pairs, data/agent_rows.py): the episode's `trajectory` column
+(the multi-turn rollout's list of {observation, action, next_observation} steps) gives the steps,
+each is scored as in training, and the reward is the return Σ_t R_φ(o_t, a_t, o_{t+1}) (with the
+stored offset per step), the quantity the trajectory-level Bradley-Terry loss compared. An episode
+whose trajectory cell is None or empty gets None.
 """
 
 from __future__ import annotations
@@ -91,11 +98,20 @@ def check_reward_model_dir(path: str) -> None:
                           f"{num_labels} labels); train one with `posttrain rm` and point path= at its final/ directory")
 
 
-def reward_model(path: str, device: str = "cpu", dtype: str = "float32", batch_size: int = 16,
-                 normalize: bool = False, clip: float | None = None, offset: bool = True):
-    """Score each (prompt, completion) with the reward model at `path` (see the module docstring)."""
+def reward_input(path: str) -> str | None:
+    """What the reward model at `path` scores: "trajectory_step" for a step reward model, else None."""
+    import json
+
+    from posttrain.models.reward_model import INPUT_KEY
+
+    config = json.loads((Path(path).expanduser() / "config.json").read_text(encoding="utf-8"))
+    return config.get(INPUT_KEY)
+
+
+def _load_frozen(path: str, device: str, dtype: str, batch_size, clip):
+    """(model, tokenizer) of a checked reward model directory, frozen for scoring; options checked."""
     from posttrain.models.loading import WEIGHT_DTYPES, load_tokenizer, resolve_device
-    from posttrain.models.reward_model import load_reward_model, score_texts
+    from posttrain.models.reward_model import load_reward_model
 
     if not isinstance(path, str) or not path:
         raise ConfigError("reward_model needs path=DIR: the final/ directory of a `posttrain rm` run")
@@ -108,6 +124,18 @@ def reward_model(path: str, device: str = "cpu", dtype: str = "float32", batch_s
     tokenizer = load_tokenizer(path)
     model = load_reward_model(path, tokenizer.pad_token_id, dtype=dtype, device=resolve_device(device)).eval()
     model.requires_grad_(False)
+    return model, tokenizer
+
+
+def reward_model(path: str, device: str = "cpu", dtype: str = "float32", batch_size: int = 16,
+                 normalize: bool = False, clip: float | None = None, offset: bool = True):
+    """Score each (prompt, completion) with the reward model at `path` (see the module docstring)."""
+    from posttrain.models.reward_model import TRAJECTORY_STEP, score_texts
+
+    model, tokenizer = _load_frozen(path, device, dtype, batch_size, clip)
+    if reward_input(path) == TRAJECTORY_STEP:
+        raise ConfigError(f"reward_model: {path} is a step reward model (trained on trajectory pairs); "
+                          f"score episodes with step_reward:path={path}")
     moments = RunningMoments()
 
     def score(prompts, completions, **columns) -> list[float]:
@@ -122,4 +150,50 @@ def reward_model(path: str, device: str = "cpu", dtype: str = "float32", batch_s
         return rewards
 
     score.model, score.tokenizer, score.moments = model, tokenizer, moments
+    return score
+
+
+def _trajectory_of(value, row: int, column: str) -> list[dict] | None:
+    """A trajectory cell (a list of steps, or its JSON text) checked as training checks it; None stays None."""
+    import json
+
+    from posttrain.data.agent_rows import check_trajectory
+    from posttrain.errors import UserError
+
+    if value is None or value == []:
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise UserError(f"completion {row}: column '{column}' is not a JSON list of steps") from None
+    return check_trajectory(value, "the episode data", row, column, require_action=False)  # a DataError names the row and column
+
+
+def step_reward(path: str, trajectory_column: str = "trajectory", device: str = "cpu", dtype: str = "float32",
+                batch_size: int = 16, offset: bool = True):
+    """Registry factory (`step_reward:path=DIR`): an episode's return Σ_t R_φ(o_t, a_t, o_{t+1}) under the step
+    reward model at `path`, read from the `trajectory_column` (see the module docstring)."""
+    from posttrain.data.agent_rows import step_row
+    from posttrain.data.tokenize import tokenize_example
+    from posttrain.errors import UserError
+    from posttrain.models.reward_model import TRAJECTORY_STEP, score_sequences
+
+    model, tokenizer = _load_frozen(path, device, dtype, batch_size, None)
+    if reward_input(path) != TRAJECTORY_STEP:
+        raise ConfigError(f"step_reward: {path} was not trained on trajectory pairs; train it with `posttrain rm` on "
+                          "chosen_trajectory / rejected_trajectory rows, or score completions with reward_model:path=")
+
+    def score(prompts, completions, **columns) -> list[float | None]:
+        if trajectory_column not in columns:
+            raise UserError(f"step_reward reads each episode's steps from column '{trajectory_column}', which the data "
+                            f"does not have (columns: {', '.join(sorted(columns)) or 'none'}); run it on multi-turn "
+                            "episodes (environment=...) or set trajectory_column=NAME")
+        episodes = [_trajectory_of(cell, i, trajectory_column) for i, cell in enumerate(columns[trajectory_column])]
+        steps = [step for episode in episodes if episode for step in episode]
+        seqs = [tokenize_example(tokenizer, step_row(tokenizer, s), max_length=None, truncation=False)["input_ids"] for s in steps]
+        rewards = iter(score_sequences(model, seqs, tokenizer.pad_token_id, int(batch_size), bool(offset)) if seqs else [])
+        return [None if not episode else sum(next(rewards) for _ in episode) for episode in episodes]
+
+    score.model, score.tokenizer = model, tokenizer
     return score

@@ -4,6 +4,8 @@
 
 Each name maps to a factory `factory(**options) -> f(prompts, completions, **columns)`; the factory's
 keyword arguments are the options (values are read as YAML scalars: `2`, `0.5`, `true`, `text`).
+An option's value may itself hold colons inside brackets: `cascade:rule=[milestone:goal=0.5, task:web_form]`
+or `cascade:judge=(judge:method=logprob)` (kept as written, for the factory to read as reward specs).
 Factories live in their own modules and are imported only when named, so an unused reward costs
 nothing (no torch model, no sandbox). A misspelled option is a one-line error listing the valid
 ones with their defaults.
@@ -30,6 +32,8 @@ BUILTIN: dict[str, str] = {
     "pairwise_judge": "posttrain.rewards.judge:pairwise_judge",
     "process_reward_model": "posttrain.rewards.process:process_reward_model",
     "milestone": "posttrain.rewards.milestone:milestone_reward",
+    "step_reward": "posttrain.rewards.learned:step_reward",
+    "cascade": "posttrain.rewards.cascade:cascade_reward",
 }
 
 # Declared ranges (`reward_range`) of built-ins whose factory does not set one itself: code_tests gives
@@ -47,14 +51,28 @@ def is_builtin(spec: str) -> bool:
     return spec.split(":", 1)[0] in BUILTIN
 
 
+def split_top(text: str, sep: str) -> list[str]:
+    """`text` split at each `sep` outside () and [] (so a nested spec's colons and commas stay whole)."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += (ch in "([") - (ch in ")]")
+        if ch == sep and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    return parts + [text[start:]]
+
+
 def parse_spec(spec: str) -> tuple[str, dict]:
-    """`"name:a=1:b=x"` -> `("name", {"a": 1, "b": "x"})`."""
-    name, *parts = spec.split(":")
+    """`"name:a=1:b=x"` -> `("name", {"a": 1, "b": "x"})`; a bracketed value stays a string."""
+    name, *parts = split_top(spec, ":")
     options = {}
     for part in parts:
         key, sep, value = part.partition("=")
         if not sep or not key:
             raise ConfigError(f"reward '{spec}': option '{part}' is not key=value; write {name}:key=value[:key=value]")
+        if value.startswith(("(", "[")):
+            options[key.strip()] = value
+            continue
         parsed = yaml.safe_load(value) if value else ""
         options[key.strip()] = value if isinstance(parsed, (dict, list)) or parsed is None else parsed
     return name, options

@@ -260,6 +260,10 @@ def train(config, *, build_model, tokenizer, algorithm: Algorithm, source: StepS
         export = pretrained_writer(model, tokenizer, config, build_model, merge_lora=False)
         return save_checkpoint(run.checkpoints, step, model, optimizer, trainer_state, config.keep_last, export)
 
+    if config.eval_on_start and start == 0:  # the starting point of the eval_ curves, at step 0
+        first = (evaluate(model, algorithm, evals, precision, info.device) if evals else {}) | algorithm.evaluate_by_generation(model)
+        if first:
+            writer.log({"step": 0, **first})
     model.train()
     with StopSignals() as signals:
         for step in range(start + 1, total_steps + 1):

@@ -6,9 +6,10 @@ trajectory can be checked token by token against the embedded chat template rend
 
 import torch
 
+from replay_backend import Replay
 from posttrain.agents.environment import Turn
 from posttrain.agents.episodes import EpisodeRunner
-from posttrain.generation import GenerationOutput, SamplingParams
+from posttrain.generation import SamplingParams
 from posttrain.losses.advantages import discounted_returns
 from posttrain.models.loading import load_tokenizer
 from posttrain.online.experience import Sample, collate_samples
@@ -16,24 +17,6 @@ from posttrain.online.maker import model_tokens, trajectory_return
 
 TOKENIZER = load_tokenizer("embedded")
 ROW = {"prompt": [{"role": "user", "content": "What is 12 * 3?"}]}
-
-
-class Replay:
-    """A rollout backend that answers turn t of every context with replies[t] (eos appended unless `cut`)."""
-
-    def __init__(self, replies: list[str], cut: bool = False):
-        self.replies, self.cut, self.calls = replies, cut, []
-
-    def generate(self, prompts, params):
-        self.calls.append(len(prompts))
-        reply = self.replies[len(self.calls) - 1]
-        ids = TOKENIZER(reply, add_special_tokens=False)["input_ids"] + ([] if self.cut else [TOKENIZER.eos_token_id])
-        logps = [-0.5] * len(ids)
-        n = len(prompts)
-        return GenerationOutput(list(range(n)), [ids] * n, [reply] * n, [logps] * n, ["length" if self.cut else "eos"] * n, [logps] * n)
-
-    def sync_weights(self):
-        pass
 
 
 class TwoStep:
@@ -54,7 +37,7 @@ class TwoStep:
 
 def run(env=TwoStep, replies=("call 12*3", "<answer>36</answer>"), cut=False, **options):
     options = {"max_turns": 4, "max_length": 512, "tool_style": "hermes", **options}
-    runner = EpisodeRunner(env, TOKENIZER, Replay(list(replies), cut), **options)
+    runner = EpisodeRunner(env, TOKENIZER, Replay(TOKENIZER, list(replies), cut), **options)
     return runner, runner.run([ROW], 2, SamplingParams(max_new_tokens=16, temperature=1.0, seeds=[7]))
 
 
@@ -136,7 +119,7 @@ def test_an_environment_that_raises_or_hangs_ends_its_episode_counted(capsys):
     _, raised = run(env=Raises)
     assert [x["episode"]["env_errors"] for x in raised.extra["sample_extra"]] == [1, 1]
     assert "broken environment" in capsys.readouterr().err
-    runner = EpisodeRunner(Hangs, TOKENIZER, Replay(["call"]), max_turns=2, max_length=512, tool_style="hermes")
+    runner = EpisodeRunner(Hangs, TOKENIZER, Replay(TOKENIZER, ["call"]), max_turns=2, max_length=512, tool_style="hermes")
     runner.step_timeout = 0.2
     hung = runner.run([ROW], 1, SamplingParams(max_new_tokens=16, temperature=1.0, seeds=[7]))
     assert hung.extra["sample_extra"][0]["episode"]["env_errors"] == 1

@@ -31,3 +31,9 @@ def test_a_persons_draw_depends_on_the_completion_not_on_where_it_is_shown():
     assert person_noise(7, "ben", 3, texts) != noise and person_noise(8, "ana", 3, texts) != noise
     ranks = ranking_by_reward([0.1, 0.5, 0.3], "ranking", beta=5.0, noise=noise)
     assert sorted(ranks) == [0, 1, 2]
+
+
+def test_the_same_text_twice_is_a_tie_for_a_noisy_person_whatever_the_order_shown():
+    noise = person_noise(0, "a", 1, ["", ""])  # the same (seed, person, item, text): the same draw
+    assert noise[0] == noise[1]
+    assert ranking_by_reward([0.0, 0.0], "pairwise", beta=5.0, noise=noise) == [0, 0]

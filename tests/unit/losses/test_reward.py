@@ -15,7 +15,15 @@ import math
 import pytest
 import torch
 
-from posttrain.losses.reward import bradley_terry_loss, centering_penalty, pair_accuracy, ranking_loss, ranking_pairs
+from posttrain.losses.reward import (
+    bradley_terry_loss,
+    centering_penalty,
+    pair_accuracy,
+    ranking_loss,
+    ranking_pairs,
+    trajectory_bradley_terry_loss,
+    trajectory_returns,
+)
 
 
 def softplus(x: float) -> float:
@@ -130,3 +138,23 @@ def test_centering_equals_trl(reward_trainer):
         trainer.args.center_rewards_coefficient = None
     assert _ours(trainer, examples, margin=False, center=0.05) == pytest.approx(theirs, abs=1e-5)
     assert theirs > _ours(trainer, examples, margin=False) + 1e-3  # the term is really there
+
+
+def test_trajectory_bradley_terry_hand_values():
+    """Seed 002 L98-110: P(τ¹ ≻ τ²) = exp ΣR¹ / (exp ΣR¹ + exp ΣR²). Three trajectories of 3, 2 and 1 steps:
+    R = (0.5 + 1.0 − 0.5, 0.2 − 0.2, −1.5) = (1.0, 0.0, −1.5). Pairs (0 ≻ 1), (2 ≻ 1) and (0 ≻ 2) with μ = 0.5:
+    −log σ(1) = log(1 + e^−1) = 0.313262; −log σ(−1.5) = log(1 + e^1.5) = 1.701413;
+    the tie: ½ (softplus(−2.5) + softplus(2.5)) = ½ (0.078889 + 2.578889) = 1.328889."""
+    steps = torch.tensor([0.5, 1.0, -0.5, 0.2, -0.2, -1.5], requires_grad=True)
+    owner = torch.tensor([0, 0, 0, 1, 1, 2])
+    assert trajectory_returns(steps, owner, 3).tolist() == pytest.approx([1.0, 0.0, -1.5], abs=1e-6)
+    loss = trajectory_bradley_terry_loss(steps, owner, 3, torch.tensor([0, 2, 0]), torch.tensor([1, 1, 2]),
+                                         label=torch.tensor([1.0, 1.0, 0.5]))
+    assert loss.tolist() == pytest.approx([0.313262, 1.701413, 1.328889], abs=1e-6)
+    loss[0].backward()  # every step of τ_w gets −(1 − σ(1)), every step of τ_l +(1 − σ(1)); τ_3 nothing
+    g = 1 - 1 / (1 + math.exp(-1.0))
+    assert steps.grad.tolist() == pytest.approx([-g, -g, -g, g, g, 0.0], abs=1e-6)
+    # one step per trajectory is the pairwise loss
+    c, r = torch.tensor([0.3, -1.0]), torch.tensor([0.1, 2.0])
+    assert trajectory_bradley_terry_loss(torch.cat([c, r]), torch.arange(4), 4, torch.tensor([0, 1]), torch.tensor([2, 3])).tolist() \
+        == pytest.approx(bradley_terry_loss(c, r).tolist(), abs=1e-7)
