@@ -4,11 +4,11 @@ held-out episodes, then GRPO in the environment; prints held-out success / miles
 Each environment runs the stages of its recipe (`posttrain pipeline calculator|web_form`) as separate
 `posttrain` commands, so a finished SFT can be reused (`--sft DIR`) and every command is printed:
 
-    python benchmarks/agent_envs.py calculator                 # sft 120 + 100 steps, before, grpo 10 steps
+    python benchmarks/agent_envs.py calculator                 # sft 120 + 100 steps, grpo 10 steps
     python benchmarks/agent_envs.py web_form --sft runs/envs/web_form/sft/final
 
 The held-out metrics are greedy episodes on 100 test rows (`eval_*` of the grpo stage's last record;
-`before` is the same evaluation of the SFT model: a grpo run with learning_rate 0). Measured numbers
+the SFT start is the same evaluation at step 0: eval_on_start). Measured numbers
 are in /work/notes/readme_envs.md (README "Agents" section).
 """
 
@@ -36,8 +36,7 @@ SFT = {
     "web_form": [["max_steps=120", "learning_rate=1e-3", "batch_size=8", "warmup_ratio=0.05"]],
 }
 GRPO = ["learning_rate=2e-4", "lr_scheduler=constant", "prompts_per_step=8", "num_generations=4", "batch_size=32",
-        "logging_steps=2", "eval_steps=0"]
-BEFORE = ["max_steps=1", "learning_rate=0.0", "prompts_per_step=1", "num_generations=2"]
+        "logging_steps=2", "eval_steps=0", "eval_on_start=true"]
 SHOWN = ("eval_return", "eval_success", "eval_milestone", "eval_tool_use", "eval_turns", "eval_tool_calls",
          "eval_tool_errors", "eval_parse_errors")
 
@@ -50,9 +49,9 @@ def run(stage: str, args: list[str]) -> None:
     print(f"  ({time.time() - t0:.0f} s)", flush=True)
 
 
-def last_eval(run_dir: Path) -> dict:
+def evals(run_dir: Path) -> list[dict]:
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return next(r for r in reversed(records) if "eval_return" in r)
+    return [r for r in records if "eval_return" in r]
 
 
 def main() -> None:
@@ -69,9 +68,9 @@ def main() -> None:
         for i, extra in enumerate(SFT[args.env]):
             run("sft", [f"model={model}", f"dataset=task:{args.env}", *extra, f"output_dir={out}/sft{i}"])
             model = f"{out}/sft{i}/final"
-    run("grpo", [f"model={model}", *COMMON[args.env], *BEFORE, f"output_dir={out}/before"])
     run("grpo", [f"model={model}", *COMMON[args.env], *GRPO, f"max_steps={args.grpo_steps}", f"output_dir={out}/grpo"])
-    before, after = last_eval(out / "before"), last_eval(out / "grpo")
+    found = evals(out / "grpo")
+    before, after = found[0], found[-1]
     print(f"\n{'held-out (greedy, 100 rows)':<28} {'SFT start':>10} {'after GRPO':>11}")
     for key in SHOWN:
         if key in before or key in after:
