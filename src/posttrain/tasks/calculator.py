@@ -23,6 +23,7 @@ serves these rows is agents/calculator.py.
 from __future__ import annotations
 
 import ast
+import copy
 import operator
 import random
 
@@ -34,6 +35,7 @@ MAX_EXPRESSION = 200  # characters: a tool argument longer than this is refused
 MAX_MAGNITUDE = 10**15  # a number (or intermediate result) beyond this is refused: no runaway arithmetic
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
 _UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+_SCHEMA: dict = {}
 SHAPES = ("a*b", "a*b+c", "a*b-c", "c+a*b", "(a+b)*c", "a*b-c*d")
 
 
@@ -99,10 +101,13 @@ def tool_call(name: str, **arguments) -> dict:
 
 
 def calculator_schema() -> dict:
-    """The tool's JSON schema, made by transformers from its signature and docstring (as TRL's `tools=`)."""
-    from transformers.utils import get_json_schema
+    """The tool's JSON schema, made by transformers from its signature and docstring (as TRL's `tools=`);
+    made once (transformers parses the docstring), copied per row."""
+    if not _SCHEMA:
+        from transformers.utils import get_json_schema
 
-    return get_json_schema(calculate)
+        _SCHEMA.update(get_json_schema(calculate))
+    return copy.deepcopy(_SCHEMA)
 
 
 def make_row(expression: str) -> dict:

@@ -25,6 +25,7 @@ rows is agents/web_form.py.
 
 from __future__ import annotations
 
+import copy
 import random
 
 from posttrain.tasks.base import Task
@@ -41,6 +42,7 @@ FORMS: dict[str, tuple[str, object]] = {
 }
 SUBMIT = {"role": "button", "name": "submit"}
 TOOL_NAMES = ("open", "click", "type", "submit", "save")
+_SCHEMAS: list[dict] = []
 
 
 class Browser:
@@ -177,10 +179,11 @@ def gold_trace(want: dict) -> tuple[list[dict], list[dict]]:
 
 def tool_schemas() -> list[dict]:
     """The five tools' JSON schemas, made by transformers from the environment's typed methods."""
-    from transformers.utils import get_json_schema
+    if not _SCHEMAS:  # made once (transformers parses the docstrings), copied per row
+        from transformers.utils import get_json_schema
 
-    browser = Browser()
-    return [get_json_schema(getattr(browser, name)) for name in TOOL_NAMES]
+        _SCHEMAS.extend(get_json_schema(getattr(Browser(), name)) for name in TOOL_NAMES)
+    return copy.deepcopy(_SCHEMAS)
 
 
 def make_row(want: dict) -> dict:
