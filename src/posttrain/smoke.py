@@ -33,7 +33,6 @@ CAPS: dict[str, int] = {
     "iterations": 1,
     "num_iterations": 1,
     "num_generations": 4,
-    "max_turns": 2,  # an episode of two model turns still shows the environment answering
     "num_samples": 4,
     "best_of_n": 4,
 }

@@ -17,8 +17,10 @@ adds after the model's turn: the template rendered with the new messages, minus 
 there (the model's own end-of-turn token is kept as generated). `turn_ends[t]` is the index of turn
 t's last token, where its reward r_t goes (`turn_rewards[t]`).
 
-An episode ends when the environment says done, at a turn cut off by max_new_tokens (`truncated`),
-after `max_turns` model turns, when the next turn would not fit max_length (`overflow`), or when the
+A turn cut off by max_new_tokens is still the model's action, handed to the environment (a tool call
+cut in half is a parse error the model sees); `truncated` counts the episodes with such a turn, and
+a sample is `truncated` (for mask_truncated) when its last turn was. An episode ends when the
+environment says done, after `max_turns` model turns, when the next turn would not fit max_length (`overflow`), or when the
 environment fails (`env_errors`). Reward functions see the episode as a conversational completion
 (its assistant and tool messages) plus the columns `events`, `trajectory` (one {"observation",
 "action", "next_observation"} per turn) and `turns`.
@@ -40,6 +42,7 @@ from posttrain.rewards.bounded import TIMED_OUT, run_bounded
 from posttrain.rollout import RolloutBackend, Rollouts
 
 ENDINGS = ("success", "truncated", "overflow", "max_turns_reached", "env_errors")  # per-episode flags, logged as agent/<name>
+# (truncated: some turn hit max_new_tokens; the others: how the episode ended)
 
 
 @dataclass
@@ -59,6 +62,7 @@ class Episode:
     steps: list[dict] = field(default_factory=list)  # (observation, action, next_observation) per turn
     counts: dict = field(default_factory=lambda: dict.fromkeys(COUNTERS + ENDINGS, 0))
     done: bool = False
+    cut: bool = False  # the latest turn hit max_new_tokens
     opened: int = 0  # how many of `messages` the environment opened with
     observation: str = ""  # the text of what the model answers next (o_t)
 
@@ -95,8 +99,7 @@ class EpisodeRunner:
             if not active:
                 break
             replies = self._generate(active, params, turn)
-            stepping = [(ep, reply) for ep, reply in zip(active, replies) if reply is not None]
-            self._step_all(stepping, last_turn=turn == self.max_turns - 1)
+            self._step_all(list(zip(active, replies)), last_turn=turn == self.max_turns - 1)
         return self._rollouts(episodes, rows, group_size, time.perf_counter() - began)
 
     def pop_timings(self) -> dict[str, float]:
@@ -122,8 +125,8 @@ class EpisodeRunner:
             self.tool_style = detect_style(self.tokenizer)
         return self.tool_style
 
-    def _generate(self, active: list[Episode], params: SamplingParams, turn: int) -> list[str | None]:
-        """One model turn for every active episode; its text, or None when the turn was cut off (ended)."""
+    def _generate(self, active: list[Episode], params: SamplingParams, turn: int) -> list[str]:
+        """One model turn for every active episode: its text (a turn cut off at max_new_tokens too)."""
         bases = [params.seeds[ep.group] if params.seeds else (params.seed or 0) + ep.group for ep in active]
         seeds = [prompt_seeds(base, [ep.index * 1009 + turn])[0] for base, ep in zip(bases, active)]
         turn_params = SamplingParams(**{**params.__dict__, "n": 1, "seed": None, "seeds": seeds})
@@ -138,11 +141,9 @@ class EpisodeRunner:
             ep.loss_mask += [1.0] * len(tokens)
             ep.turn_ends.append(len(ep.completion_ids) - 1)
             ep.turn_rewards.append(0.0)
-            if out.finish_reasons[k] == "length":
-                ep.end("truncated")
-                replies.append(None)
-            else:
-                replies.append(self.tokenizer.decode(tokens, skip_special_tokens=True))
+            ep.cut = out.finish_reasons[k] == "length"  # still the model's action: the environment judges it
+            ep.counts["truncated"] = max(ep.counts["truncated"], int(ep.cut))
+            replies.append(self.tokenizer.decode(tokens, skip_special_tokens=True))
         return replies
 
     def _step_all(self, stepping: list[tuple[Episode, str]], last_turn: bool) -> None:
@@ -184,16 +185,18 @@ class EpisodeRunner:
 
     def _observation_ids(self, ep: Episode, reply: str, observation: list[dict]) -> list[int]:
         """The tokens the chat template puts after the model's turn: the rest of its closing (its end-of-turn
-        token, when generated, is already in the completion), the observation, the next generation prompt."""
-        opened = render(self.tokenizer, ep.messages, add_generation_prompt=True, tools=ep.tools)
+        token, when generated, is already in the completion), the observation, the next generation prompt.
+        The closing is read with a marker as the turn's content (a template may trim or rewrite the text)."""
+        marker = "\x00posttrain-turn\x00"
+        marked = render(self.tokenizer, ep.messages + [{"role": "assistant", "content": marker}], tools=ep.tools)
         answered = render(self.tokenizer, ep.messages + [{"role": "assistant", "content": reply}], tools=ep.tools)
         following = render(self.tokenizer, ep.messages + [{"role": "assistant", "content": reply}, *observation],
                            add_generation_prompt=True, tools=ep.tools)
-        if not (answered.startswith(opened + reply) and following.startswith(answered)):
+        if marker not in marked or not following.startswith(answered):
             raise ConfigError("the chat template does not render a conversation as a prefix of its continuation (an "
                               "assistant turn is rewritten once more messages follow), so multi-turn token sequences "
                               "cannot be built from it; use a template that appends each message as it is")
-        closing = answered[len(opened) + len(reply):]
+        closing = marked[marked.index(marker) + len(marker):]
         eos = self.tokenizer.eos_token or ""
         generated_eos = ep.completion_ids and ep.completion_ids[-1] == self.tokenizer.eos_token_id
         if generated_eos and eos and closing.startswith(eos):
@@ -230,7 +233,7 @@ class EpisodeRunner:
         return Rollouts(
             prompt_ids=[ep.prompt_ids for ep in episodes], completion_ids=[ep.completion_ids for ep in episodes],
             old_logps=[ep.logps for ep in episodes], texts=texts,
-            truncated=[bool(ep.counts["truncated"]) for ep in episodes], group=[ep.group for ep in episodes],
+            truncated=[ep.cut for ep in episodes], group=[ep.group for ep in episodes],
             group_size=group_size, seconds=seconds,
             extra={"completions": [ep.messages[ep.opened:] for ep in episodes],
                    "columns": {"events": [ep.events for ep in episodes], "trajectory": [ep.steps for ep in episodes],

@@ -15,7 +15,7 @@ Data, by format:
 - ranked trajectory pairs `chosen_trajectory`, `rejected_trajectory` (lists of {observation, action,
   next_observation} steps, optional `label` / `margin`; data/agent_rows.py): a STEP reward model
   R_φ(o_t, a_t, o_{t+1}) scores every step, and the pair is Bradley-Terry on the summed step rewards
-  (seed 002 L98-110; losses/reward.py `trajectory_bradley_terry_loss`). The trajectories of a pair
+  (the trajectory-level loss, losses/reward.py `trajectory_bradley_terry_loss`). The trajectories of a pair
   are one batch element; final/config.json records `reward_input: trajectory_step`, which the
   `step_reward` reward and the `cascade` read.
 

@@ -92,7 +92,7 @@ def test_the_trajectory_return_discounts_each_turn_and_counts_the_score_at_the_l
     assert trajectory_return([0.0], 1.0, 0.9) == 1.0
 
 
-def test_episodes_end_at_max_turns_on_overflow_and_on_a_cut_off_turn():
+def test_episodes_end_at_max_turns_and_on_overflow_and_go_on_after_a_cut_off_turn():
     _, capped = run(max_turns=1)
     assert capped.extra["sample_extra"][0]["episode"]["max_turns_reached"] == 1
     assert capped.extra["sample_extra"][0]["loss_mask"] == [1.0] * len(capped.completion_ids[0])  # no trailing observation
@@ -100,8 +100,15 @@ def test_episodes_end_at_max_turns_on_overflow_and_on_a_cut_off_turn():
     _, full = run(max_length=len(prompt) + 16 + 5)  # room for the first turn (16 new tokens), not the second
     assert full.extra["sample_extra"][0]["episode"]["overflow"] == 1
     assert full.extra["columns"]["turns"][0] == 1
+    # a turn cut off at max_new_tokens is still handed to the environment: the template's end of turn (never
+    # generated) comes with the observation, so the sequence is still exactly the rendered conversation
     _, cut = run(cut=True)
-    assert cut.truncated == [True, True] and cut.extra["columns"]["turns"] == [1, 1]
+    assert cut.truncated == [True, True] and cut.extra["columns"]["turns"] == [2, 2]
+    assert cut.extra["sample_extra"][0]["episode"]["truncated"] == 1
+    conversation = ROW["prompt"] + [{"role": "assistant", "content": "call 12*3"}, {"role": "tool", "content": "36"},
+                                    {"role": "assistant", "content": "<answer>36</answer>"}]
+    rendered = TOKENIZER.apply_chat_template(conversation, tokenize=False)
+    assert TOKENIZER.decode(cut.prompt_ids[0] + cut.completion_ids[0], skip_special_tokens=False) == rendered.removesuffix(TOKENIZER.eos_token)
 
 
 class Raises(TwoStep):

@@ -26,7 +26,7 @@ def test_several_specs_in_order_and_the_tasks_scorers():
 
 
 @pytest.mark.parametrize("spec,message", [
-    ("nosuch", "scorer: unknown reward 'nosuch' in scorer; give a built-in (code_tests, format, judge, math_accuracy"),
+    ("nosuch", "scorer: unknown reward 'nosuch' in scorer; give a built-in (cascade, code_tests, format, judge, math_accuracy"),
     ("format:bogus=1", "scorer: reward 'format': unknown option(s) bogus; its options are: tags="),
     ("task::nosuch", "scorer: task arithmetic has no scorer 'nosuch'; it has accuracy, format"),
 ])
