@@ -28,7 +28,7 @@ def test_cli_eval_writes_report_with_pass_at_k(tiny_run):
     ("scorer=nope.py:f", "scorer file not found"),
     ("num_samples=4", "temperature"),
     ("bogus=1", "unknown config key 'bogus'"),
-    ("scorer=[format, nosuch]", "scorer: unknown reward 'nosuch' in scorer; give a built-in (code_tests, format, judge, "),
+    ("scorer=[format, nosuch]", "scorer: unknown reward 'nosuch' in scorer; give a built-in (cascade, code_tests, format, judge, "),
     ("harness=lm_eval", "harness=lm_eval needs tasks=[NAME, ...]"),
 ])
 def test_cli_eval_bad_input_is_one_line_exit_2(tiny_run, override, message):
