@@ -34,3 +34,9 @@ def browser():
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield chromium
         chromium.close()
+
+
+@pytest.fixture(scope="module")
+def failed() -> dict[str, str]:
+    """The docs tests' record of a document whose block failed (document -> that block): its later blocks skip."""
+    return {}

@@ -21,11 +21,6 @@ def workspace(tmp_path_factory):
     return workspace_at(tmp_path_factory.mktemp("newcomer"))
 
 
-@pytest.fixture(scope="module")
-def failed() -> dict[str, str]:
-    return {}  # document -> the block that failed
-
-
 @pytest.mark.parametrize("block", block_params(readme_documents()))
 def test_block_runs_in_order(block, workspace, failed):
     run_in_order(block, workspace, failed)

@@ -24,11 +24,6 @@ def workspace(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="module")
-def failed() -> dict[str, str]:
-    return {}  # document -> the block that failed
-
-
 @pytest.mark.parametrize("block", block_params(guide_documents()))
 def test_block_runs_in_order(block, workspace, failed):
     run_in_order(block, workspace, failed)
