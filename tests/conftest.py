@@ -47,23 +47,6 @@ ARCHS = {
 }
 
 
-def make_reward_model_dir(path, arch: str = "llama", seed: int = 0, head_std: float = 1.0) -> str:
-    """A tiny random-init reward model (one output) saved at `path`; a wider head spreads its scores out."""
-    from transformers import AutoModelForSequenceClassification
-
-    make_config, make_tokenizer = ARCHS[arch]
-    tokenizer = make_tokenizer()
-    config = make_config(len(tokenizer))
-    config.num_labels, config.pad_token_id = 1, tokenizer.pad_token_id
-    torch.manual_seed(seed)
-    model = AutoModelForSequenceClassification.from_config(config)
-    with torch.no_grad():
-        model.score.weight.normal_(0, head_std)
-    model.save_pretrained(path)
-    save_tokenizer(tokenizer, path)
-    return str(path)
-
-
 def make_model_dir(path, arch: str = "llama", seed: int = 0) -> str:
     """A random tiny `arch` model and its tokenizer, saved where AutoModel/AutoTokenizer load them."""
     make_config, make_tokenizer = ARCHS[arch]

@@ -48,7 +48,7 @@ from posttrain.config import option
 from posttrain.data.collate import to_device
 from posttrain.data.agent_rows import step_row
 from posttrain.data.formats import PROMPT_COMPLETION, RANKING, TRAJECTORY_PAIRS, detect_format, validate
-from posttrain.data.pairs import INVALID_PAIR_POLICIES, load_pairs
+from posttrain.data.pairs import INVALID_PAIR_POLICIES, load_pairs, skip_invalid
 from posttrain.data.shared_prefix import pack_groups
 from posttrain.data.steps import OfflineSource
 from posttrain.data.tokenize import tokenize_example, tokenize_rows
@@ -130,12 +130,10 @@ def ranking_items(tokenizer, records: list[dict], source: str, config: RewardCon
     items = []
     for i, row in enumerate(records):
         texts = [json.dumps(c, sort_keys=True) for c in row["completions"]]
-        if len(set(texts)) < len(texts):
-            if config.invalid_pairs == "drop":
-                dropped["identical completions"] += 1
-                continue
-            raise data_error(source, i, "completions", "two completions are identical, so their ranks carry no preference; "
-                             "fix the row, or set invalid_pairs=drop to skip such rows")
+        if len(set(texts)) < len(texts) and skip_invalid(config.invalid_pairs, dropped, "identical completions", data_error(
+                source, i, "completions", "two completions are identical, so their ranks carry no preference; "
+                "fix the row, or set invalid_pairs=drop to skip such rows")):
+            continue
         sequences = []
         for k, completion in enumerate(row["completions"]):
             one = {"prompt": row["prompt"], "completion": completion, **({"tools": row["tools"]} if "tools" in row else {})}
@@ -158,12 +156,10 @@ def trajectory_items(tokenizer, records: list[dict], source: str, config: Reward
     items = []
     for i, row in enumerate(records):
         chosen, rejected = row["chosen_trajectory"], row["rejected_trajectory"]
-        if chosen == rejected:
-            if config.invalid_pairs == "drop":
-                dropped["identical trajectories"] += 1
-                continue
-            raise data_error(source, i, "rejected_trajectory", "equals chosen_trajectory, so the pair carries no "
-                             "preference; fix the row, or set invalid_pairs=drop to skip such rows")
+        if chosen == rejected and skip_invalid(config.invalid_pairs, dropped, "identical trajectories", data_error(
+                source, i, "rejected_trajectory", "equals chosen_trajectory, so the pair carries no "
+                "preference; fix the row, or set invalid_pairs=drop to skip such rows")):
+            continue
         sequences = []
         for column, t, step in [("chosen_trajectory", t, s) for t, s in enumerate(chosen)] + \
                 [("rejected_trajectory", t, s) for t, s in enumerate(rejected)]:

@@ -31,6 +31,14 @@ INVALID_PAIR_POLICIES = ("error", "drop")
 _IDENTICAL = "identical sides"
 
 
+def skip_invalid(invalid_pairs: str, dropped: Counter, reason: str, error: Exception) -> bool:
+    """An unusable row under the invalid_pairs policy: True (counted under `reason`) with drop, else `error` raised."""
+    if invalid_pairs != "drop":
+        raise error
+    dropped[reason] += 1
+    return True
+
+
 def load_pairs(tokenizer, records: list[dict], source: str, *, max_length: int, truncation: bool,
                invalid_pairs: str = "error", ranking_pairs: str = "all", num_proc: int = 1) -> tuple[list[dict], Counter]:
     """Check the rows read from `source` as preference pairs and tokenize them; returns (examples,
@@ -53,11 +61,9 @@ def load_pairs(tokenizer, records: list[dict], source: str, *, max_length: int, 
         index = row.pop(ROW_INDEX, i)
         row = extract_prompt(row)
         reason, problem = _pair_problem(row) or (None, None)
-        if problem:
-            if invalid_pairs == "drop":
-                dropped[reason] += 1
-                continue
-            raise data_error(source, index, "rejected", f"{problem}; fix the row, or set invalid_pairs=drop to skip such pairs")
+        if problem and skip_invalid(invalid_pairs, dropped, reason,
+                                    data_error(source, index, "rejected", f"{problem}; fix the row, or set invalid_pairs=drop to skip such pairs")):
+            continue
         usable.append({**row, ROW_INDEX: index})
     maker = functools.partial(pair_example, tokenizer, max_length=max_length, truncation=truncation, source=source)
     examples = map_examples(maker, usable, num_proc=num_proc) if usable else []

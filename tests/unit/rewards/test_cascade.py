@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from conftest import make_reward_model_dir
+from reward_model_dirs import make_reward_model_dir
 from posttrain.errors import ConfigError
 from posttrain.rewards import registry
 from posttrain.rewards.functions import RewardFunctions

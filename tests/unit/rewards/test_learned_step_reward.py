@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from conftest import hand_reward, make_reward_model_dir
+from conftest import hand_reward
+from reward_model_dirs import make_reward_model_dir
 from posttrain.errors import ConfigError, DataError, UserError
 from posttrain.rewards import registry
 
