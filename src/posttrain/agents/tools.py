@@ -11,6 +11,7 @@ a one-line observation the model reads next turn, tagged with an error kind the 
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 import json
 import threading
@@ -24,14 +25,22 @@ _JSON_TYPES = {"string": (str,), "integer": (int,), "number": (int, float), "boo
                "array": (list,), "object": (dict,), "null": (type(None),)}
 
 
+_SCHEMAS: dict = {}  # function -> its schema: every episode's tools are the same functions (bound to a fresh object)
+
+
 def tool_schema(fn: Callable) -> dict:
-    """`{"type": "function", "function": {"name", "description", "parameters"}}`, as transformers makes it."""
+    """`{"type": "function", "function": {"name", "description", "parameters"}}`, as transformers makes it
+    (parsed once per function, a copy each call)."""
     from transformers.utils import get_json_schema
     from transformers.utils.chat_template_utils import DocstringParsingException, TypeHintParsingException
 
     name = getattr(fn, "__name__", repr(fn))
+    key = getattr(fn, "__func__", fn)  # a bound method: its function (the schema leaves `self` out either way)
+    key = key if getattr(type(key), "__hash__", None) else id(key)
     try:
-        return get_json_schema(fn)
+        if key not in _SCHEMAS:
+            _SCHEMAS[key] = get_json_schema(fn)
+        return copy.deepcopy(_SCHEMAS[key])
     except (DocstringParsingException, TypeHintParsingException) as exc:
         raise ConfigError(f"tool {name}: {exc}; a tool needs a type hint on every argument and a Google-style "
                           f"docstring with an 'Args:' line per argument (as for transformers' tools=)") from None
