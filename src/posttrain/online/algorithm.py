@@ -102,7 +102,7 @@ class OnlineRL(Algorithm):
         cfg = self.config
         self.policy = model
         replica = None
-        if ranks.world_size() > 1:  # the policy will be sharded: sample from a full copy per process
+        if ranks.world_size() > 1 and cfg.rollout_backend == "local":  # sharded policy: sample from a full copy per process
             replica = copy.deepcopy(model).eval()
             replica.requires_grad_(False)
         if self.critic is not None:
@@ -117,12 +117,26 @@ class OnlineRL(Algorithm):
                 raise ConfigError(f"ref_sync={cfg.ref_sync} refreshes the reference policy, but this run has none (no KL term: beta = 0 "
                                   "and no KL in the reward); set beta > 0 (or kl_coef > 0) or ref_sync=none")
             self.ref_sync = ReferenceSync(reference, model, cfg.ref_sync, cfg.ref_sync_steps, cfg.ref_sync_alpha)
-        backend = LocalBackend(model, self.tokenizer, replica)
+        backend = self._backend(model, replica)
         self.experience = RolloutExperience(
             cfg, self.tokenizer, self.rewards, self.estimator, backend=backend,
             policy=model, reference=reference, critic=self.critic,
             reward_kl=self.reward_kl, kl_placement=getattr(cfg, "kl_placement", "every_token"),
             process_rewards=self.parts.process_rewards, packed=self.packed, episodes=self._episodes(backend))
+
+    def _backend(self, model, replica):
+        """The engine that samples rollouts: posttrain's sampler, or vLLM (colocated or a server)."""
+        cfg = self.config
+        if cfg.rollout_backend == "local":
+            return LocalBackend(model, self.tokenizer, replica)
+        from posttrain.models.loading import resolve_model_path
+        from posttrain.rollout.vllm_backend import VLLMColocated, VLLMServer
+
+        if cfg.vllm_mode == "server":
+            return VLLMServer(model, self.tokenizer, url=cfg.vllm_server_url, weights_dir=cfg.vllm_weights_dir)
+        return VLLMColocated(model, self.tokenizer, model_path=resolve_model_path(cfg.model), seed=cfg.seed + ranks.rank(),
+                             max_model_len=cfg.max_length, gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
+                             sleep=cfg.vllm_sleep)
 
     def _episodes(self, backend):
         """Multi-turn episodes in `environment` (agents/), or None for single-turn completions."""

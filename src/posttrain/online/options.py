@@ -36,6 +36,45 @@ class AsyncRolloutOptions:
         return out
 
 
+ROLLOUT_BACKENDS = ("local", "vllm")
+VLLM_MODES = ("colocate", "server")
+
+
+@dataclass
+class RolloutBackendOptions:
+    """Which engine samples the rollouts (rollout/, docs/scale.md)."""
+    rollout_backend: str = option("local", "Engine that samples the rollouts: local (posttrain's sampler) or vllm (bash install.sh vllm). With vllm set tis_cap (e.g. 2): its kernels' log-probs differ slightly from the trainer's, and tis_cap corrects for that and logs mismatch/kl.", choices=ROLLOUT_BACKENDS)
+    vllm_mode: str = option("colocate", "colocate: a vLLM engine in the trainer's process, weights handed over after every optimizer step; server: a running `vllm serve` at vllm_server_url, weights pushed to it.", choices=VLLM_MODES)
+    vllm_server_url: str = option("http://127.0.0.1:8000", "The server of vllm_mode=server (started with --worker-extension-cls posttrain.rollout.vllm_worker.WeightFileLoader and VLLM_SERVER_DEV_MODE=1).")
+    vllm_weights_dir: str | None = option(None, "vllm_mode=server: the folder the weights file is written to for the server to read (one both see; default: a temporary folder).")
+    vllm_gpu_memory_utilization: float = option(0.3, "vllm_mode=colocate on a GPU: the fraction of GPU memory vLLM takes (weights and KV cache); the trainer keeps the rest.")
+    vllm_sleep: bool = option(False, "vllm_mode=colocate on a GPU: free vLLM's memory between rollouts (LLM.sleep / wake_up), for the trainer's optimizer step.")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.rollout_backend != "vllm":
+            return
+        if not 0 < self.vllm_gpu_memory_utilization <= 1:
+            raise ConfigError(f"vllm_gpu_memory_utilization must be in (0, 1], got {self.vllm_gpu_memory_utilization}")
+        if self.async_rollout:
+            raise ConfigError("async_rollout samples from a snapshot with posttrain's sampler; with rollout_backend=vllm drop async_rollout")
+        truncated = self.top_k > 0 or self.top_p < 1
+        if truncated and not getattr(self, "tis_cap", 0):
+            raise ConfigError("rollout_backend=vllm with top_k / top_p returns log-probs under the truncated distribution, "
+                              "which the trainer's forward does not compute; set tis_cap (e.g. 2) so the trainer recomputes them")
+
+    def unread(self) -> dict[str, str]:
+        out = super().unread()
+        if self.rollout_backend != "vllm":
+            for key in ("vllm_mode", "vllm_server_url", "vllm_weights_dir", "vllm_gpu_memory_utilization", "vllm_sleep"):
+                out[key] = "with rollout_backend=vllm"
+        elif self.vllm_mode == "colocate":
+            out |= dict.fromkeys(("vllm_server_url", "vllm_weights_dir"), "with vllm_mode=server")
+        else:
+            out |= dict.fromkeys(("vllm_gpu_memory_utilization", "vllm_sleep"), "with vllm_mode=colocate")
+        return out
+
+
 TOOL_STYLES = ("auto", "hermes", "llama3")
 
 
@@ -97,7 +136,7 @@ class CurriculumOptions:
 
 
 @dataclass
-class RolloutOptions(AgentOptions, AsyncRolloutOptions, CurriculumOptions, MaskableRewardOptions, TopKSamplingOptions, TrainOptions):
+class RolloutOptions(RolloutBackendOptions, AgentOptions, AsyncRolloutOptions, CurriculumOptions, MaskableRewardOptions, TopKSamplingOptions, TrainOptions):
     learning_rate: float = option(1e-6, "Peak learning rate (AdamW).")
     max_steps: int = option(100, "Optimizer steps (each generation round gives num_iterations x num_minibatches of them).")
     batch_size: int = option(16, "Samples (completions) per micro-batch; an optimizer step's samples are split into micro-batches of this size.")

@@ -183,14 +183,18 @@ class OnlineSource(StepSource):
         its metrics (logged at optimizer step `step`)."""
         began = time.perf_counter()
         version = step - 1  # optimizer steps taken: the policy that takes step `step`
+        synced = 0.0
         if self.config.async_rollout:
             collected = self._async_producer().take(version)
         else:
             self.algorithm.experience.backend.sync_weights()  # an engine with its own copy of the weights samples from the current policy
+            synced = time.perf_counter() - began
             collected = self._collect(version, self.algorithm.experience)
         waited = time.perf_counter() - began
         metrics = self._finish_round(step, collected)
         metrics["time/experience_seconds"] = time.perf_counter() - began
+        if getattr(self.config, "rollout_backend", "local") != "local":
+            metrics["time/weight_sync_seconds"] = synced
         if self.config.async_rollout:
             metrics["time/rollout_wait_seconds"] = waited  # the trainer's wait for its round (all of its sampling when synchronous)
         return metrics

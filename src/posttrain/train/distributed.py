@@ -55,8 +55,9 @@ def joined_for_loading(device: str = "auto"):
 
 def cleanup() -> None:
     """Leave the process group together: a rank that tears gloo down while its peer still has a
-    collective in flight can abort the peer at exit ("terminate called without an active exception")."""
-    if is_initialized():
+    collective in flight can abort the peer at exit ("terminate called without an active exception").
+    Only the group `setup` joined (torchrun's): a colocated vLLM engine tears down the one it made itself."""
+    if is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         dist.barrier()
         dist.destroy_process_group()
 
