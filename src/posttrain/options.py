@@ -224,6 +224,25 @@ class TopKSamplingOptions(TopPSamplingOptions):
     top_k: int = option(0, "Top-k sampling (0: off).")
 
 
+ROLLOUT_BACKENDS = ("local", "vllm")
+VLLM_MODES = ("colocate", "server")
+VLLM_KEYS = ("vllm_mode", "vllm_server_url")
+
+
+@dataclass
+class SamplingBackendOptions:
+    """Which engine samples (rollout/, docs/scale.md): posttrain's sampler or vLLM."""
+    rollout_backend: str = option("local", "Engine that samples: local (posttrain's sampler) or vllm (bash install.sh vllm).", choices=ROLLOUT_BACKENDS)
+    vllm_mode: str = option("colocate", "colocate: a vLLM engine in this process (weights handed over as tensors); server: a running vLLM server at vllm_server_url, weights pushed to it.", choices=VLLM_MODES)
+    vllm_server_url: str = option("http://127.0.0.1:8000", "The server of vllm_mode=server (started with --worker-extension-cls posttrain.rollout.vllm_worker.WeightFileLoader and VLLM_SERVER_DEV_MODE=1).")
+
+    def unread(self) -> dict[str, str]:
+        out = getattr(super(), "unread", dict)()  # the next group's, where the config's groups chain them
+        if self.rollout_backend != "vllm":
+            return out | dict.fromkeys(VLLM_KEYS, "with rollout_backend=vllm")
+        return out | ({"vllm_server_url": "with vllm_mode=server"} if self.vllm_mode == "colocate" else {})
+
+
 @dataclass
 class GenerationBatchOptions:
     generation_batch_size: int = option(64, "Prompts per generation batch.")

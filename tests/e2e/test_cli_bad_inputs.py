@@ -147,6 +147,13 @@ CASES = [
     Case("ppo-negative-target-kl", "config", ["ppo", "target_kl=-0.1"], ["target_kl must be >= 0"], subprocess=True),  # issue 17
     Case("grpo-conflicting-lengths", "config", ["grpo", "max_new_tokens=64", "max_length=32"], ["max_new_tokens", "max_length"]),
     Case("grpo-greedy-sampling", "config", ["grpo", "temperature=0"], ["temperature > 0"]),
+    Case("grpo-vllm-option-without-vllm", "config", ["grpo", "vllm_mode=server"], ["vllm_mode", "rollout_backend=vllm"]),
+    Case("grpo-vllm-top-p-without-tis", "config", ["grpo", "rollout_backend=vllm", "top_p=0.9"], ["top_k / top_p", "tis_cap"]),
+    Case("grpo-vllm-async", "config", ["grpo", "rollout_backend=vllm", "async_rollout=true"], ["async_rollout", "rollout_backend=vllm"]),
+    Case("grpo-vllm-bad-memory", "config", ["grpo", "rollout_backend=vllm", "vllm_gpu_memory_utilization=1.5"], ["vllm_gpu_memory_utilization"]),
+    Case("grpo-vllm-not-installed", "config", ["grpo", "rollout_backend=vllm", "tis_cap=2"], ["vLLM", "install.sh vllm"]),
+    Case("pairs-vllm-url-without-vllm", "config", ["pairs", "vllm_server_url=http://127.0.0.1:9"], ["vllm_server_url", "rollout_backend=vllm"]),
+    Case("eval-vllm-with-harness", "config", ["eval", "harness=lm_eval", "tasks=[arc_easy]", "rollout_backend=vllm"], ["rollout_backend", "without harness"]),
     Case("ppo-unknown-tracker", "config", ["ppo", "report_to=[tensorboard,comet]"], ["report_to", "comet", "trackio"]),  # issue 18
     Case("grpo-unread-option", "config", ["grpo", "overlong_penalty=2.0"], ["overlong_penalty"]),
     Case("ppo-ptx-without-data", "config", ["ppo", "ptx_coef=1.0"], ["ptx_dataset"]),

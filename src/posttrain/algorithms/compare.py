@@ -47,13 +47,13 @@ from posttrain.data.sources import draw_rows, write_jsonl
 from posttrain.errors import ConfigError, naming_option
 from posttrain.methods.metrics import mean_stderr
 from posttrain.online.options import reject_unread
-from posttrain.options import GenerationBatchOptions, SamplingOptions, restate
+from posttrain.options import GenerationBatchOptions, SamplingBackendOptions, SamplingOptions, restate
 
 REFERENCE_NAME = "sft"
 
 
 @dataclass
-class CompareConfig(GenerationBatchOptions, SamplingOptions):
+class CompareConfig(SamplingBackendOptions, GenerationBatchOptions, SamplingOptions):
     reference: str = option("embedded", "The reference policy (the SFT model): a local directory, 'embedded' or a hub id; reported as 'sft'.")
     policies: list[str] = option([], "Policies to evaluate as name=path, e.g. [ppo=runs/x/ppo/final, dpo=runs/x/dpo/final].")
     best_of_n: list[int] = option([], "Best-of-n of the reference for each n, e.g. [4, 16]; the pick is made by selector_funcs.")
@@ -95,9 +95,10 @@ class CompareConfig(GenerationBatchOptions, SamplingOptions):
 
     def unread(self) -> dict[str, str]:
         """Options this config will not read as set: key -> the condition under which it is read."""
+        out = super().unread()
         if not self.best_of_n:
-            return {"selector_funcs": "with best_of_n=[n, ...]", "selector_judge": "with best_of_n=[n, ...]"}
-        return {"selector_funcs": "without selector_judge"} if self.selector_judge else {}
+            return out | {"selector_funcs": "with best_of_n=[n, ...]", "selector_judge": "with best_of_n=[n, ...]"}
+        return out | ({"selector_funcs": "without selector_judge"} if self.selector_judge else {})
 
 
 def _policy_hint(name: str) -> str:
@@ -195,7 +196,7 @@ def run_compare(config: CompareConfig) -> dict:
     from posttrain.rewards import RewardFunctions
     from posttrain.tasks.sources import is_task_source
     from posttrain.train.rundir import atomic_dir, check_no_final, run_dir, write_config
-    from posttrain.train.scaffold import load_model_for, load_prompt_rows, load_tokenizer_for
+    from posttrain.train.scaffold import load_model_for, load_prompt_rows, load_tokenizer_for, sampler_for, sampler_on
 
     policies = parse_policies(config.policies)
     run = run_dir(config.output_dir)
@@ -224,13 +225,14 @@ def run_compare(config: CompareConfig) -> dict:
             selector = RewardFunctions.resolve(config.selector_funcs, config.dataset)
     tokenizer = load_tokenizer_for(config, config.reference, "reference")
     reference = load_model_for(config, config.reference, option="reference")
+    sampler = sampler_for(config, reference, tokenizer, config.reference)  # one vLLM engine takes each policy's weights in turn
     prompt_ids = [tokenize_prompt(tokenizer, row["prompt"]) for row in rows]
     k = config.samples_per_prompt
 
     def sample(model, rewards, n):  # the same seed for every policy: sampling noise is shared where it can be
         torch.manual_seed(config.seed)
         params = SamplingParams(**config.sampling_kwargs(seed=config.seed))
-        return sample_and_score(model, tokenizer, rows, rewards, n, params, config.generation_batch_size)
+        return sample_and_score(sampler_on(sampler, model), tokenizer, rows, rewards, n, params, config.generation_batch_size)
 
     ref_samples = _flat(sample(reference, gold, k))
     ref_scores = [c.reward for _, c in ref_samples]

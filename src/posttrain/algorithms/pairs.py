@@ -53,14 +53,15 @@ from posttrain.config import option
 from posttrain.data.sources import draw_rows, write_jsonl
 from posttrain.errors import ConfigError, UserError, naming_option
 from posttrain.methods.best_of_n import completion_value
-from posttrain.options import GenerationBatchOptions, ModelOptions, RewardOptions, SamplingOptions, TopPSamplingOptions, restate
+from posttrain.online.options import reject_unread
+from posttrain.options import GenerationBatchOptions, ModelOptions, RewardOptions, SamplingBackendOptions, SamplingOptions, TopPSamplingOptions, restate
 
 SELECTIONS = ("first_two", "max_gap", "all_pairs", "rso")
 LABELS = ("hard", "bradley_terry", "judge")
 
 
 @dataclass
-class PairsConfig(RewardOptions, GenerationBatchOptions, TopPSamplingOptions, ModelOptions):
+class PairsConfig(SamplingBackendOptions, RewardOptions, GenerationBatchOptions, TopPSamplingOptions, ModelOptions):
     output_dir: str = option("runs/pairs", "Run directory: config.yaml, metrics.jsonl, final/{pairs,eval_pairs}.jsonl.")
     overwrite_output_dir: bool = option(False, "Allow writing into an output_dir that already holds finished pairs.")
     dataset: str = option("task:sentiment", "Prompt rows (a 'prompt' column plus any columns the rewards read): task:NAME[:split], a file or dataset.")
@@ -81,6 +82,7 @@ class PairsConfig(RewardOptions, GenerationBatchOptions, TopPSamplingOptions, Mo
     max_new_tokens: int = restate(SamplingOptions, "max_new_tokens", default=96)
 
     def validate(self) -> None:
+        reject_unread(self)
         if self.num_samples < 2:
             raise ConfigError(f"num_samples must be >= 2 to make a pair, got {self.num_samples}")
         for key in ("prompts", "eval_prompts"):
@@ -222,7 +224,7 @@ def run_pairs(config: PairsConfig) -> dict:
     from posttrain.rewards.registry import build
     from posttrain.tasks.sources import is_task_source, load_rows, parse_task_source
     from posttrain.train.rundir import atomic_dir, check_no_final, run_dir, write_config
-    from posttrain.train.scaffold import load_model_for, load_prompt_rows, load_tokenizer_for
+    from posttrain.train.scaffold import load_model_for, load_prompt_rows, load_tokenizer_for, sampler_for
 
     run = run_dir(config.output_dir)
     check_no_final(run, config.overwrite_output_dir, "finished pairs")
@@ -241,7 +243,7 @@ def run_pairs(config: PairsConfig) -> dict:
         with naming_option("judge"):
             judge = build(config.judge)[1]
     tokenizer = load_tokenizer_for(config)
-    model = load_model_for(config)
+    model = sampler_for(config, load_model_for(config), tokenizer)
 
     write_config(run, config)
     metrics: dict = {}

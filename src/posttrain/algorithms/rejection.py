@@ -45,13 +45,14 @@ from posttrain.config import build_config, option
 from posttrain.data.sources import draw_rows, write_jsonl
 from posttrain.errors import ConfigError, UserError
 from posttrain.methods.best_of_n import RULES, completion_value, mean_reward, report_timeouts, sample_and_score, select_best
-from posttrain.options import GenerationBatchOptions, MaskableRewardOptions, RewardOptions, SamplingOptions, TopKSamplingOptions, TopPSamplingOptions, TrainOptions, output_dir_option, restate
+from posttrain.online.options import reject_unread
+from posttrain.options import GenerationBatchOptions, MaskableRewardOptions, SamplingBackendOptions, RewardOptions, SamplingOptions, TopKSamplingOptions, TopPSamplingOptions, TrainOptions, output_dir_option, restate
 from posttrain.train.rundir import atomic_dir, write_config
-from posttrain.train.scaffold import load_model_for, load_prompt_rows, start_run
+from posttrain.train.scaffold import load_model_for, load_prompt_rows, sampler_for, sampler_on, start_run
 
 
 @dataclass
-class RejectionConfig(MaskableRewardOptions, GenerationBatchOptions, TopKSamplingOptions, TrainOptions):
+class RejectionConfig(SamplingBackendOptions, MaskableRewardOptions, GenerationBatchOptions, TopKSamplingOptions, TrainOptions):
     output_dir: str = output_dir_option("rejection", "config.yaml, iterations.jsonl, iter-K/ (each round's samples and SFT run), final/")
     iterations: int = option(2, "Sample -> filter -> fine-tune rounds.")
     num_samples: int = option(4, "n: completions sampled per prompt.")
@@ -73,6 +74,7 @@ class RejectionConfig(MaskableRewardOptions, GenerationBatchOptions, TopKSamplin
 
     def validate(self) -> None:
         super().validate()
+        reject_unread(self)
         for key in ("iterations", "num_samples", "max_new_tokens", "generation_batch_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"config key '{key}' must be >= 1, got {getattr(self, key)}")
@@ -129,15 +131,17 @@ def _write_samples(path: Path, kept) -> None:
                         "reward": cand.reward} for row, cand in kept])
 
 
-def _sample_iteration(policy: str, config: RejectionConfig, tokenizer, rows: list[dict], rewards, k: int):
+def _sample_iteration(policy: str, config: RejectionConfig, tokenizer, rows: list[dict], rewards, k: int, engine: dict):
+    """The Grow step's samples from `policy`; `engine` keeps a vLLM backend across iterations (it takes each new policy's weights)."""
     import torch
 
     from posttrain.generation import SamplingParams
 
     torch.manual_seed(config.seed + k)
     model = load_model_for(config, policy)
+    sampler = engine["sampler"] = sampler_on(engine["sampler"], model) if engine else sampler_for(config, model, tokenizer, policy)
     params = SamplingParams(**config.sampling_kwargs(seed=config.seed + 1000 * k))
-    return sample_and_score(model, tokenizer, rows, rewards, config.num_samples, params, config.generation_batch_size)
+    return sample_and_score(sampler, tokenizer, rows, rewards, config.num_samples, params, config.generation_batch_size)
 
 
 def _improve(config: RejectionConfig, run, rewards, prompts, candidates, threshold: float, start: str, name: str,
@@ -194,9 +198,10 @@ def run_rejection(config: RejectionConfig) -> dict:
     scores = _greedy_scores(policy, config, tokenizer, eval_rows, rewards) if eval_rows else {}
     thresholds = config.improve_thresholds or [config.threshold]
     record: dict = {}
+    engine: dict = {}
     for k in range(1, config.iterations + 1):  # Grow: sample once from the newest policy
         prompts = draw_rows(rows, config.prompts_per_iteration, config.seed + k)
-        candidates = _sample_iteration(policy, config, tokenizer, prompts, rewards, k)
+        candidates = _sample_iteration(policy, config, tokenizer, prompts, rewards, k, engine)
         for i, threshold in enumerate(thresholds, 1):  # Improve: filter the same samples, each time harder
             step = (k - 1) * len(thresholds) + i
             name = f"iter-{k}" if len(thresholds) == 1 else f"iter-{k}-improve-{i}"

@@ -30,7 +30,8 @@ from posttrain.config import option
 from posttrain.errors import ConfigError, UserError
 from posttrain.eval.harness import HARNESSES
 from posttrain.methods.heldout import evaluate, format_report
-from posttrain.options import ModelOptions, SamplingOptions, TopKSamplingOptions, restate
+from posttrain.online.options import reject_unread
+from posttrain.options import ModelOptions, SamplingBackendOptions, SamplingOptions, TopKSamplingOptions, restate
 
 
 # Evaluation protocols of the seeds and of the benchmarks' users (SEED_NOTES 5.2, 6.5); the hub
@@ -49,7 +50,7 @@ PRESETS: dict[str, dict] = {
 
 
 @dataclass
-class EvalConfig(TopKSamplingOptions, ModelOptions):
+class EvalConfig(SamplingBackendOptions, TopKSamplingOptions, ModelOptions):
     dataset: str = option("task:arithmetic:test", "Prompts to evaluate: task:NAME[:split[:N]], a file / dataset with a 'prompt' column, or a math benchmark (openai/gsm8k, HuggingFaceH4/MATH-500, HuggingFaceH4/aime_2024, ... or a file in their columns).")
     dataset_split: str | None = option(None, "Split of a DatasetDict directory or hub dataset.")
     scorer: list[str] | None = option(None, "Scoring functions, the specs reward_funcs takes: task, task::SCORER, task:NAME[:SCORER], a built-in NAME[:key=value...] (math_accuracy, format, soft_overlong, repetition, code_tests, reward_model, judge, pairwise_judge, process_reward_model, milestone, step_reward, cascade), module:function or file.py:function; several at once, e.g. [math_accuracy, format]. Each gets its mean and pass rate (>= success_threshold); the first is the headline score (pass@k, avg@k). Default: the task's own; math_accuracy for a math benchmark.")
@@ -69,7 +70,14 @@ class EvalConfig(TopKSamplingOptions, ModelOptions):
     num_fewshot: int | None = option(None, "With harness=lm_eval: few-shot examples per prompt (default: each task's own).")
     apply_chat_template: bool = option(False, "With harness=lm_eval: wrap each prompt in the tokenizer's chat template (for chat-tuned models on generative tasks).")
 
+    def unread(self) -> dict[str, str]:
+        out = super().unread()
+        if self.harness:  # lm-evaluation-harness samples through its own HF backend
+            out["rollout_backend"] = "without harness"
+        return out
+
     def validate(self) -> None:
+        reject_unread(self)
         if self.num_samples < 1 or self.batch_size < 1:
             raise UserError("num_samples and batch_size must be >= 1")
         kind = str(self.judge).split(":")[0] if self.judge else None
@@ -165,7 +173,7 @@ def _with_reference(cfg: EvalConfig, rows: list[dict]) -> list[dict]:
 def run_eval(cfg: EvalConfig) -> dict:
     from posttrain.methods.scoring import resolve_scorers
     from posttrain.tasks.sources import load_rows
-    from posttrain.train.scaffold import load_model_for, load_tokenizer_for
+    from posttrain.train.scaffold import load_model_for, load_tokenizer_for, sampler_for
 
     torch.manual_seed(cfg.seed)
     out_path = Path(cfg.output_file or default_output_file(cfg))
@@ -186,7 +194,7 @@ def run_eval(cfg: EvalConfig) -> dict:
         rows = ([{**r, REFERENCE_COLUMN: r[cfg.win_rate_vs]} for r in rows] if cfg.win_rate_vs in rows[0]
                 else _with_reference(cfg, rows))
     tokenizer = load_tokenizer_for(cfg)
-    model = load_model_for(cfg)
+    model = sampler_for(cfg, load_model_for(cfg), tokenizer)
     report = evaluate(model, tokenizer, rows, {**scorers, **judged} if judged else scorers, num_samples=cfg.num_samples,
                       temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
                       max_new_tokens=_default_max_new_tokens(cfg), batch_size=cfg.batch_size,

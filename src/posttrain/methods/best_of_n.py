@@ -48,12 +48,11 @@ class PromptCandidates:
 
 
 def sample_and_score(model, tokenizer, rows: list[dict], rewards, n: int, params, batch_size: int = 64) -> list[PromptCandidates]:
-    """Sample n completions for every row's `prompt` with `params` (a SamplingParams; its `n` is
+    """Sample n completions for every row's `prompt` from `model` (or a rollout backend) with `params` (a SamplingParams; its `n` is
     replaced by `n`) and score them with `rewards` (a RewardFunctions) called on the prompts, the
     completions, the rows' other columns and the completion ids (rewards None: unscored, reward None)."""
     from posttrain.data.tokenize import tokenize_prompt
-    from posttrain.generation import generate
-    from posttrain.rollout import warn_if_plain_prompts_unanswered
+    from posttrain.rollout import sample_with, warn_if_plain_prompts_unanswered
 
     if n < 1:
         raise ConfigError(f"num_samples must be >= 1, got {n}")
@@ -65,7 +64,7 @@ def sample_and_score(model, tokenizer, rows: list[dict], rewards, n: int, params
         prompt_ids = [tokenize_prompt(tokenizer, row["prompt"]) for row in chunk]
         # A distinct seed per chunk, so two chunks never repeat each other's random stream.
         chunk_params = params if params.seed is None else dataclasses.replace(params, seed=params.seed + start)
-        gen = generate(model, tokenizer, prompt_ids, chunk_params)
+        gen = sample_with(model, tokenizer, prompt_ids, chunk_params)
         warn_if_plain_prompts_unanswered(tokenizer, [row["prompt"] for row in chunk], gen.texts)
         prompts = [chunk[i]["prompt"] for i in gen.prompt_index]
         completions = [completion_value(t, conversational) for t in gen.texts]

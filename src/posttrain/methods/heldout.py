@@ -23,10 +23,10 @@ def evaluate(model, tokenizer, rows: list[dict], scorers: dict, *, num_samples=1
     keyword, with the dataset's columns and the sampled `completion_ids`); None means "does not apply"
     and leaves the sample out of that scorer's mean."""
     from posttrain.data.tokenize import tokenize_prompt
-    from posttrain.generation import SamplingParams, generate
+    from posttrain.generation import SamplingParams
     from posttrain.methods.metrics import summarize_scores
     from posttrain.rewards.functions import RewardFunctions
-    from posttrain.rollout import warn_if_plain_prompts_unanswered
+    from posttrain.rollout import sample_with, warn_if_plain_prompts_unanswered
 
     if not rows:
         raise UserError("nothing to evaluate: the dataset has no rows")
@@ -42,7 +42,7 @@ def evaluate(model, tokenizer, rows: list[dict], scorers: dict, *, num_samples=1
         prompt_ids = [tokenize_prompt(tokenizer, r["prompt"]) for r in chunk]
         params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
                                 n=num_samples, seed=seed + start)
-        out = generate(model, tokenizer, prompt_ids, params)
+        out = sample_with(model, tokenizer, prompt_ids, params)
         warn_if_plain_prompts_unanswered(tokenizer, [r["prompt"] for r in chunk], out.texts)
         conversational = isinstance(chunk[0]["prompt"], list)
         prompts = [chunk[i]["prompt"] for i in out.prompt_index]

@@ -37,7 +37,7 @@ from posttrain.online.ptx import PtxTerm
 from posttrain.online.trl_logging import with_trl_names
 from posttrain.rewards import RewardFunctions
 from posttrain.rewards.bounded import TIMED_OUT, run_bounded
-from posttrain.rollout import LocalBackend
+from posttrain.rollout import make_backend
 
 
 @dataclass
@@ -127,16 +127,13 @@ class OnlineRL(Algorithm):
     def _backend(self, model, replica):
         """The engine that samples rollouts: posttrain's sampler, or vLLM (colocated or a server)."""
         cfg = self.config
-        if cfg.rollout_backend == "local":
-            return LocalBackend(model, self.tokenizer, replica)
-        from posttrain.models.loading import resolve_model_path
-        from posttrain.rollout.vllm_backend import VLLMColocated, VLLMServer
-
-        if cfg.vllm_mode == "server":
-            return VLLMServer(model, self.tokenizer, url=cfg.vllm_server_url, weights_dir=cfg.vllm_weights_dir)
-        return VLLMColocated(model, self.tokenizer, model_path=resolve_model_path(cfg.model), seed=cfg.seed + ranks.rank(),
-                             max_model_len=cfg.max_length, gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
-                             sleep=cfg.vllm_sleep)
+        engine = {}
+        if cfg.rollout_backend == "vllm":
+            engine = {"weights_dir": cfg.vllm_weights_dir} if cfg.vllm_mode == "server" else \
+                {"gpu_memory_utilization": cfg.vllm_gpu_memory_utilization, "sleep": cfg.vllm_sleep}
+        return make_backend(cfg.rollout_backend, model, self.tokenizer, model_path=cfg.model, mode=cfg.vllm_mode,
+                            url=cfg.vllm_server_url, replica=replica, seed=cfg.seed + ranks.rank(), max_model_len=cfg.max_length,
+                            **engine)
 
     def _episodes(self, backend):
         """Multi-turn episodes in `environment` (agents/), or None for single-turn completions."""

@@ -16,7 +16,7 @@ from posttrain.losses.kl import LOSS_KL_ESTIMATORS
 from posttrain.losses.policy import AGGREGATIONS, POLICY_LOSSES, RATIO_LEVELS
 from posttrain.losses.ppo import KL_CONTROL_MODES, KL_PLACEMENTS
 from posttrain.online.critic import CRITICS
-from posttrain.options import MaskableRewardOptions, SamplingOptions, TopKSamplingOptions, TrainOptions, restate
+from posttrain.options import MaskableRewardOptions, SamplingBackendOptions, SamplingOptions, TopKSamplingOptions, TrainOptions, restate
 
 
 @dataclass
@@ -36,16 +36,10 @@ class AsyncRolloutOptions:
         return out
 
 
-ROLLOUT_BACKENDS = ("local", "vllm")
-VLLM_MODES = ("colocate", "server")
-
-
 @dataclass
-class RolloutBackendOptions:
-    """Which engine samples the rollouts (rollout/, docs/scale.md)."""
-    rollout_backend: str = option("local", "Engine that samples the rollouts: local (posttrain's sampler) or vllm (bash install.sh vllm). With vllm set tis_cap (e.g. 2): its kernels' log-probs differ slightly from the trainer's, and tis_cap corrects for that and logs mismatch/kl.", choices=ROLLOUT_BACKENDS)
-    vllm_mode: str = option("colocate", "colocate: a vLLM engine in the trainer's process, weights handed over after every optimizer step; server: a running `vllm serve` at vllm_server_url, weights pushed to it.", choices=VLLM_MODES)
-    vllm_server_url: str = option("http://127.0.0.1:8000", "The server of vllm_mode=server (started with --worker-extension-cls posttrain.rollout.vllm_worker.WeightFileLoader and VLLM_SERVER_DEV_MODE=1).")
+class RolloutBackendOptions(SamplingBackendOptions):
+    """Which engine samples the rollouts; the weights it samples with are the policy's after every optimizer step."""
+    rollout_backend: str = restate(SamplingBackendOptions, "rollout_backend", "Engine that samples the rollouts: local (posttrain's sampler) or vllm (bash install.sh vllm). With vllm set tis_cap (e.g. 2): its kernels' log-probs differ slightly from the trainer's, and tis_cap corrects for that and logs mismatch/kl.")
     vllm_weights_dir: str | None = option(None, "vllm_mode=server: the folder the weights file is written to for the server to read (one both see; default: a temporary folder).")
     vllm_gpu_memory_utilization: float = option(0.3, "vllm_mode=colocate on a GPU: the fraction of GPU memory vLLM takes (weights and KV cache); the trainer keeps the rest.")
     vllm_sleep: bool = option(False, "vllm_mode=colocate on a GPU: free vLLM's memory between rollouts (LLM.sleep / wake_up), for the trainer's optimizer step.")
@@ -66,13 +60,10 @@ class RolloutBackendOptions:
     def unread(self) -> dict[str, str]:
         out = super().unread()
         if self.rollout_backend != "vllm":
-            for key in ("vllm_mode", "vllm_server_url", "vllm_weights_dir", "vllm_gpu_memory_utilization", "vllm_sleep"):
-                out[key] = "with rollout_backend=vllm"
-        elif self.vllm_mode == "colocate":
-            out |= dict.fromkeys(("vllm_server_url", "vllm_weights_dir"), "with vllm_mode=server")
-        else:
-            out |= dict.fromkeys(("vllm_gpu_memory_utilization", "vllm_sleep"), "with vllm_mode=colocate")
-        return out
+            return out | dict.fromkeys(("vllm_weights_dir", "vllm_gpu_memory_utilization", "vllm_sleep"), "with rollout_backend=vllm")
+        if self.vllm_mode == "colocate":
+            return out | {"vllm_weights_dir": "with vllm_mode=server"}
+        return out | dict.fromkeys(("vllm_gpu_memory_utilization", "vllm_sleep"), "with vllm_mode=colocate")
 
 
 TOOL_STYLES = ("auto", "hermes", "llama3")

@@ -2,7 +2,7 @@
 log-probs kept as the old-policy log-probs. Trainers talk to a `RolloutBackend`, so a faster
 engine (vLLM, Ray workers) can replace the local sampler without touching them."""
 
-from posttrain.rollout.engine import LocalBackend, RolloutBackend, Rollouts, generate_rollouts
+from posttrain.rollout.engine import LocalBackend, RolloutBackend, Rollouts, generate_rollouts, make_backend, sample_with
 from posttrain.rollout.plain_prompts import warn_if_plain_prompts_unanswered
 
-__all__ = ["LocalBackend", "RolloutBackend", "Rollouts", "generate_rollouts", "warn_if_plain_prompts_unanswered"]
+__all__ = ["LocalBackend", "RolloutBackend", "Rollouts", "generate_rollouts", "make_backend", "sample_with", "warn_if_plain_prompts_unanswered"]

