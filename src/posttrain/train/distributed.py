@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 
 from posttrain.models.loading import resolve_device
+from posttrain.models.sharding import is_sharded, shard_model  # noqa: F401  (the loop's FSDP2 wrapping, shared with models.reference)
 from posttrain.ranks import is_initialized, rank, world_size
 
 
@@ -63,37 +64,6 @@ def cleanup() -> None:
 
 
 # ----------------------------------------------------------------------------------------- FSDP2
-
-
-def _block_classes(model) -> set[str]:
-    """Names of the transformer-block classes (HF's `_no_split_modules`), the unit FSDP shards by."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return set(getattr(base, "_no_split_modules", None) or [])
-
-
-def shard_model(model, device: torch.device):
-    """Move to `device`; under torchrun shard with FSDP2: each transformer block, then the root.
-
-    `fully_shard` converts the module in place, so references held elsewhere (a rollout engine, an
-    algorithm's reference to the policy) stay valid.
-    """
-    model.to(device)
-    if world_size() == 1:
-        return model
-    from torch.distributed.fsdp import fully_shard
-
-    blocks = _block_classes(model)
-    for module in model.modules():
-        if type(module).__name__ in blocks:
-            fully_shard(module)
-    fully_shard(model)
-    return model
-
-
-def is_sharded(model) -> bool:
-    from torch.distributed.fsdp import FSDPModule
-
-    return isinstance(model, FSDPModule)
 
 
 def set_grad_sync(model, enabled: bool) -> None:
