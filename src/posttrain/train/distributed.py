@@ -105,3 +105,30 @@ def load_optimizer_state(model, optimizer, state: dict) -> None:
     from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
 
     set_optimizer_state_dict(model, optimizer, state, options=_options(full_state_dict=True))
+
+
+# ------------------------------------------------------------------------- sharded checkpoints
+
+
+def save_sharded(model, optimizer, path) -> None:
+    """Collective (dcp.save): each rank writes its own shards of the trainable weights and of the
+    optimizer state into the directory `path` (a file per rank, plus the coordinator's `.metadata`);
+    no rank ever holds the full state. The ranks must see one file system (one machine, or a shared one)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    weights, optim = get_state_dict(model, optimizer, options=_options(ignore_frozen_params=True))
+    dcp.save({"model": weights, "optimizer": optim}, checkpoint_id=path)
+
+
+def load_sharded(model, optimizer, path) -> None:
+    """Collective (dcp.load): each rank reads the slices of `path` its shards need (any world size:
+    dcp reshards); frozen weights stay as loaded at start."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+    weights, optim = get_state_dict(model, optimizer, options=_options(ignore_frozen_params=True))
+    state = {"model": weights, "optimizer": optim}
+    dcp.load(state, checkpoint_id=path)
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"],
+                   options=_options(ignore_frozen_params=True, strict=False))

@@ -10,35 +10,24 @@ the loop divides the summed loss by the weight summed over ranks)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import REPO, preference_rows, ranking_rows, read_metrics, stepwise_rows, write_jsonl
+from conftest import preference_rows, ranking_rows, read_metrics, run_torchrun, stepwise_rows, write_jsonl
 
 TRAINING = dict(max_length=128, learning_rate=1e-2, lr_scheduler="cosine", warmup_steps=1, logging_steps=1,
                 device="cpu", seed=5, max_steps=4, eval_steps=4, gradient_accumulation_steps=2)
 
 
-def torchrun(stage: str, values: dict, nproc: int = 2, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    """`python -m posttrain STAGE key=value ...` under torchrun with `nproc` processes (1 thread each)."""
-    args = [f"{k}={v}" for k, v in values.items()]
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
-                           "-m", "posttrain", stage, *args], capture_output=True, text=True, env=full_env, cwd=REPO, timeout=timeout)
-
-
 def run_both(stage: str, values: dict, per_rank: int, tmp_path: Path) -> tuple[Path, Path]:
     """The stage in one process with batch_size 2 x per_rank, and in two with per_rank each."""
     one, two = tmp_path / "one", tmp_path / "two"
-    single = torchrun(stage, {**values, "batch_size": 2 * per_rank, "output_dir": one}, nproc=1)
+    single = run_torchrun(stage, {**values, "batch_size": 2 * per_rank, "output_dir": one}, nproc=1)
     assert single.returncode == 0, single.stderr[-3000:]
-    pair = torchrun(stage, {**values, "batch_size": per_rank, "output_dir": two}, nproc=2)
+    pair = run_torchrun(stage, {**values, "batch_size": per_rank, "output_dir": two}, nproc=2)
     if pair.returncode != 0:
         pytest.fail(pair.stderr[-3000:])
     assert pair.stdout.count("posttrain: done") == 1  # rank 0 alone logs
