@@ -148,6 +148,15 @@ def run_cli(*args: str, env: dict | None = None, timeout: int = 300) -> subproce
     return subprocess.run([sys.executable, "-m", "posttrain", *args], capture_output=True, text=True, env=full_env, timeout=timeout, cwd=REPO)
 
 
+def run_torchrun(stage: str, values: dict, nproc: int = 2, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`posttrain STAGE key=value ...` under `torchrun --standalone --nproc-per-node NPROC` (CPU, gloo, 1 thread
+    each), capturing output."""
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
+                           "-m", "posttrain", stage, *(f"{k}={v}" for k, v in values.items())],
+                          capture_output=True, text=True, env=full_env, cwd=REPO, timeout=timeout)
+
+
 # ----------------------------------------------------------------------------------------------------
 # Shared by a unit file and its end-to-end twin: each one lives here once, and the files name it in
 # their `from conftest import ...` line (fixtures need no import).

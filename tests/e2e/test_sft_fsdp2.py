@@ -43,7 +43,7 @@ def test_fsdp2_two_processes_match_one(tmp_path, tiny_llama, packing):
     w1, w2 = final_weights(single), final_weights(multi)
     for k in w1:
         torch.testing.assert_close(w2[k], w1[k], rtol=1e-3, atol=1e-5)
-    assert (multi / "checkpoints" / "step-5" / "optimizer.pt").is_file()
+    assert (multi / "checkpoints" / "step-5" / "distributed" / ".metadata").is_file()  # sharded: tests/e2e/test_train_fsdp2_checkpoints.py
     # the checkpoint's save_pretrained files come from the same full state dict as final/ (rank 0 writes both)
     saved = AutoModelForCausalLM.from_pretrained(multi / "checkpoints" / "step-5").state_dict()
     assert saved.keys() == w2.keys() and all(torch.equal(saved[k], w2[k]) for k in w2)

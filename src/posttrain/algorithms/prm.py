@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
+from posttrain.algorithms.rm import no_dropout
 from posttrain.config import option
 from posttrain.data.steps import OfflineSource
 from posttrain.errors import ConfigError, UserError, data_error
@@ -50,6 +51,7 @@ class PRMConfig(TrainOptions):
     learning_rate: float = option(1e-4, "Peak learning rate (AdamW).")
     step_separator: str = option("\n", "Text appended to every step; the step's label sits on its last token (stored in final/config.json for scoring).")
     train_on_last_step_only: bool = option(False, "Train on the label of each row's last step only (held-out data keeps every step).")
+    disable_dropout: bool = option(True, "Set every dropout probability to 0 (as TRL's PRMTrainer does; the token classifier's head has dropout 0.1): a step's score is a function of its tokens, and N processes train exactly as one.")
 
     def validate(self) -> None:
         super().validate()
@@ -179,7 +181,7 @@ def build_prm(config: PRMConfig, pad_token_id: int):
         raise _hub_error(config.model, exc) from None
     model.config.pad_token_id = pad_token_id
     setattr(model.config, SEPARATOR_KEY, config.step_separator)
-    return model
+    return no_dropout(model) if config.disable_dropout else model
 
 
 # ------------------------------------------------------------------------------------------- run

@@ -15,6 +15,10 @@ With `ref_model_path` (DPO) the reference is another model loaded from that path
 starting policy, for `copy` and `precompute` alike: iterative DPO can keep the SFT model as π_ref in
 every round instead of refreshing it to the previous round's policy.
 
+Under torchrun (world size N > 1) a frozen reference is sharded with FSDP2 exactly as the loop shards
+the policy (models.sharding), forward-only and with no optimizer: each process holds 1/N of it, not a
+full copy, and gathers one block's weights at a time while scoring.
+
 `ReferenceSync` moves a frozen reference during training (TR-DPO's soft and hard updates, a periodic
 or EMA reference for GRPO / PPO); both the offline and the online stages use it.
 """
@@ -34,6 +38,7 @@ from posttrain.data.collate import to_device
 from posttrain.errors import ConfigError
 from posttrain.models.loading import continues_adapter, is_peft
 from posttrain.models.logprobs import SequenceLogprobs, sequence_logprobs
+from posttrain.models.sharding import is_sharded, shard_model
 
 REFERENCE_SOURCES = ("copy", "precompute", "none")
 CACHE_NAME = "reference_logps.pt"
@@ -69,10 +74,20 @@ def load_reference(path: str, policy):
     return model
 
 
+def reshard(model) -> None:
+    """Free the gathered weights of a sharded model that runs forward only. FSDP2 keeps the root's own
+    parameters (embeddings, final norm, output head) gathered after a forward, for the backward that
+    would reshard them; a frozen reference has no backward, so it reshards here."""
+    if is_sharded(model):
+        model.reshard()
+
+
 class ReferencePolicy:
     """The reference for a batch: a frozen copy, the adapter-disabled base, or a model from `path`.
     `scoring(policy, device)` gives the model to run; any log-prob layout (sequence sums here,
-    per-token in online.experience) is computed on it."""
+    per-token in online.experience) is computed on it. Made in `Algorithm.setup`, after the process
+    group is joined: under torchrun the frozen model is sharded there, on the device collectives use
+    (the rank's GPU under NCCL, the CPU under gloo), which is the device the loop trains on."""
 
     def __init__(self, policy, path: str | None = None):
         self.use_adapters_off = base_is_reference(policy) and path is None
@@ -82,6 +97,8 @@ class ReferencePolicy:
         elif not self.use_adapters_off:
             self.frozen = copy.deepcopy(policy).eval()
             self.frozen.requires_grad_(False)
+        if self.frozen is not None and ranks.world_size() > 1:
+            shard_model(self.frozen, ranks.reduce_device())  # 1/N of the weights per process, as the policy
 
     @contextmanager
     def scoring(self, policy, device):
@@ -90,6 +107,12 @@ class ReferencePolicy:
         if self.frozen is None:
             with as_reference(policy) as model:
                 yield model
+            return
+        if is_sharded(self.frozen):
+            try:
+                yield self.frozen
+            finally:
+                reshard(self.frozen)
             return
         if next(self.frozen.parameters()).device != device:
             self.frozen.to(device)
@@ -124,11 +147,17 @@ class ReferenceSync:
     @torch.no_grad()
     def after_step(self, policy, step: int) -> dict:
         """Update the reference when `step` is a multiple of τ; returns {"ref_syncs": updates so far} to log.
-        Collective under FSDP (each process gathers the full weights)."""
+        A sharded reference mixes in the policy's shards (both are sharded alike: models.sharding); an
+        unsharded one the policy's full weights (collective under FSDP: each process gathers them)."""
         if step % self.steps == 0:
+            reshard(self.model)
             weights = dict(policy.named_parameters())
             for name, target in self.model.named_parameters():
-                source = ranks.full_tensor(weights[name].detach()).to(target.device, target.dtype)
+                source = weights[name].detach()
+                if is_sharded(self.model):
+                    source = source.to(target.dtype)
+                else:
+                    source = ranks.full_tensor(source).to(target.device, target.dtype)
                 if self.alpha == 1.0:
                     target.copy_(source)
                 else:
@@ -137,13 +166,22 @@ class ReferenceSync:
         return {"ref_syncs": self.syncs}
 
     def state_dict(self) -> dict:
+        """The full weights once they have moved (collective when sharded: every process calls it)."""
         if not self.syncs:  # still the starting weights, which a resumed run loads anyway
             return {"syncs": 0}
-        return {"syncs": self.syncs, "weights": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}}
+        reshard(self.model)
+        weights = {k: ranks.full_tensor(v.detach()).cpu().clone() for k, v in self.model.state_dict().items()}
+        return {"syncs": self.syncs, "weights": weights}
 
     def load_state_dict(self, state: dict) -> None:
         self.syncs = int(state.get("syncs", 0))
-        if "weights" in state:
+        if "weights" not in state:
+            return
+        if is_sharded(self.model):  # each process keeps its shard of the full weights (on a copy: the call puts DTensors in the dict)
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+            set_model_state_dict(self.model, dict(state["weights"]), options=StateDictOptions(full_state_dict=True))
+        else:
             self.model.load_state_dict(state["weights"])
 
 

@@ -8,8 +8,15 @@ Beside them the training loop adds save_pretrained output (safetensors weights, 
 config, tokenizer; the adapter alone under LoRA), so `model=RUN/checkpoints/step-N` and plain
 `from_pretrained` load the model of that step.
 
-Rank 0 writes everything into `checkpoints/.tmp-step-N/` and renames it to `step-N/` when done, so
-a run killed mid-write leaves either a whole checkpoint or a temp dir that is ignored and removed.
+Under torchrun with FSDP2 (world size N > 1) the weights and optimizer state are not gathered: each
+rank writes its own shards with torch.distributed.checkpoint into `distributed/` (a `.distcp` file
+per rank and the coordinator's `.metadata`), and reads back the slices its shards need on resume
+(dcp reshards, so a checkpoint of N processes loads into another number). `trainer_state.pt` and the
+save_pretrained files stay as above: the latter, like final/, are gathered for rank 0 to write.
+
+Rank 0 writes everything into `checkpoints/.tmp-step-N/` and renames it to `step-N/` when done (the
+other ranks' shards included: they are written first, into the same temp dir), so a run killed
+mid-write leaves either a whole checkpoint or a temp dir that is ignored and removed.
 A write that fails for lack of space removes its temp dir and raises a DiskFullError on every rank;
 the previous checkpoints are untouched (older ones are pruned only after the new one is in place).
 """
@@ -27,10 +34,11 @@ import torch
 
 import posttrain.ranks as ranks
 from posttrain.train import distributed
-from posttrain.train.faults import rank0_write
+from posttrain.train.faults import all_ranks_write, rank0_write
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
 TMP_PREFIX = ".tmp-"
+SHARDED_DIR = "distributed"  # torch.distributed.checkpoint's files of a multi-process checkpoint
 
 
 def rng_state() -> dict:
@@ -81,18 +89,30 @@ def save_checkpoint(checkpoints_dir: str | Path, step: int, model, optimizer, tr
                     export=None) -> Path:
     """Collective under FSDP (every rank calls it); rank 0 writes. `export(dir)`, when given, adds the
     save_pretrained files (train.loop.pretrained_writer) beside the resume state. Returns the checkpoint path."""
-    weights = distributed.model_state(model, trainable_only=True)
-    optim = distributed.optimizer_state(model, optimizer)
+    sharded = ranks.world_size() > 1 and distributed.is_sharded(model)
+    if not sharded:
+        weights = distributed.model_state(model, trainable_only=True)
+        optim = distributed.optimizer_state(model, optimizer)
     rngs = ranks.all_gather_object(rng_state())
     final = Path(checkpoints_dir) / f"step-{step}"
     tmp = Path(checkpoints_dir) / f"{TMP_PREFIX}step-{step}"
+    previous = latest_checkpoint(checkpoints_dir) if ranks.is_main() else None
+    kept = f"the previous checkpoint, {previous.name}, is intact" if previous is not None else "no earlier checkpoint exists"
+    if sharded:  # every rank writes its shards into the temp dir, which rank 0 then completes and renames
+        if ranks.is_main():
+            shutil.rmtree(tmp, ignore_errors=True)
+        ranks.barrier()
+        all_ranks_write(lambda: distributed.save_sharded(model, optimizer, tmp / SHARDED_DIR), f"checkpoint {final.name}",
+                        Path(checkpoints_dir), kept, cleanup=lambda: shutil.rmtree(tmp, ignore_errors=True))
 
     def write() -> None:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not sharded:
+            shutil.rmtree(tmp, ignore_errors=True)
         try:
-            tmp.mkdir(parents=True)
-            _save(weights, tmp / "model.pt")
-            _save(optim, tmp / "optimizer.pt")
+            tmp.mkdir(parents=True, exist_ok=sharded)
+            if not sharded:
+                _save(weights, tmp / "model.pt")
+                _save(optim, tmp / "optimizer.pt")
             _save({**trainer_state, "step": step, "rng": rngs}, tmp / "trainer_state.pt")
             if export is not None:
                 export(tmp)
@@ -105,8 +125,6 @@ def save_checkpoint(checkpoints_dir: str | Path, step: int, model, optimizer, tr
         os.rename(tmp, final)
         prune(checkpoints_dir, keep_last)
 
-    previous = latest_checkpoint(checkpoints_dir) if ranks.is_main() else None
-    kept = f"the previous checkpoint, {previous.name}, is intact" if previous is not None else "no earlier checkpoint exists"
     rank0_write(write, f"checkpoint {final.name}", Path(checkpoints_dir), kept)
     return final
 
@@ -114,10 +132,13 @@ def save_checkpoint(checkpoints_dir: str | Path, step: int, model, optimizer, tr
 def load_checkpoint(path: str | Path, model, optimizer) -> dict:
     """Restore weights, optimizer and this rank's RNG states; returns the trainer state (with `step`)."""
     path = Path(path)
-    weights = torch.load(path / "model.pt", map_location="cpu", weights_only=False)
-    distributed.load_model_state(model, weights, strict=False)
-    optim = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=False)
-    distributed.load_optimizer_state(model, optimizer, optim)
+    if (path / SHARDED_DIR).is_dir():  # written by several processes (any number may read it)
+        distributed.load_sharded(model, optimizer, path / SHARDED_DIR)
+    else:
+        weights = torch.load(path / "model.pt", map_location="cpu", weights_only=False)
+        distributed.load_model_state(model, weights, strict=False)
+        optim = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=False)
+        distributed.load_optimizer_state(model, optimizer, optim)
     state = torch.load(path / "trainer_state.pt", map_location="cpu", weights_only=False)
     rngs = state.pop("rng")
     if len(rngs) == ranks.world_size():
@@ -133,10 +154,11 @@ def _save(obj, path: Path) -> None:
 
 
 def _fsync_dir(path: Path) -> None:
-    """Flush the files of a finished checkpoint to disk before the rename publishes it."""
-    for p in path.iterdir():
-        with open(p, "rb") as f:
-            os.fsync(f.fileno())
+    """Flush the files of a finished checkpoint (its shards' folder included) to disk before the rename publishes it."""
+    for p in path.rglob("*"):
+        if p.is_file():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
 
 
 def resume_point(config, run) -> Path | None:

@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 
 from posttrain.models.loading import resolve_device
+from posttrain.models.sharding import is_sharded, shard_model  # noqa: F401  (the loop's FSDP2 wrapping, shared with models.reference)
 from posttrain.ranks import is_initialized, rank, world_size
 
 
@@ -65,37 +66,6 @@ def cleanup() -> None:
 # ----------------------------------------------------------------------------------------- FSDP2
 
 
-def _block_classes(model) -> set[str]:
-    """Names of the transformer-block classes (HF's `_no_split_modules`), the unit FSDP shards by."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return set(getattr(base, "_no_split_modules", None) or [])
-
-
-def shard_model(model, device: torch.device):
-    """Move to `device`; under torchrun shard with FSDP2: each transformer block, then the root.
-
-    `fully_shard` converts the module in place, so references held elsewhere (a rollout engine, an
-    algorithm's reference to the policy) stay valid.
-    """
-    model.to(device)
-    if world_size() == 1:
-        return model
-    from torch.distributed.fsdp import fully_shard
-
-    blocks = _block_classes(model)
-    for module in model.modules():
-        if type(module).__name__ in blocks:
-            fully_shard(module)
-    fully_shard(model)
-    return model
-
-
-def is_sharded(model) -> bool:
-    from torch.distributed.fsdp import FSDPModule
-
-    return isinstance(model, FSDPModule)
-
-
 def set_grad_sync(model, enabled: bool) -> None:
     """Under FSDP2, skip the gradient reduce-scatter on all but the last micro-batch of a step."""
     if is_sharded(model):
@@ -135,3 +105,30 @@ def load_optimizer_state(model, optimizer, state: dict) -> None:
     from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
 
     set_optimizer_state_dict(model, optimizer, state, options=_options(full_state_dict=True))
+
+
+# ------------------------------------------------------------------------- sharded checkpoints
+
+
+def save_sharded(model, optimizer, path) -> None:
+    """Collective (dcp.save): each rank writes its own shards of the trainable weights and of the
+    optimizer state into the directory `path` (a file per rank, plus the coordinator's `.metadata`);
+    no rank ever holds the full state. The ranks must see one file system (one machine, or a shared one)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    weights, optim = get_state_dict(model, optimizer, options=_options(ignore_frozen_params=True))
+    dcp.save({"model": weights, "optimizer": optim}, checkpoint_id=path)
+
+
+def load_sharded(model, optimizer, path) -> None:
+    """Collective (dcp.load): each rank reads the slices of `path` its shards need (any world size:
+    dcp reshards); frozen weights stay as loaded at start."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+    weights, optim = get_state_dict(model, optimizer, options=_options(ignore_frozen_params=True))
+    state = {"model": weights, "optimizer": optim}
+    dcp.load(state, checkpoint_id=path)
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"],
+                   options=_options(ignore_frozen_params=True, strict=False))

@@ -131,6 +131,34 @@ def rank0_write(write, what: str, where: Path, kept: str) -> None:
         raise DiskFullError(message)
 
 
+def all_ranks_write(write, what: str, where: Path, kept: str, cleanup) -> None:
+    """Collective: every rank calls `write()` (its shards of a checkpoint). When any rank fails, rank 0
+    calls `cleanup()` and every rank raises: the same DiskFullError when a rank ran out of space, else
+    the rank's own error (a peer whose write succeeded raises a RuntimeError naming the failed rank).
+    torch.distributed.checkpoint reports a failed write as a CheckpointException, a BaseException whose
+    text holds each rank's error."""
+    failure: BaseException | None = None
+    try:
+        write()
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:
+        failure = exc
+    code = None if failure is None else disk_full_errno(failure) or disk_full_errno(RuntimeError(str(failure)))
+    reports = ranks.all_gather_object(None if failure is None else (code, f"{type(failure).__name__}: {failure}"))
+    failed = [(r, report) for r, report in enumerate(reports) if report is not None]
+    if not failed:
+        return
+    if ranks.is_main():
+        cleanup()
+    code = next((report[0] for _, report in failed if report[0] is not None), None)
+    if code is not None:  # rank 0's message: it knows which checkpoint is kept
+        raise DiskFullError(ranks.broadcast_object(disk_full_message(code, what, where, kept) if ranks.is_main() else None))
+    if failure is not None:
+        raise failure
+    raise RuntimeError(f"{what}: rank {failed[0][0]} failed to write its shards: {failed[0][1][1]}")
+
+
 # ------------------------------------------------------------------------------------ signals
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)

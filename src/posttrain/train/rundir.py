@@ -28,6 +28,7 @@ RESUMABLE_CHANGES = frozenset({
     "push_to_hub", "hub_model_id", "hub_private_repo",  # issue 18: hub (where final/ goes, not what it holds)
 })
 CHECKPOINT_FILES = ("model.pt", "optimizer.pt", "trainer_state.pt")  # what train.checkpoint writes to resume from
+SHARDED_CHECKPOINT_FILES = ("distributed/.metadata", "trainer_state.pt")  # ... under torchrun (train.checkpoint.SHARDED_DIR)
 RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoints", "final",
              "trackers.json", "tensorboard", "wandb", "mlruns", "trackio")  # issue 18: what report_to's trackers write (train/trackers.py)
 
@@ -134,7 +135,8 @@ def check_run_dir(config) -> RunDir:
 def check_resume_from(path: Path, config) -> None:
     """resume_from must be a checkpoint directory (RUN/checkpoints/step-N) of a run with the same settings
     (those a resume may change aside, output_dir too), so the resumed run ends where that run would have."""
-    missing = [name for name in CHECKPOINT_FILES if not (path / name).is_file()]
+    expected = SHARDED_CHECKPOINT_FILES if (path / "distributed").is_dir() else CHECKPOINT_FILES
+    missing = [name for name in expected if not (path / name).is_file()]
     if missing:
         raise ConfigError(f"resume_from {path} is not a checkpoint ({'it does not exist' if not path.exists() else 'no ' + ', '.join(missing)}); "
                           "point it at a RUN/checkpoints/step-N directory that a training run wrote")
