@@ -27,6 +27,7 @@ Under torchrun every process owns its own actors (its own placement group) for i
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
 import weakref
 
@@ -186,7 +187,9 @@ def connect(ray, address: str | None, probe_seconds: float = 5.0) -> bool:
         else:
             ray.init(address=address, logging_level="ERROR", log_to_driver=True)
     except (ConnectionError, RuntimeError, ValueError) as error:
-        raise UserError(f"ray_address={address}: could not join the Ray cluster ({str(error).splitlines()[0]})") from None
+        auth = "" if os.environ.get("RAY_AUTH_MODE") else ("; a cluster with token authentication (the default of `ray start` since "
+                                                          "Ray 2.52) needs RAY_AUTH_MODE=token and its token here (docs/ray.md)")
+        raise UserError(f"ray_address={address}: could not join the Ray cluster ({str(error).splitlines()[0]}){auth}") from None
     return True
 
 
