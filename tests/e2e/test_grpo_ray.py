@@ -1,8 +1,8 @@
 """GRPO with ray=true (rollout/ray_backend.py) against the one-process run: a prompt's samples depend
 only on its seed, so 2 Ray rollout workers give the one-process run's metrics and weights to float
 tolerance (not "within noise"), both on a local cluster that ray.init() starts (colocate) and on one
-that `ray start --head` started (ray_address=, disaggregate). And a ray_address nobody answers at is
-one line and exit code 2.
+that `ray start --head` started (ray_address=, disaggregate). Workers the cluster cannot place, and a
+ray_address nobody answers at, stop the run with one line and exit code 2.
 
 Ray runs in a network namespace of its own with only loopback up (`unshare -n`), and a PID namespace
 (`-p -f --mount-proc`) so that every Ray process ends with the test's shell: nothing listens on the
@@ -78,11 +78,13 @@ def runs(tiny_llama, tmp_path_factory):
 ray start --head --port=6379 --num-cpus=4 --include-dashboard=false --disable-usage-stats > {root / 'head.log'} 2>&1
 {line(f"output_dir={root / 'cluster'}", "ray=true", "ray_workers=2", "ray_address=127.0.0.1:6379",
       "ray_placement=disaggregate")} > {root / 'cluster.log'} 2>&1; echo cluster=$? >> {root / 'codes'}
+{line(f"output_dir={root / 'full'}", "ray=true", "ray_workers=50", "ray_address=127.0.0.1:6379",
+      "ray_timeout=3")} > {root / 'full.log'} 2>&1; echo full=$? >> {root / 'codes'}
 {line(f"output_dir={root / 'bad'}", "ray=true", "ray_address=127.0.0.1:6390")} > {root / 'bad.log'} 2>&1; echo bad=$? >> {root / 'codes'}
 """
     proc = isolated(script)
     codes = dict(item.split("=") for item in (root / "codes").read_text().split()) if (root / "codes").exists() else {}
-    logs = {name: (root / f"{name}.log").read_text() if (root / f"{name}.log").exists() else "" for name in ("one", "local", "cluster", "bad", "head")}
+    logs = {name: (root / f"{name}.log").read_text() if (root / f"{name}.log").exists() else "" for name in ("one", "local", "cluster", "full", "bad", "head")}
     return root, codes, logs, proc
 
 
@@ -115,3 +117,15 @@ def test_a_ray_address_nobody_answers_at_is_one_line_and_exit_2(runs):
     assert len(lines) == 1 and "Traceback" not in text, text
     assert "ray_address=127.0.0.1:6390" in text and "ray start --head --port=6390" in text, text
     assert not (root / "bad").exists()
+
+
+def test_workers_the_cluster_cannot_place_stop_the_run_with_what_it_has(runs):
+    """50 workers of 1 CPU on a 4-CPU cluster: after ray_timeout, exit 2 and a line that says what the
+    cluster has and what to change (not a hang)."""
+    root, codes, logs, _ = runs
+    text = logs["full"]
+    assert codes.get("full") == "2", text
+    last = text.strip().splitlines()[-1]
+    assert "Traceback" not in text, text
+    assert "50 rollout workers" in last and "within 3 s" in last and "'CPU': 4.0" in last and "lower ray_workers" in last, text
+    assert not (root / "full").exists()
