@@ -13,6 +13,19 @@ median over `--rounds` timed rounds after one warm-up round is printed, and loca
 actor reserves (its torch threads): on a machine with C cores compare threads=C with workers x
 worker_cpus = C. Ray pays off where the workers get cores (or GPUs, or nodes) the learner does not
 have; on one small machine it only adds the transfer and the start-up.
+
+Measured 2026-12-05 on the shared 2-core VM (load average 6.5 from other jobs, so expect noise), P=8 x
+G=8, 64 new tokens, Ray 2.60.0 on loopback:
+
+    $ OMP_NUM_THREADS=1 python benchmarks/bench_ray_rollout.py --rounds 3 --threads 1
+      local (1 threads)            median 1.182 s     3110 tok/s
+      ray (2 workers x 1 CPU)     median 1.263 s     2910 tok/s   (start-up 18.1 s, once a run)
+      local / ray: 0.94x
+
+Two workers on two busy cores did not beat one thread here (the weight sync and the shards' own
+prompt passes cost about what the second core gave); the point of ray=true is cores, GPUs and nodes
+beyond the learner's. (With --threads 2 on the same loaded machine the local sampler took 19.5 s a
+round: two OpenMP threads on oversubscribed cores; keep threads x processes within the free cores.)
 """
 
 from __future__ import annotations
@@ -38,7 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--worker-cpus", type=float, default=1.0)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--generations", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=64)

@@ -152,8 +152,8 @@ class OnlineRL(Algorithm):
         if cfg.rollout_backend == "vllm":  # a colocated vLLM engine in each actor, from the checkpoint on its node
             from posttrain.models.loading import resolve_model_path
 
-            options = dict(model_path=resolve_model_path(cfg.model), seed=cfg.seed + ranks.rank(), max_model_len=cfg.max_length,
-                           gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, sleep=cfg.vllm_sleep)
+            options = {"model_path": resolve_model_path(cfg.model), "seed": cfg.seed + ranks.rank(), "max_model_len": cfg.max_length,
+                       "gpu_memory_utilization": cfg.vllm_gpu_memory_utilization, "sleep": cfg.vllm_sleep}
         return RayBackend(model, self.tokenizer, workers=cfg.ray_workers, placement=cfg.ray_placement, address=cfg.ray_address,
                           worker_cpus=cfg.ray_worker_cpus, worker_gpus=cfg.ray_worker_gpus, timeout=cfg.ray_timeout,
                           engine=cfg.rollout_backend, engine_options=options)

@@ -26,6 +26,7 @@ Under torchrun every process owns its own actors (its own placement group) for i
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import socket
@@ -188,7 +189,7 @@ def connect(ray, address: str | None, probe_seconds: float = 5.0) -> bool:
             ray.init(address=address, logging_level="ERROR", log_to_driver=True)
     except (ConnectionError, RuntimeError, ValueError) as error:
         auth = "" if os.environ.get("RAY_AUTH_MODE") else ("; a cluster with token authentication (the default of `ray start` since "
-                                                          "Ray 2.52) needs RAY_AUTH_MODE=token and its token here (docs/ray.md)")
+                                                          "Ray 2.52) needs RAY_AUTH_MODE=token and its token here: RAY_AUTH_TOKEN=`ray get-auth-token` of the head node")
         raise UserError(f"ray_address={address}: could not join the Ray cluster ({str(error).splitlines()[0]}){auth}") from None
     return True
 
@@ -258,10 +259,8 @@ def _this_node_ip(ray) -> str:
 
 def _release(ray, remove_placement_group, group, started: bool) -> None:
     """Free the bundles (actors in them end with it); stop the local cluster this backend started."""
-    try:
+    with contextlib.suppress(Exception):  # at interpreter exit Ray may be half torn down already
         if ray.is_initialized():
             remove_placement_group(group)
             if started:
                 ray.shutdown()
-    except Exception:  # noqa: BLE001 - at interpreter exit Ray may be half torn down already
-        pass

@@ -5,6 +5,8 @@ and a ray_address nobody answers at. Ray's own side runs in tests/e2e/test_grpo_
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
@@ -26,7 +28,7 @@ def test_shards_are_contiguous_balanced_and_never_empty():
             bounds = shard_bounds(n, w)
             sizes = [hi - lo for lo, hi in bounds]
             assert sum(sizes) == n and len(bounds) == min(n, w) and all(s > 0 for s in sizes)
-            assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:])) and (not bounds or bounds[0][0] == 0)
+            assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds)) and (not bounds or bounds[0][0] == 0)
             assert not sizes or max(sizes) - min(sizes) <= 1
 
 
