@@ -11,6 +11,7 @@ test_grpo.py, ...) check their stage's messages in depth; this file checks bread
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,6 +158,16 @@ CASES = [
     Case("ppo-unknown-tracker", "config", ["ppo", "report_to=[tensorboard,comet]"], ["report_to", "comet", "trackio"]),  # issue 18
     Case("grpo-unread-option", "config", ["grpo", "overlong_penalty=2.0"], ["overlong_penalty"]),
     Case("ppo-ptx-without-data", "config", ["ppo", "ptx_coef=1.0"], ["ptx_dataset"]),
+    # ray=true (docs/ray.md): its options, checked before Ray is imported; a cluster nobody answers at
+    Case("grpo-ray-zero-workers", "config", ["grpo", "ray=true", "ray_workers=0"], ["ray_workers must be >= 1"]),
+    Case("grpo-ray-address-without-port", "config", ["grpo", "ray=true", "ray_address=headnode"], ["ray_address must be HOST:PORT", "6379"]),
+    Case("grpo-ray-bad-placement", "config", ["grpo", "ray=true", "ray_placement=spread"], ["ray_placement", "disaggregate"]),
+    Case("rloo-ray-option-without-ray", "config", ["rloo", "ray_workers=4"], ["ray_workers", "ray=true"]),
+    Case("ppo-ray-bad-timeout", "config", ["ppo", "ray=true", "ray_timeout=0"], ["ray_timeout must be"]),
+    Case("grpo-ray-with-async-rollout", "config", ["grpo", "ray=true", "async_rollout=true"], ["drop async_rollout"]),
+    Case("grpo-ray-vllm-server", "config", ["grpo", "ray=true", "rollout_backend=vllm", "vllm_mode=server"], ["vllm_mode=colocate"]),
+    Case("grpo-ray-address-nobody-answers", "config", ["grpo", "ray=true", "ray_address=127.0.0.1:1"],
+         ["ray start --head --port=1"] if importlib.util.find_spec("ray") else ["pip install 'posttrain[ray]'"]),
     Case("grpo-unknown-environment", "config", ["grpo", "reward_funcs=[format]", "environment=nosuch"], ["environment=nosuch", "calculator"]),  # issue 16
     Case("grpo-environment-file-missing", "config", ["grpo", "reward_funcs=[format]", "environment={files}/nope.py:Env"], ["environment", "nope.py"]),
     Case("ppo-zero-turns", "config", ["ppo", "environment=calculator", "max_turns=0"], ["max_turns"]),

@@ -102,7 +102,7 @@ class OnlineRL(Algorithm):
         cfg = self.config
         self.policy = model
         replica = None
-        if ranks.world_size() > 1 and cfg.rollout_backend == "local":  # sharded policy: sample from a full copy per process
+        if ranks.world_size() > 1 and cfg.rollout_backend == "local" and not cfg.ray:  # sharded policy: sample from a full copy per process
             replica = copy.deepcopy(model).eval()
             replica.requires_grad_(False)
         if self.critic is not None:
@@ -125,8 +125,11 @@ class OnlineRL(Algorithm):
             process_rewards=self.parts.process_rewards, packed=self.packed, episodes=self._episodes(backend))
 
     def _backend(self, model, replica):
-        """The engine that samples rollouts: posttrain's sampler, or vLLM (colocated or a server)."""
+        """The engine that samples rollouts: posttrain's sampler, or vLLM (colocated or a server), in this
+        process or (ray=true) in Ray actors."""
         cfg = self.config
+        if cfg.ray:
+            return self._ray_backend(model)
         engine = {}
         if cfg.rollout_backend == "vllm":
             engine = {"weights_dir": cfg.vllm_weights_dir} if cfg.vllm_mode == "server" else \
@@ -134,6 +137,21 @@ class OnlineRL(Algorithm):
         return make_backend(cfg.rollout_backend, model, self.tokenizer, model_path=cfg.model, mode=cfg.vllm_mode,
                             url=cfg.vllm_server_url, replica=replica, seed=cfg.seed + ranks.rank(), max_model_len=cfg.max_length,
                             **engine)
+
+    def _ray_backend(self, model):
+        from posttrain.rollout.ray_backend import RayBackend
+
+        cfg = self.config
+        if ranks.world_size() > 1 and cfg.ray_address is None:
+            raise ConfigError("ray=true under torchrun: every process would start a Ray cluster of its own; start one with "
+                              "`ray start --head` and set ray_address=auto (or HOST:PORT)")
+        options = None
+        if cfg.rollout_backend == "vllm":  # a colocated vLLM engine in each actor, from the checkpoint on its node
+            options = {"model_path": cfg.model, "seed": cfg.seed + ranks.rank(), "max_model_len": cfg.max_length,
+                       "gpu_memory_utilization": cfg.vllm_gpu_memory_utilization, "sleep": cfg.vllm_sleep}
+        return RayBackend(model, self.tokenizer, workers=cfg.ray_workers, placement=cfg.ray_placement, address=cfg.ray_address,
+                          worker_cpus=cfg.ray_worker_cpus, worker_gpus=cfg.ray_worker_gpus, timeout=cfg.ray_timeout,
+                          engine=cfg.rollout_backend, engine_options=options)
 
     def _episodes(self, backend):
         """Multi-turn episodes in `environment` (agents/), or None for single-turn completions."""

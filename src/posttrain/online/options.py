@@ -36,6 +36,10 @@ class AsyncRolloutOptions:
         return out
 
 
+RAY_PLACEMENTS = ("colocate", "disaggregate")  # rollout/ray_backend.py
+RAY_KEYS = ("ray_address", "ray_workers", "ray_placement", "ray_worker_cpus", "ray_worker_gpus", "ray_timeout")
+
+
 @dataclass
 class RolloutBackendOptions(SamplingBackendOptions):
     """Which engine samples the rollouts; the weights it samples with are the policy's after every optimizer step."""
@@ -43,9 +47,18 @@ class RolloutBackendOptions(SamplingBackendOptions):
     vllm_weights_dir: str | None = option(None, "vllm_mode=server: the folder the weights file is written to for the server to read (one both see; default: a temporary folder).")
     vllm_gpu_memory_utilization: float = option(0.3, "vllm_mode=colocate on a GPU: the fraction of GPU memory vLLM takes (weights and KV cache); the trainer keeps the rest.")
     vllm_sleep: bool = option(False, "vllm_mode=colocate on a GPU: free vLLM's memory between rollouts (LLM.sleep / wake_up), for the trainer's optimizer step.")
+    ray: bool = option(False, "Sample the rollouts on ray_workers Ray actors, each with its own copy of the policy and the rollout_backend's engine (local: posttrain's sampler; vllm: a colocated vLLM engine per actor); weights go to them through Ray's object store after every optimizer step. pip install 'posttrain[ray]'.")
+    ray_address: str | None = option(None, "The Ray cluster to join: HOST:PORT of `ray start --head`, or auto (the one on this node); null: start a local one (ray.init()).")
+    ray_workers: int = option(2, "Rollout actors (each process's, under torchrun); a round's prompts are split evenly between them.")
+    ray_placement: str = option("colocate", "colocate: the actors packed onto the learner's node (a placement group, STRICT_PACK), sharing its CPUs / GPUs; disaggregate: bundles of their own spread over the cluster's nodes (SPREAD).", choices=RAY_PLACEMENTS)
+    ray_worker_cpus: float = option(1.0, "CPUs each rollout actor reserves.")
+    ray_worker_gpus: float = option(0.0, "GPUs each rollout actor reserves (a fraction such as 0.2 shares a GPU with the trainer under colocate; 0: CPU sampling).")
+    ray_timeout: float = option(120.0, "Seconds to wait for the cluster to place the actors before stopping with a message that says what it has.")
 
     def validate(self) -> None:
         super().validate()
+        if self.ray:
+            self._validate_ray()
         if self.rollout_backend != "vllm":
             return
         if not 0 < self.vllm_gpu_memory_utilization <= 1:
@@ -57,8 +70,28 @@ class RolloutBackendOptions(SamplingBackendOptions):
             raise ConfigError("rollout_backend=vllm with top_k / top_p returns log-probs under the truncated distribution, "
                               "which the trainer's forward does not compute; set tis_cap (e.g. 2) so the trainer recomputes them")
 
+    def _validate_ray(self) -> None:
+        if self.ray_workers < 1 or self.ray_worker_cpus <= 0 or self.ray_worker_gpus < 0:
+            raise ConfigError(f"ray_workers must be >= 1, ray_worker_cpus > 0 and ray_worker_gpus >= 0, got {self.ray_workers}, "
+                              f"{self.ray_worker_cpus} and {self.ray_worker_gpus}")
+        if not (math.isfinite(self.ray_timeout) and self.ray_timeout > 0):
+            raise ConfigError(f"ray_timeout must be a number of seconds > 0, got {self.ray_timeout}")
+        address = self.ray_address
+        if address is not None and address != "auto" and not address.startswith("ray://"):
+            host, _, port = str(address).rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ConfigError(f"ray_address must be HOST:PORT (the head node's `ray start --head --port=6379`, e.g. "
+                                  f"10.0.0.1:6379), auto, or null for a local cluster; got {address!r}")
+        if self.async_rollout:
+            raise ConfigError("async_rollout samples from a snapshot on a thread of this process; with ray=true drop async_rollout")
+        if self.rollout_backend == "vllm" and self.vllm_mode == "server":
+            raise ConfigError("ray=true runs a vLLM engine in each Ray actor (vllm_mode=colocate); vllm_mode=server samples from "
+                              "one running `vllm serve` instead: drop ray=true or set vllm_mode=colocate")
+
     def unread(self) -> dict[str, str]:
         out = super().unread()
+        if not self.ray:
+            out |= dict.fromkeys(RAY_KEYS, "with ray=true")
         if self.rollout_backend != "vllm":
             return out | dict.fromkeys(("vllm_weights_dir", "vllm_gpu_memory_utilization", "vllm_sleep"), "with rollout_backend=vllm")
         if self.vllm_mode == "colocate":

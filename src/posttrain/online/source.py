@@ -193,7 +193,7 @@ class OnlineSource(StepSource):
         waited = time.perf_counter() - began
         metrics = self._finish_round(step, collected)
         metrics["time/experience_seconds"] = time.perf_counter() - began
-        if getattr(self.config, "rollout_backend", "local") != "local":
+        if getattr(self.config, "rollout_backend", "local") != "local" or getattr(self.config, "ray", False):
             metrics["time/weight_sync_seconds"] = synced
         if self.config.async_rollout:
             metrics["time/rollout_wait_seconds"] = waited  # the trainer's wait for its round (all of its sampling when synchronous)

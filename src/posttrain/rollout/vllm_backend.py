@@ -125,7 +125,7 @@ class VLLMColocated:
     """A vLLM engine in this process, started from `model_path` and kept equal to `policy` by `sync_weights`."""
 
     def __init__(self, policy, tokenizer, *, model_path: str, dtype: str = "auto", seed: int = 0, max_model_len: int = 2048,
-                 gpu_memory_utilization: float = 0.3, sleep: bool = False, kv_cache_gib: int = 1):
+                 gpu_memory_utilization: float = 0.3, sleep: bool = False, kv_cache_gib: int = 1, sync: bool = True):
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the engine core in this process: weights pass as tensors
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(int(kv_cache_gib)))  # CPU builds size the KV cache from this
         vllm = require_vllm()
@@ -147,7 +147,8 @@ class VLLMColocated:
         self.llm = vllm.LLM(model=model_path, tokenizer=model_path, dtype=dtype, seed=seed, max_model_len=max_model_len,
                             logprobs_mode="processed_logprobs", gpu_memory_utilization=gpu_memory_utilization,
                             enable_sleep_mode=self.sleep, **whole_prefills(max_model_len))
-        self.sync_weights()  # the policy may differ from the checkpoint (LoRA, a resumed run)
+        if sync:  # the policy may differ from the checkpoint (LoRA, a resumed run); a Ray worker loads the learner's instead
+            self.sync_weights()
         if self.sleep:
             self.llm.sleep(level=1)
 
@@ -169,7 +170,10 @@ class VLLMColocated:
         return build_output(per_prompt, params)
 
     def sync_weights(self) -> None:
-        weights = policy_weights(self.policy)
+        self.load_weights(policy_weights(self.policy))
+
+    def load_weights(self, weights: dict) -> None:
+        """Load a full state dict under Hugging Face names (a Ray rollout worker gets the learner's this way)."""
         self.last_synced = list(weights)
         if self.sleep:
             self.llm.wake_up(tags=["weights"])

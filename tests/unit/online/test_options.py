@@ -16,3 +16,23 @@ def test_monitor_funcs_and_reward_timeout_defaults_and_validation(config_class):
     for bad in (-1, float("inf"), float("nan")):
         with pytest.raises(ConfigError, match="reward_timeout must be a number of seconds >= 0"):
             build_config(config_class, {"reward_timeout": bad})
+
+
+def test_ray_options_are_read_only_with_ray_and_validated():
+    """ray=true (rollout/ray_backend.py): its options are unread without it, and bad values are one line."""
+    from posttrain.online.options import RAY_KEYS, reject_unread
+
+    plain = build_config(GRPOConfig, {})
+    assert set(RAY_KEYS) <= set(plain.unread())
+    with pytest.raises(ConfigError, match="ray_workers.*ray=true"):
+        reject_unread(build_config(GRPOConfig, {"ray_workers": 4}))
+    ray = build_config(GRPOConfig, {"ray": True, "ray_workers": 4, "ray_address": "10.0.0.1:6379", "ray_placement": "disaggregate"})
+    assert not set(RAY_KEYS) & set(ray.unread())
+    assert build_config(GRPOConfig, {"ray": True, "ray_address": "auto"}).ray_address == "auto"
+    for values, message in [({"ray_workers": 0}, "ray_workers must be >= 1"), ({"ray_worker_cpus": 0}, "ray_worker_cpus > 0"),
+                            ({"ray_address": "headnode"}, "ray_address must be HOST:PORT"),
+                            ({"ray_address": "headnode:port"}, "ray_address must be HOST:PORT"),
+                            ({"ray_timeout": 0}, "ray_timeout must be"), ({"async_rollout": True}, "drop async_rollout"),
+                            ({"rollout_backend": "vllm", "vllm_mode": "server"}, "vllm_mode=colocate")]:
+        with pytest.raises(ConfigError, match=message):
+            build_config(GRPOConfig, {"ray": True, **values})
