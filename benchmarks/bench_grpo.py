@@ -83,7 +83,7 @@ from timing import window_rates  # noqa: E402 (benchmarks/ is on sys.path when r
 TRAINERS = ("grpo", "rloo")
 GRPO_SETTINGS = {"advantage": "grpo", "scale_rewards": "group", "loss_type": "grpo", "kl_estimator": "k3"}
 REWARD_FUNCS = ("posttrain.tasks.arithmetic:accuracy", "posttrain.tasks.arithmetic:format_reward")
-PHASES = ("generation", "  of which model.generate", "old log-probs", "reference forward", "reward", "other experience", "training")
+PHASES = ("weight sync", "generation", "  of which model.generate", "old log-probs", "reference forward", "reward", "other experience", "training")
 
 
 def parse_args():
@@ -105,6 +105,9 @@ def parse_args():
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--verbose", action="store_true", help="show both trainers' per-step logs")
+    p.add_argument("--backend", default="local", choices=("local", "vllm"),
+                   help="vllm: both sides sample with a vLLM engine in the trainer's process (posttrain rollout_backend=vllm "
+                        "tis_cap=2; TRL use_vllm=True, vllm_mode='colocate'); needs `bash install.sh vllm` plus trl")
     args = p.parse_args()
     need = args.warmup + args.window * args.windows
     args.steps = args.steps or need
@@ -141,7 +144,7 @@ def timed_steps(args) -> range:
 
 
 def run_posttrain(model_dir: str, data_file: str, trainer: str, beta: float, args, workdir: Path) -> dict:
-    from posttrain.algorithms.grpo import GRPO, PRESETS, GRPOConfig
+    from posttrain.algorithms.grpo import PRESETS, GRPOConfig, grpo_algorithm
     from posttrain.config import build_config
     from posttrain.models.loading import load_causal_lm, load_tokenizer
     from posttrain.online.source import OnlineSource
@@ -156,10 +159,11 @@ def run_posttrain(model_dir: str, data_file: str, trainer: str, beta: float, arg
         reward_funcs=list(REWARD_FUNCS), beta=beta, prompts_per_step=args.prompts, num_generations=args.generations,
         max_new_tokens=args.max_new_tokens, temperature=1.0, top_p=1.0, top_k=0, batch_size=args.batch_size,
         num_iterations=1, num_minibatches=1, learning_rate=args.lr, lr_scheduler="linear", max_grad_norm=1.0,
-        max_steps=args.steps, logging_steps=1, seed=args.seed, device="cpu", dtype="float32"))
+        max_steps=args.steps, logging_steps=1, seed=args.seed, device="cpu", dtype="float32",
+        **({"rollout_backend": "vllm", "tis_cap": 2.0} if args.backend == "vllm" else {})))
     tokenizer = load_tokenizer(model_dir)
     rewards = RewardFunctions.resolve(config.reward_funcs, config.dataset)
-    algorithm = GRPO(config, tokenizer, rewards)
+    algorithm = grpo_algorithm(config, tokenizer, rewards)
     stamps = []
 
     class TimedSource(OnlineSource):
@@ -179,15 +183,25 @@ def run_posttrain(model_dir: str, data_file: str, trainer: str, beta: float, arg
     tokens = [r["completion/mean_length"] * samples for r in records]
     phases = []
     for r, total in zip(records, step_seconds):
-        gen, ref, rew, exp = (r[f"time/{k}_seconds"] for k in ("rollout", "reference", "reward", "experience"))
-        phases.append({"generation": gen, "reference forward": ref, "reward": rew,
-                       "other experience": exp - gen - ref - rew, "training": total - exp, "total": total})
+        gen, ref, rew, exp, sync = (r.get(f"time/{k}_seconds", 0.0) for k in ("rollout", "reference", "reward", "experience", "weight_sync"))
+        phases.append({"weight sync": sync, "generation": gen, "reference forward": ref, "reward": rew,
+                       "other experience": exp - sync - gen - ref - rew, "training": total - exp, "total": total})
     steps_s, tokens_s = window_rates(stamps, [1] * args.steps, args), window_rates(stamps, tokens, args)
     return {"steps_s": steps_s, "tokens_s": tokens_s, "phases": phases, "tokens": tokens,
             "reward": [r["reward/mean"] for r in records]}
 
 
 # ------------------------------------------------------------------------------------------------ TRL
+
+
+def trl_vllm(args) -> dict:
+    """TRL's generation settings: transformers' generate, or its colocated vLLM engine (which joins a
+    torch.distributed world of one: the launcher's environment variables are set here)."""
+    if args.backend == "local":
+        return {"use_vllm": False}
+    for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29533")):
+        os.environ.setdefault(key, value)
+    return {"use_vllm": True, "vllm_mode": "colocate", "vllm_gpu_memory_utilization": 0.3, "vllm_max_model_length": 512}
 
 
 def run_trl(model_dir: str, rows: list[dict], trainer_name: str, beta: float, args, workdir: Path) -> dict:
@@ -204,7 +218,7 @@ def run_trl(model_dir: str, rows: list[dict], trainer_name: str, beta: float, ar
         extra = {}
     samples = args.prompts * args.generations
     config = Config(
-        output_dir=str(workdir / f"trl-{trainer_name}-{beta}"), use_vllm=False, beta=beta,
+        output_dir=str(workdir / f"trl-{trainer_name}-{beta}"), beta=beta, **trl_vllm(args),
         num_generations=args.generations, max_completion_length=args.max_new_tokens, temperature=1.0, top_p=1.0,
         top_k=0, per_device_train_batch_size=args.batch_size, gradient_accumulation_steps=samples // args.batch_size,
         generation_batch_size=samples, num_iterations=1, learning_rate=args.lr, lr_scheduler_type="linear",
@@ -263,7 +277,8 @@ def run_trl(model_dir: str, rows: list[dict], trainer_name: str, beta: float, ar
     with quiet(args):
         trainer.train()
     assert len(tokens) == args.steps and current == {}, "expected one generation round per optimizer step"
-    assert all("  of which model.generate" in p for p in phases), "model.generate was not timed"
+    if args.backend == "local":  # with vLLM, TRL's _generate calls its engine instead
+        assert all("  of which model.generate" in p for p in phases), "model.generate was not timed"
     steps_s, tokens_s = window_rates(stamps, [1] * args.steps, args), window_rates(stamps, tokens, args)
     rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
     return {"steps_s": steps_s, "tokens_s": tokens_s, "phases": phases, "tokens": tokens, "reward": rewards}
@@ -289,7 +304,7 @@ def main() -> None:
     params = sum(p.numel() for p in transformers.AutoModelForCausalLM.from_pretrained(model_dir).parameters())
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, trl {trl.__version__}; "
           f"{os.cpu_count()} CPU cores, {args.threads} threads; load average before start {os.getloadavg()[0]:.2f}")
-    print(f"settings: embedded model ({params / 1e6:.2f}M), fp32 CPU, no vLLM; {args.prompts} prompts x G={args.generations} "
+    print(f"settings: embedded model ({params / 1e6:.2f}M), fp32 CPU, {'no vLLM' if args.backend == 'local' else 'vLLM colocated on both sides'}; {args.prompts} prompts x G={args.generations} "
           f"completions per round, one optimizer step per round (mu=1), micro-batch {args.batch_size} "
           f"(TRL: {args.prompts * args.generations // args.batch_size} accumulation steps), max {args.max_new_tokens} new tokens, "
           f"temperature 1.0, lr {args.lr} (linear), max_grad_norm 1.0, AdamW; rewards accuracy + format; "
