@@ -103,7 +103,7 @@ def main() -> None:
         backend.sync_weights()
         syncs.append(time.perf_counter() - t0)
     parameters = sum(p.numel() for p in model.parameters()) / 1e6
-    print(f"command: {shlex.join([sys.executable.rsplit('/', 3)[-3] + '/bin/python', *sys.argv])}")
+    print(f"command: {shlex.join([sys.executable, *sys.argv])}")
     print(f"model {args.model} ({parameters:.1f}M parameters, float32), {args.prompts} prompts x {args.n} samples, "
           f"<= {args.new_tokens} new tokens, T=1, stop at eos; torch threads {torch.get_num_threads()}")
     print(f"engine start {start_seconds:.1f} s; weight sync median {1000 * statistics.median(syncs):.0f} ms")

@@ -16,7 +16,7 @@ import torch
 
 pytest.importorskip("vllm", reason="vLLM not installed here: .ci/run installs it in .ci/extras/vllm-venv (bash install.sh vllm)")
 
-from conftest import read_metrics, run_cli, write_jsonl  # noqa: E402
+from conftest import read_metrics, run_cli, run_torchrun, write_jsonl  # noqa: E402
 from tiny_tokenizers import llama3_tokenizer, save_tokenizer  # noqa: E402
 
 pytestmark = pytest.mark.vllm
@@ -144,3 +144,20 @@ def test_server_mode_grpo_trains_and_a_missing_server_is_one_line(small_llama, v
                                          f"vllm_server_url=http://127.0.0.1:{_free_port()}"))
     assert missing.returncode == 2 and "no vLLM server answered" in missing.stderr, missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1, missing.stderr
+
+
+def test_two_processes_sample_their_shares_from_one_server(small_llama, vllm_server, setup, tmp_path):
+    """torchrun with FSDP2: every process samples its prompts from the same server; one pushes the
+    gathered weights. The two processes' metrics are the one-process run's with the combined batch."""
+    prompts, rewards = setup
+    values = {"model": small_llama, "dataset": prompts, "reward_funcs": f"[{rewards}:letter_a]", "num_generations": 8,
+              "max_new_tokens": 12, "max_length": 64, "batch_size": 32, "logging_steps": 1, "device": "cpu", "dtype": "float32",
+              "rollout_backend": "vllm", "vllm_mode": "server", "vllm_server_url": vllm_server, "tis_cap": 2, "max_steps": 2,
+              "learning_rate": 3e-3}
+    two = run_torchrun("grpo", {**values, "prompts_per_step": 2, "output_dir": tmp_path / "two"}, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = run_cli("grpo", *(f"{k}={v}" for k, v in {**values, "prompts_per_step": 4, "output_dir": tmp_path / "one"}.items()))
+    assert one.returncode == 0, one.stderr[-3000:]
+    for a, b in zip(read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")):
+        assert b["reward/mean"] == pytest.approx(a["reward/mean"], rel=1e-5)
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-3, abs=1e-6)
