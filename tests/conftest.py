@@ -157,6 +157,15 @@ def run_torchrun(stage: str, values: dict, nproc: int = 2, env: dict | None = No
                           capture_output=True, text=True, env=full_env, cwd=REPO, timeout=timeout)
 
 
+def say_something_setup(folder, rewards: str, name: str = "rewards.py") -> tuple[str, str]:
+    """(a prompts file of 16 "Say something i:" rows, a rewards module holding the code `rewards`) in
+    `folder`: the online-RL tests' data for a tiny random model."""
+    module = folder / name
+    module.write_text(rewards)
+    prompts = write_jsonl(folder / "prompts.jsonl", [{"prompt": f"Say something {i}:"} for i in range(16)])
+    return prompts, str(module)
+
+
 # ----------------------------------------------------------------------------------------------------
 # Shared by a unit file and its end-to-end twin: each one lives here once, and the files name it in
 # their `from conftest import ...` line (fixtures need no import).

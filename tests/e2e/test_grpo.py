@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from conftest import arithmetic_prompts_file, final_weights, read_metrics, run_cli, warning_lines, without_timing, write_jsonl
+from conftest import arithmetic_prompts_file, final_weights, read_metrics, run_cli, say_something_setup, warning_lines, without_timing, write_jsonl
 from posttrain.algorithms.grpo import GRPOConfig, run_grpo
 from posttrain.config import build_config
 from posttrain.errors import UserError
@@ -39,10 +39,7 @@ def letter_a_on_odd_prompts(prompts, completions, **columns):
 
 @pytest.fixture
 def setup(tmp_path):
-    rewards = tmp_path / "rewards.py"
-    rewards.write_text(REWARDS)
-    prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": f"Say something {i}:"} for i in range(16)])
-    return prompts, str(rewards)
+    return say_something_setup(tmp_path, REWARDS)
 
 
 def grpo_config(model, prompts, rewards, out, **values) -> GRPOConfig:

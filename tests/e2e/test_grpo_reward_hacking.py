@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import read_metrics, run_cli, write_jsonl
+from conftest import read_metrics, run_cli, say_something_setup, write_jsonl
 from posttrain.algorithms.grpo import GRPOConfig, run_grpo
 from posttrain.config import build_config
 from posttrain.errors import UserError
@@ -56,10 +56,7 @@ def hangs_on_held_out(prompts, completions, **columns):
 
 @pytest.fixture
 def setup(tmp_path):
-    rewards = tmp_path / "hacking_rewards.py"
-    rewards.write_text(REWARDS)
-    prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": f"Say something {i}:"} for i in range(16)])
-    return prompts, str(rewards)
+    return say_something_setup(tmp_path, REWARDS, "hacking_rewards.py")
 
 
 def grpo_config(model, prompts, out, **values) -> GRPOConfig:

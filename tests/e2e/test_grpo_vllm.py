@@ -16,7 +16,7 @@ import torch
 
 pytest.importorskip("vllm", reason="vLLM not installed here: .ci/run installs it in .ci/extras/vllm-venv (bash install.sh vllm)")
 
-from conftest import read_metrics, run_cli, run_torchrun, write_jsonl  # noqa: E402
+from conftest import read_metrics, run_cli, run_torchrun, say_something_setup  # noqa: E402
 from tiny_tokenizers import llama3_tokenizer, save_tokenizer  # noqa: E402
 
 pytestmark = pytest.mark.vllm
@@ -45,10 +45,7 @@ def small_llama(tmp_path_factory) -> str:
 
 @pytest.fixture
 def setup(tmp_path):
-    rewards = tmp_path / "rewards.py"
-    rewards.write_text(REWARDS)
-    prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": f"Say something {i}:"} for i in range(16)])
-    return prompts, str(rewards)
+    return say_something_setup(tmp_path, REWARDS)
 
 
 def grpo_args(model, setup, out, *extra) -> list[str]:
@@ -69,6 +66,18 @@ def test_colocated_vllm_grpo_learns_and_logs_the_mismatch(small_llama, setup, tm
         assert abs(r["mismatch/kl"]) < 1e-3 and r["mismatch/tis_capped_fraction"] == 0.0, r
         assert r["time/weight_sync_seconds"] < 5
     assert (out / "final" / "config.json").is_file()
+
+
+def test_ppo_with_a_critic_on_the_policy_samples_through_vllm(small_llama, setup, tmp_path):
+    """PPO's value head rides on the policy; the engine gets the language model's weights only."""
+    out = tmp_path / "ppo"
+    prompts, rewards = setup
+    result = run_cli("ppo", f"model={small_llama}", f"dataset={prompts}", f"reward_funcs=[{rewards}:letter_a]", f"output_dir={out}",
+                     "prompts_per_step=4", "max_new_tokens=12", "max_length=64", "batch_size=16", "max_steps=2", "device=cpu",
+                     "dtype=float32", "rollout_backend=vllm", "tis_cap=2", "logging_steps=1", timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = read_metrics(out)
+    assert [r["step"] for r in records] == [1, 2] and all(abs(r["mismatch/kl"]) < 1e-3 for r in records)
 
 
 def _free_port() -> int:

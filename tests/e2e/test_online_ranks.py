@@ -18,7 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import REPO, final_weights, read_metrics, run_cli, write_jsonl
+from conftest import REPO, final_weights, read_metrics, run_cli, say_something_setup
 
 REWARDS = '''
 def letter_a(prompts, completions, **columns):
@@ -41,10 +41,7 @@ CASES = {
 
 @pytest.fixture
 def setup(tmp_path):
-    rewards = tmp_path / "rewards.py"
-    rewards.write_text(REWARDS)
-    prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": f"Say something {i}:"} for i in range(16)])
-    return prompts, str(rewards)
+    return say_something_setup(tmp_path, REWARDS)
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -122,3 +122,31 @@ def test_a_lora_policy_is_synced_with_its_adapter_merged(policy_and_backend):
         backend.policy = policy
         backend.sync_weights()
 
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (bf16 weights and vLLM's sleep mode)")
+def test_bfloat16_engine_on_a_gpu_sleeps_between_rollouts_and_tracks_the_policy():
+    """The GPU path: a bf16 policy, vLLM sharing the GPU at a third of its memory and sleeping between
+    rollouts; its log-probs stay within bf16 rounding of the trainer's and a sync still takes effect."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(MODEL)
+    policy = AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.bfloat16).cuda().eval()
+    backend = VLLMColocated(policy, tokenizer, model_path=MODEL, max_model_len=512, gpu_memory_utilization=0.3, sleep=True)
+    assert backend.sleep
+    prompt = chat_ids(tokenizer, "What is 12 + 7?")
+    out = backend.generate([prompt], SamplingParams(n=4, temperature=1.0, max_new_tokens=32, seed=0))
+    for tokens, logps in zip(out.token_ids, out.policy_logprobs):
+        ids = torch.tensor([prompt + tokens], device="cuda")
+        with torch.no_grad():
+            logits = policy(ids).logits[0, len(prompt) - 1:-1].float()
+        expected = torch.log_softmax(logits, -1).gather(-1, torch.tensor(tokens, device="cuda")[:, None])[:, 0].cpu()
+        assert (expected - torch.tensor(logps)).abs().mean() < 0.05  # bf16 kernels differ; tis_cap corrects the rest
+    greedy = SamplingParams(n=1, temperature=0.0, max_new_tokens=16)
+    before = backend.generate([prompt], greedy).token_ids[0]
+    with torch.no_grad():
+        for name, p in policy.named_parameters():
+            if name.endswith("mlp.down_proj.weight"):
+                p.add_(torch.randn_like(p) * 0.5)
+    backend.sync_weights()
+    assert backend.generate([prompt], greedy).token_ids[0] != before
