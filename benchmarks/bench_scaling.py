@@ -10,6 +10,11 @@ The embedded model on task:arithmetic, P prompts x G=8 per step (torchrun: P/2 e
 tokens, β = 0, one thread per process (torchrun: 2 processes x 1 thread; Ray: the learner's thread
 plus 1 CPU per worker). On a machine with C cores, each side may use all C; on the 2-core VM two
 processes is the most either way.
+
+Measured 2026-12-05 on the idle 2-core VM (`--steps 5`):
+  one       0.308 steps/s (1.00x one process)  per step 3.24 s: rollout 1.53, training 1.70
+  torchrun  0.423 steps/s (1.37x one process)  per step 2.36 s: rollout 1.02, training 1.21
+  ray       0.292 steps/s (0.95x one process)  per step 3.42 s: weight sync 0.06, rollout 1.28, training 2.06
 """
 
 from __future__ import annotations
