@@ -59,3 +59,17 @@ def _saved_embedded(tmp_path) -> str:
     AutoModelForCausalLM.from_pretrained(SHIPPED["embedded"]).save_pretrained(path)
     AutoTokenizer.from_pretrained(SHIPPED["embedded"]).save_pretrained(path)
     return str(path)
+
+
+def test_rejection_samples_each_iteration_from_its_new_policy_through_one_engine(tmp_path):
+    """Two Grow/Improve iterations with SFT in this process between them: the engine started once takes
+    the fine-tuned policy's weights for the second iteration's samples."""
+    out = tmp_path / "rejection"
+    proc = run_cli("rejection", "model=embedded", "dataset=task:arithmetic", f"output_dir={out}", "iterations=2",
+                   "prompts_per_iteration=8", "num_samples=4", "max_new_tokens=96", "max_steps=2", "batch_size=8",
+                   "learning_rate=1e-3", "eval_greedy=false", "device=cpu", "rollout_backend=vllm", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = read_jsonl(out / "iterations.jsonl")
+    assert [r["iteration"] for r in records] == [1, 2]
+    assert (out / "final" / "config.json").is_file()
+    assert proc.stdout.count("posttrain: error") == 0
