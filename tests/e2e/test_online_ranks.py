@@ -1,6 +1,7 @@
 """Two processes take the steps one process takes with their combined batch: GRPO (scale_rewards=batch,
 with a monitor function: the reward-hacking diagnostics are taken over every process's samples),
-RLOO and PPO under `torchrun --nproc-per-node 2` (FSDP2, gloo) with prompts_per_step=P each end with
+RLOO and PPO (with reward functions, and with a frozen reward model that each process holds half of)
+under `torchrun --nproc-per-node 2` (FSDP2, gloo) with prompts_per_step=P each end with
 the weights of one process with prompts_per_step=2P, same seed, to float tolerance.
 
 What makes it hold: each prompt's samples come from its own seed (the round and the prompt's row), so
@@ -36,6 +37,9 @@ CASES = {
     # PPO's defaults (num_minibatches=2, num_iterations=4): each process cuts its samples into contiguous
     # minibatches and every process visits them in the same seeded order (OnlineSource._plan)
     "ppo_minibatches": ("ppo", ["kl_coef=0.05"]),
+    # a reward model instead of reward_funcs: frozen, so each process holds half of it (shard_frozen);
+    # the critic starts from its score head
+    "ppo_reward_model": ("ppo", ["num_minibatches=1", "kl_coef=0.05", "reward_model={rm}"]),
 }
 
 
@@ -44,13 +48,28 @@ def setup(tmp_path):
     return say_something_setup(tmp_path, REWARDS)
 
 
+def reward_model_dir(tiny_llama: str, folder) -> str:
+    """A random reward model on the tiny Llama, saved as `posttrain rm` saves one."""
+    from posttrain.models.loading import load_tokenizer
+    from posttrain.models.reward_model import load_reward_model
+
+    torch.manual_seed(5)
+    model = load_reward_model(tiny_llama, pad_token_id=load_tokenizer(tiny_llama).pad_token_id)
+    torch.nn.init.normal_(model.score.weight, std=1.0)  # rewards that differ between completions
+    model.save_pretrained(folder)
+    load_tokenizer(tiny_llama).save_pretrained(folder)
+    return str(folder)
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_two_processes_take_the_steps_of_one_with_the_combined_batch(tiny_llama, setup, tmp_path, case):
     prompts, rewards = setup
     stage, extra = CASES[case]
-    extra = [arg.format(rewards=rewards) for arg in extra]
+    rm = reward_model_dir(tiny_llama, tmp_path / "rm") if case == "ppo_reward_model" else None
+    extra = [arg.format(rewards=rewards, rm=rm) for arg in extra]
+    scored_by = [] if rm else [f"reward_funcs=[{rewards}:letter_a]"]
     per_process = 2
-    args = [f"model={tiny_llama}", f"dataset={prompts}", f"reward_funcs=[{rewards}:letter_a]", "max_steps=3",
+    args = [f"model={tiny_llama}", f"dataset={prompts}", *scored_by, "max_steps=3",
             "max_new_tokens=8", "max_length=64", "batch_size=4", "learning_rate=1e-2", "logging_steps=1",
             "device=cpu", "seed=3", *extra]
     one = run_cli(stage, *args, f"output_dir={tmp_path / 'one'}", f"prompts_per_step={2 * per_process}")

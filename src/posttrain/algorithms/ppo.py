@@ -106,7 +106,11 @@ def run_ppo(config: PPOConfig) -> dict:
     if config.reward_model:
         from posttrain.models.reward_model import REWARD_MODEL_HINT, load_reward_model, score_texts
 
-        rm = load_reward_model(config.reward_model, tokenizer.pad_token_id, option="reward_model", hint=REWARD_MODEL_HINT).eval()
+        from posttrain.models.sharding import frozen_load_device
+
+        # frozen: under torchrun the first scoring shards it (each process holds 1/N: models.sharding.shard_frozen)
+        rm = load_reward_model(config.reward_model, tokenizer.pad_token_id, device=frozen_load_device(config.device),
+                               option="reward_model", hint=REWARD_MODEL_HINT).eval().requires_grad_(False)
         rewards = RewardFunctions({"reward_model": lambda prompts, completions, **_: score_texts(rm, tokenizer, prompts, completions)},
                                   on_error=config.reward_errors, monitors=monitor_functions(config, config.dataset),
                                   timeout=config.reward_timeout)

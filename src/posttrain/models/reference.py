@@ -38,7 +38,7 @@ from posttrain.data.collate import to_device
 from posttrain.errors import ConfigError
 from posttrain.models.loading import continues_adapter, is_peft
 from posttrain.models.logprobs import SequenceLogprobs, sequence_logprobs
-from posttrain.models.sharding import is_sharded, shard_model
+from posttrain.models.sharding import is_sharded, reshard, shard_model
 
 REFERENCE_SOURCES = ("copy", "precompute", "none")
 CACHE_NAME = "reference_logps.pt"
@@ -72,14 +72,6 @@ def load_reference(path: str, policy):
     model = load_causal_lm(path, dtype, option="ref_model_path").eval()
     model.requires_grad_(False)
     return model
-
-
-def reshard(model) -> None:
-    """Free the gathered weights of a sharded model that runs forward only. FSDP2 keeps the root's own
-    parameters (embeddings, final norm, output head) gathered after a forward, for the backward that
-    would reshard them; a frozen reference has no backward, so it reshards here."""
-    if is_sharded(model):
-        model.reshard()
 
 
 class ReferencePolicy:

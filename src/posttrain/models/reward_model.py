@@ -36,6 +36,7 @@ from posttrain.data.collate import to_device
 from posttrain.data.shared_prefix import last_index
 from posttrain.errors import UserError
 from posttrain.models import last_layer
+from posttrain.models.sharding import batch_starts, dummy_forward, reshard, shard_frozen
 
 POOLINGS = ("last", "mean")
 # What to give where a trained reward model is expected (ppo's reward_model=, reward_model:path=).
@@ -190,15 +191,22 @@ def collate_sequences(sequences: list[list[int]], pad_token_id: int) -> dict:
 
 @torch.no_grad()
 def score_sequences(model, sequences: list[list[int]], pad_token_id: int, batch_size: int = 16, offset: bool = True) -> list[float]:
-    """Rewards of token sequences, `batch_size` at a time, with the model's own pooling (and stored offset)."""
+    """Rewards of token sequences, `batch_size` at a time, with the model's own pooling (and stored offset).
+    Under torchrun a frozen reward model is sharded (`shard_frozen`): every process calls this for its
+    own sequences (none is fine) and each holds 1/N of the model."""
+    model = shard_frozen(model)
     device = next(model.parameters()).device
     pooling = reward_pooling(model)
     was_training = model.training
     model.eval()
     out: list[float] = []
-    for i in range(0, len(sequences), batch_size):
+    for i in batch_starts(model, len(sequences), batch_size):
+        if i is None:
+            dummy_forward(model)
+            continue
         batch = to_device(collate_sequences(sequences[i:i + batch_size], pad_token_id), device)
         out += sequence_rewards(model, batch, pooling, offset=offset).tolist()
+    reshard(model)
     model.train(was_training)
     return out
 

@@ -110,7 +110,8 @@ def reward_input(path: str) -> str | None:
 
 def _load_frozen(path: str, device: str, dtype: str, batch_size, clip):
     """(model, tokenizer) of a checked reward model directory, frozen for scoring; options checked."""
-    from posttrain.models.loading import WEIGHT_DTYPES, load_tokenizer, resolve_device
+    from posttrain.models.loading import WEIGHT_DTYPES, load_tokenizer
+    from posttrain.models.sharding import frozen_load_device
     from posttrain.models.reward_model import load_reward_model
 
     if not isinstance(path, str) or not path:
@@ -122,7 +123,7 @@ def _load_frozen(path: str, device: str, dtype: str, batch_size, clip):
         raise ConfigError(f"reward_model: clip must be a positive number (or left out), got {clip!r}")
     check_reward_model_dir(path)
     tokenizer = load_tokenizer(path)
-    model = load_reward_model(path, tokenizer.pad_token_id, dtype=dtype, device=resolve_device(device)).eval()
+    model = load_reward_model(path, tokenizer.pad_token_id, dtype=dtype, device=frozen_load_device(device)).eval()
     model.requires_grad_(False)
     return model, tokenizer
 
@@ -192,7 +193,7 @@ def step_reward(path: str, trajectory_column: str = "trajectory", device: str = 
         episodes = [_trajectory_of(cell, i, trajectory_column) for i, cell in enumerate(columns[trajectory_column])]
         steps = [step for episode in episodes if episode for step in episode]
         seqs = [tokenize_example(tokenizer, step_row(tokenizer, s), max_length=None, truncation=False)["input_ids"] for s in steps]
-        rewards = iter(score_sequences(model, seqs, tokenizer.pad_token_id, int(batch_size), bool(offset)) if seqs else [])
+        rewards = iter(score_sequences(model, seqs, tokenizer.pad_token_id, int(batch_size), bool(offset)))  # with none too (collective)
         return [None if not episode else sum(next(rewards) for _ in episode) for episode in episodes]
 
     score.model, score.tokenizer = model, tokenizer

@@ -107,7 +107,8 @@ def load_prm(path: str, device: str = "auto", option: str = "process_reward_mode
     errors name `option`, the config key that gave `path`."""
     from transformers import AutoModelForTokenClassification
 
-    from posttrain.models.loading import _hub_error, load_tokenizer, resolve_device, resolve_model_path
+    from posttrain.models.loading import _hub_error, load_tokenizer, resolve_model_path
+    from posttrain.models.sharding import frozen_load_device
 
     hint = "give the final/ directory of a `posttrain prm` run"
     tokenizer = load_tokenizer(path, option=option, hint=hint)
@@ -117,7 +118,7 @@ def load_prm(path: str, device: str = "auto", option: str = "process_reward_mode
         raise _hub_error(path, exc, option) from None
     if model.config.num_labels != 2:
         raise UserError(f"{path} is a token classifier with {model.config.num_labels} labels; a PRM has 2 (bad, good)")
-    return model.to(resolve_device(device)).eval(), tokenizer
+    return model.to(frozen_load_device(device)).eval().requires_grad_(False), tokenizer  # frozen: sharded under torchrun
 
 
 def step_scores(model, tokenizer, prompts: list, completions: list, separator: str = DEFAULT_SEPARATOR,
@@ -125,13 +126,19 @@ def step_scores(model, tokenizer, prompts: list, completions: list, separator: s
     """P(good) of every step of every completion, under a PRM (`load_prm`)."""
     import torch
 
+    from posttrain.models.sharding import batch_starts, dummy_forward, reshard, shard_frozen
+
     sequences = [stepwise_tokens(tokenizer, p, split_steps(completion_text(c), separator), separator)
                  for p, c in zip(prompts, completions)]
+    model = shard_frozen(model)  # under torchrun each process holds 1/N of the PRM (every process calls this)
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     out: list[list[float]] = []
     with torch.no_grad():
-        for i in range(0, len(sequences), batch_size):
+        for i in batch_starts(model, len(sequences), batch_size):
+            if i is None:
+                dummy_forward(model)
+                continue
             chunk = sequences[i:i + batch_size]
             width = max(len(ids) for ids, _ in chunk)
             input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
@@ -142,6 +149,7 @@ def step_scores(model, tokenizer, prompts: list, completions: list, separator: s
             logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits.float()
             good = torch.softmax(logits, -1)[..., 1].cpu()
             out += [good[r, ends].tolist() for r, (_, ends) in enumerate(chunk)]
+    reshard(model)
     return out
 
 
