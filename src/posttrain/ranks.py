@@ -31,6 +31,14 @@ def launched_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+RAY_LEARNER_ENV = "POSTTRAIN_RAY_LEARNER"  # set in a learner that Ray started (ray_learners; train/ray_launch.py)
+
+
+def in_ray_learner() -> bool:
+    """Whether this process is one of a Ray-placed learner group (its torchrun variables came from Ray)."""
+    return os.environ.get(RAY_LEARNER_ENV) == "1"
+
+
 def is_main() -> bool:
     return rank() == 0
 

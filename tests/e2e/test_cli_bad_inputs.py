@@ -164,6 +164,8 @@ CASES = [
     Case("grpo-ray-bad-placement", "config", ["grpo", "ray=true", "ray_placement=spread"], ["ray_placement", "disaggregate"]),
     Case("rloo-ray-option-without-ray", "config", ["rloo", "ray_workers=4"], ["ray_workers", "ray=true"]),
     Case("ppo-ray-bad-timeout", "config", ["ppo", "ray=true", "ray_timeout=0"], ["ray_timeout must be"]),
+    Case("grpo-ray-negative-learners", "config", ["grpo", "ray=true", "ray_learners=-1"], ["ray_learners must be >= 0"]),
+    Case("grpo-ray-learner-gpus-without-learners", "config", ["grpo", "ray=true", "ray_learner_gpus=1"], ["ray_learner_gpus", "ray_learners > 0"]),
     Case("grpo-ray-with-async-rollout", "config", ["grpo", "ray=true", "async_rollout=true"], ["drop async_rollout"]),
     Case("grpo-ray-vllm-server", "config", ["grpo", "ray=true", "rollout_backend=vllm", "vllm_mode=server"], ["vllm_mode=colocate"]),
     Case("grpo-ray-address-nobody-answers", "config", ["grpo", "ray=true", "ray_address=127.0.0.1:1"],

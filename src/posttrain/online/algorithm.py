@@ -142,7 +142,7 @@ class OnlineRL(Algorithm):
         from posttrain.rollout.ray_backend import RayBackend
 
         cfg = self.config
-        if ranks.world_size() > 1 and cfg.ray_address is None:
+        if ranks.world_size() > 1 and cfg.ray_address is None and not ranks.in_ray_learner():  # a Ray learner is in its cluster already
             raise ConfigError("ray=true under torchrun: every process would start a Ray cluster of its own; start one with "
                               "`ray start --head` and set ray_address=auto (or HOST:PORT)")
         options = None

@@ -16,6 +16,7 @@ from posttrain.losses.kl import LOSS_KL_ESTIMATORS
 from posttrain.losses.policy import AGGREGATIONS, POLICY_LOSSES, RATIO_LEVELS
 from posttrain.losses.ppo import KL_CONTROL_MODES, KL_PLACEMENTS
 from posttrain.online.critic import CRITICS
+from posttrain.ranks import in_ray_learner, launched_world_size
 from posttrain.options import MaskableRewardOptions, SamplingBackendOptions, SamplingOptions, TopKSamplingOptions, TrainOptions, restate
 
 
@@ -37,7 +38,8 @@ class AsyncRolloutOptions:
 
 
 RAY_PLACEMENTS = ("colocate", "disaggregate")  # rollout/ray_backend.py
-RAY_KEYS = ("ray_address", "ray_workers", "ray_placement", "ray_worker_cpus", "ray_worker_gpus", "ray_timeout")
+RAY_KEYS = ("ray_address", "ray_workers", "ray_placement", "ray_worker_cpus", "ray_worker_gpus", "ray_timeout", "ray_learners",
+            "ray_learner_cpus", "ray_learner_gpus")
 
 
 @dataclass
@@ -54,6 +56,9 @@ class RolloutBackendOptions(SamplingBackendOptions):
     ray_worker_cpus: float = option(1.0, "CPUs each rollout actor reserves.")
     ray_worker_gpus: float = option(0.0, "GPUs each rollout actor reserves (a fraction such as 0.2 shares a GPU with the trainer under colocate; 0: CPU sampling).")
     ray_timeout: float = option(120.0, "Seconds to wait for the cluster to place the actors before stopping with a message that says what it has.")
+    ray_learners: int = option(0, "Learner processes that Ray places as one torch.distributed group (FSDP2; gloo on CPU, NCCL on GPU) instead of this process or torchrun's: each trains its share of the batch and samples on its own ray_workers actors (docs/ray.md). 0: this process (or each torchrun process) is a learner.")
+    ray_learner_cpus: float = option(1.0, "CPUs each Ray-placed learner reserves (with ray_learners > 0).")
+    ray_learner_gpus: float = option(0.0, "GPUs each Ray-placed learner reserves (with ray_learners > 0; 1 on a GPU cluster).")
 
     def validate(self) -> None:
         super().validate()
@@ -74,6 +79,12 @@ class RolloutBackendOptions(SamplingBackendOptions):
         if self.ray_workers < 1 or self.ray_worker_cpus <= 0 or self.ray_worker_gpus < 0:
             raise ConfigError(f"ray_workers must be >= 1, ray_worker_cpus > 0 and ray_worker_gpus >= 0, got {self.ray_workers}, "
                               f"{self.ray_worker_cpus} and {self.ray_worker_gpus}")
+        if self.ray_learners < 0 or self.ray_learner_cpus <= 0 or self.ray_learner_gpus < 0:
+            raise ConfigError(f"ray_learners must be >= 0, ray_learner_cpus > 0 and ray_learner_gpus >= 0, got {self.ray_learners}, "
+                              f"{self.ray_learner_cpus} and {self.ray_learner_gpus}")
+        if self.ray_learners and launched_world_size() > 1 and not in_ray_learner():
+            raise ConfigError("ray_learners starts the learner processes itself (placed by Ray); run the command without torchrun, "
+                              "or drop ray_learners to train on torchrun's processes")
         if not (math.isfinite(self.ray_timeout) and self.ray_timeout > 0):
             raise ConfigError(f"ray_timeout must be a number of seconds > 0, got {self.ray_timeout}")
         address = self.ray_address
@@ -92,6 +103,8 @@ class RolloutBackendOptions(SamplingBackendOptions):
         out = super().unread()
         if not self.ray:
             out |= dict.fromkeys(RAY_KEYS, "with ray=true")
+        elif not self.ray_learners:
+            out |= dict.fromkeys(("ray_learner_cpus", "ray_learner_gpus"), "with ray_learners > 0")
         if self.rollout_backend != "vllm":
             return out | dict.fromkeys(("vllm_weights_dir", "vllm_gpu_memory_utilization", "vllm_sleep"), "with rollout_backend=vllm")
         if self.vllm_mode == "colocate":

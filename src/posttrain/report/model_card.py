@@ -51,7 +51,16 @@ def _rank0() -> bool:
 
 def run_stage(spec, config):
     """`spec.runner(config)`, then (rank 0, training stages) final/README.md and, with push_to_hub,
-    the push; returns what the runner returns."""
+    the push; returns what the runner returns. With ray=true ray_learners=N all of that runs on N
+    learner processes that Ray places (train/ray_launch.py), and learner 0's result is returned."""
+    from posttrain.train.ray_launch import wants_ray_learners
+
+    if wants_ray_learners(config):
+        from functools import partial
+
+        from posttrain.train.ray_launch import run_on_learners
+
+        return run_on_learners(config, partial(run_stage, spec, config))
     pushing = bool(getattr(config, "push_to_hub", False)) and _rank0()
     repo_id = hub.create_repo(config.hub_model_id, config.hub_private_repo) if pushing else None
     result = spec.runner(config)

@@ -227,18 +227,10 @@ class RayBackend:
             for i in range(workers)]
         self.sync_weights()  # the actors start from random weights (or the checkpoint, for vLLM)
 
-    def _get(self, refs: list):
-        """ray.get, with an error raised in an actor re-raised as itself (its own one-line message)."""
-        try:
-            return self.ray.get(refs)
-        except self.ray.exceptions.RayTaskError as error:
-            cause = getattr(error, "cause", None)
-            raise (cause if isinstance(cause, Exception) else error) from None
-
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> GenerationOutput:
         shards = split_request(prompts, params, len(self.actors))
         refs = [actor.generate.remote(part, shard_params) for actor, (_, part, shard_params) in zip(self.actors, shards)]
-        return merge_outputs(list(zip([offset for offset, _, _ in shards], self._get(refs))))
+        return merge_outputs(list(zip([offset for offset, _, _ in shards], get_results(self.ray, refs))))
 
     def sync_weights(self) -> None:
         """The learner's full weights into the object store once; every actor loads that object.
@@ -247,8 +239,17 @@ class RayBackend:
 
         weights = {name: value.cpu() for name, value in policy_weights(self.policy).items()}
         ref = self.ray.put(weights)
-        self._get([actor.load_weights.remote(ref) for actor in self.actors])
+        get_results(self.ray, [actor.load_weights.remote(ref) for actor in self.actors])
         del ref
+
+
+def get_results(ray, refs: list) -> list:
+    """ray.get, with an error raised in an actor re-raised as itself (its own one-line message)."""
+    try:
+        return ray.get(refs)
+    except ray.exceptions.RayTaskError as error:
+        cause = getattr(error, "cause", None)
+        raise (cause if isinstance(cause, Exception) else error) from None
 
 
 def _this_node_ip(ray) -> str:
