@@ -1,6 +1,7 @@
 """GRPO with vLLM sampling the rollouts: colocated (the engine in the trainer's process) learns a
 simple reward; server mode (a `vllm serve` process started here, on 127.0.0.1) takes the pushed
-weights and gives the trainer's log-probs. Runs where vLLM is importable (.ci/run: .ci/extras/vllm-venv)."""
+weights and gives the trainer's log-probs; a vLLM engine in a Ray actor (ray=true) gives the
+colocated run's steps. Runs where vLLM is importable (.ci/run: .ci/extras/vllm-venv)."""
 
 from __future__ import annotations
 
@@ -171,3 +172,30 @@ def test_two_processes_sample_their_shares_from_one_server(small_llama, vllm_ser
     for a, b in zip(read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")):
         assert b["reward/mean"] == pytest.approx(a["reward/mean"], rel=1e-5)
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-3, abs=1e-6)
+
+
+def test_a_vllm_engine_in_a_ray_actor_gives_the_colocated_runs_steps(small_llama, setup, tmp_path):
+    """ray=true rollout_backend=vllm: the rollout actor builds its own vLLM engine from the checkpoint and
+    loads the learner's weights from the object store every round. A prompt's samples depend only on its
+    seed, so its run takes the steps of the colocated engine's run (in a loopback-only namespace:
+    tests/ray_isolation.py)."""
+    pytest.importorskip("ray", reason="ray not installed in the vLLM environment (constraints-vllm.txt pins it)")
+    from ray_isolation import PREFIX, isolated
+
+    if PREFIX is None:
+        pytest.skip("needs `unshare -n` (or `unshare -rn`) and `ip` for a loopback-only network namespace")
+    line = lambda out, *extra: " ".join([sys.executable, "-m", "posttrain", "grpo", *grpo_args(small_llama, setup, tmp_path / out,
+                                                                                             "max_steps=3", "learning_rate=3e-3", *extra)])
+    script = f"""
+{line("colocated")} > {tmp_path / "colocated.log"} 2>&1 || exit 11
+{line("ray", "ray=true", "ray_workers=1")} > {tmp_path / "ray.log"} 2>&1 || exit 12
+"""
+    proc = isolated(script, timeout=900)
+    logs = "".join((tmp_path / f"{name}.log").read_text()[-3000:] for name in ("colocated", "ray") if (tmp_path / f"{name}.log").exists())
+    assert proc.returncode == 0, logs + proc.stderr[-2000:]
+    colocated, ray = read_metrics(tmp_path / "colocated"), read_metrics(tmp_path / "ray")
+    assert len(colocated) == len(ray) == 3
+    for a, b in zip(colocated, ray):
+        for key in ("loss", "grad_norm", "reward/mean", "reward/std", "completion/mean_length", "mismatch/kl"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), (a["step"], key, a[key], b[key])
+        assert abs(b["mismatch/kl"]) < 1e-3 and "time/weight_sync_seconds" in b  # the actor's engine holds the policy
