@@ -1,5 +1,7 @@
-"""GRPO on the same global batch three ways: one process; two processes under torchrun (FSDP2, gloo,
-each half the prompts); one learner with two Ray rollout workers (ray=true, disaggregated placement).
+"""GRPO on the same global batch four ways: one process; two processes under torchrun (FSDP2, gloo,
+each half the prompts); one learner with two Ray rollout workers (ray=true, disaggregated placement);
+two learners that Ray places as a torch.distributed group (ray_learners=2, half the prompts each), each
+with one rollout actor beside it (half a CPU per actor: Ray sees the VM's 2 cores).
 Prints steps/s and where the time goes (metrics.jsonl's time/* of rank 0), medians over the steps
 after the first, and the ratios to the one-process run.
 
@@ -11,10 +13,11 @@ tokens, β = 0, one thread per process (torchrun: 2 processes x 1 thread; Ray: t
 plus 1 CPU per worker). On a machine with C cores, each side may use all C; on the 2-core VM two
 processes is the most either way.
 
-Measured 2026-12-05 on the idle 2-core VM (`--steps 5`):
-  one       0.308 steps/s (1.00x one process)  per step 3.24 s: rollout 1.53, training 1.70
-  torchrun  0.423 steps/s (1.37x one process)  per step 2.36 s: rollout 1.02, training 1.21
-  ray       0.292 steps/s (0.95x one process)  per step 3.42 s: weight sync 0.06, rollout 1.28, training 2.06
+Measured 2026-12-05 on the 2-core VM (`--steps 5`; the one other job on it paused):
+  one          0.355 steps/s (1.00x one process)  per step 2.82 s: rollout 1.21, training 1.59
+  torchrun     0.492 steps/s (1.39x one process)  per step 2.03 s: rollout 0.82, training 1.10
+  ray          0.383 steps/s (1.08x one process)  per step 2.61 s: weight sync 0.05, rollout 0.98, training 1.57
+  ray_learners 0.533 steps/s (1.50x one process)  per step 1.88 s: weight sync 0.10, rollout 0.73, training 0.96
 """
 
 from __future__ import annotations
@@ -35,12 +38,14 @@ PHASES = ("weight_sync", "rollout", "reward", "experience")
 
 def run(kind: str, args, work: Path) -> dict:
     out = work / kind
-    prompts = args.prompts // 2 if kind == "torchrun" else args.prompts
+    prompts = args.prompts // 2 if kind in ("torchrun", "ray_learners") else args.prompts
     values = {"model": "embedded", "dataset": "task:arithmetic", "output_dir": out, "max_steps": args.steps, "prompts_per_step": prompts,
               "num_generations": 8, "max_new_tokens": 96, "batch_size": 16, "learning_rate": 1e-6, "logging_steps": 1,
               "device": "cpu", "overwrite_output_dir": "true"}
     if kind == "ray":
         values |= {"ray": "true", "ray_workers": 2, "ray_placement": "disaggregate"}
+    if kind == "ray_learners":
+        values |= {"ray": "true", "ray_learners": 2, "ray_learner_cpus": 0.5, "ray_workers": 1, "ray_worker_cpus": 0.5}
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"] if kind == "torchrun" \
         else [sys.executable]
     command = [*launcher, "-m", "posttrain", "grpo", *(f"{k}={v}" for k, v in values.items())]
@@ -65,7 +70,7 @@ def main() -> None:
     parser.add_argument("--no-ray", action="store_true")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-scaling-"))
-    kinds = ["one", "torchrun"] + ([] if args.no_ray else ["ray"])
+    kinds = ["one", "torchrun"] + ([] if args.no_ray else ["ray", "ray_learners"])
     results = {kind: run(kind, args, work) for kind in kinds}
     print(f"command: {shlex.join(['python', *sys.argv])}")
     print(f"GRPO, embedded model, {args.prompts} prompts x G=8 per step (global), <= 96 new tokens; medians of steps 2..{args.steps}")
@@ -73,7 +78,7 @@ def main() -> None:
     for kind, r in results.items():
         p = r["phases"]
         training = r["step"] - p["experience"]
-        print(f"  {kind:9s} {1 / r['step']:.3f} steps/s ({one / r['step']:.2f}x one process)  per step {r['step']:.2f} s: "
+        print(f"  {kind:12s} {1 / r['step']:.3f} steps/s ({one / r['step']:.2f}x one process)  per step {r['step']:.2f} s: "
               f"weight sync {p['weight_sync']:.2f}, rollout {p['rollout']:.2f}, reward {p['reward']:.2f}, "
               f"other experience {p['experience'] - p['rollout'] - p['reward'] - p['weight_sync']:.2f}, training {training:.2f}")
 
