@@ -148,15 +148,6 @@ def run_cli(*args: str, env: dict | None = None, timeout: int = 300) -> subproce
     return subprocess.run([sys.executable, "-m", "posttrain", *args], capture_output=True, text=True, env=full_env, timeout=timeout, cwd=REPO)
 
 
-def run_torchrun(stage: str, values: dict, nproc: int = 2, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    """`posttrain STAGE key=value ...` under `torchrun --standalone --nproc-per-node NPROC` (CPU, gloo, 1 thread
-    each), capturing output."""
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
-                           "-m", "posttrain", stage, *(f"{k}={v}" for k, v in values.items())],
-                          capture_output=True, text=True, env=full_env, cwd=REPO, timeout=timeout)
-
-
 def say_something_setup(folder, rewards: str, name: str = "rewards.py") -> tuple[str, str]:
     """(a prompts file of 16 "Say something i:" rows, a rewards module holding the code `rewards`) in
     `folder`: the online-RL tests' data for a tiny random model."""
@@ -285,39 +276,6 @@ def pipeline_file(tmp_path, model, **grpo_extra) -> str:
     path = tmp_path / "pipe.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return str(path)
-
-
-# tests/unit/algorithms/test_prm.py, tests/e2e/test_prm.py
-def prm_config(**values):
-    from posttrain.algorithms.prm import PRMConfig
-    from posttrain.config import build_config
-
-    defaults = dict(dataset="unused.jsonl", max_length=256, batch_size=16, logging_steps=8, device="cpu",
-                    lr_scheduler="constant")
-    return build_config(PRMConfig, {**defaults, **values})
-
-
-def think_lines(text: str) -> list[str]:
-    return text.split("<think>\n", 1)[1].split("\n</think>", 1)[0].split("\n")
-
-
-def stepwise_rows(n: int, seed: int) -> list[dict]:
-    """Worked arithmetic solutions as steps. A sloppy solution (worked_solution with slips) is bad
-    from its first wrong line on (Math-Shepherd's labels: it can no longer reach the answer), and
-    its writer hedges ("maybe") once slipped: a cue a tiny random model can learn at the step's own
-    separator; the arithmetic itself it cannot."""
-    from posttrain.tasks.arithmetic import make_problem, worked_solution
-
-    rng = random.Random(seed)
-    rows = []
-    for _ in range(n):
-        problem = make_problem(rng, rng.choice((1, 2, 3)))
-        clean = think_lines(worked_solution(problem)[0])
-        steps = think_lines(worked_solution(problem, rng, slip_prob=0.25)[0]) if rng.random() < 0.5 else clean
-        first = next((k for k, (a, b) in enumerate(zip(steps, clean)) if a != b), min(len(steps), len(clean)))
-        rows.append({"prompt": problem.question, "completions": [("maybe " if k >= first else "") + s for k, s in enumerate(steps)],
-                     "labels": [k < first for k in range(len(steps))]})
-    return rows
 
 
 # tests/unit/rewards/test_process.py, tests/e2e/test_ppo_process_reward.py

@@ -1,14 +1,21 @@
-"""Run a function in two gloo processes on 127.0.0.1 and collect what each returns (a picklable value:
-plain lists, not tensors, since a tensor sent through a queue is shared by file descriptor and is gone
-when its process exits). Fails at once when a process dies (gloo aborts on mismatched collectives)."""
+"""Several gloo processes on 127.0.0.1: a function run in two of them, collecting what each returns (a
+picklable value: plain lists, not tensors, since a tensor sent through a queue is shared by file
+descriptor and is gone when its process exits; fails at once when a process dies, as gloo aborts on
+mismatched collectives); and a `posttrain` command under torchrun."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
+from pathlib import Path
 from queue import Empty
 
 import torch.distributed as dist
 import torch.multiprocessing as mp
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _worker(target, rank: int, port: int, queue) -> None:
@@ -44,3 +51,12 @@ def run_in_two_processes(target, timeout: float = 120.0) -> dict:
         w.join(timeout=60)
         assert w.exitcode == 0
     return results
+
+
+def run_torchrun(stage: str, values: dict, nproc: int = 2, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`posttrain STAGE key=value ...` under `torchrun --standalone --nproc-per-node NPROC` (CPU, gloo, 1 thread
+    each), capturing output."""
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
+                           "-m", "posttrain", stage, *(f"{k}={v}" for k, v in values.items())],
+                          capture_output=True, text=True, env=full_env, cwd=REPO, timeout=timeout)

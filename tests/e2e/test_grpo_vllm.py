@@ -17,7 +17,8 @@ import torch
 
 pytest.importorskip("vllm", reason="vLLM not installed here: .ci/run installs it in .ci/extras/vllm-venv (bash install.sh vllm)")
 
-from conftest import read_metrics, run_cli, run_torchrun, say_something_setup  # noqa: E402
+from conftest import read_metrics, run_cli, say_something_setup  # noqa: E402
+from gloo_processes import run_torchrun  # noqa: E402
 from tiny_tokenizers import llama3_tokenizer, save_tokenizer  # noqa: E402
 
 pytestmark = pytest.mark.vllm

@@ -12,14 +12,14 @@ a process sampling its share draws what one process draws for the whole batch; b
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import REPO, final_weights, read_metrics, run_cli, say_something_setup
+from conftest import final_weights, read_metrics, run_cli, say_something_setup
+from gloo_processes import run_torchrun
+from reward_model_dirs import make_reward_model_dir
 
 REWARDS = '''
 def letter_a(prompts, completions, **columns):
@@ -48,24 +48,11 @@ def setup(tmp_path):
     return say_something_setup(tmp_path, REWARDS)
 
 
-def reward_model_dir(tiny_llama: str, folder) -> str:
-    """A random reward model on the tiny Llama, saved as `posttrain rm` saves one."""
-    from posttrain.models.loading import load_tokenizer
-    from posttrain.models.reward_model import load_reward_model
-
-    torch.manual_seed(5)
-    model = load_reward_model(tiny_llama, pad_token_id=load_tokenizer(tiny_llama).pad_token_id)
-    torch.nn.init.normal_(model.score.weight, std=1.0)  # rewards that differ between completions
-    model.save_pretrained(folder)
-    load_tokenizer(tiny_llama).save_pretrained(folder)
-    return str(folder)
-
-
 @pytest.mark.parametrize("case", CASES)
 def test_two_processes_take_the_steps_of_one_with_the_combined_batch(tiny_llama, setup, tmp_path, case):
     prompts, rewards = setup
     stage, extra = CASES[case]
-    rm = reward_model_dir(tiny_llama, tmp_path / "rm") if case == "ppo_reward_model" else None
+    rm = make_reward_model_dir(tmp_path / "rm", seed=5) if case == "ppo_reward_model" else None
     extra = [arg.format(rewards=rewards, rm=rm) for arg in extra]
     scored_by = [] if rm else [f"reward_funcs=[{rewards}:letter_a]"]
     per_process = 2
@@ -74,10 +61,7 @@ def test_two_processes_take_the_steps_of_one_with_the_combined_batch(tiny_llama,
             "device=cpu", "seed=3", *extra]
     one = run_cli(stage, *args, f"output_dir={tmp_path / 'one'}", f"prompts_per_step={2 * per_process}")
     assert one.returncode == 0, one.stderr[-3000:]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                          "-m", "posttrain", stage, *args, f"output_dir={tmp_path / 'two'}", f"prompts_per_step={per_process}"],
-                         capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    two = run_torchrun(stage, dict(arg.split("=", 1) for arg in args) | {"output_dir": tmp_path / "two", "prompts_per_step": per_process})
     if two.returncode != 0:
         pytest.fail(two.stderr[-3000:])
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 from transformers import AutoModelForTokenClassification
 
-from conftest import prm_config, read_metrics, run_cli, stepwise_rows, write_jsonl
+from conftest import read_metrics, run_cli, write_jsonl
+from prm_data import prm_config, stepwise_rows
 from posttrain.algorithms.prm import (
     ProcessRewardModeling, build_prm, load_items, run_prm,
 )

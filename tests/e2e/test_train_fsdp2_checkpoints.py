@@ -9,7 +9,8 @@ import torch
 import torch.distributed.checkpoint as dcp
 from transformers import AutoModelForCausalLM
 
-from conftest import final_weights, read_metrics, run_torchrun, sft_rows, without_timing, write_jsonl
+from conftest import final_weights, read_metrics, sft_rows, without_timing, write_jsonl
+from gloo_processes import run_torchrun
 from posttrain.train.loop import STOP_ENV
 
 

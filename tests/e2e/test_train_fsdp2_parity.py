@@ -16,7 +16,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import preference_rows, ranking_rows, read_metrics, run_torchrun, stepwise_rows, write_jsonl
+from conftest import preference_rows, ranking_rows, read_metrics, write_jsonl
+from prm_data import stepwise_rows
+from gloo_processes import run_torchrun
 
 TRAINING = dict(max_length=128, learning_rate=1e-2, lr_scheduler="cosine", warmup_steps=1, logging_steps=1,
                 device="cpu", seed=5, max_steps=4, eval_steps=4, gradient_accumulation_steps=2)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import prm_config, stepwise_rows, write_jsonl
+from conftest import write_jsonl
+from prm_data import prm_config, stepwise_rows
 from posttrain.algorithms.prm import (
     IGNORE_INDEX, ProcessRewardModeling, build_prm, collate_steps, load_items, tokenize_row,
 )
