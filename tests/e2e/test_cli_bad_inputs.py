@@ -158,6 +158,9 @@ CASES = [
     Case("ppo-unknown-tracker", "config", ["ppo", "report_to=[tensorboard,comet]"], ["report_to", "comet", "trackio"]),  # issue 18
     Case("grpo-unread-option", "config", ["grpo", "overlong_penalty=2.0"], ["overlong_penalty"]),
     Case("ppo-ptx-without-data", "config", ["ppo", "ptx_coef=1.0"], ["ptx_dataset"]),
+    Case("grpo-ptx-without-data", "config", ["grpo", "ptx_coef=0.5"], ["ptx_dataset"]),
+    Case("rloo-ptx-negative", "config", ["rloo", "ptx_coef=-1", "ptx_dataset=task:web_form"], ["ptx_coef must be >= 0"]),
+    Case("grpo-ptx-data-without-coef", "config", ["grpo", "ptx_dataset=task:web_form"], ["ptx_dataset", "ptx_coef > 0"]),
     # ray=true (docs/ray.md): its options, checked before Ray is imported; a cluster nobody answers at
     Case("grpo-ray-zero-workers", "config", ["grpo", "ray=true", "ray_workers=0"], ["ray_workers must be >= 1"]),
     Case("grpo-ray-address-without-port", "config", ["grpo", "ray=true", "ray_address=headnode"], ["ray_address must be HOST:PORT", "6379"]),

@@ -42,11 +42,11 @@ def setup(tmp_path):
     return say_something_setup(tmp_path, REWARDS)
 
 
-def grpo_config(model, prompts, rewards, out, **values) -> GRPOConfig:
+def grpo_config(model, prompts, rewards, out, config_class=GRPOConfig, **values) -> GRPOConfig:
     defaults = dict(model=model, dataset=prompts, reward_funcs=[f"{rewards}:letter_a"], output_dir=str(out),
                     max_steps=2, prompts_per_step=4, num_generations=4, max_new_tokens=12, max_length=64,
                     batch_size=8, learning_rate=1e-3, logging_steps=1, device="cpu")
-    return build_config(GRPOConfig, {**defaults, **values})
+    return build_config(config_class, {**defaults, **values})
 
 
 def test_metrics_users_need_are_logged(tiny_llama, setup, tmp_path):
@@ -81,6 +81,24 @@ def test_all_equal_rewards_divide_by_nothing(tiny_llama, setup, tmp_path):
     first = read_metrics(tmp_path / "run")[0]
     assert first["groups/zero_std_fraction"] == 1.0
     assert first["advantage/abs_mean"] == 0.0 and first["grad_norm"] == 0.0 and first["loss"] == 0.0
+
+
+@pytest.mark.parametrize("stage", ["grpo", "rloo"])
+def test_ptx_term_is_the_whole_loss_when_the_rewards_are_flat(tiny_llama, setup, tmp_path, stage):
+    """PPO-ptx in GRPO / RLOO: with a constant reward every advantage is 0, so the logged loss is exactly
+    γ × ptx_loss (one micro-batch a step), the gradient is the SFT loss's and the SFT data's loss falls."""
+    from conftest import sft_rows
+    from posttrain.algorithms.grpo import RLOOConfig, run_rloo
+
+    prompts, rewards = setup
+    sft = write_jsonl(tmp_path / "sft.jsonl", sft_rows(8))
+    values = dict(reward_funcs=[f"{rewards}:constant"], ptx_coef=0.5, ptx_dataset=sft, max_steps=4, batch_size=16)
+    config_class, run = (GRPOConfig, run_grpo) if stage == "grpo" else (RLOOConfig, run_rloo)
+    run(grpo_config(tiny_llama, prompts, rewards, tmp_path / "run", config_class, **values))
+    records = read_metrics(tmp_path / "run")
+    assert all(r["advantage/abs_mean"] == 0.0 and r["grad_norm"] > 0 for r in records)
+    assert all(r["loss"] == pytest.approx(0.5 * r["ptx_loss"], rel=1e-5) for r in records)
+    assert records[-1]["ptx_loss"] < records[0]["ptx_loss"]  # the next-token loss on the SFT data falls
 
 
 def test_dynamic_sampling_drops_flat_groups_up_to_its_cap(tiny_llama, setup, tmp_path):

@@ -19,6 +19,9 @@ object with a critic. The loss (losses/policy.py) is one function whose options 
 variants disagree: `loss_type` (aggregation: grpo = sequence mean then mean; token_mean =
 DAPO/BNPO; dr_grpo = a constant normaliser), `kl_estimator` k3 / k1 with `beta` (β = 0 loads no reference model),
 `ratio_level` token / sequence (GSPO), `epsilon_low` / `epsilon_high` (clip-higher).
+PPO-ptx (`ptx_coef`, `ptx_dataset`) adds γ × the next-token loss of input-output data to every
+micro-batch, as in PPO: where every sample of a group writes the same tokens (an agent's tool
+protocol) their advantages cancel, and nothing else holds those tokens while the rest move.
 
 Why the logged loss sits near 0: with μ = 1 the policy is the one that sampled, so every ratio is 1
 and the surrogate equals −A; group-normalised advantages average to 0 over each group, so the loss
@@ -34,7 +37,7 @@ from posttrain.config import option
 from posttrain.errors import ConfigError
 from posttrain.online.algorithm import OnlineParts, OnlineRL
 from posttrain.online.estimators import ESTIMATORS
-from posttrain.online.options import PolicyLossOptions, RolloutOptions, reject_unread
+from posttrain.online.options import PolicyLossOptions, PtxOptions, RolloutOptions, reject_unread
 from posttrain.online.source import OnlineSource
 from posttrain.options import RefSyncOptions, output_dir_option, restate
 from posttrain.rewards import RewardFunctions
@@ -46,7 +49,7 @@ ADVANTAGES = tuple(name for name, e in ESTIMATORS.items() if e.critic != "requir
 
 
 @dataclass
-class GRPOConfig(PolicyLossOptions, RefSyncOptions, RolloutOptions):
+class GRPOConfig(PtxOptions, PolicyLossOptions, RefSyncOptions, RolloutOptions):
     output_dir: str = output_dir_option("grpo")
     advantage: str = option("grpo", "Advantage estimator: grpo (group-normalised), rloo (leave-one-out), reinforce (mean baseline), reinforce_pp (REINFORCE++, beta goes into the token rewards), remax (the greedy completion's reward as the baseline), p3o (pairwise: the reward difference to the prompt's other samples, beta in the reward).", choices=ADVANTAGES)
     scale_rewards: str = option("group", "grpo advantages: divide by the group's std, the batch's std, or none (Dr.GRPO).", choices=("group", "batch", "none"))
@@ -100,10 +103,10 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def grpo_algorithm(config: GRPOConfig, tokenizer, rewards: RewardFunctions) -> OnlineRL:
+def grpo_algorithm(config: GRPOConfig, tokenizer, rewards: RewardFunctions, ptx_rows: list | None = None) -> OnlineRL:
     """GRPO and its family: OnlineRL with no critic; REINFORCE++ puts beta into the token rewards."""
     kl_in_reward = ESTIMATORS[config.advantage].kl_in_reward and config.beta > 0
-    return OnlineRL(config, tokenizer, rewards, OnlineParts(reward_kl="beta" if kl_in_reward else None))
+    return OnlineRL(config, tokenizer, rewards, OnlineParts(reward_kl="beta" if kl_in_reward else None, ptx_rows=ptx_rows or []))
 
 
 def load_prompts(config):
@@ -112,6 +115,19 @@ def load_prompts(config):
     rows = load_prompt_rows(config.dataset, config.dataset_split, "online RL needs", options=config)
     rewards = None if getattr(config, "reward_model", None) else RewardFunctions.from_options(config, config.dataset)
     return tokenizer, rows, rewards
+
+
+def load_ptx_rows(config, tokenizer) -> list:
+    """PPO-ptx's input-output data as one-example micro-batch rows (none with ptx_coef = 0), tokenized
+    the way SFT tokenizes it (loss on the completion only)."""
+    if config.ptx_coef <= 0:
+        return []
+    from types import SimpleNamespace
+
+    from posttrain.algorithms.sft import load_examples
+
+    options = SimpleNamespace(max_length=config.max_length, truncation=True, completion_only_loss=True, dataset_num_proc=1)
+    return [[ex] for ex in load_examples(tokenizer, config.ptx_dataset, None, options)]
 
 
 def eval_rows(config) -> list[dict]:
@@ -136,7 +152,7 @@ def train_online(config, algorithm: OnlineRL, rows: list[dict], tokenizer, build
 def run_grpo(config: GRPOConfig) -> dict:
     """Train and save to output_dir; returns the last logged metrics."""
     tokenizer, rows, rewards = load_prompts(config)
-    return train_online(config, grpo_algorithm(config, tokenizer, rewards), rows, tokenizer,
+    return train_online(config, grpo_algorithm(config, tokenizer, rewards, load_ptx_rows(config, tokenizer)), rows, tokenizer,
                         build_model=lambda: load_model_for(config, device="cpu"))
 
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from posttrain.algorithms.grpo import load_prompts, train_online
+from posttrain.algorithms.grpo import load_prompts, load_ptx_rows, train_online
 from posttrain.config import option
 from posttrain.online.algorithm import OnlineParts, OnlineRL
 from posttrain.online.critic import Critic
@@ -119,14 +119,6 @@ def run_ppo(config: PPOConfig) -> dict:
         from posttrain.rewards.process import ProcessRewardModel
 
         process_rewards = ProcessRewardModel(config.process_reward_model, config.step_separator, config.device, config.batch_size)
-    ptx_rows = []
-    if config.ptx_coef > 0:
-        from types import SimpleNamespace
-
-        from posttrain.algorithms.sft import load_examples
-
-        options = SimpleNamespace(max_length=config.max_length, truncation=True, completion_only_loss=True, dataset_num_proc=1)
-        ptx_rows = [[ex] for ex in load_examples(tokenizer, config.ptx_dataset, None, options)]
-    algorithm = ppo_algorithm(config, tokenizer, rewards, ptx_rows, process_rewards)
+    algorithm = ppo_algorithm(config, tokenizer, rewards, load_ptx_rows(config, tokenizer), process_rewards)
     return train_online(config, algorithm, rows, tokenizer,
                         build_model=lambda: algorithm.critic.attach(load_model_for(config, device="cpu")))
