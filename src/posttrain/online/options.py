@@ -56,7 +56,7 @@ class RolloutBackendOptions(SamplingBackendOptions):
     ray_worker_cpus: float = option(1.0, "CPUs each rollout actor reserves.")
     ray_worker_gpus: float = option(0.0, "GPUs each rollout actor reserves (a fraction such as 0.2 shares a GPU with the trainer under colocate; 0: CPU sampling).")
     ray_timeout: float = option(120.0, "Seconds to wait for the cluster to place the actors before stopping with a message that says what it has.")
-    ray_learners: int = option(0, "Learner processes that Ray places as one torch.distributed group (FSDP2; gloo on CPU, NCCL on GPU) instead of this process or torchrun's: each trains its share of the batch and samples on its own ray_workers actors (docs/ray.md). 0: this process (or each torchrun process) is a learner.")
+    ray_learners: int = option(0, "Learner processes that Ray places as one torch.distributed group (FSDP2; gloo on CPU, NCCL on GPU) instead of this process or torchrun's: each trains its share of the batch and samples on its own ray_workers actors. 0: this process (or each torchrun process) is a learner.")
     ray_learner_cpus: float = option(1.0, "CPUs each Ray-placed learner reserves (with ray_learners > 0).")
     ray_learner_gpus: float = option(0.0, "GPUs each Ray-placed learner reserves (with ray_learners > 0; 1 on a GPU cluster).")
 
