@@ -1,5 +1,5 @@
-"""Learning runs of the two embedded agent environments: each recipe as shipped (SFT on the gold
-tool-use traces, then GRPO in the environment), printing held-out success / milestone reward at the
+"""Learning runs of the two embedded agent environments: each recipe as shipped (SFT on its tool-use
+demonstrations, then GRPO in the environment), printing held-out success / milestone reward at the
 SFT start and after GRPO.
 
     python benchmarks/agent_envs.py calculator                      # posttrain pipeline calculator

@@ -18,8 +18,10 @@ is saved under the asked name after the form was submitted with the asked value:
 
 A wrong action (an unknown page or field, nothing to submit or save) raises ValueError with a
 one-line reason; the agent's tool box shows it to the model as an error observation. `Browser` is
-the state machine; the gold trace of each row is made by running it (so trace and world agree), as
-structured `tool_calls` the chat template renders in its own format. The environment serving these
+the state machine; the demonstration of each row is made by running it (so trace and world agree), as
+structured `tool_calls` the chat template renders in its own format. The demonstrations are a careless
+teacher's: two in three stop after submitting, with a plain reply and no save, so imitation saves a
+third of the time and only the environment's reward teaches the rest. The environment serving these
 rows is agents/web_form.py.
 """
 
@@ -42,6 +44,11 @@ FORMS: dict[str, tuple[str, object]] = {
 }
 SUBMIT = {"role": "button", "name": "submit"}
 TOOL_NAMES = ("open", "click", "type", "submit", "save")
+# The demonstrations are a careless teacher's: two in three stop after submitting, without saving the
+# receipt. Imitation reproduces that; only the environment's reward (file 0.3, goal 0.2) says to save.
+# (Below 1/2, so a greedy episode of the imitating model stops: at 1/2 greedy decoding sits on a knife edge.)
+DEMO_SAVE_RATE = 1 / 3
+CARELESS_REPLY = "Sent."
 _SCHEMAS: list[dict] = []
 
 
@@ -157,23 +164,26 @@ def expected_of(want: dict) -> dict:
     return {"url": want["url"], "click": dict(SUBMIT), "fields": [want["field"]], "file_extension": ".txt"}
 
 
-def gold_actions(want: dict) -> list[list[tuple[str, dict]]]:
-    """The gold episode, one list of calls per assistant turn: open; type and submit; save."""
+def gold_actions(want: dict, saves: bool = True) -> list[list[tuple[str, dict]]]:
+    """The gold episode, one list of calls per assistant turn: open; type and submit; save (the careless
+    teacher's episode stops before the save)."""
     return [[("open", {"url": want["url"]})],
             [("type", {"field": want["field"], "text": want["value"]}), ("submit", {})],
-            [("save", {"file": want["file"]})]]
+            *([[("save", {"file": want["file"]})]] if saves else [])]
 
 
-def gold_trace(want: dict) -> tuple[list[dict], list[dict]]:
-    """The gold completion (assistant tool calls, tool results, a final "done") and its events, made
-    by running the calls on a Browser."""
+def gold_trace(want: dict, saves: bool = True) -> tuple[list[dict], list[dict]]:
+    """The teacher's completion (assistant tool calls and tool results; a careless one ends with a plain
+    reply after submitting) and its events, made by running the calls on a Browser."""
     browser, messages = Browser(want), []
-    for calls in gold_actions(want):
+    for calls in gold_actions(want, saves):
         messages.append({"role": "assistant", "content": "",
                          "tool_calls": [tool_call(name, **args) for name, args in calls]})
         for name, args in calls:
             messages.append({"role": "tool", "name": name, "content": getattr(browser, name)(**args)})
-    assert browser.goal_reached()
+    if not saves:
+        messages.append({"role": "assistant", "content": CARELESS_REPLY})
+    assert browser.goal_reached() == saves
     return messages, browser.events
 
 
@@ -186,15 +196,15 @@ def tool_schemas() -> list[dict]:
     return copy.deepcopy(_SCHEMAS)
 
 
-def make_row(want: dict) -> dict:
-    completion, _ = gold_trace(want)
+def make_row(want: dict, saves: bool = True) -> dict:
+    completion, _ = gold_trace(want, saves)
     return {"prompt": [{"role": "user", "content": question(want)}], "completion": completion,
             "tools": tool_schemas(), "expected": expected_of(want), "want": dict(want)}
 
 
 def make_example(rng: random.Random) -> tuple[str, dict]:
     want = make_want(rng)
-    return question(want), make_row(want)
+    return question(want), make_row(want, saves=rng.random() < DEMO_SAVE_RATE)
 
 
 # ------------------------------------------------------------------------------------- scorers

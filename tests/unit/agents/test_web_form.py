@@ -76,13 +76,16 @@ def test_episodes_are_independent_and_need_the_want_column():
         WebFormEnvironment().reset({"prompt": "x"})
 
 
-def test_sft_trace_and_rollout_render_the_same_tokens():
+@pytest.mark.parametrize("saves", [True, False])
+def test_sft_trace_and_rollout_render_the_same_tokens(saves):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(EMBEDDED_MODEL_DIR)
-    env = WebFormEnvironment()
-    messages = env.reset(ROW)
-    for reply in GOLD:
-        messages += [{"role": "assistant", "content": reply}] + env.step(reply).messages
+    row, env = make_row(WANT, saves), WebFormEnvironment()
+    messages = env.reset(row)
+    for reply in GOLD if saves else GOLD[:2] + ["Sent."]:  # the careless teacher stops after submitting
+        turn = env.step(reply)
+        messages += [{"role": "assistant", "content": reply}] + turn.messages
+    assert turn.done and turn.info["success"] is saves
     rollout = tokenizer.apply_chat_template(messages, tools=[tool_schema(t) for t in env.tools], tokenize=False)
-    assert rollout == tokenizer.apply_chat_template(ROW["prompt"] + ROW["completion"], tools=ROW["tools"], tokenize=False)
+    assert rollout == tokenizer.apply_chat_template(row["prompt"] + row["completion"], tools=row["tools"], tokenize=False)

@@ -63,21 +63,26 @@ def test_wrong_actions_raise_a_one_line_reason(actions, message):
     assert b.events == events  # a wrong action leaves no event
 
 
-def test_rows_expected_and_gold_traces():
+def test_rows_expected_and_the_careless_teachers_traces():
     rows = get_task("web_form").rows("train", 300)
     assert {r["want"]["url"] for r in rows} == set(FORMS)
-    for row in rows[:50]:
+    saved = [r["completion"][-1]["role"] == "tool" for r in rows]
+    assert 0.25 < sum(saved) / len(rows) < 0.42  # DEMO_SAVE_RATE = 1/3: two demonstrations in three skip the save
+    for row, saves in zip(rows[:50], saved):
         want = row["want"]
         assert row["prompt"][0]["content"] == f"{want['url']}: {want['field']} {want['value']}, submit, save {want['file']}"
         assert row["expected"] == {"url": want["url"], "click": {"role": "button", "name": "submit"},
                                    "fields": [want["field"]], "file_extension": ".txt"}
-        names = [[c["function"]["name"] for c in m["tool_calls"]] for m in row["completion"] if m["role"] == "assistant"]
-        assert names == [["open"], ["type", "submit"], ["save"]]
-        assert [m["content"] for m in row["completion"] if m["role"] == "tool"] == [
-            f"textbox {want['field']}, button submit", "ok", "sent", "saved"]
+        names = [[c["function"]["name"] for c in m.get("tool_calls", [])] for m in row["completion"]
+                 if m["role"] == "assistant"]
+        assert names == [["open"], ["type", "submit"], ["save"] if saves else []]
+        results = [m["content"] for m in row["completion"] if m["role"] == "tool"]
+        assert results == [f"textbox {want['field']}, button submit", "ok", "sent", *(["saved"] if saves else [])]
+        assert saves or row["completion"][-1] == {"role": "assistant", "content": "Sent."}
         assert [t["function"]["name"] for t in row["tools"]] == ["open", "click", "type", "submit", "save"]
-        _, events = gold_trace(want)
-        assert SEED.score(events, row["expected"]) == pytest.approx(1.0)
+        _, events = gold_trace(want, saves)
+        # nav 0.1 + ui 0.2 + form 0.2; the save adds file 0.3 and goal 0.2
+        assert SEED.score(events, row["expected"]) == pytest.approx(1.0 if saves else 0.5)
 
 
 def test_whole_gold_trace_fits_the_embedded_model():
