@@ -44,9 +44,8 @@ FORMS: dict[str, tuple[str, object]] = {
 }
 SUBMIT = {"role": "button", "name": "submit"}
 TOOL_NAMES = ("open", "click", "type", "submit", "save")
-# The demonstrations are a careless teacher's: two in three stop after submitting, without saving the
-# receipt. Imitation reproduces that; only the environment's reward (file 0.3, goal 0.2) says to save.
-# (Below 1/2, so a greedy episode of the imitating model stops: at 1/2 greedy decoding sits on a knife edge.)
+# The careless teacher's share of demonstrations that save (module docstring). Below 1/2, so the imitating
+# model's greedy episodes stop: at 1/2 greedy decoding sits on a knife edge.
 DEMO_SAVE_RATE = 1 / 3
 CARELESS_REPLY = "Sent."
 _SCHEMAS: list[dict] = []
@@ -165,8 +164,8 @@ def expected_of(want: dict) -> dict:
 
 
 def gold_actions(want: dict, saves: bool = True) -> list[list[tuple[str, dict]]]:
-    """The gold episode, one list of calls per assistant turn: open; type and submit; save (the careless
-    teacher's episode stops before the save)."""
+    """The teacher's episode, one list of calls per assistant turn: open; type and submit; save (a careless
+    one stops before the save)."""
     return [[("open", {"url": want["url"]})],
             [("type", {"field": want["field"], "text": want["value"]}), ("submit", {})],
             *([[("save", {"file": want["file"]})]] if saves else [])]
